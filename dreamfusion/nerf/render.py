@@ -1,0 +1,150 @@
+"""Volume rendering of a field inside the unit ball, with DreamFusion's three shading modes.
+
+- albedo: the field's colour, unlit;
+- lambertian: albedo · (ambient + diffuse · max(0, n·l)) with a point light l;
+- textureless: the same light on a white albedo, so only geometry shows (DreamFusion's geometry renders).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dreamfusion.nerf.cameras import Cameras, rays
+from dreamfusion.nerf.field import finite_difference_normals, safe_normalize
+
+FieldFn = Callable[[Tensor], tuple[Tensor, Tensor]]  # points [N, 3] → σ [N], albedo [N, 3]
+BackgroundFn = Callable[[Tensor], Tensor]  # directions [N, 3] → colour [N, 3]
+
+SHADING_MODES = ("albedo", "lambertian", "textureless")
+
+
+@dataclass
+class Lighting:
+    shading: str  # one of SHADING_MODES
+    light_position: Tensor | None  # [B, 3] point light per view; None for albedo
+    ambient: float = 0.45
+    diffuse: float = 0.55
+
+
+@dataclass
+class RenderOutput:
+    rgb: Tensor  # [B, 3, H, W] in [0, 1]
+    opacity: Tensor  # [B, 1, H, W] accumulated weight
+    normal: Tensor | None  # [B, 3, H, W] weight-averaged world normals, None when not computed
+    orientation: Tensor  # [] DreamFusion orientation penalty Σ w·max(0, n·d)², mean over rays
+    opacity_entropy: Tensor  # [] binary entropy of opacity, mean over rays
+
+
+def ray_sphere(origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
+    """Near/far distances of each ray through the unit ball; rays that miss get near = far (zero length)."""
+    b = (origins * dirs).sum(-1)
+    c = (origins * origins).sum(-1) - 1.0
+    disc = b * b - c
+    root = disc.clamp_min(0).sqrt()
+    near = (-b - root).clamp_min(0)
+    far = torch.where(disc > 0, -b + root, near)
+    return near, far
+
+
+def sample_along(near: Tensor, far: Tensor, n: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Stratified depths [R, S] (jittered by `generator`, bin centres without one) and their spacing [R, 1]."""
+    bins = torch.arange(n, device=near.device, dtype=near.dtype)
+    if generator is None:
+        u = torch.full((near.shape[0], n), 0.5, device=near.device)
+    else:
+        u = torch.rand(near.shape[0], n, generator=generator).to(near.device)
+    delta = ((far - near) / n)[:, None]
+    return near[:, None] + delta * (bins + u), delta
+
+
+def shade(albedo: Tensor, normals: Tensor | None, points: Tensor, light: Lighting, view: Tensor) -> Tensor:
+    """Colour at each sample: albedo [R, S, 3], normals [R, S, 3], points [R, S, 3], view index of each ray [R]."""
+    if light.shading == "albedo":
+        return albedo
+    to_light = safe_normalize(light.light_position[view][:, None, :] - points)  # [R, S, 3]
+    lit = light.ambient + light.diffuse * (normals * to_light).sum(-1, keepdim=True).clamp_min(0)  # [R, S, 1]
+    if light.shading == "textureless":
+        return lit.expand_as(albedo)
+    return albedo * lit
+
+
+def composite(sigma: Tensor, delta: Tensor) -> Tensor:
+    """Weights w_i = T_i(1 − exp(−σ_i δ_i)), T_i the transmittance before sample i: [R, S]."""
+    alpha = 1 - torch.exp(-sigma * delta)
+    trans = torch.cumprod(torch.cat([torch.ones_like(alpha[:, :1]), 1 - alpha + 1e-10], -1), -1)[:, :-1]
+    return alpha * trans
+
+
+def render(field: FieldFn, background: BackgroundFn, cams: Cameras, resolution: int, samples: int,
+           light: Lighting, generator: torch.Generator | None = None, bg_color: Tensor | None = None,
+           normal_step: float = 1 / 64, need_normals: bool = True) -> RenderOutput:
+    b, hw = len(cams), resolution * resolution
+    origins, dirs = (x.reshape(-1, 3) for x in rays(cams, resolution))  # [R, 3], R = B·H·W
+    near, far = ray_sphere(origins, dirs)
+    depth, delta = sample_along(near, far, samples, generator)  # [R, S], [R, 1]
+    points = (origins[:, None] + dirs[:, None] * depth[..., None]).clamp(-1, 1)  # [R, S, 3]
+    flat = points.reshape(-1, 3)
+    normals_needed = need_normals or light.shading != "albedo"
+    if normals_needed:
+        sigma, albedo, normals = _field_with_normals(field, flat, normal_step)
+        normals = normals.view(points.shape)
+    else:
+        sigma, albedo = field(flat)
+        normals = None
+    sigma, albedo = sigma.view(depth.shape), albedo.view(points.shape)
+    view = torch.arange(b, device=dirs.device).repeat_interleave(hw)  # [R]
+    colour = shade(albedo, normals, points, light, view)
+    w = composite(sigma, delta)  # [R, S]
+    acc = w.sum(-1, keepdim=True)  # [R, 1]
+    bg = background(dirs) if bg_color is None else bg_color.to(dirs).expand_as(dirs)
+    rgb = (w[..., None] * colour).sum(1) + (1 - acc) * bg  # [R, 3]
+    return RenderOutput(
+        rgb=_to_image(rgb, b, resolution),
+        opacity=_to_image(acc, b, resolution),
+        normal=None if normals is None else _to_image((w[..., None] * normals).sum(1), b, resolution),
+        orientation=_orientation(w, normals, dirs),
+        opacity_entropy=_binary_entropy(acc),
+    )
+
+
+def _field_with_normals(field: FieldFn, x: Tensor, h: float) -> tuple[Tensor, Tensor, Tensor]:
+    """σ and albedo at x and finite-difference normals, all from a single batched field call."""
+    cache: dict[str, Tensor] = {}
+
+    def density(pts: Tensor) -> Tensor:
+        sigma, albedo = field(pts)
+        cache["sigma"], cache["albedo"] = sigma[: x.shape[0]], albedo[: x.shape[0]]
+        return sigma
+
+    normals = finite_difference_normals(density, x, h)
+    return cache["sigma"], cache["albedo"], normals
+
+
+def _orientation(w: Tensor, normals: Tensor | None, dirs: Tensor) -> Tensor:
+    if normals is None:
+        return torch.zeros((), device=w.device)
+    facing_away = (normals * dirs[:, None, :]).sum(-1).clamp_min(0)  # [R, S]
+    return (w.detach() * facing_away**2).sum(-1).mean()
+
+
+def _binary_entropy(acc: Tensor) -> Tensor:
+    a = acc.clamp(1e-5, 1 - 1e-5)
+    return (-(a * a.log() + (1 - a) * (1 - a).log())).mean()
+
+
+def _to_image(x: Tensor, b: int, resolution: int) -> Tensor:
+    # [B·H·W, C] → [B, C, H, W]
+    return x.view(b, resolution, resolution, -1).permute(0, 3, 1, 2).contiguous()
+
+
+def resize(images: Tensor, size: int) -> Tensor:
+    """[B, C, H, W] → [B, C, size, size], antialiased when shrinking."""
+    if images.shape[-1] == size:
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=images.shape[-1] > size)

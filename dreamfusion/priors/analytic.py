@@ -1,0 +1,128 @@
+"""A prior whose ε̂ is known exactly: the posterior-mean denoiser of a finite image set.
+
+For data that is a uniform mixture of images {x_k}, the MMSE denoiser is
+    E[x0 | z_t] = Σ_k softmax_k(−‖z_t − α_t x_k‖² / 2σ_t²) x_k,   ε̂ = (z_t − α_t E[x0 | z_t]) / σ_t,
+and conditioning on a prompt restricts the mixture to that prompt's images. It is the optimal denoiser a
+diffusion model trained on that set would converge to, so SDS against it has a known answer: the renders must
+go to the set's images. Its image set is the toy world rendered from the trials' camera distribution.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dreamfusion.config import ConfigError
+from dreamfusion.nerf.render import resize
+from dreamfusion.priors.base import Prior
+from dreamfusion.scoring import Scorer
+from dreamfusion.toyworld import world
+
+NEG = -1e9  # log-weight that removes an image from a prompt's mixture
+
+
+def ddpm_alphas_cumprod(num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
+    """ᾱ_t of the linear-β DDPM schedule (Ho et al. 2020)."""
+    betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
+    return torch.cumprod(1 - betas, 0).float()
+
+
+class AnalyticPrior(Prior):
+    def __init__(self, images: Tensor, captions: list[str], device: torch.device | str = "cpu",
+                 name: str = "analytic") -> None:
+        """images [K, 3, r, r] in [0, 1]; captions[k] is the prompt image k belongs to."""
+        super().__init__()
+        self.name, self.device, self.dtype = name, torch.device(device), torch.float32
+        self.resolution = images.shape[-1]
+        self.bank = (images.to(self.device) * 2 - 1).flatten(1)  # [K, 3·r·r] in model space
+        self.captions = captions
+        self.known_prompts = sorted(set(captions), key=captions.index)
+        self.alphas_cumprod = ddpm_alphas_cumprod().to(self.device)
+
+    def encode_text(self, prompts: list[str]) -> Tensor:
+        # → [B, K] log-weights over the image bank; "" is the unconditional mixture of all images
+        rows = [self._mask(p) for p in prompts]
+        return torch.stack(rows)
+
+    def _mask(self, prompt: str) -> Tensor:
+        key = _strip_view(prompt)
+        if key == "":
+            return torch.zeros(len(self.captions), device=self.device)
+        members = torch.tensor([c == key for c in self.captions], device=self.device)
+        if not members.any():
+            raise ConfigError(f"prompt: {prompt!r} is not known to the {self.name} prior; it knows "
+                              f"{len(self.known_prompts)} prompts such as {self.known_prompts[:3]}")
+        return torch.where(members, 0.0, NEG)
+
+    def to_model_space(self, rgb: Tensor) -> Tensor:
+        return resize(rgb, self.resolution) * 2 - 1
+
+    def from_model_space(self, z: Tensor) -> Tensor:
+        return ((z + 1) / 2).clamp(0, 1)
+
+    def predict_noise(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
+        x0 = self.posterior_mean(z_t, t, emb)
+        ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+        return (z_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+    def posterior_mean(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
+        """E[x0 | z_t, prompt]: [B, 3, r, r]."""
+        ab = self.alphas_cumprod[t].view(-1, 1)  # [B, 1]
+        z = z_t.flatten(1)  # [B, D]
+        dist2 = _sq_dist(z, self.bank, ab.sqrt())  # [B, K]
+        logits = emb - dist2 / (2 * (1 - ab))
+        return (logits.softmax(-1) @ self.bank).view_as(z_t)
+
+    def describe(self) -> str:
+        return (f"{self.name}: exact posterior-mean denoiser of {len(self.captions)} toy-world renders "
+                f"({len(self.known_prompts)} prompts, {self.resolution}px) — not a neural network")
+
+
+def _sq_dist(z: Tensor, bank: Tensor, scale: Tensor) -> Tensor:
+    """‖z_b − s_b·x_k‖² for every b, k without materialising [B, K, D]: [B, K]."""
+    return (z * z).sum(-1, keepdim=True) - 2 * scale * (z @ bank.t()) + scale**2 * (bank * bank).sum(-1)[None]
+
+
+def _strip_view(prompt: str) -> str:
+    return world._VIEW_SUFFIX.sub("", prompt.strip().lower())
+
+
+def world_bank(resolution: int = 32, views: int = 32, seed: int = 1234) -> tuple[Tensor, list[str]]:
+    """Renders of every toy-world prompt (colour and shape-only) from the trials' camera distribution."""
+    g = torch.Generator().manual_seed(seed)
+    images, captions = [], []
+    for prompt in world.colour_prompts() + world.shape_prompts():
+        images.append(world.sample_views(prompt, views, resolution, g))
+        captions += [prompt] * views
+    return torch.cat(images), captions
+
+
+def load_analytic_prior(device: torch.device | str = "cpu") -> AnalyticPrior:
+    images, captions = world_bank()
+    return AnalyticPrior(images, captions, device)
+
+
+class AnalyticScorer(Scorer):
+    """Retrieval by the analytic prior's own image set: similarity = −100 × mean squared error to the prompt's
+    nearest image. Not CLIP: it is what the CPU default scores with until the trained toy-world CLIP exists."""
+
+    def __init__(self, prior: AnalyticPrior) -> None:
+        self.prior = prior
+        self.name = "analytic-nn"
+
+    def similarity(self, images: Tensor, prompts: list[str]) -> Tensor:
+        x = (self.prior.to_model_space(images.to(self.prior.device)).flatten(1) + 1) / 2  # [N, D] in [0, 1]
+        bank = (self.prior.bank + 1) / 2
+        d2 = _sq_dist(x, bank, torch.ones(x.shape[0], 1, device=x.device)) / x.shape[1]  # [N, K]
+        cols = []
+        for p in prompts:
+            members = torch.tensor([c == _strip_view(p) for c in self.prior.captions], device=x.device)
+            cols.append(d2[:, members].min(-1).values if members.any() else torch.full_like(d2[:, 0], float("inf")))
+        return -100 * torch.stack(cols, -1)
+
+    def geometry_query(self, prompt: str, prompt_set: list[str]) -> tuple[str, list[str]]:
+        shape = world.shape_caption(prompt)
+        return (shape, world.shape_prompts()) if shape else (prompt, prompt_set)
+
+    def default_prompt_set(self, prompt: str) -> list[str]:
+        return world.colour_prompts()

@@ -1,0 +1,84 @@
+"""The one interface every frozen text-to-image prior implements, so SDS code never knows which model it talks to.
+
+A prior owns: text → embeddings (cached per prompt, view suffix included), image ↔ model space (pixels or latents),
+the noise schedule ᾱ_t, and ε̂(z_t, t, emb). Classifier-free guidance is *not* here: it is part of SDS.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import Tensor
+
+
+class Prior(abc.ABC):
+    #: Short name logged with every run, so a metric is never read without knowing which prior produced it.
+    name: str
+    device: torch.device
+    #: dtype the denoiser runs in (float16 on CUDA for the diffusers priors); SDS always sees float32.
+    dtype: torch.dtype
+    #: [T] float32 on `device`: ᾱ_t of the prior's DDPM training schedule.
+    alphas_cumprod: Tensor
+
+    def __init__(self) -> None:
+        self._embeddings: dict[str, Tensor] = {}
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return int(self.alphas_cumprod.shape[0])
+
+    def text_embedding(self, prompt: str) -> Tensor:
+        """[1, ...] embedding of one prompt; cached, because a trial asks for the same few prompts every step."""
+        if prompt not in self._embeddings:
+            with torch.no_grad():
+                self._embeddings[prompt] = self.encode_text([prompt]).detach()
+        return self._embeddings[prompt]
+
+    def text_embeddings(self, prompts: list[str]) -> Tensor:
+        """[B, ...] embeddings of a batch of prompts, from the cache."""
+        return torch.cat([self.text_embedding(p) for p in prompts], dim=0)
+
+    @abc.abstractmethod
+    def encode_text(self, prompts: list[str]) -> Tensor:
+        """[B, ...] text conditioning; the empty prompt is the unconditional embedding."""
+
+    @abc.abstractmethod
+    def to_model_space(self, rgb: Tensor) -> Tensor:
+        """[B, 3, H, W] in [0, 1] → [B, C, h, w] the denoiser's space; differentiable (VAE encoder included)."""
+
+    @abc.abstractmethod
+    def from_model_space(self, z: Tensor) -> Tensor:
+        """[B, C, h, w] → [B, 3, h', w'] in [0, 1], for looking at what the prior sees."""
+
+    @abc.abstractmethod
+    def predict_noise(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
+        """ε̂(z_t; t, emb): z_t [B, C, h, w] float32, t [B] long, emb [B, ...] → [B, C, h, w] float32.
+
+        Autograd flows through this call only when the caller enables it (the Jacobian ablation); the
+        denoiser's own parameters are frozen, so they never receive a gradient either way.
+        """
+
+    def describe(self) -> str:
+        """One line for `df-sweep run` and `df-sweep priors`: which model ran, and what it is."""
+        return self.name
+
+
+def freeze(module: torch.nn.Module) -> torch.nn.Module:
+    """Eval mode and no parameter requires grad: a prior is never trained by SDS."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)

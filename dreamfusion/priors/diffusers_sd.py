@@ -1,0 +1,74 @@
+"""Stable Diffusion as an SDS prior: a latent-space denoiser behind a VAE, conditioned by CLIP text.
+
+Only the four modules SDS needs are loaded (no safety checker, no feature extractor), so a GPU that fits the UNet
+fits the prior. The VAE encoder stays on the autograd path: SDS's gradient reaches the rendered pixels through it.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from torch import Tensor
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from dreamfusion.priors.base import Prior, freeze
+from dreamfusion.priors.hf import count_params, dtype_name, transformers_dtype
+
+DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
+
+
+class StableDiffusionPrior(Prior):
+    def __init__(self, model: str, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.name = f"stable-diffusion:{model}"
+        self.device = device
+        self.dtype = dtype
+        # Weights first: a wrong path or hub id fails here, whereas a transformers 5 tokenizer with no files
+        # silently falls back to an empty vocabulary.
+        self.unet = freeze(UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=dtype).to(device))
+        self.vae = freeze(AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=dtype).to(device))
+        self.text_encoder = freeze(
+            CLIPTextModel.from_pretrained(model, subfolder="text_encoder", **transformers_dtype(dtype)).to(device)
+        )
+        self.tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
+        scheduler = DDPMScheduler.from_pretrained(model, subfolder="scheduler")
+        self.alphas_cumprod = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)  # [T]
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.image_size = self.unet.config.sample_size * self.vae_scale_factor
+
+    def encode_text(self, prompts: list[str]) -> Tensor:
+        """[B, L, D]: SD conditions on every token's last hidden state, padded to the full context as in training."""
+        tokens = self.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        return self.text_encoder(tokens.input_ids.to(self.device)).last_hidden_state.float()  # [B, 77, 1024]
+
+    def to_model_space(self, rgb: Tensor) -> Tensor:
+        """[B, 3, H, W] in [0, 1] → [B, 4, h, w]; the latent mean keeps SDS free of the VAE's sampling noise."""
+        rgb = F.interpolate(rgb, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        x = rgb * 2 - 1  # [B, 3, 512, 512] in [-1, 1]
+        latents = self.vae.encode(x.to(self.dtype)).latent_dist.mean  # [B, 4, 64, 64]
+        return (latents * self.vae.config.scaling_factor).float()
+
+    def from_model_space(self, z: Tensor) -> Tensor:
+        """[B, 4, h, w] latents → [B, 3, H, W] in [0, 1] through the VAE decoder."""
+        x = self.vae.decode((z / self.vae.config.scaling_factor).to(self.dtype)).sample  # [B, 3, 512, 512]
+        return ((x.float() + 1) / 2).clamp(0, 1)
+
+    def predict_noise(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
+        eps = self.unet(z_t.to(self.dtype), t.to(self.device), encoder_hidden_states=emb.to(self.dtype)).sample
+        return eps.float()  # [B, 4, 64, 64]
+
+    def describe(self) -> str:
+        c, s = self.unet.config.in_channels, self.unet.config.sample_size
+        params = count_params(self.unet, self.vae, self.text_encoder)
+        return (
+            f"{self.name}: latent {c}×{s}×{s} of {self.image_size}px RGB (VAE /{self.vae_scale_factor}), "
+            f"CLIP text {self.tokenizer.model_max_length}×{self.text_encoder.config.hidden_size}, "
+            f"{params / 1e6:.1f}M params, T={self.num_train_timesteps}, {dtype_name(self.dtype)} on {self.device}"
+        )

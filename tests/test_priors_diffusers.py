@@ -1,0 +1,135 @@
+"""The diffusers adapters on tiny random pipelines loaded from disk exactly as the real hub checkpoints are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import torch
+
+from dreamfusion.config import ConfigError, PriorConfig
+from dreamfusion.priors import load_prior
+from dreamfusion.priors.base import Prior
+from tiny_pipelines import CLIP_MAX_LENGTH, TEXT_DIM, make_tiny_if, make_tiny_sd
+
+#: kind → (builder, model-space shape of one image, text tokens): SD latents of 16 px, IF pixels at 16 px.
+CASES = {
+    "stable-diffusion": (make_tiny_sd, (4, 8, 8), CLIP_MAX_LENGTH),
+    "deepfloyd-if": (make_tiny_if, (3, 16, 16), 77),  # IF pads T5 input to 77 whatever the tokenizer says
+}
+
+
+class Case(NamedTuple):
+    prior: Prior
+    kind: str
+    path: Path
+    shape: tuple[int, int, int]
+    tokens: int
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def case(request, tmp_path_factory) -> Case:
+    """Each adapter loaded once through the factory, because building and loading is most of the test time."""
+    make, shape, tokens = CASES[request.param]
+    path = make(tmp_path_factory.mktemp(request.param))
+    prior = load_prior(PriorConfig(kind=request.param, model=str(path)), "cpu")
+    return Case(prior, request.param, path, shape, tokens)
+
+
+def _rgb(batch: int = 2, size: int = 24, requires_grad: bool = False) -> torch.Tensor:
+    """Renders at a size the prior must resize from (neither model works at 24 px)."""
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(batch, 3, size, size, generator=g).requires_grad_(requires_grad)  # [B, 3, 24, 24]
+
+
+def test_loads_frozen_float32_on_cpu(case):
+    prior = case.prior
+    assert prior.name == f"{case.kind}:{case.path}" and prior.describe().startswith(prior.name)
+    assert prior.device == torch.device("cpu") and prior.dtype == torch.float32
+    assert prior.alphas_cumprod.dtype == torch.float32 and prior.num_train_timesteps == 1000
+    assert all(not p.requires_grad for p in _parameters(prior))
+
+
+def test_shapes(case):
+    prior, shape = case.prior, case.shape
+    emb = prior.encode_text(["a red cube", ""])
+    assert emb.shape == (2, case.tokens, TEXT_DIM) and emb.dtype == torch.float32
+    z = prior.to_model_space(_rgb())
+    assert z.shape == (2, *shape) and z.dtype == torch.float32
+    eps = prior.predict_noise(z, torch.tensor([10, 900]), emb)
+    assert eps.shape == z.shape and eps.dtype == torch.float32
+
+
+def test_prompt_and_unconditional_embeddings_differ_and_are_cached(case):
+    prior = case.prior
+    cond = prior.text_embedding("a red cube, front view")
+    assert prior.text_embedding("a red cube, front view") is cond
+    assert not torch.allclose(cond, prior.text_embedding(""))
+    assert prior.text_embeddings(["", "a red cube, front view"]).shape[0] == 2
+
+
+def test_gradient_reaches_rgb_but_no_prior_parameter(case):
+    """The Jacobian ablation's path: through the denoiser and (SD) the VAE encoder, into the render only."""
+    prior = case.prior
+    rgb = _rgb(requires_grad=True)
+    z = prior.to_model_space(rgb)
+    eps = prior.predict_noise(z, torch.tensor([500, 500]), prior.text_embeddings(["a red cube", "a red cube"]))
+    eps.square().sum().backward()
+    assert rgb.grad is not None and rgb.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in _parameters(prior))
+
+
+def test_from_model_space_is_an_image_in_unit_range(case):
+    prior, shape = case.prior, case.shape
+    img = prior.from_model_space(torch.randn(2, *shape) * 3)
+    assert img.shape[:2] == (2, 3) and img.dtype == torch.float32
+    assert img.min() >= 0 and img.max() <= 1
+
+
+def test_sds_step_gives_a_finite_nonzero_gradient_on_rgb(case):
+    """One SDS update as the trainer does it: ε̂ without autograd, (ε̂ − ε) injected as the gradient of z."""
+    prior = case.prior
+    torch.manual_seed(0)
+    rgb = _rgb(requires_grad=True)
+    z = prior.to_model_space(rgb)  # [B, C, h, w]
+    t = torch.tensor([200, 700])
+    ab = prior.alphas_cumprod[t].view(-1, 1, 1, 1)
+    eps = torch.randn_like(z)
+    z_t = ab.sqrt() * z + (1 - ab).sqrt() * eps
+    with torch.no_grad():
+        eps_hat = prior.predict_noise(z_t, t, prior.text_embeddings(["a red cube", "a red cube"]))
+    loss = 0.5 * ((z - (z - (eps_hat - eps)).detach()) ** 2).sum()
+    loss.backward()
+    assert torch.isfinite(rgb.grad).all() and rgb.grad.abs().sum() > 0
+    assert all(p.grad is None for p in _parameters(prior))
+
+
+def test_float16_denoiser_still_talks_float32(case):
+    """float16 is what `dtype: auto` picks on CUDA; SDS must see float32 in and out regardless."""
+    prior = load_prior(PriorConfig(kind=case.kind, model=str(case.path), dtype="float16"), "cpu")
+    rgb = _rgb(requires_grad=True)
+    z = prior.to_model_space(rgb)
+    eps = prior.predict_noise(z, torch.tensor([100, 800]), prior.text_embeddings(["a red cube", ""]))
+    assert prior.dtype == torch.float16 and z.dtype == eps.dtype == torch.float32
+    eps.sum().backward()
+    assert torch.isfinite(rgb.grad).all() and rgb.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_missing_local_path_is_a_config_error(kind, tmp_path):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ConfigError, match="prior.model") as err:
+        load_prior(PriorConfig(kind=kind, model=str(missing)), "cpu")
+    assert str(missing) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_local_directory_without_weights_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="prior.model: cannot load .*local directory"):
+        load_prior(PriorConfig(kind="stable-diffusion", model=str(tmp_path)), "cpu")
+
+
+def _parameters(prior: Prior) -> list[torch.nn.Parameter]:
+    modules = [m for m in vars(prior).values() if isinstance(m, torch.nn.Module)]
+    assert modules, "the adapter holds no modules"
+    return [p for m in modules for p in m.parameters()]
