@@ -19,6 +19,7 @@ from dreamfusion import images
 from dreamfusion.config import TrialConfig, to_yaml
 from dreamfusion.nerf.cameras import Cameras, ring_cameras, sample_cameras, sample_lights, view_prompt
 from dreamfusion.nerf.field import Background, NeRFField, finest_voxel
+from dreamfusion.nerf.occupancy import OccupancyGrid
 from dreamfusion.nerf.render import SHADING_MODES, Lighting, RenderOutput, render
 from dreamfusion.priors import load_prior
 from dreamfusion.priors.base import Prior, resolve_device
@@ -30,6 +31,7 @@ from dreamfusion.toyworld import world
 #: Metrics that measure time, not the optimisation: excluded when determinism is compared.
 TIMING_METRICS = ("step_ms",)
 EVAL_ELEVATION = 15.0
+OCCUPANCY_EVERY = 8  # steps between refreshes of the occupancy grid
 
 
 class TrialCallback:
@@ -61,6 +63,7 @@ class Trial:
         torch.manual_seed(cfg.seed)
         self.field = NeRFField(cfg.nerf).to(self.device)
         self.background = Background(cfg.render.background).to(self.device)
+        self.occupancy = OccupancyGrid().to(self.device)
         self.optim = torch.optim.Adam(self._param_groups(), betas=cfg.optim.betas, eps=cfg.optim.eps)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.sampler = TimestepSampler(cfg.sds.timesteps, cfg.steps, prior.num_train_timesteps, cfg.seed)
@@ -87,11 +90,14 @@ class Trial:
                 bg: torch.Tensor | None, resolution: int, need_normals: bool) -> RenderOutput:
         r = self.cfg.render
         return render(self.field, self.background, cams, resolution, r.samples_per_ray, lighting, generator, bg,
-                      normal_step=finest_voxel(self.cfg.nerf) / 2, need_normals=need_normals)
+                      normal_step=finest_voxel(self.cfg.nerf) / 2, need_normals=need_normals,
+                      occupancy=self.occupancy)
 
     def train_step(self) -> dict[str, float]:
         cfg, g = self.cfg, self.generator
         t0 = time.perf_counter()
+        if self.step % OCCUPANCY_EVERY == 0:
+            self.occupancy.update(self.field.density)
         cams = sample_cameras(cfg.camera, cfg.render.views_per_step, g)
         lighting = Lighting(self._choose_shading(), sample_lights(cams, g).to(self.device),
                             cfg.render.ambient, cfg.render.diffuse)
@@ -117,9 +123,9 @@ class Trial:
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {float(loss)} at step {self.step}")
         return {
-            "loss": float(loss), "loss_sds": float(res.loss), "grad_norm": float(res.grad.flatten(1).norm(dim=1).mean()),
-            "t": float(t[0]), "opacity": float(out.opacity.mean()),
-            **{f"reg_{k}": float(v) for k, v in regs.items()},
+            "loss": loss.item(), "loss_sds": res.loss.item(), "grad_norm": float(res.grad.flatten(1).norm(dim=1).mean()),
+            "t": float(t[0]), "opacity": float(out.opacity.detach().mean()),
+            **{f"reg_{k}": v.item() for k, v in regs.items()},
             "step_ms": (time.perf_counter() - t0) * 1000,
         }
 
@@ -167,11 +173,13 @@ class Trial:
 
     def state_dict(self) -> dict:
         return {"field": self.field.state_dict(), "background": self.background.state_dict(),
+                "occupancy": self.occupancy.state_dict(),
                 "optim": self.optim.state_dict(), "step": self.step, "generator": self.generator.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self.field.load_state_dict(state["field"])
         self.background.load_state_dict(state["background"])
+        self.occupancy.load_state_dict(state["occupancy"])
         self.optim.load_state_dict(state["optim"])
         self.step = int(state["step"])
         self.generator.set_state(state["generator"])

@@ -138,16 +138,15 @@ def safe_normalize(v: Tensor, eps: float = 1e-8) -> Tensor:
     return v / v.norm(dim=-1, keepdim=True).clamp_min(eps)
 
 
-def finite_difference_normals(density_fn, x: Tensor, h: float) -> Tensor:
-    """Outward normals −∇σ/|∇σ| by forward differences; 3 extra density reads batched into one call.
+def finite_difference_normals(density_fn, x: Tensor, sigma: Tensor, h: float) -> Tensor:
+    """Outward normals −∇σ/|∇σ| by forward differences from σ(x) already computed: 3 extra reads, one batch.
 
     (Analytic normals would need grid_sample's double backward, which torch lacks for 3D grids.)
     """
-    # x [N, 3] → [N, 3]
+    # x [N, 3], sigma [N] → [N, 3]
     offsets = torch.eye(3, device=x.device, dtype=x.dtype) * h  # [3, 3]
-    pts = torch.cat([x, (x[None] + offsets[:, None]).reshape(-1, 3)])  # [4N, 3]
-    sig = density_fn(pts).view(4, -1)  # [4, N]
-    grad = (sig[1:] - sig[:1]).t() / h  # [N, 3]
+    shifted = density_fn((x[None] + offsets[:, None]).reshape(-1, 3)).view(3, -1)  # [3, N]
+    grad = (shifted - sigma[None]).t() / h  # [N, 3]
     return safe_normalize(-grad)
 
 

@@ -1,0 +1,370 @@
+"""Train the toy world's models from scratch: data → tiny CLIP → tiny pixel UNet, then export in diffusers format.
+
+Read top to bottom: `train_all` renders (or reloads) the data, trains the CLIP contrastively for a fixed number of
+steps, trains the UNet on the frozen CLIP text encoder's states until the time budget is spent, and exports
+    <out>/weights/{unet, scheduler, text_encoder, tokenizer, clip}
+which `dreamfusion.priors.toyworld` loads with `from_pretrained(local path)`. Everything is seeded; the UNet's
+length is set by wall-clock time (the budget), so its step count depends on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import string
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from dreamfusion.nerf.cameras import VIEW_SUFFIXES
+from dreamfusion.toyworld import world
+from dreamfusion.toyworld.data import WorldData, all_prompts, load_or_generate
+
+#: Token sequence length of the toy tokenizer: "a purple cylinder, overhead view" is 8 tokens with BOS/EOS.
+MAX_TOKENS = 16
+#: Pixel normalisation of the toy CLIP's image encoder (written to its preprocessor_config.json).
+IMAGE_MEAN, IMAGE_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    """Seeds data rendering, initialisation, batches and noise."""
+    minutes: float = 75.0
+    """Wall-clock budget of the whole run (data, CLIP, UNet, export); the UNet gets whatever is left."""
+    resolution: int = 32
+    """Image side: 32 px is what trials render by default, and 64 px renders cost 7.5× more (measured)."""
+    colour_views: int = 100
+    """Training renders per colour prompt (36 prompts)."""
+    shape_views: int = 200
+    """Training renders per shape-only textureless prompt (6 prompts)."""
+    clip_steps: int = 800
+    """Contrastive steps of the tiny CLIP."""
+    clip_batch: int = 128
+    clip_lr: float = 1e-3
+    suffix_fraction_clip: float = 0.3
+    """Fraction of CLIP captions carrying their camera's view suffix (", front view")."""
+    unet_batch: int = 64
+    unet_lr: float = 6e-4
+    unet_max_steps: int | None = None
+    """Stop the UNet here even if time is left (quick checks); None: train until the budget is spent."""
+    suffix_fraction_unet: float = 0.6
+    """Trials append view suffixes by default, so most UNet captions carry one."""
+    cond_dropout: float = 0.2
+    """Classifier-free guidance: probability of the empty caption."""
+    ema_decay: float = 0.995
+    checkpoint_minutes: float = 5.0
+    """Write a resumable UNet checkpoint this often."""
+    reserve_minutes: float = 2.0
+    """Budget kept back for the export and the final check."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tokenizer and model configs
+
+
+def vocabulary_words() -> list[str]:
+    words = ["a", ","] + list(world.COLOURS) + list(world.SHAPES)
+    words += [w for suffix in VIEW_SUFFIXES.values() for w in suffix.replace(",", " ").split()]
+    return list(dict.fromkeys(words))
+
+
+def write_tokenizer(folder: Path):
+    """A CLIP BPE tokenizer whose merges spell every world word whole; other words fall back to letters."""
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    letters = list(string.ascii_lowercase) + [","]
+    vocab = ["<|startoftext|>", "<|endoftext|>"] + letters + [f"{c}</w>" for c in letters]
+    merges = []
+    for word in vocabulary_words():
+        pieces = [*word[:-1], word[-1] + "</w>"]
+        while len(pieces) > 1:
+            merges.append(f"{pieces[0]} {pieces[1]}")
+            pieces = [pieces[0] + pieces[1], *pieces[2:]]
+            vocab.append(pieces[0])
+    vocab, merges = list(dict.fromkeys(vocab)), list(dict.fromkeys(merges))
+    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    tokenizer = CLIPTokenizer.from_pretrained(folder, model_max_length=MAX_TOKENS)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def clip_config(tokenizer):
+    from transformers import CLIPConfig
+
+    special = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                   pad_token_id=tokenizer.pad_token_id)
+    text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=256, num_hidden_layers=3,
+                num_attention_heads=4, max_position_embeddings=MAX_TOKENS, **special)
+    vision = dict(image_size=32, patch_size=4, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
+                  num_attention_heads=4)
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=64)
+
+
+def unet_config(cross_attention_dim: int, resolution: int) -> dict:
+    """(32, 64, 64) channels, one layer per block, cross-attention only at 16² and 8² (none at full resolution)."""
+    return dict(
+        sample_size=resolution, in_channels=3, out_channels=3, block_out_channels=(32, 64, 64), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=cross_attention_dim, attention_head_dim=16, norm_num_groups=8,
+    )
+
+
+def make_scheduler():
+    """The linear-β DDPM schedule of Ho et al. (the analytic prior's too), ε-prediction, samples clipped to [-1, 1]."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
+                         prediction_type="epsilon", clip_sample=True)
+
+
+def tokenize(tokenizer, captions: list[str]) -> Tensor:
+    return tokenizer(captions, padding="max_length", max_length=MAX_TOKENS, truncation=True,
+                     return_tensors="pt").input_ids  # [B, 16]
+
+
+def to_clip_pixels(images: Tensor) -> Tensor:
+    mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+def random_hflip(images: Tensor, g: torch.Generator) -> Tensor:
+    """Mirror half the batch: every world shape is mirror-symmetric, so a mirrored render is a valid render."""
+    flip = torch.rand(images.shape[0], generator=g) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
+
+
+def random_suffixes(n: int, fraction: float, g: torch.Generator) -> Tensor:
+    return torch.rand(n, generator=g) < fraction  # [n] bool
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CLIP
+
+
+def train_clip(cfg: TrainConfig, data: WorldData, folder: Path, log: Callable[[str], None]):
+    """Contrastive training with de-duplicated captions: each image's positive is its caption among the batch's
+    distinct captions (several images may share one), and each caption's positives are all its images."""
+    from transformers import CLIPModel
+
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    tokenizer = write_tokenizer(folder)
+    model = CLIPModel(clip_config(tokenizer))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.clip_lr, weight_decay=0.05)
+    started = time.perf_counter()
+    for step in range(1, cfg.clip_steps + 1):
+        lr = cfg.clip_lr * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * step / cfg.clip_steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(len(data), (cfg.clip_batch,), generator=g)
+        images = random_hflip(data.float_images(idx), g)
+        captions = data.captions(idx, random_suffixes(len(idx), cfg.suffix_fraction_clip, g))
+        unique = list(dict.fromkeys(captions))
+        target = torch.tensor([unique.index(c) for c in captions])  # [B] index of each image's caption
+        img = F.normalize(model.get_image_features(pixel_values=to_clip_pixels(images)).pooler_output, dim=-1)
+        txt = F.normalize(model.get_text_features(input_ids=tokenize(tokenizer, unique)).pooler_output, dim=-1)
+        logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T  # [B, U]
+        positives = F.one_hot(target, len(unique)).float().T  # [U, B]
+        loss_img = F.cross_entropy(logits, target)
+        loss_txt = -(logits.T.log_softmax(-1) * positives / positives.sum(-1, keepdim=True)).sum(-1).mean()
+        loss = (loss_img + loss_txt) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == cfg.clip_steps:
+            acc = float((logits.argmax(-1) == target).float().mean())
+            elapsed = time.perf_counter() - started
+            eta = elapsed / step * (cfg.clip_steps - step)
+            log(f"  clip step {step}/{cfg.clip_steps}  loss {loss.item():.3f}  batch acc {acc:.2f}  "
+                f"[{elapsed:.0f}s, ETA {eta:.0f}s]")
+    model.eval()
+    model.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"image_processor_type": "CLIPImageProcessor", "image_mean": list(IMAGE_MEAN), "image_std": list(IMAGE_STD),
+         "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}, indent=2))
+    return model, tokenizer
+
+
+def text_encoder_from_clip(clip):
+    """The CLIP's text tower as a standalone CLIPTextModel: what the UNet is conditioned on, as in SD."""
+    from transformers import CLIPTextModel
+
+    encoder = CLIPTextModel(clip.config.text_config)
+    encoder.load_state_dict(clip.text_model.state_dict())
+    return encoder.eval()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# UNet
+
+
+class CaptionTable:
+    """Frozen text-encoder states of every caption the UNet can see (each prompt × {no suffix, 4 views}, and "")."""
+
+    def __init__(self, encoder, tokenizer, prompts: list[str]) -> None:
+        self.captions = [""] + [p + s for p in prompts for s in ("", *VIEW_SUFFIXES.values())]
+        self.index = {c: i for i, c in enumerate(self.captions)}
+        with torch.no_grad():
+            self.states = encoder(input_ids=tokenize(tokenizer, self.captions)).last_hidden_state  # [C, 16, D]
+
+    def lookup(self, captions: list[str]) -> Tensor:
+        return self.states[torch.tensor([self.index[c] for c in captions])]  # [B, 16, D]
+
+
+def new_unet(cross_attention_dim: int, resolution: int):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(**unet_config(cross_attention_dim, resolution))
+
+
+def train_unet(cfg: TrainConfig, data: WorldData, table: CaptionTable, folder: Path, seconds: float,
+               log: Callable[[str], None], resume: bool) -> tuple[torch.nn.Module, dict]:
+    """ε-prediction MSE at uniform t, classifier-free dropout, EMA; stops when `seconds` of training are spent."""
+    torch.manual_seed(cfg.seed + 2)
+    unet = new_unet(table.states.shape[-1], cfg.resolution)
+    ema = new_unet(table.states.shape[-1], cfg.resolution)
+    ema.load_state_dict(unet.state_dict())
+    ema.requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.unet_lr, weight_decay=0.0)
+    scheduler = make_scheduler()
+    alphas_cumprod = scheduler.alphas_cumprod.float()  # [T]
+    g = torch.Generator().manual_seed(cfg.seed + 3)
+    state = {"step": 0, "seconds": 0.0, "loss": None}
+    ckpt_path = folder / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)
+        unet.load_state_dict(ckpt["unet"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["opt"])
+        g.set_state(ckpt["generator"])
+        state = ckpt["state"]
+        log(f"  unet: resumed at step {state['step']} ({state['seconds'] / 60:.1f} min trained)")
+    log(f"  unet: {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M params, budget {seconds / 60:.1f} min")
+    last_ckpt = time.perf_counter()
+    while state["seconds"] < seconds and (cfg.unet_max_steps is None or state["step"] < cfg.unet_max_steps):
+        tick = time.perf_counter()
+        step = state["step"] + 1
+        progress = min(1.0, state["seconds"] / seconds)
+        lr = cfg.unet_lr * min(1.0, step / 50) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(len(data), (cfg.unet_batch,), generator=g)
+        x0 = random_hflip(data.float_images(idx), g) * 2 - 1  # [B, 3, H, W] in [-1, 1]
+        captions = data.captions(idx, random_suffixes(len(idx), cfg.suffix_fraction_unet, g))
+        drop = torch.rand(len(idx), generator=g) < cfg.cond_dropout
+        captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
+        t = torch.randint(0, len(alphas_cumprod), (len(idx),), generator=g)
+        noise = torch.randn(x0.shape, generator=g)
+        ab = alphas_cumprod[t].view(-1, 1, 1, 1)
+        x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+        pred = unet(x_t, t, encoder_hidden_states=table.lookup(captions)).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), unet.parameters()):
+                pe.lerp_(p, 1 - decay)
+        state["step"] = step
+        state["seconds"] += time.perf_counter() - tick
+        state["loss"] = loss.item() if state["loss"] is None else 0.98 * state["loss"] + 0.02 * loss.item()
+        if step % 25 == 0:
+            rate = step / state["seconds"]
+            eta = max(0.0, seconds - state["seconds"])
+            log(f"  unet step {step}  loss {state['loss']:.4f}  lr {lr:.1e}  {rate:.2f} steps/s  "
+                f"[{state['seconds'] / 60:.1f} min, ETA {eta / 60:.1f} min]")
+        if time.perf_counter() - last_ckpt > cfg.checkpoint_minutes * 60:
+            save_unet_checkpoint(ckpt_path, unet, ema, opt, g, state)
+            last_ckpt = time.perf_counter()
+    save_unet_checkpoint(ckpt_path, unet, ema, opt, g, state)
+    return ema.eval(), state
+
+
+def save_unet_checkpoint(path: Path, unet, ema, opt, g: torch.Generator, state: dict) -> None:
+    """Written to a temporary file first, so a kill mid-write never leaves a broken checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                "generator": g.get_state(), "state": dict(state)}, tmp)
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export and the whole run
+
+
+def export(weights: Path, clip_folder: Path, clip, tokenizer, unet) -> None:
+    """The diffusers/transformers layout the toy-world prior and scorer load from."""
+    if weights.exists():
+        shutil.rmtree(weights)
+    unet.save_pretrained(weights / "unet")
+    make_scheduler().save_pretrained(weights / "scheduler")
+    text_encoder_from_clip(clip).save_pretrained(weights / "text_encoder")
+    tokenizer.save_pretrained(weights / "tokenizer")
+    shutil.copytree(clip_folder, weights / "clip")
+
+
+def train_all(cfg: TrainConfig, out: Path, resume: bool = False, log: Callable[[str], None] = print) -> Path:
+    """Data, CLIP, UNet, export; returns the exported weights folder `<out>/weights`."""
+    from transformers import CLIPModel, CLIPTokenizer
+
+    out.mkdir(parents=True, exist_ok=True)
+    run_state_path = out / "run_state.json"
+    run = json.loads(run_state_path.read_text()) if resume and run_state_path.exists() else {"seconds": 0.0}
+    if not resume and (out / "unet" / "checkpoint.pt").exists():
+        raise FileExistsError(f"{out} already holds a training run: pass --resume, or choose a fresh --out")
+    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    budget = cfg.minutes * 60
+    started = time.perf_counter() - run["seconds"]
+
+    def spent() -> float:
+        return time.perf_counter() - started
+
+    def save_run_state(**extra) -> None:
+        run.update(extra, seconds=spent())
+        run_state_path.write_text(json.dumps(run, indent=2))
+
+    log(f"[1/4] data: {cfg.colour_views} views × 36 colour prompts + {cfg.shape_views} × 6 shape prompts "
+        f"at {cfg.resolution}px (cached in {out / 'data'})")
+    data_path = out / "data" / f"train_seed{cfg.seed}_{cfg.colour_views}x{cfg.shape_views}_{cfg.resolution}px.pt"
+    data = load_or_generate(data_path, cfg.seed, cfg.colour_views, cfg.shape_views, cfg.resolution, log=log)
+    log(f"  {len(data)} images [{spent():.0f}s]")
+    save_run_state(data_seconds=run.get("data_seconds", spent()))
+
+    clip_folder = out / "clip"
+    if resume and (clip_folder / "model.safetensors").exists():
+        log("[2/4] clip: trained already, loading")
+        clip, tokenizer = CLIPModel.from_pretrained(clip_folder).eval(), CLIPTokenizer.from_pretrained(clip_folder)
+    else:
+        log(f"[2/4] clip: {cfg.clip_steps} contrastive steps, batch {cfg.clip_batch}")
+        mark = spent()
+        clip, tokenizer = train_clip(cfg, data, clip_folder, log)
+        save_run_state(clip_seconds=spent() - mark)
+    clip.requires_grad_(False)
+
+    unet_seconds = budget - spent() - cfg.reserve_minutes * 60
+    log(f"[3/4] unet: training for {max(unet_seconds, 0) / 60:.1f} min on the frozen CLIP text encoder")
+    table = CaptionTable(text_encoder_from_clip(clip), tokenizer, data.prompts)
+    unet, unet_state = train_unet(cfg, data, table, out / "unet", unet_seconds, log, resume)
+    save_run_state(unet_steps=unet_state["step"], unet_seconds=unet_state["seconds"], unet_loss=unet_state["loss"])
+
+    log("[4/4] export")
+    weights = out / "weights"
+    export(weights, clip_folder, clip, tokenizer, unet)
+    save_run_state(finished=True)
+    (weights / "training.json").write_text(json.dumps({"config": asdict(cfg), "run": run}, indent=2))
+    log(f"done in {spent() / 60:.1f} min: {weights}")
+    return weights

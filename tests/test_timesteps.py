@@ -1,0 +1,169 @@
+"""Timestep schedules: support, monotonicity, the anneal bound, strata, coverage and exact resume."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dreamfusion.config import TimestepConfig
+from dreamfusion.timesteps import TimestepSampler, anneal_t_max, dreamtime_tail, dreamtime_weights
+
+SCHEDULES = ["uniform", "anneal", "sqrt_anneal", "dreamtime", "stratified"]
+T = 1000
+TOTAL = 200
+
+
+def _bounds(cfg: TimestepConfig) -> tuple[int, int]:
+    """Support [t_min·(T−1), t_max·(T−1)] rounded: 20 and 979 for DreamFusion's U(0.02, 0.98)."""
+    return round(cfg.t_min * (T - 1)), round(cfg.t_max * (T - 1))
+
+
+def _run(sampler: TimestepSampler, generator: torch.Generator, start: int = 0, stop: int | None = None) -> list[int]:
+    return [sampler(step, generator) for step in range(start, sampler.total if stop is None else stop)]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+@pytest.mark.parametrize("t_range", [(0.02, 0.98), (0.2, 0.6)])
+def test_every_t_is_an_integer_inside_the_support(schedule, t_range):
+    cfg = TimestepConfig(schedule=schedule, t_min=t_range[0], t_max=t_range[1], anneal_to=0.1)
+    lo, hi = _bounds(cfg)
+    ts = _run(TimestepSampler(cfg, TOTAL, T, seed=0), torch.Generator().manual_seed(0))
+    assert all(isinstance(t, int) for t in ts)
+    assert lo <= min(ts) and max(ts) <= hi
+
+
+@pytest.mark.parametrize("schedule", ["sqrt_anneal", "dreamtime"])
+@pytest.mark.parametrize("t_range", [(0.02, 0.98), (0.2, 0.6)])
+def test_deterministic_schedules_are_monotone_from_top_to_bottom(schedule, t_range):
+    cfg = TimestepConfig(schedule=schedule, t_min=t_range[0], t_max=t_range[1])
+    lo, hi = _bounds(cfg)
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(123)
+    state = g1.get_state()
+    ts = _run(TimestepSampler(cfg, TOTAL, T, seed=0), g1)
+    assert ts == _run(TimestepSampler(cfg, TOTAL, T, seed=9), g2)  # independent of seed and generator
+    assert torch.equal(g1.get_state(), state)  # draws nothing: the trial's other randomness is unaffected
+    assert all(a >= b for a, b in zip(ts, ts[1:]))
+    assert ts[0] == hi and ts[-1] == lo
+    assert len(set(ts)) > TOTAL // 4  # it moves, not a constant
+
+
+def test_sqrt_anneal_follows_hifa_formula():
+    """t(i) = t_max − (t_max − t_min)·sqrt(i / (N − 1)), in units of T − 1."""
+    cfg = TimestepConfig(schedule="sqrt_anneal", t_min=0.1, t_max=0.9)
+    sampler = TimestepSampler(cfg, 101, T, seed=0)
+    for step in (0, 1, 25, 50, 100):
+        expected = round((0.9 - 0.8 * math.sqrt(step / 100)) * (T - 1))
+        assert sampler(step, torch.Generator()) == expected
+
+
+def test_anneal_upper_bound_decays_as_configured():
+    cfg = TimestepConfig(schedule="anneal", t_min=0.02, t_max=0.98, anneal_to=0.5, anneal_start=0.2, anneal_end=0.6)
+    total = 101  # progress = step / 100
+    assert anneal_t_max(cfg, 0, total) == 0.98
+    assert anneal_t_max(cfg, 20, total) == 0.98  # decay has not started
+    assert anneal_t_max(cfg, 40, total) == pytest.approx(0.98 + (0.5 - 0.98) * 0.5)  # halfway through the decay
+    assert anneal_t_max(cfg, 60, total) == pytest.approx(0.5)
+    assert anneal_t_max(cfg, 100, total) == pytest.approx(0.5)  # held after anneal_end
+    bounds = [anneal_t_max(cfg, s, total) for s in range(total)]
+    assert all(a >= b for a, b in zip(bounds, bounds[1:]))
+
+    # the draws respect the bound of their step and reach it: 300 independent runs per step
+    sampler = TimestepSampler(cfg, total, T, seed=0)
+    lo = round(0.02 * (T - 1))
+    for step in (0, 40, 80):
+        hi_now = round(anneal_t_max(cfg, step, total) * (T - 1))
+        g = torch.Generator().manual_seed(step)
+        draws = [sampler(step, g) for _ in range(300)]
+        assert lo <= min(draws) and max(draws) <= hi_now
+        assert max(draws) >= hi_now - 0.03 * (hi_now - lo)
+
+
+def test_anneal_never_goes_below_t_min():
+    cfg = TimestepConfig(schedule="anneal", t_min=0.3, t_max=0.9, anneal_to=0.1)
+    assert anneal_t_max(cfg, 99, 100) == pytest.approx(0.3)
+    g = torch.Generator().manual_seed(0)
+    assert set(TimestepSampler(cfg, 100, T, seed=0)(99, g) for _ in range(20)) == {round(0.3 * (T - 1))}
+
+
+@pytest.mark.parametrize("strata", [8, 5])
+def test_stratified_visits_each_stratum_once_per_cycle(strata):
+    """With DreamFusion's support [20, 979] (960 integers) both 8 and 5 strata have integer widths: disjoint."""
+    cfg = TimestepConfig(schedule="stratified", strata=strata)
+    lo, hi = _bounds(cfg)
+    width = (hi + 1 - lo) // strata
+    assert width * strata == hi + 1 - lo
+    ts = _run(TimestepSampler(cfg, strata * 12, T, seed=3), torch.Generator().manual_seed(0))
+    orders = []
+    for c in range(12):
+        cycle = ts[c * strata:(c + 1) * strata]
+        visited = [(t - lo) // width for t in cycle]
+        assert sorted(visited) == list(range(strata))
+        orders.append(tuple(visited))
+    assert len(set(orders)) > 1  # the order within a cycle is random, not a fixed sweep
+
+
+def test_stratified_with_uneven_strata_still_covers_each_once():
+    """K = 7 on 960 integers: stratum j is the real interval [lo + j·w, lo + (j+1)·w), w = 960/7, floored."""
+    cfg = TimestepConfig(schedule="stratified", strata=7)
+    lo, hi = _bounds(cfg)
+    w = (hi + 1 - lo) / 7
+    ts = _run(TimestepSampler(cfg, 7 * 10, T, seed=1), torch.Generator().manual_seed(1))
+    for c in range(10):
+        for j, t in enumerate(sorted(ts[c * 7:(c + 1) * 7])):
+            assert math.floor(lo + j * w) <= t <= math.floor(lo + (j + 1) * w)
+            assert t <= hi
+
+
+def test_uniform_covers_the_range():
+    cfg = TimestepConfig(schedule="uniform")
+    lo, hi = _bounds(cfg)
+    ts = torch.tensor(_run(TimestepSampler(cfg, 5000, T, seed=0), torch.Generator().manual_seed(0)), dtype=torch.float)
+    assert ts.min() <= lo + 5 and ts.max() >= hi - 5
+    assert abs(float(ts.mean()) - (lo + hi) / 2) < 15  # std of the mean ≈ 277/√5000 ≈ 4
+    counts = torch.histc(ts, bins=4, min=lo, max=hi + 1)
+    assert counts.min() > 0.2 * 5000  # each quarter gets about its share
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
+def test_resume_reproduces_the_uninterrupted_sequence(schedule):
+    """A sampler rebuilt at step s with the generator restored to its state at s continues identically."""
+    cfg = TimestepConfig(schedule=schedule, strata=7)
+    total, s = 60, 23
+    g = torch.Generator().manual_seed(11)
+    straight = _run(TimestepSampler(cfg, total, T, seed=4), g)
+
+    g = torch.Generator().manual_seed(11)
+    first = _run(TimestepSampler(cfg, total, T, seed=4), g, 0, s)
+    saved = g.get_state()
+    g2 = torch.Generator().manual_seed(999)  # a fresh process's generator...
+    g2.set_state(saved)  # ...restored from the checkpoint
+    rest = _run(TimestepSampler(cfg, total, T, seed=4), g2, s, total)
+    assert first + rest == straight
+
+
+def test_dreamtime_weights_integrate_to_one_inside_the_support():
+    cfg = TimestepConfig(schedule="dreamtime")
+    lo, hi = _bounds(cfg)
+    w = dreamtime_weights(cfg, T)
+    assert w.shape == (T,)
+    assert float(w.sum()) == pytest.approx(1.0, abs=1e-12)
+    assert (w[:lo] == 0).all() and (w[hi + 1:] == 0).all()
+    assert (w[lo:hi + 1] > 0).all()
+    # plateau on [m2, m1] = [500, 800] at the maximum; Gaussian tails outside
+    plateau = w[500:801]
+    assert torch.allclose(plateau, plateau.max().expand_as(plateau))
+    assert float(w[900] / w[700]) == pytest.approx(math.exp(-(100**2) / (2 * 300**2)), rel=1e-9)
+    assert float(w[400] / w[700]) == pytest.approx(math.exp(-(100**2) / (2 * 100**2)), rel=1e-9)
+
+
+def test_dreamtime_spends_steps_in_proportion_to_the_weight():
+    """t(i) is the largest t whose tail mass reaches i/(N−1): so #{i : t(i) ≥ τ} = ⌊tail(τ)·(N − 1)⌋ + 1."""
+    cfg = TimestepConfig(schedule="dreamtime")
+    total = 301
+    ts = torch.tensor(_run(TimestepSampler(cfg, total, T, seed=0), torch.Generator()))
+    tail = dreamtime_tail(cfg, T)
+    for tau in (100, 300, 500, 650, 800, 950):
+        expected = math.floor(float(tail[tau]) * (total - 1) + 1e-9) + 1
+        assert int((ts >= tau).sum()) == expected
