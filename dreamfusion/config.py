@@ -6,6 +6,7 @@ search space addresses the same fields by their dotted path (`sds.timesteps.sche
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -387,3 +388,20 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 def to_yaml(cfg: TrialConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def reference(model: type[BaseModel] = TrialConfig, indent: int = 0) -> list[str]:
+    """The schema as commented YAML (defaults and every field's docstring): `df-sweep config` and the README."""
+    lines: list[str] = []
+    pad = "  " * indent
+    defaults = model()
+    for name, info in model.model_fields.items():
+        value = getattr(defaults, name)
+        doc = " ".join((info.description or "").split())
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:{'  # ' + doc if doc else ''}")
+            lines += reference(type(value), indent + 1)
+            continue
+        rendered = json.dumps(value, ensure_ascii=False)  # JSON scalars and lists are valid YAML
+        lines.append(f"{pad}{name}: {rendered}{'  # ' + doc if doc else ''}")
+    return lines

@@ -116,12 +116,11 @@ class Trial:
         regs = {"orientation": out.orientation, "opacity_entropy": out.opacity_entropy,
                 **(self.field.regularisers() if cfg.reg.density_tv > 0 else {})}
         loss = res.loss + sum(getattr(cfg.reg, k) * v for k, v in regs.items())
+        check_finite(loss, res.eps_hat, self.step + 1)
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
         self.optim.step()
         self.step += 1
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {float(loss)} at step {self.step}")
         return {
             "loss": loss.item(), "loss_sds": res.loss.item(), "grad_norm": float(res.grad.flatten(1).norm(dim=1).mean()),
             "t": float(t[0]), "opacity": float(out.opacity.detach().mean()),
@@ -138,8 +137,7 @@ class Trial:
     @torch.no_grad()
     def render_views(self, cams: Cameras, shading: str) -> RenderOutput:
         """Deterministic renders (no jitter) lit from above the camera, on the config's background."""
-        light = Lighting(shading, cams.position * 1.5 + torch.tensor([0.0, 0.0, 1.0], device=self.device),
-                         self.cfg.render.ambient, self.cfg.render.diffuse)
+        light = Lighting(shading, eval_lights(cams), self.cfg.render.ambient, self.cfg.render.diffuse)
         bg = torch.ones(3, device=self.device) if self.cfg.render.background == "random" else None
         return self._render(cams, light, None, bg, self.cfg.render.resolution, need_normals=True)
 
@@ -168,6 +166,19 @@ class Trial:
             mean = _masked_mean(flat.rgb, mask)
             err = (mean - torch.tensor(albedo, device=mean.device)).norm()
         return {"gt_iou": float(iou), "gt_colour_error": float(err)}
+
+    def ground_truth_retrieval(self) -> dict[str, float]:
+        """R-precision of the true object's own renders from the eval views: the ceiling a trial is read against
+        (DreamFusion's "GT images" row). Only toy-world prompts have a true object."""
+        caption = world.parse_prompt(self.cfg.prompt)
+        if caption is None or caption.colour is None:
+            return {}
+        cams = self.eval_cameras(self.cfg.eval.views)
+        res = self.cfg.render.resolution
+        colour = world.render_caption(caption, cams, res, eval_lights(cams))
+        geometry = world.render_caption(world.Caption(caption.shape, None), cams, res, eval_lights(cams))
+        scores = score_views(self.scorer, colour, geometry, self.cfg.prompt, self.cfg.eval.prompt_set)
+        return {f"gt_{k}": v for k, v in scores.items() if k != "clip_score"}
 
     # -- checkpoints ------------------------------------------------------------------------------------------
 
@@ -199,6 +210,22 @@ class Trial:
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)
         return final
+
+
+def check_finite(loss: torch.Tensor, eps_hat: torch.Tensor, step: int) -> None:
+    """Stop before the update, so the last checkpoint stays clean. sds() zeroes stray non-finite gradient
+    elements, but a prior whose prediction is non-finite would otherwise train on the regularisers alone and
+    report a quiet, meaningless run."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+    bad = (~torch.isfinite(eps_hat)).float().mean()
+    if bad > 0:
+        raise FloatingPointError(f"prior prediction became non-finite ({float(bad):.0%} of ε̂) at step {step}")
+
+
+def eval_lights(cams: Cameras) -> torch.Tensor:
+    """[B, 3] fixed point lights behind and above each eval camera, so eval renders are deterministic."""
+    return cams.position * 1.5 + torch.tensor([0.0, 0.0, 1.0], device=cams.c2w.device)
 
 
 def _masked_mean(rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -245,6 +272,7 @@ def run_trial(cfg: TrialConfig, out: Path, callback: TrialCallback | None = None
     if not metrics:  # resumed at the last step: nothing trained, evaluate once for the final numbers
         metrics, renders = trial.evaluate()
         render_path = images.save_grid(renders, out / "renders" / f"step_{trial.step:06d}.png", cfg.eval.views)
+    metrics = {**metrics, **trial.ground_truth_retrieval()}
     artifacts = write_final(trial, metrics, render_path)
     result = TrialResult(metrics, artifacts, trial.step, time.perf_counter() - started, history)
     callback.on_end(result)

@@ -9,6 +9,10 @@ go to the set's images. Its image set is the toy world rendered from the trials'
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
 import torch
 from torch import Tensor
 
@@ -88,7 +92,37 @@ def _strip_view(prompt: str) -> str:
 
 
 def world_bank(resolution: int = 32, views: int = 32, seed: int = 1234) -> tuple[Tensor, list[str]]:
-    """Renders of every toy-world prompt (colour and shape-only) from the trials' camera distribution."""
+    """Renders of every toy-world prompt (colour and shape-only) from the trials' camera distribution.
+
+    Rendering them takes 15 s or more on one core, and every sweep worker process needs them, so they are cached
+    on disk, keyed by everything that determines them: the arguments and the source of the world and renderer.
+    """
+    path = cache_dir() / f"analytic_bank_{_bank_key(resolution, views, seed)}.pt"
+    if path.is_file():
+        cached = torch.load(path, weights_only=True)
+        return cached["images"], list(cached["captions"])
+    images, captions = _render_bank(resolution, views, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save({"images": images, "captions": captions}, tmp)
+    tmp.replace(path)  # atomic: concurrent workers never read a half-written file
+    return images, captions
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("DF_SWEEP_CACHE", Path.home() / ".cache" / "df-sweep"))
+
+
+def _bank_key(resolution: int, views: int, seed: int) -> str:
+    from dreamfusion.nerf import cameras, render
+
+    h = hashlib.sha256(f"{resolution}-{views}-{seed}-{torch.__version__}".encode())
+    for module in (world, render, cameras):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _render_bank(resolution: int, views: int, seed: int) -> tuple[Tensor, list[str]]:
     g = torch.Generator().manual_seed(seed)
     images, captions = [], []
     for prompt in world.colour_prompts() + world.shape_prompts():

@@ -1,0 +1,77 @@
+"""Comparisons that answer a sweep's question: per-axis means with 95% confidence intervals, a ranking, the best
+config, and DreamFusion's colour/geometry R-precision table."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from analysis.load import Sweep, varied_frame
+
+# Two-sided 97.5% quantiles of Student's t for small n (df = n − 1); beyond 30, the normal 1.96.
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
+         20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
+         29: 2.045, 30: 2.042}
+
+
+def t_quantile(df: int) -> float:
+    return _T975.get(df, 1.96)
+
+
+def mean_ci(values: pd.Series) -> dict[str, float]:
+    """Mean and the half-width of its 95% t-interval (NaN with fewer than two values)."""
+    v = values.dropna().astype(float)
+    n = len(v)
+    mean = float(v.mean()) if n else math.nan
+    half = t_quantile(n - 1) * float(v.std(ddof=1)) / math.sqrt(n) if n > 1 else math.nan
+    return {"mean": mean, "ci95": half, "n": n}
+
+
+def group_summary(sweep: Sweep, by: list[str], metric: str | None = None) -> pd.DataFrame:
+    """One row per value (or pair of values) of the `by` axes: mean ± 95% CI over everything else (seeds, prompts)."""
+    metric = metric or sweep.metric
+    frame = varied_frame(sweep)
+    frame = frame[frame["status"] == "FINISHED"]
+    if frame.empty or metric not in frame:
+        return pd.DataFrame(columns=[*by, "mean", "ci95", "n"])
+    rows = [{**dict(zip(by, key if isinstance(key, tuple) else (key,))), **mean_ci(g[metric])}
+            for key, g in frame.groupby(by, dropna=False, sort=True)]
+    return pd.DataFrame(rows)
+
+
+def axes_to_compare(sweep: Sweep) -> list[str]:
+    """The varied axes a reader compares across: everything varied except the replication axes (seed)."""
+    return [k for k in sweep.varied if k != "seed"]
+
+
+def ranking(sweep: Sweep, metric: str | None = None) -> pd.DataFrame:
+    """Configs (combinations of the compared axes) ranked by mean metric; seeds and prompts are replicates only
+    when they are not themselves compared."""
+    metric = metric or sweep.metric
+    axes = [a for a in axes_to_compare(sweep) if a != "prompt"] or axes_to_compare(sweep)
+    if not axes:
+        return pd.DataFrame(columns=["mean", "ci95", "n"])
+    table = group_summary(sweep, axes, metric)
+    return table.sort_values("mean", ascending=sweep.mode == "min", na_position="last").reset_index(drop=True)
+
+
+def best_config(sweep: Sweep, metric: str | None = None) -> dict:
+    table = ranking(sweep, metric)
+    return table.iloc[0].to_dict() if len(table) else {}
+
+
+def dreamfusion_table(sweep: Sweep, ground_truth: dict[str, float] | None = None) -> pd.DataFrame:
+    """Colour and textureless-geometry R-precision per config (mean ± CI), with a ground-truth row when the prior
+    provides one, as DreamFusion's Table 1 reports them."""
+    axes = [a for a in axes_to_compare(sweep) if a != "prompt"] or ["run_name"]
+    colour = group_summary(sweep, axes, "clip_r_precision").rename(columns={"mean": "colour", "ci95": "colour ±"})
+    geometry = group_summary(sweep, axes, "clip_r_precision_geometry").rename(
+        columns={"mean": "geometry", "ci95": "geometry ±"}).drop(columns="n")
+    table = colour.merge(geometry, on=axes, how="outer")
+    if ground_truth:
+        gt = {a: "ground truth" for a in axes}
+        table = pd.concat([pd.DataFrame([{**gt, "colour": ground_truth.get("colour"),
+                                          "geometry": ground_truth.get("geometry")}]), table], ignore_index=True)
+    return table
