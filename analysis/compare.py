@@ -6,18 +6,13 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+from scipy import stats
 
 from analysis.load import Sweep, varied_frame
 
-# Two-sided 97.5% quantiles of Student's t for small n (df = n − 1); beyond 30, the normal 1.96.
-_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-         11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
-         20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048,
-         29: 2.045, 30: 2.042}
-
-
 def t_quantile(df: int) -> float:
-    return _T975.get(df, 1.96)
+    """Two-sided 95% quantile of Student's t: seeds are few, so the normal 1.96 would overstate confidence."""
+    return float(stats.t.ppf(0.975, df))
 
 
 def mean_ci(values: pd.Series) -> dict[str, float]:

@@ -6,6 +6,7 @@ Layout read (written by `dreamfusion/tracking.py`): experiment = sweep name; one
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import yaml
 FINAL_METRICS = ("clip_score", "clip_r_precision", "clip_r_precision_geometry", "gt_iou", "gt_colour_error")
 STEP_METRICS = ("loss", "loss_sds", "grad_norm", "t", "step_ms", "clip_score", "clip_r_precision",
                 "clip_r_precision_geometry", "gt_iou")
+DEFAULT_URI = "sqlite:///mlruns.db"  # where `df-sweep launch` writes by default, relative to the cwd
 PARENT_TAG = "mlflow.parentRunId"
 SWEEP_TAG = "df.sweep"
 
@@ -45,10 +47,12 @@ class Sweep:
 def load_sweep(name: str, tracking_uri: str | None = None, launch: str | None = None,
                with_curves: bool = True) -> Sweep:
     """Load every trial of sweep `name` (or of one launch, by parent run id) from MLflow."""
-    import mlflow
     from mlflow.tracking import MlflowClient
 
-    uri = tracking_uri or mlflow.get_tracking_uri()
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise SweepNotFound(f"no tracking store at {uri} (run from the directory you launched in, or pass "
+                            f"--tracking-uri)")
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:

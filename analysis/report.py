@@ -82,10 +82,17 @@ def _fmt(frame: pd.DataFrame) -> pd.DataFrame:
                      (isinstance(v, float) and math.isnan(v)) else v))
 
 
+def markdown_table(frame: pd.DataFrame) -> str:
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "---|" * len(frame.columns)
+    rows = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
 def _markdown(sweep: Sweep, tabs: dict[str, pd.DataFrame], plots: list[Path]) -> str:
     parts = [f"# Sweep report: {sweep.name}", "", *[f"{line}\n" for line in _summary_lines(sweep)]]
     for title, table in tabs.items():
-        parts += [f"## {title}", "", _fmt(table).to_markdown(index=False) if len(table) else "_empty_", ""]
+        parts += [f"## {title}", "", markdown_table(_fmt(table)) if len(table) else "_empty_", ""]
     parts += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     parts += ["", f"Data: [trials.csv](trials.csv), [curves.csv](curves.csv). Source: {sweep.tracking_uri}, "
               f"experiment {sweep.experiment_id}."]

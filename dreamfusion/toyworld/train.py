@@ -50,7 +50,7 @@ class TrainConfig:
     clip_lr: float = 1e-3
     suffix_fraction_clip: float = 0.3
     """Fraction of CLIP captions carrying their camera's view suffix (", front view")."""
-    unet_batch: int = 64
+    unet_batch: int = 48
     unet_lr: float = 6e-4
     unet_max_steps: int | None = None
     """Stop the UNet here even if time is left (quick checks); None: train until the budget is spent."""
@@ -337,6 +337,9 @@ def train_all(cfg: TrainConfig, out: Path, resume: bool = False, log: Callable[[
         run.update(extra, seconds=spent())
         run_state_path.write_text(json.dumps(run, indent=2))
 
+    finish = time.strftime("%H:%M", time.localtime(time.time() + budget - run["seconds"]))
+    log(f"budget {cfg.minutes:.0f} min (data, CLIP, then the UNet until ~{cfg.reserve_minutes:.0f} min before the "
+        f"end): finishes around {finish}")
     log(f"[1/4] data: {cfg.colour_views} views × 36 colour prompts + {cfg.shape_views} × 6 shape prompts "
         f"at {cfg.resolution}px (cached in {out / 'data'})")
     data_path = out / "data" / f"train_seed{cfg.seed}_{cfg.colour_views}x{cfg.shape_views}_{cfg.resolution}px.pt"

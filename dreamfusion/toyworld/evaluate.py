@@ -1,0 +1,111 @@
+"""The model card's numbers: toy-CLIP R@1 on held-out ground-truth renders, and on the prior's own samples.
+
+R@1 is `dreamfusion.scoring.r_precision` — the metric trials log — so a hit means the true prompt scores strictly
+above every other prompt of the set: colour renders among the 36 colour prompts, textureless renders among the
+6 shape-only prompts. Held-out renders use seeds the training data never used (it is rendered with seed 0).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from dreamfusion import images as image_io
+from dreamfusion.priors.base import Prior
+from dreamfusion.scoring import Scorer, r_precision
+from dreamfusion.toyworld import world
+
+#: Held-out ground-truth renders of the card.
+HELDOUT_SEED = 1000
+#: The small fixed set the tests re-score: 2 views of every prompt from this seed.
+FIXED_SET_SEED, FIXED_SET_VIEWS = 7, 2
+
+
+def heldout_renders(seed: int, views: int, resolution: int = 32) -> tuple[Tensor, Tensor]:
+    """Colour renders [36·V, 3, H, W] of the colour prompts and textureless renders [6·V, 3, H, W] of the shape
+    prompts, grouped by prompt in `world.colour_prompts()` / `world.shape_prompts()` order."""
+    g = torch.Generator().manual_seed(seed)
+    colour = torch.cat([world.sample_views(p, views, resolution, g) for p in world.colour_prompts()])
+    shape = torch.cat([world.sample_views(p, views, resolution, g) for p in world.shape_prompts()])
+    return colour, shape
+
+
+def retrieval_r1(scorer: Scorer, images: Tensor, prompts: list[str]) -> float:
+    """Mean R@1 of images grouped by prompt (equal groups, in `prompts` order) among `prompts`."""
+    groups = images.chunk(len(prompts))
+    return sum(r_precision(scorer, x, p, prompts) for x, p in zip(groups, prompts)) / len(prompts)
+
+
+@torch.no_grad()
+def sample(prior: Prior, weights: Path, prompts: list[str], n: int, guidance: float, steps: int,
+           seed: int = 0) -> Tensor:
+    """[len(prompts)·n, 3, S, S] DDIM samples (η = 0) with classifier-free guidance, grouped by prompt."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler.from_pretrained(weights, subfolder="scheduler")
+    scheduler.set_timesteps(steps)
+    g = torch.Generator().manual_seed(seed)
+    cond = prior.text_embeddings(prompts).repeat_interleave(n, 0)  # [B, L, D]
+    uncond = prior.text_embedding("").expand_as(cond)
+    size = prior.image_size
+    x = torch.randn((cond.shape[0], 3, size, size), generator=g).to(prior.device)
+    for t in scheduler.timesteps:
+        tt = torch.full((2 * x.shape[0],), int(t), device=prior.device, dtype=torch.long)
+        eps_u, eps_c = prior.predict_noise(torch.cat([x, x]), tt, torch.cat([uncond, cond])).chunk(2)
+        x = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, x).prev_sample
+    return prior.from_model_space(x)
+
+
+def write_card_scores(weights: Path, views: int, samples: int, guidance: float, steps: int, grid: Path,
+                      sweep: tuple[float, ...] = (1.0, 3.0, 7.5), log: Callable[[str], None] = print) -> dict:
+    """Score the weights, write `<weights>/scores.json` and the sample grid (one row per prompt); return the scores."""
+    from dreamfusion.priors.toyworld import load_toyworld_prior, load_toyworld_scorer
+
+    started = time.perf_counter()
+    prior = load_toyworld_prior("cpu", torch.float32, weights)
+    scorer = load_toyworld_scorer("cpu", weights)
+    colour_prompts, shape_prompts = world.colour_prompts(), world.shape_prompts()
+
+    colour, shape = heldout_renders(HELDOUT_SEED, views)
+    heldout = {"seed": HELDOUT_SEED, "views_per_prompt": views,
+               "colour_r1": retrieval_r1(scorer, colour, colour_prompts),
+               "geometry_r1": retrieval_r1(scorer, shape, shape_prompts)}
+    log(f"held-out ground truth: {heldout}")
+
+    colour, shape = heldout_renders(FIXED_SET_SEED, FIXED_SET_VIEWS)
+    fixed = {"seed": FIXED_SET_SEED, "views_per_prompt": FIXED_SET_VIEWS,
+             "colour_r1": retrieval_r1(scorer, colour, colour_prompts),
+             "geometry_r1": retrieval_r1(scorer, shape, shape_prompts)}
+    log(f"fixed test set: {fixed}")
+
+    prompts = colour_prompts + shape_prompts
+    imgs = sample(prior, weights, prompts, samples, guidance, steps)
+    split = len(colour_prompts) * samples
+    drawn = {"guidance": guidance, "ddim_steps": steps, "per_prompt": samples,
+             "colour_r1": retrieval_r1(scorer, imgs[:split], colour_prompts),
+             "geometry_r1": retrieval_r1(scorer, imgs[split:], shape_prompts)}
+    log(f"samples: {drawn}")
+    image_io.save_grid(imgs, grid, samples)
+
+    by_guidance = {}
+    for g in sweep:
+        x = sample(prior, weights, colour_prompts, max(1, samples // 2), g, steps, seed=1)
+        by_guidance[str(g)] = retrieval_r1(scorer, x, colour_prompts)
+        log(f"guidance {g}: colour sample R@1 {by_guidance[str(g)]:.3f}")
+    by_guidance[str(guidance)] = drawn["colour_r1"]
+
+    scores = {
+        "heldout": heldout, "fixed_set": fixed, "samples": drawn,
+        "sample_colour_r1_by_guidance": dict(sorted(by_guidance.items(), key=lambda kv: float(kv[0]))),
+        "summary": {"gt_colour_r1": round(heldout["colour_r1"], 4), "gt_geometry_r1": round(heldout["geometry_r1"], 4),
+                    "sample_colour_r1": round(drawn["colour_r1"], 4),
+                    "sample_geometry_r1": round(drawn["geometry_r1"], 4)},
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    (Path(weights) / "scores.json").write_text(json.dumps(scores, indent=2))
+    return scores

@@ -1,0 +1,181 @@
+"""A 4-trial sweep on a real local Ray, tracked in a real MLflow SQLite store: the parent/child layout, params,
+step and final metrics, artifacts, one prior load per worker, and the status table."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from sweep_helpers import TINY_BASE, local_ray, sweep_runs, write_spec
+from typer.testing import CliRunner
+
+from dreamfusion.cli import app
+from dreamfusion.config import flatten
+from dreamfusion.sweep.spec import load_spec
+
+NAME = "four"
+SPACE = {"prompt": {"grid": ["a red cube", "a blue sphere"]}, "sds.timesteps.schedule": {"grid": ["uniform", "anneal"]}}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """The module's working directory (where mlruns.db and ray_results go) and its one local Ray."""
+    path = tmp_path_factory.mktemp("launch")
+    with pytest.MonkeyPatch.context() as patch, local_ray(path / "ray_results"):
+        patch.chdir(path)
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield path
+
+
+@pytest.fixture(scope="module")
+def launched(workdir):
+    spec = write_spec(workdir / "four.yaml", NAME, SPACE)
+    result = CliRunner().invoke(app, ["launch", str(spec)])
+    assert result.exit_code == 0, result.output
+    return result, f"sqlite:///{workdir / 'mlruns.db'}", spec
+
+
+def test_summary_names_the_best_trial_and_the_next_steps(launched):
+    output = launched[0].output
+    assert "best trial:" in output and "clip_r_precision=" in output
+    assert "trials: 4 TERMINATED" in output
+    assert "#/experiments/" in output and "runs?workflowType=machine_learning" in output
+    assert f"df-sweep report {NAME} --out report" in output
+
+
+def test_one_parent_and_one_finished_child_per_trial(launched):
+    _, uri, _ = launched
+    parents, children = sweep_runs(uri, NAME)
+    assert len(parents) == 1 and parents[0].data.tags["df.sweep"] == NAME
+    assert parents[0].info.status == "FINISHED"
+    assert len(children) == 4
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert {c.info.status for c in children} == {"FINISHED"}
+    assert {c.info.run_name for c in children} == {
+        f"prompt={p},schedule={s}" for p in ("a red cube", "a blue sphere") for s in ("uniform", "anneal")}
+    client = MlflowClient(uri)
+    assert [a.path for a in client.list_artifacts(parents[0].info.run_id)] == ["spec.yaml"]
+    experiment = client.get_experiment(parents[0].info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert Path(experiment.artifact_location) == Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts" / NAME
+
+
+def test_children_hold_params_metrics_and_artifacts(launched):
+    _, uri, spec_path = launched
+    spec = load_spec(spec_path)
+    client = MlflowClient(uri)
+    for run in sweep_runs(uri, NAME)[1]:
+        cfg = spec.trial_config({"prompt": run.data.params["prompt"],
+                                 "sds.timesteps.schedule": run.data.params["sds.timesteps.schedule"]})
+        assert run.data.params == {k: str(v) for k, v in flatten(cfg).items()}
+        steps = TINY_BASE["steps"]
+        for key in ("loss", "grad_norm", "t", "step_ms"):
+            assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == list(range(1, steps + 1))
+        every = TINY_BASE["eval"]["every"]
+        evals = [m.step for m in client.get_metric_history(run.info.run_id, "clip_score")]
+        assert evals == list(range(every, steps + 1, every))
+        for key in ("clip_score", "clip_r_precision", "clip_r_precision_geometry"):
+            assert key in run.data.metrics
+        files = _artifacts(client, run.info.run_id)
+        assert {"config.yaml", "final/views.png", "final/turntable.gif"} <= files
+        assert {f"renders/step_{s:06d}.png" for s in evals} <= files
+
+
+def _artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return found
+
+
+def test_prior_loaded_once_per_worker(launched, workdir):
+    reports = [json.loads(line) for f in (workdir / "ray_results" / NAME).glob("*/*/result.json")
+               for line in f.read_text().splitlines()]
+    assert len({r["trial_id"] for r in reports}) == 4
+    loads = {}
+    for r in reports:
+        loads[r["worker_pid"]] = max(loads.get(r["worker_pid"], 0), r["prior_loads"])
+    assert set(loads.values()) == {1}
+    assert len(loads) <= 2  # two CPU slots: workers are reused across the four trials
+
+
+def test_status_prints_the_trial_table(launched):
+    result = CliRunner().invoke(app, ["status", NAME])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if "TERMINATED" in line and "a " in line]
+    assert len(rows) == 4
+    assert "clip_r_precision" in result.output
+    overview = CliRunner().invoke(app, ["status"])
+    assert overview.exit_code == 0 and f"{NAME}  (" in overview.output and "4 TERMINATED" in overview.output
+
+
+def test_dry_run_creates_nothing(launched, tmp_path):
+    os.chdir(tmp_path)
+    try:
+        spec = write_spec(tmp_path / "dry.yaml", "dry", SPACE)
+        result = CliRunner().invoke(app, ["launch", str(spec), "--dry-run"])
+    finally:
+        os.chdir(launched[2].parent)
+    assert result.exit_code == 0, result.output
+    assert "4 trials" in result.output
+    assert sum("uniform" in line or "anneal" in line for line in result.output.splitlines()) == 4
+    assert list(tmp_path.iterdir()) == [spec]
+    assert sweep_runs(launched[1], NAME)[0][0].info.status == "FINISHED"  # the store is untouched too
+
+
+def test_ui_serves_the_store_and_stops_on_ctrl_c(launched, workdir):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ui = subprocess.Popen([sys.executable, "-m", "dreamfusion.cli", "ui", "--port", str(port)], cwd=workdir,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        first = ui.stdout.readline()
+        assert f"at http://127.0.0.1:{port}" in first
+        assert "runs?workflowType=machine_learning" in ui.stdout.readline()
+        assert _wait_for(f"http://127.0.0.1:{port}/health") == b"OK"
+    finally:
+        ui.send_signal(signal.SIGINT)
+        assert ui.wait(timeout=30) == 0
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0  # the server went with it
+
+
+def _wait_for(url: str, timeout_s: float = 60) -> bytes:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def test_asha_stops_trials_early_and_their_runs_still_end_finished(workdir):
+    spec = write_spec(workdir / "asha.yaml", "asha", {"seed": {"grid": [0, 1, 2, 3]}},
+                      tune={"metric": "clip_score", "scheduler": "asha", "grace_period": 4, "reduction_factor": 2})
+    result = CliRunner().invoke(app, ["launch", str(spec)])
+    assert result.exit_code == 0, result.output
+    uri = f"sqlite:///{workdir / 'mlruns.db'}"
+    client = MlflowClient(uri)
+    stopped = 0
+    for run in sweep_runs(uri, "asha")[1]:
+        assert run.info.status == "FINISHED"
+        last = max(m.step for m in client.get_metric_history(run.info.run_id, "loss"))
+        if last < TINY_BASE["steps"]:
+            stopped += 1
+            assert run.data.tags["df.stopped_early_at_step"] == str(last)
+        else:
+            assert "final/turntable.gif" in _artifacts(client, run.info.run_id)
+    assert stopped >= 1

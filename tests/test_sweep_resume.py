@@ -1,0 +1,103 @@
+"""Interrupted sweeps go on where they stopped: a trial retried by Ray and a sweep resumed with `df-sweep resume`
+each continue the same MLflow run, finished trials are not rerun, and no step is logged twice."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+from sweep_helpers import FAIL_AT_STEP, TINY_BASE, local_ray, sweep_runs, write_spec
+from typer.testing import CliRunner
+
+from dreamfusion.cli import app
+
+STEPS = TINY_BASE["steps"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """The module's working directory and its one local Ray, whose workers fail a seed-1 trial once."""
+    path = tmp_path_factory.mktemp("resume")
+    markers = path / "markers"
+    markers.mkdir()
+    with pytest.MonkeyPatch.context() as patch, local_ray(path / "ray_results", "sweep_helpers.small_world_failing_once",
+                                                          {"DF_TEST_MARKERS": str(markers)}):
+        patch.chdir(path)
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield path
+
+
+def _uri(workdir) -> str:
+    return f"sqlite:///{workdir / 'mlruns.db'}"
+
+
+def _by_seed(uri: str, name: str) -> dict[str, object]:
+    return {run.data.params["seed"]: run for run in sweep_runs(uri, name)[1]}
+
+
+def _steps(uri: str, run, key: str = "loss") -> list[int]:
+    return [m.step for m in MlflowClient(uri).get_metric_history(run.info.run_id, key)]
+
+
+def test_a_trial_retried_by_ray_continues_its_run(workdir):
+    spec = write_spec(workdir / "retry.yaml", "retry", {"seed": {"grid": [0, 1]}}, max_failures=1)
+    result = CliRunner().invoke(app, ["launch", str(spec)])
+    assert result.exit_code == 0, result.output
+    runs = _by_seed(_uri(workdir), "retry")
+    assert sorted(runs) == ["0", "1"]
+    assert {r.info.status for r in runs.values()} == {"FINISHED"}
+    assert "df.failure" not in runs["1"].data.tags
+    assert _steps(_uri(workdir), runs["1"]) == list(range(1, STEPS + 1))
+    assert _steps(_uri(workdir), runs["1"], "clip_score") == [4, 8, 12]
+
+
+def test_resume_finishes_an_errored_sweep_without_rerunning_or_duplicating(workdir):
+    uri = _uri(workdir)
+    spec = write_spec(workdir / "resumable.yaml", "resumable", {"seed": {"grid": [0, 1, 2]}}, max_failures=0)
+    first = CliRunner().invoke(app, ["launch", str(spec)])
+    assert first.exit_code == 1, first.output
+    assert "resume: df-sweep resume resumable" in first.output
+    before = _by_seed(uri, "resumable")
+    assert before["1"].info.status == "FAILED"
+    assert "RuntimeError: injected failure" in before["1"].data.tags["df.failure"]
+    assert _steps(uri, before["1"]) == list(range(1, FAIL_AT_STEP + 1))
+    parent = sweep_runs(uri, "resumable")[0]
+    assert len(parent) == 1 and parent[0].info.status == "FAILED" and "1 errored of 3 trials" in \
+        parent[0].data.tags["df.failure"]
+    status = CliRunner().invoke(app, ["status", "resumable"])
+    states = [line.split()[1] for line in status.output.splitlines()[2:]]
+    assert sorted(states) == ["ERROR", "TERMINATED", "TERMINATED"]
+
+    second = CliRunner().invoke(app, ["resume", "resumable"])
+    assert second.exit_code == 0, second.output
+    assert "trials: 3 TERMINATED" in second.output
+    parents, children = sweep_runs(uri, "resumable")
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and "df.failure" not in parents[0].data.tags
+    after = _by_seed(uri, "resumable")
+    assert len(children) == 3 and {r.info.status for r in children} == {"FINISHED"}
+    assert after["1"].info.run_id == before["1"].info.run_id and "df.failure" not in after["1"].data.tags
+    assert _steps(uri, after["1"]) == list(range(1, STEPS + 1))
+    assert _steps(uri, after["1"], "clip_score") == [4, 8, 12]
+    for seed in ("0", "2"):  # finished before the resume: not run again
+        assert after[seed].info.end_time == before[seed].info.end_time
+        assert _steps(uri, after[seed]) == list(range(1, STEPS + 1))
+
+
+def test_an_interrupted_launch_leaves_no_run_finished_or_running_that_did_not_finish(tmp_path):
+    """Ctrl-C: Tune stops the running trials as cleanly as a scheduler would, so their runs end FINISHED inside
+    the trial; the driver then marks every run whose trial is not finished FAILED (and any left RUNNING)."""
+    from dreamfusion.tracking import TrialTracker, close_unfinished, open_experiment, start_parent_run
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    experiment = open_experiment(uri, "interrupted")
+    parent = start_parent_run(uri, experiment, "interrupted", "launch", "", "name: interrupted\n")
+    tracker = TrialTracker(uri, experiment, parent)
+    with pytest.raises(SystemExit), tracker.run("done", "done", continue_existing=True):
+        raise SystemExit(0)
+    with pytest.raises(SystemExit), tracker.run("stopped", "stopped", continue_existing=True):
+        raise SystemExit(0)
+    MlflowClient(uri).create_run(experiment, tags={"mlflow.parentRunId": parent, "df.trial_id": "killed"})
+    close_unfinished(uri, experiment, parent, finished={"done"}, reason="interrupted")
+    runs = {r.data.tags["df.trial_id"]: r for r in sweep_runs(uri, "interrupted")[1]}
+    assert runs["done"].info.status == "FINISHED"
+    assert runs["stopped"].info.status == runs["killed"].info.status == "FAILED"
+    assert runs["killed"].data.tags["df.failure"] == "interrupted"

@@ -1,0 +1,194 @@
+"""Every bad input of a sweep ends in one line, a non-zero exit and no traceback, with nothing started: no Ray,
+no MLflow store, no experiment, no run. Plus the spec's own expansion: dry-run tables, overrides, run names."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dreamfusion.cli import app
+from dreamfusion.sweep.spec import SweepSpec, apply_spec_overrides, load_spec, run_name, trial_table
+
+GOOD = {
+    "name": "bad-input",
+    "base": {"steps": 10, "nerf": {"size": "tiny"}},
+    "space": {"prompt": {"grid": ["a red cube", "a blue sphere"]}},
+}
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def _spec(tmp_path: Path, text: str | dict) -> Path:
+    path = tmp_path / "spec.yaml"
+    path.write_text(text if isinstance(text, str) else yaml.safe_dump(text, sort_keys=False))
+    return path
+
+
+def _with(**changes) -> dict:
+    spec = yaml.safe_load(yaml.safe_dump(GOOD, sort_keys=False))
+    for key, value in changes.items():
+        node = spec
+        parts = key.split("__")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return spec
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fails(tmp_path: Path, args: list[str], expect: str) -> str:
+    result = CliRunner().invoke(app, args)
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert "Traceback" not in result.output
+    assert expect in lines[0], lines[0]
+    assert not (tmp_path / "mlruns.db").exists() and not (tmp_path / "mlartifacts").exists()
+    assert not (tmp_path / "ray_results").exists()
+    return lines[0]
+
+
+SPEC_CASES = {
+    "malformed yaml": ("name: x\nspace: {prompt: {grid: [unclosed\n", "malformed YAML at line"),
+    "unknown top-level key": (_with(schedule="fifo"), "schedule: unknown key"),
+    "unknown base key": (_with(base__stepz=10), "base.stepz: unknown key"),
+    "unknown space key": (_with(space={"guidance_scale": {"grid": [10]}}),
+                          "space.guidance_scale: unknown trial config key; expected 'sds.guidance_scale'"),
+    "unknown space kind": (_with(space={"seed": {"normal": [0, 1]}}), "space.seed.normal: unknown key"),
+    "wrong type in base": (_with(base__steps="many"), "base.steps: Input should be a valid integer"),
+    "wrong type in tune": (_with(tune={"num_samples": "lots"}), "tune.num_samples"),
+    "wrong type in space value": (_with(space={"seed": {"grid": [0, "x"]}}), "space.seed='x': seed"),
+    "empty prompt in base": (_with(base__prompt="  "), "base.prompt: prompt must not be empty"),
+    "empty prompt in space": (_with(space={"prompt": {"grid": ["a red cube", ""]}}), "prompt must not be empty"),
+    "empty search space": (_with(space={}), "space: expected at least one dotted key"),
+    "empty grid": (_with(space={"seed": {"grid": []}}), "space.seed.grid: List should have at least 1 item"),
+    "t_min >= t_max in base": (_with(base__sds={"timesteps": {"t_min": 0.6, "t_max": 0.4}}),
+                               "t_min (0.6) must be < t_max (0.4)"),
+    "t_min >= t_max across the space": (
+        _with(space={"sds.timesteps.t_min": {"grid": [0.02, 0.5]}, "sds.timesteps.t_max": {"grid": [0.4, 0.98]}}),
+        "space combination sds.timesteps.t_min=0.5, sds.timesteps.t_max=0.4"),
+    "negative guidance": (_with(space={"sds.guidance_scale": {"grid": [-1, 20]}}),
+                          "space.sds.guidance_scale=-1: sds.guidance_scale: Input should be greater than or equal"),
+    "negative guidance range": (_with(space={"sds.guidance_scale": {"loguniform": [-1, 20]}}),
+                                "loguniform: expected low > 0"),
+    "unknown prior name": (_with(base__prior="dall-e"), "prior: 'dall-e' is not a prior"),
+    "unknown prior kind": (_with(base__prior={"kind": "imagen"}), "base.prior.kind: Input should be"),
+    "prompt outside the toy world": (_with(space={"prompt": {"grid": ["a red cube", "a dragon"]}}),
+                                     "'a dragon' is not known to the analytic prior"),
+    "unknown metric": (_with(tune={"metric": "accuracy"}), "tune.metric: expected one of"),
+    "ground-truth metric without ground truth": (
+        _with(base__prior="stable-diffusion", space={"prompt": {"grid": ["a hamburger"]}}, tune={"metric": "gt_iou"}),
+        "tune.metric: gt_iou exists only for toy-world prompts, not 'a hamburger'"),
+    "bad name": (_with(name="my sweep/1"), "name: String should match pattern"),
+}
+
+
+@pytest.mark.parametrize("case", list(SPEC_CASES))
+def test_bad_spec_fails_in_one_line_and_starts_nothing(case, tmp_path):
+    text, expect = SPEC_CASES[case]
+    spec = _spec(tmp_path, text)
+    message = _fails(tmp_path, ["launch", str(spec)], expect)
+    assert message.startswith(f"error: {spec}")
+    _fails(tmp_path, ["validate", str(spec)], expect)
+
+
+def test_missing_spec_file(tmp_path):
+    _fails(tmp_path, ["launch", str(tmp_path / "nope.yaml")], "nope.yaml: no such file")
+
+
+def test_malformed_override(tmp_path):
+    _fails(tmp_path, ["launch", str(_spec(tmp_path, GOOD)), "--set", "tune.num_samples"], "expected KEY=VALUE")
+
+
+@pytest.mark.parametrize("resources, expect", [
+    ({"gpu": 1}, "GPU=1"),  # no GPU on the CPU machine; satisfiable on a GPU box, hence the next cases too
+    ({"cpu": 4096}, "CPU=4096"),
+    ({"cpu": 1, "custom": {"node_that_is_not_there": 1}}, "node_that_is_not_there=1"),
+])
+def test_unsatisfiable_resources_fail_fast(resources, expect, tmp_path):
+    import torch
+
+    if resources.get("gpu") and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    spec = _spec(tmp_path, _with(resources=resources))
+    message = _fails(tmp_path, ["launch", str(spec)], expect)
+    assert "no node can ever run a trial" in message
+    _fails(tmp_path, ["launch", str(spec), "--dry-run"], expect)
+
+
+def test_unreachable_tracking_server(tmp_path):
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    _fails(tmp_path, ["launch", str(_spec(tmp_path, GOOD)), "--tracking-uri", uri], "cannot reach an MLflow server")
+
+
+def test_unreachable_tracking_uri_in_the_spec(tmp_path):
+    spec = _spec(tmp_path, _with(tracking={"uri": f"http://127.0.0.1:{_closed_port()}"}))
+    _fails(tmp_path, ["launch", str(spec)], "tracking.uri: cannot reach")
+
+
+def test_sqlite_store_in_a_missing_directory(tmp_path):
+    uri = f"sqlite:///{tmp_path}/no/such/dir/mlruns.db"
+    _fails(tmp_path, ["launch", str(_spec(tmp_path, GOOD)), "--tracking-uri", uri], "does not exist")
+
+
+def test_run_checks_the_prompt_and_the_store_before_loading_anything(tmp_path):
+    _fails(tmp_path, ["run", "--prompt", "a dragon", "--steps", "1"], "'a dragon' is not known to the analytic")
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    _fails(tmp_path, ["run", "--steps", "1", "--tracking-uri", uri], "cannot reach an MLflow server")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Expansion
+
+
+def test_dry_run_prints_the_grid_and_the_sampled_dimensions(tmp_path):
+    spec = _spec(tmp_path, _with(space={"prompt": {"grid": ["a red cube", "a blue sphere"]},
+                                        "seed": {"grid": [0, 1, 2]},
+                                        "sds.guidance_scale": {"loguniform": [5, 100]}},
+                                 tune={"num_samples": 2}))
+    result = CliRunner().invoke(app, ["launch", str(spec), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "12 trials (6 grid point(s) x num_samples 2, sampling sds.guidance_scale)" in result.output
+    rows = [line for line in result.output.splitlines() if "~loguniform(5, 100)" in line]
+    assert len(rows) == 6 and "a blue sphere" in rows[-1]
+    assert not (tmp_path / "mlruns.db").exists() and not (tmp_path / "ray_results").exists()
+
+
+def test_space_overrides_address_dotted_keys():
+    data = apply_spec_overrides(GOOD, ["space.sds.guidance_scale.grid=[10, 50]", "space.seed={randint: [0, 9]}",
+                                       "tune.num_samples=3", "base.steps=7"])
+    spec = SweepSpec.model_validate(data)
+    assert spec.space["sds.guidance_scale"].grid == [10, 50]
+    assert spec.space["seed"].randint == (0, 9)
+    assert spec.tune.num_samples == 3 and spec.base["steps"] == 7
+    assert spec.num_trials() == 2 * 2 * 3
+
+
+def test_trial_config_and_names(tmp_path):
+    spec = load_spec(_spec(tmp_path, _with(space={"prompt": {"grid": ["a red cube"]},
+                                                  "sds.timesteps.schedule": {"grid": ["anneal", "uniform"]}})))
+    cfg = spec.trial_config({"prompt": "a red cube", "sds.timesteps.schedule": "uniform"})
+    assert cfg.sds.timesteps.schedule == "uniform" and cfg.steps == 10 and cfg.nerf.size == "tiny"
+    assert [r["sds.timesteps.schedule"] for r in trial_table(spec)] == ["anneal", "uniform"]
+    assert run_name({"sds.timesteps.schedule": "anneal", "prompt": "a red cube", "seed": 0}) == \
+        "prompt=a red cube,schedule=anneal,seed=0"
+    assert run_name({"nerf.size": "tiny", "render.size": 1}) == "nerf.size=tiny,render.size=1"
+
+
+@pytest.mark.parametrize("preset", sorted(str(p) for p in Path(__file__).parent.parent.glob("sweeps/**/*.yaml")))
+def test_presets_validate(preset):
+    result = CliRunner().invoke(app, ["validate", preset])
+    assert result.exit_code == 0, result.output
