@@ -164,6 +164,9 @@ def show_config(
 # ---------------------------------------------------------------------------------------------------------------
 # Sweeps
 
+STORAGE_HELP = ("Tune results root (default ./ray_results). On a multi-node cluster, storage every node reaches: "
+                "s3://BUCKET/PATH, gs://BUCKET/PATH, or file:///PATH on a filesystem every node mounts (NFS).")
+
 
 @app.command()
 @user_errors
@@ -173,7 +176,7 @@ def launch(
                                    "--set base.steps=100, --set space.seed.grid=[0,1,2]."),
     address: Optional[str] = typer.Option(None, help="Ray cluster: auto or ray://HOST:PORT (default: embedded)."),
     tracking_uri: Optional[str] = typer.Option(None, help="MLflow tracking URI (default sqlite:///mlruns.db)."),
-    storage: Optional[Path] = typer.Option(None, help="Tune results root (default ./ray_results)."),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the expanded trial table and exit."),
 ) -> None:
     """Run a sweep on Ray Tune, every trial tracked in MLflow."""
@@ -210,7 +213,7 @@ def validate(
 def resume(
     name: str = typer.Argument(..., help="Sweep name (its newest launch) or a launch directory."),
     address: Optional[str] = typer.Option(None, help="Ray cluster: auto or ray://HOST:PORT (default: embedded)."),
-    storage: Optional[Path] = typer.Option(None, help="Tune results root (default ./ray_results)."),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
 ) -> None:
     """Continue an interrupted sweep: finished trials stay, the rest go on from their checkpoints."""
     from dreamfusion.sweep.launch import resume_sweep
@@ -222,7 +225,7 @@ def resume(
 @user_errors
 def status(
     name: Optional[str] = typer.Argument(None, help="Sweep name; without it, every sweep under --storage."),
-    storage: Optional[Path] = typer.Option(None, help="Tune results root (default ./ray_results)."),
+    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
 ) -> None:
     """The trial table of a sweep (state, varied values, metric), from its stored Tune results."""
     from collections import Counter
@@ -236,7 +239,7 @@ def status(
     for sweep_name in names:
         launch = Launch.load(find_launch(sweep_name, storage))
         spec = launch.sweep
-        rows = trial_rows(Path(launch.experiment_dir), spec)
+        rows = trial_rows(launch.experiment_dir, spec)
         states = ", ".join(f"{n} {s}" for s, n in Counter(r.state for r in rows).items()) or "no trials yet"
         typer.echo(f"{spec.name}  ({launch.experiment_dir}): {states}")
         if name:

@@ -38,6 +38,8 @@ RUN_EXPERIMENT = "df-sweep-run"
 
 TRIAL_KEY_TAG = "df.trial_id"
 FAILURE_TAG = "df.failure"
+#: The Ray node a sweep trial ran on (last, if it was retried).
+NODE_TAG = "df.node"
 #: Set on a run whose trial a scheduler stopped before its last step (ASHA), at that step.
 STOPPED_TAG = "df.stopped_early_at_step"
 SWEEP_TAG = "df.sweep"
@@ -194,14 +196,20 @@ def child_runs(uri: str, experiment_id: str, parent_run_id: str) -> list[Run]:
             return runs
 
 
-def close_unfinished(uri: str, experiment_id: str, parent_run_id: str, finished: set[str] | None,
-                     reason: str) -> None:
-    """FAILED, with `reason`, for every child run a killed worker left RUNNING, and for every run whose trial is
-    not among the `finished` trial ids (when known): Tune stops the running trials of an interrupted launch the
-    way its scheduler stops a trial, so their runs ended FINISHED inside the trial."""
+def close_runs(uri: str, experiment_id: str, parent_run_id: str, finished: dict[str, int] | None,
+               reason: str) -> None:
+    """Make the child runs agree with Tune once a launch is over; `finished` maps each finished trial's id to
+    its last step (None: unknown). A finished trial's run still RUNNING (its worker was stopped, by a scheduler
+    or at the end, while closing it) ends FINISHED, tagged with the step it stopped at if it stopped early; any
+    other run that is RUNNING, or FINISHED though its trial is not, ends FAILED with `reason`."""
     for run in child_runs(uri, experiment_id, parent_run_id):
-        unfinished = finished is not None and run.data.tags.get(TRIAL_KEY_TAG) not in finished
-        if run.info.status == "RUNNING" or (unfinished and run.info.status == "FINISHED"):
+        key, status = run.data.tags.get(TRIAL_KEY_TAG, ""), run.info.status
+        if finished is not None and key in finished:
+            if status == "RUNNING":
+                if finished[key] < int(run.data.params.get("steps", 0)):
+                    client(uri).set_tag(run.info.run_id, STOPPED_TAG, str(finished[key]))
+                end_run(uri, run.info.run_id)
+        elif status == "RUNNING" or (finished is not None and status == "FINISHED"):
             end_run(uri, run.info.run_id, reason)
 
 
@@ -226,18 +234,22 @@ class TrialTracker:
     flush_every: int = 25
 
     @contextmanager
-    def run(self, key: str, name: str, continue_existing: bool,
-            then: TrialCallback | None = None) -> Iterator[TrackingCallback]:
-        """The trial's run, ended FINISHED or FAILED whatever happens inside; a clean `SystemExit` (how Ray Tune
-        stops a trial its scheduler gave up on) is a finished run, tagged with the step it stopped at."""
+    def run(self, key: str, name: str, continue_existing: bool, then: TrialCallback | None = None,
+            tags: dict[str, str] | None = None) -> Iterator[TrackingCallback]:
+        """The trial's run, ended FINISHED or FAILED by whatever ends the trial, except a clean `SystemExit`: that
+        is how Ray Tune stops a trial, for its scheduler or for an interrupted launch alike, and only the driver
+        can tell which, so it leaves the run RUNNING for the driver's `close_runs`. `tags` are set each time the
+        run opens: a retried trial's `df.node` names the node it ran on last."""
         mlflow = client(self.uri)
         existing = self._find(key) if continue_existing else None
         if existing is None:
-            tags = {TRIAL_KEY_TAG: key, **({PARENT_TAG: self.parent_run_id} if self.parent_run_id else {})}
-            run_id = mlflow.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+            identity = {TRIAL_KEY_TAG: key, **({PARENT_TAG: self.parent_run_id} if self.parent_run_id else {})}
+            run_id = mlflow.create_run(self.experiment_id, run_name=name, tags=identity).info.run_id
         else:
             run_id = existing.info.run_id
             reopen_run(self.uri, run_id)
+        for tag, value in (tags or {}).items():
+            mlflow.set_tag(run_id, tag, value)
         callback = TrackingCallback(mlflow, run_id, self.flush_every, then, existing)
         try:
             yield callback
@@ -245,10 +257,6 @@ class TrialTracker:
             callback.flush()
             if exc.code not in (0, None):
                 end_run(self.uri, run_id, failure_reason(exc))
-                raise
-            if not callback.ended:
-                mlflow.set_tag(run_id, STOPPED_TAG, str(callback.last_step))
-            end_run(self.uri, run_id)
             raise
         except BaseException as exc:
             callback.flush()
@@ -283,8 +291,6 @@ class TrackingCallback(TrialCallback):
         self.logged_eval_step = _last_step(mlflow, run_id, "clip_score") if existing else 0
         self.logged_eval_keys: set[str] = set(existing.data.metrics) if existing else set()
         self.pending: list = []  # mlflow.entities.Metric of steps not yet written
-        self.last_step = 0
-        self.ended = False
 
     def on_start(self, cfg: TrialConfig, start_step: int, info: dict[str, str]) -> None:
         from mlflow.entities import Param, RunTag
@@ -297,7 +303,6 @@ class TrackingCallback(TrialCallback):
         self.then.on_start(cfg, start_step, info)
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        self.last_step = step
         if step > self.logged_step:
             self.pending += _metrics(metrics, step)
             if step % self.flush_every == 0:
@@ -314,7 +319,6 @@ class TrackingCallback(TrialCallback):
         self.mlflow.log_artifact(self.run_id, str(result.artifacts["config"]))
         for name in ("views", "turntable", "metrics"):
             self.mlflow.log_artifact(self.run_id, str(result.artifacts[name]), "final")
-        self.ended = True
         self.then.on_end(result)
 
     def _log_eval(self, step: int, metrics: dict[str, float]) -> None:

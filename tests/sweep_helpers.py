@@ -9,7 +9,9 @@ prior class, real Ray Tune, real MLflow on SQLite.
 from __future__ import annotations
 
 import functools
+import json
 import os
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,19 +41,14 @@ def small_world_failing_once() -> None:
     """Worker setup hook: the small prior, and a trial with seed 1 that raises the first time it is at step
     FAIL_AT_STEP (after its checkpoint at step 4), once per trial of each launch."""
     small_world()
-    from ray import tune
-
     from dreamfusion.trial import Trial
 
     train_step = Trial.train_step
 
     def failing_once(self: Trial) -> dict[str, float]:
-        if self.cfg.seed == 1 and self.step == FAIL_AT_STEP:
-            context = tune.get_context()
-            marker = Path(os.environ["DF_TEST_MARKERS"]) / f"{context.get_experiment_name()}-{context.get_trial_id()}"
-            if not marker.exists():
-                marker.touch()
-                raise RuntimeError("injected failure")
+        if self.cfg.seed == 1 and self.step == FAIL_AT_STEP and (marker := first_time("failed")) is not None:
+            marker.touch()
+            raise RuntimeError("injected failure")
         return train_step(self)
 
     Trial.train_step = failing_once
@@ -60,17 +57,71 @@ def small_world_failing_once() -> None:
 FAIL_AT_STEP = 6
 
 
+def first_time(what: str) -> Path | None:
+    """The marker file of `what` for this trial of this launch (in $DF_TEST_MARKERS), or None once it exists:
+    a fault injected only the first time lets the trial's retry get past it."""
+    from ray import tune
+
+    context = tune.get_context()
+    marker = Path(os.environ["DF_TEST_MARKERS"]) / f"{context.get_experiment_name()}-{context.get_trial_id()}.{what}"
+    return None if marker.exists() else marker
+
+
+def faulty_world() -> None:
+    """Worker setup hook: the small prior, with the faults the job's env asks for. DF_TEST_NAN_PROMPT: the prior
+    predicts NaN for that prompt. DF_TEST_HOLD_SEEDS (comma-separated): a trial with one of those seeds, the first
+    time it reaches step FAIL_AT_STEP (after its checkpoint at step 4), writes {"pid", "node"} to its `.held`
+    marker and waits there (so a test can kill its worker or its node) until $DF_TEST_MARKERS/release exists."""
+    small_world()
+    from dreamfusion.priors import analytic
+    from dreamfusion.trial import Trial
+
+    nan_prompt = os.environ.get("DF_TEST_NAN_PROMPT")
+    hold_seeds = {int(s) for s in os.environ.get("DF_TEST_HOLD_SEEDS", "").split(",") if s}
+    mask, train_step = analytic.AnalyticPrior._mask, Trial.train_step
+
+    def nan_for_one_prompt(self: analytic.AnalyticPrior, prompt: str):
+        weights = mask(self, prompt)
+        return weights * float("nan") if analytic._strip_view(prompt) == nan_prompt else weights
+
+    def held_once(self: Trial) -> dict[str, float]:
+        if self.cfg.seed in hold_seeds and self.step == FAIL_AT_STEP and (marker := first_time("held")) is not None:
+            _hold(marker)
+        return train_step(self)
+
+    analytic.AnalyticPrior._mask = nan_for_one_prompt
+    Trial.train_step = held_once
+
+
+def _hold(marker: Path, timeout_s: float = 120) -> None:
+    import ray
+
+    marker.write_text(json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}))
+    deadline = time.monotonic() + timeout_s
+    while not (marker.parent / "release").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def tests_on_path() -> str:
+    """PYTHONPATH with this folder first, so that workers and drivers import the hooks above."""
+    return os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
+
+
+def worker_runtime_env(hook: str, env: dict[str, str]) -> dict[str, Any]:
+    """The runtime env of the tests' trial workers: `hook` (a dotted name in this folder) runs in each before its
+    first trial, with `env` set."""
+    return {"worker_process_setup_hook": hook, "env_vars": {"PYTHONPATH": tests_on_path(), **env}}
+
+
 @contextmanager
 def local_ray(root: Path, hook: str = "sweep_helpers.small_world", env: dict[str, str] | None = None) -> Iterator[None]:
-    """One embedded Ray for a test module, started the way `df-sweep launch` starts it; `hook` (a dotted name in
-    this folder) runs in every worker before its first trial."""
+    """One embedded Ray for a test module, started the way `df-sweep launch` starts it; `hook` runs in every
+    worker before its first trial."""
     import ray
 
     from dreamfusion.sweep.launch import start_local_ray
 
-    path = os.pathsep.join(p for p in (str(TESTS), os.environ.get("PYTHONPATH")) if p)
-    env = {"PYTHONPATH": path, "DF_SWEEP_CACHE": str(root / "cache"), **(env or {})}
-    start_local_ray(root, runtime_env={"worker_process_setup_hook": hook, "env_vars": env})
+    start_local_ray(root, runtime_env=worker_runtime_env(hook, {"DF_SWEEP_CACHE": str(root / "cache"), **(env or {})}))
     try:
         yield
     finally:

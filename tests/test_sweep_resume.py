@@ -82,22 +82,35 @@ def test_resume_finishes_an_errored_sweep_without_rerunning_or_duplicating(workd
         assert _steps(uri, after[seed]) == list(range(1, STEPS + 1))
 
 
-def test_an_interrupted_launch_leaves_no_run_finished_or_running_that_did_not_finish(tmp_path):
-    """Ctrl-C: Tune stops the running trials as cleanly as a scheduler would, so their runs end FINISHED inside
-    the trial; the driver then marks every run whose trial is not finished FAILED (and any left RUNNING)."""
-    from dreamfusion.tracking import TrialTracker, close_unfinished, open_experiment, start_parent_run
+def test_runs_are_closed_as_tune_saw_their_trials(tmp_path):
+    """Tune stops a trial (for its scheduler, or for Ctrl-C) by a clean SystemExit in the trial, which leaves the
+    run RUNNING; after `fit` the driver closes it as Tune saw the trial: finished (early or not) or not."""
+    from dreamfusion.tracking import TrialTracker, close_runs, open_experiment, start_parent_run
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    experiment = open_experiment(uri, "interrupted")
-    parent = start_parent_run(uri, experiment, "interrupted", "launch", "", "name: interrupted\n")
+    experiment = open_experiment(uri, "closing")
+    parent = start_parent_run(uri, experiment, "closing", "launch", "", "name: closing\n")
     tracker = TrialTracker(uri, experiment, parent)
-    with pytest.raises(SystemExit), tracker.run("done", "done", continue_existing=True):
-        raise SystemExit(0)
-    with pytest.raises(SystemExit), tracker.run("stopped", "stopped", continue_existing=True):
-        raise SystemExit(0)
-    MlflowClient(uri).create_run(experiment, tags={"mlflow.parentRunId": parent, "df.trial_id": "killed"})
-    close_unfinished(uri, experiment, parent, finished={"done"}, reason="interrupted")
-    runs = {r.data.tags["df.trial_id"]: r for r in sweep_runs(uri, "interrupted")[1]}
-    assert runs["done"].info.status == "FINISHED"
-    assert runs["stopped"].info.status == runs["killed"].info.status == "FAILED"
-    assert runs["killed"].data.tags["df.failure"] == "interrupted"
+    for key in ("stopped", "interrupted"):
+        with pytest.raises(SystemExit), tracker.run(key, key, continue_existing=True):
+            raise SystemExit(0)
+    with tracker.run("done", "done", continue_existing=True):
+        pass
+    with pytest.raises(RuntimeError), tracker.run("crashed", "crashed", continue_existing=True):
+        raise RuntimeError("boom\nmore")
+    client = MlflowClient(uri)
+    client.create_run(experiment, tags={"mlflow.parentRunId": parent, "df.trial_id": "killed"})
+    for run in sweep_runs(uri, "closing")[1]:
+        client.log_param(run.info.run_id, "steps", "12")
+    runs = {r.data.tags["df.trial_id"]: r for r in sweep_runs(uri, "closing")[1]}
+    assert runs["stopped"].info.status == runs["interrupted"].info.status == "RUNNING"
+    assert runs["crashed"].data.tags["df.failure"] == "RuntimeError: boom"
+
+    close_runs(uri, experiment, parent, finished={"done": 12, "stopped": 4}, reason="interrupted")
+    runs = {r.data.tags["df.trial_id"]: r for r in sweep_runs(uri, "closing")[1]}
+    assert runs["done"].info.status == runs["stopped"].info.status == "FINISHED"
+    assert runs["stopped"].data.tags["df.stopped_early_at_step"] == "4"
+    assert "df.stopped_early_at_step" not in runs["done"].data.tags
+    for key in ("interrupted", "killed"):
+        assert runs[key].info.status == "FAILED" and runs[key].data.tags["df.failure"] == "interrupted"
+    assert runs["crashed"].data.tags["df.failure"] == "RuntimeError: boom"

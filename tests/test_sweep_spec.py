@@ -139,6 +139,12 @@ def test_unreachable_tracking_uri_in_the_spec(tmp_path):
     _fails(tmp_path, ["launch", str(spec)], "tracking.uri: cannot reach")
 
 
+def test_no_ray_cluster_at_the_address(tmp_path):
+    spec = str(_spec(tmp_path, GOOD))
+    _fails(tmp_path, ["launch", spec, "--address", f"127.0.0.1:{_closed_port()}"], "nothing answers there")
+    _fails(tmp_path, ["launch", spec, "--address", f"ray://127.0.0.1:{_closed_port()}"], "nothing answers there")
+
+
 def test_sqlite_store_in_a_missing_directory(tmp_path):
     uri = f"sqlite:///{tmp_path}/no/such/dir/mlruns.db"
     _fails(tmp_path, ["launch", str(_spec(tmp_path, GOOD)), "--tracking-uri", uri], "does not exist")

@@ -14,6 +14,8 @@ import hashlib
 import json
 import logging
 import os
+import posixpath
+import socket
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -29,9 +31,10 @@ from dreamfusion.priors.base import resolve_device
 from dreamfusion.scoring import Scorer, load_scorer
 from dreamfusion.sweep.spec import Resources, SweepSpec, run_name, short_names
 from dreamfusion.tracking import (
+    NODE_TAG,
     TrialTracker,
     check_reachable,
-    close_unfinished,
+    close_runs,
     end_run,
     open_experiment,
     reopen_run,
@@ -49,6 +52,7 @@ DEFAULT_UI = "http://127.0.0.1:5000"
 #: Ray's session dir adds ~64 characters of socket path (`session_<date>_<pid>/sockets/plasma_store`) to its
 #: temp dir, and a unix socket path must fit in 107 bytes.
 MAX_RAY_TEMP_DIR = 40
+ADDRESS_TIMEOUT_S = 3.0
 
 Echo = Callable[[str], None]
 
@@ -70,34 +74,80 @@ class Launch:
         return SweepSpec.model_validate(self.spec)
 
     def save(self) -> None:
-        path = Path(self.experiment_dir)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / LAUNCH_FILE).write_text(json.dumps(asdict(self), indent=2))
+        fs, path = filesystem(self.experiment_dir)
+        fs.create_dir(path)
+        with fs.open_output_stream(posixpath.join(path, LAUNCH_FILE)) as out:
+            out.write(json.dumps(asdict(self), indent=2).encode())
 
     @classmethod
-    def load(cls, experiment_dir: Path) -> Launch:
-        data = json.loads((experiment_dir / LAUNCH_FILE).read_text())
+    def load(cls, experiment_dir: str) -> Launch:
+        fs, path = filesystem(experiment_dir)
+        with fs.open_input_stream(posixpath.join(path, LAUNCH_FILE)) as stored:
+            data = json.loads(stored.read())
         return cls(data["spec"], data["experiment_dir"], TrialTracker(**data["tracker"]))
 
 
-def storage_root(storage: str | Path | None) -> Path:
-    return Path(storage or DEFAULT_STORAGE).expanduser().absolute()
+def is_uri(location: str | Path) -> bool:
+    """s3://, gs://, file://, or any other filesystem pyarrow (and so Tune) opens by URI."""
+    return "://" in str(location)
 
 
-def find_launch(name: str, storage: str | Path | None) -> Path:
+def storage_root(storage: str | Path | None) -> str:
+    """Where Tune keeps the sweeps: a URI as given (a `Path` would fold `s3://` into `s3:/`), else an absolute
+    local path."""
+    location = str(storage or DEFAULT_STORAGE)
+    return location.rstrip("/") if is_uri(location) else str(Path(location).expanduser().absolute())
+
+
+def join(location: str, *parts: str) -> str:
+    """`location/parts`, keeping a URI's `?query` (an S3 endpoint, say) at the end where pyarrow reads it."""
+    base, mark, query = location.partition("?") if is_uri(location) else (location, "", "")
+    return posixpath.join(base, *parts) + mark + query
+
+
+def filesystem(location: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path on it): the way Tune itself opens its `storage_path`."""
+    import pyarrow.fs
+
+    if is_uri(location):
+        return pyarrow.fs.FileSystem.from_uri(location)
+    return pyarrow.fs.LocalFileSystem(), str(Path(location).expanduser().absolute())
+
+
+def _exists(location: str) -> bool:
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def _subdirs(location: str) -> list[str]:
+    import pyarrow.fs
+
+    fs, path = filesystem(location)
+    found = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+    return sorted(info.base_name for info in found if info.type == pyarrow.fs.FileType.Directory)
+
+
+def _launches(sweep_dir: str) -> list[str]:
+    """The launch directories of one sweep, oldest first (their names are their start times)."""
+    return [join(sweep_dir, d) for d in _subdirs(sweep_dir) if _exists(join(sweep_dir, d, LAUNCH_FILE))]
+
+
+def find_launch(name: str, storage: str | Path | None) -> str:
     """The newest launch of sweep `name` under the storage root (or `name` itself, if it is a launch dir)."""
-    if (Path(name) / LAUNCH_FILE).is_file():
-        return Path(name).absolute()
+    if _exists(join(name, LAUNCH_FILE)):
+        return name if is_uri(name) else str(Path(name).absolute())
     root = storage_root(storage)
-    launches = sorted(p.parent for p in (root / name).glob(f"*/{LAUNCH_FILE}"))
+    launches = _launches(join(root, name))
     if not launches:
         known = ", ".join(sweep_names(root)) or "none"
         raise ConfigError(f"{name}: no sweep of that name under {root} (sweeps there: {known})")
     return launches[-1]
 
 
-def sweep_names(root: Path) -> list[str]:
-    return sorted({p.parent.parent.name for p in root.glob(f"*/*/{LAUNCH_FILE}")})
+def sweep_names(root: str) -> list[str]:
+    return [name for name in _subdirs(root) if _launches(join(root, name))]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -128,10 +178,10 @@ def check_resources(resources: Resources, nodes: list[dict[str, float]]) -> None
                       f"{', '.join(f'{k}={v:g}' for k, v in need.items())}; the largest node has {have}")
 
 
-def ray_temp_dir(root: Path) -> Path:
-    """Ray's temp files under the results root, unless that path would push its sockets past 107 bytes."""
-    preferred = root / ".ray"
-    if len(str(preferred)) <= MAX_RAY_TEMP_DIR:
+def ray_temp_dir(root: str) -> Path:
+    """Ray's temp files under a local results root, unless that path would push its sockets past 107 bytes."""
+    preferred = Path(root) / ".ray"
+    if not is_uri(root) and len(str(preferred)) <= MAX_RAY_TEMP_DIR:
         return preferred
     return Path("/tmp") / f"dfs-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
 
@@ -143,28 +193,28 @@ def _ray_initialized() -> bool:
 
 
 @contextmanager
-def ray_session(address: str | None, root: Path, resources: Resources,
+def ray_session(address: str | None, root: str, resources: Resources,
                 runtime_env: dict[str, Any] | None = None) -> Iterator[None]:
     """Use the Ray already initialised in this process, connect to `address`, or start an embedded one; checks
-    the trial's resources against the live nodes before anything runs, and shuts down only what it began."""
+    the live nodes before anything runs, and shuts down only what it began."""
     import ray
 
     if ray.is_initialized():
-        check_resources(resources, _alive_nodes())
+        check_cluster(resources, root)
         yield
         return
     if address is None:
         start_local_ray(root, runtime_env)
     else:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, runtime_env=runtime_env)
+        connect_ray(address, runtime_env)
     try:
-        check_resources(resources, _alive_nodes())
+        check_cluster(resources, root)
         yield
     finally:
         ray.shutdown()
 
 
-def start_local_ray(root: Path, runtime_env: dict[str, Any] | None = None) -> None:
+def start_local_ray(root: str | Path, runtime_env: dict[str, Any] | None = None) -> None:
     """An embedded Ray on this machine: no dashboard, no usage stats, temp files by the results."""
     import ray
 
@@ -173,6 +223,60 @@ def start_local_ray(root: Path, runtime_env: dict[str, Any] | None = None) -> No
     ray.init(num_cpus=int(node["CPU"]), num_gpus=int(node["GPU"]), include_dashboard=False,
              _temp_dir=str(ray_temp_dir(root)), configure_logging=True,
              logging_level=logging.ERROR, log_to_driver=False, runtime_env=runtime_env)
+
+
+def connect_ray(address: str, runtime_env: dict[str, Any] | None = None) -> None:
+    """An existing cluster (`auto`, `HOST:PORT`, `ray://HOST:PORT`); no cluster there is a user mistake."""
+    import ray
+
+    _check_listening(address)
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                 runtime_env=with_project_code(runtime_env))
+    except (ConnectionError, TimeoutError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({reason})") from None
+
+
+def with_project_code(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
+    """The job's runtime env plus this `dreamfusion` package as a `py_modules` zip, so that a cluster's workers
+    run the driver's code whatever their image holds: a node the autoscaler adds later cannot be asked
+    beforehand, and Ray uploads the zip once per code version (cached by its hash). A job that ships code
+    itself (`ray job submit --working-dir .`) is left as it is: Ray refuses to merge a second copy."""
+    import dreamfusion
+
+    env = dict(runtime_env or {})
+    submitted = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")).get("runtime_env") or {}
+    if any(key in source for key in ("working_dir", "py_modules") for source in (env, submitted)):
+        return env
+    return {**env, "py_modules": [str(Path(dreamfusion.__file__).parent)],
+            "excludes": [*env.get("excludes", []), "__pycache__"]}
+
+
+def check_cluster(resources: Resources, root: str) -> None:
+    """What the live nodes must offer before anything runs: room for one trial, and storage they all share."""
+    nodes = _alive_nodes()
+    check_resources(resources, nodes)
+    check_shared_storage(root, len(nodes))
+
+
+def check_shared_storage(root: str, nodes: int) -> None:
+    """Ray stopped syncing trial directories to the head in 2.7: on a cluster, checkpoints written to a node's
+    own disk are lost to a trial retried on another node and to `df-sweep resume`."""
+    if nodes > 1 and not is_uri(root):
+        raise ConfigError(f"--storage {root}: a local path on a {nodes}-node Ray cluster; pass storage every node "
+                          f"reaches: s3://BUCKET/PATH, gs://BUCKET/PATH, or file://{root} if every node mounts it")
+
+
+def _check_listening(address: str) -> None:
+    """A quick TCP look at HOST:PORT: Ray itself retries an address nothing listens on for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # `auto`: Ray looks the address up on this machine and fails fast itself
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConfigError(f"--address {address}: nothing answers there ({exc.strerror or exc})") from None
 
 
 def _alive_nodes() -> list[dict[str, float]]:
@@ -245,6 +349,7 @@ def _restored_checkpoint() -> Iterator[Path | None]:
 
 def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     """The Tune function trainable: one trial of the sweep, on a worker."""
+    import ray
     from ray import tune
 
     torch.set_num_threads(max(1, int(ctx.spec.resources.cpu)))
@@ -252,8 +357,9 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     cfg = ctx.spec.trial_config(values)
     prior, scorer = _prior_and_scorer(cfg.prior.model_dump_json(), cfg.scoring.model, cfg.device)
     trial = tune.get_context()
+    node = {NODE_TAG: ray.get_runtime_context().get_node_id()}
     with ctx.tracker.run(trial.get_trial_id(), run_name(values), continue_existing=True,
-                         then=TuneReporter(cfg.steps)) as callback, _restored_checkpoint() as resume_from:
+                         then=TuneReporter(cfg.steps), tags=node) as callback, _restored_checkpoint() as resume_from:
         run_trial(cfg, Path(trial.get_trial_dir()), callback, prior, scorer, resume_from)
 
 
@@ -286,7 +392,7 @@ def trainable(ctx: TrialContext) -> Any:
     return tune.with_resources(tune.with_parameters(sweep_trial, ctx=ctx), ctx.spec.resources.ray_resources())
 
 
-def build_tuner(ctx: TrialContext, experiment_dir: Path) -> Any:
+def build_tuner(ctx: TrialContext, sweep_dir: str, name: str) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -302,10 +408,10 @@ def build_tuner(ctx: TrialContext, experiment_dir: Path) -> Any:
         metric=t.metric, mode=t.mode, num_samples=t.num_samples, scheduler=scheduler, search_alg=search,
         reuse_actors=True, trial_name_creator=_trial_id, trial_dirname_creator=_trial_id)
     return tune.Tuner(trainable(ctx), param_space=search_space(spec), tune_config=tune_config,
-                      run_config=_run_config(spec, experiment_dir))
+                      run_config=_run_config(spec, sweep_dir, name))
 
 
-def _run_config(spec: SweepSpec, experiment_dir: Path) -> Any:
+def _run_config(spec: SweepSpec, sweep_dir: str, name: str) -> Any:
     from ray import tune
 
     reporter = tune.CLIReporter(metric_columns={spec.tune.metric: spec.tune.metric, "step": "step"},
@@ -313,7 +419,7 @@ def _run_config(spec: SweepSpec, experiment_dir: Path) -> Any:
                                 sort_by_metric=True)
     # Renders and final artifacts go to MLflow; copying each trial's folder into storage at every checkpoint
     # (Tune's default) would only duplicate them and the trial's own checkpoints.
-    return tune.RunConfig(name=experiment_dir.name, storage_path=str(experiment_dir.parent),
+    return tune.RunConfig(name=name, storage_path=sweep_dir,
                           failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                           checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                           sync_config=tune.SyncConfig(sync_artifacts_on_checkpoint=False),
@@ -348,13 +454,13 @@ def launch_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: s
     root = storage_root(storage)
     with ray_session(address, root, spec.resources, runtime_env):
         experiment_id = open_experiment(uri, spec.tracking.experiment or spec.name)
-        experiment_dir = _new_launch_dir(root / spec.name)
-        parent = start_parent_run(uri, experiment_id, spec.name, experiment_dir.name, spec.description,
-                                  _spec_yaml(spec))
-        launch = Launch(spec.model_dump(mode="json"), str(experiment_dir),
+        sweep_dir = join(root, spec.name)
+        name = _new_launch_name(sweep_dir)
+        parent = start_parent_run(uri, experiment_id, spec.name, name, spec.description, _spec_yaml(spec))
+        launch = Launch(spec.model_dump(mode="json"), join(sweep_dir, name),
                         TrialTracker(uri, experiment_id, parent, spec.tracking.flush_every))
         launch.save()
-        return _run(launch, lambda ctx: build_tuner(ctx, experiment_dir), echo)
+        return _run(launch, lambda ctx: build_tuner(ctx, sweep_dir, name), echo)
 
 
 def resume_sweep(name: str, *, address: str | None = None, storage: str | Path | None = None,
@@ -370,11 +476,11 @@ def resume_sweep(name: str, *, address: str | None = None, storage: str | Path |
     with ray_session(address, storage_root(storage), spec.resources, runtime_env):
         reopen_run(launch.tracker.uri, launch.tracker.parent_run_id)
         return _run(launch, lambda ctx: tune.Tuner.restore(
-            str(experiment_dir), trainable(ctx), resume_unfinished=True, resume_errored=True), echo)
+            experiment_dir, trainable(ctx), resume_unfinished=True, resume_errored=True), echo)
 
 
 def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo) -> Outcome:
-    """Fit, then leave MLflow consistent whatever happened: no run RUNNING, the parent's outcome recorded."""
+    """Fit, then make MLflow agree with Tune whatever happened: no run RUNNING, the parent's outcome recorded."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter: one table, not a box per event
     spec, tracker = launch.sweep, launch.tracker
     echo(f"sweep {spec.name}: {spec.num_trials()} trials; tune results in {launch.experiment_dir}; "
@@ -382,20 +488,20 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo) 
     rows: list[TrialRow] | None = None
     try:
         make_tuner(TrialContext(spec, tracker)).fit()
-        rows = trial_rows(Path(launch.experiment_dir), spec)
+        rows = trial_rows(launch.experiment_dir, spec)
         return Outcome(launch, rows)
     finally:
         rows = rows if rows is not None else _stored_rows(launch)
-        finished = None if rows is None else {r.trial_id for r in rows if r.state == "TERMINATED"}
-        close_unfinished(tracker.uri, tracker.experiment_id, tracker.parent_run_id, finished,
-                         f"interrupted before the trial finished; df-sweep resume {spec.name} continues it")
+        finished = None if rows is None else {r.trial_id: r.step or 0 for r in rows if r.state == "TERMINATED"}
+        close_runs(tracker.uri, tracker.experiment_id, tracker.parent_run_id, finished,
+                   f"interrupted before the trial finished; df-sweep resume {spec.name} continues it")
         end_run(tracker.uri, tracker.parent_run_id, _failure(rows, spec.name))
 
 
 def _stored_rows(launch: Launch) -> list[TrialRow] | None:
     """The trials as Tune last saved them, when `fit` itself was interrupted (a second Ctrl-C) or failed."""
     try:
-        return trial_rows(Path(launch.experiment_dir), launch.sweep)
+        return trial_rows(launch.experiment_dir, launch.sweep)
     except Exception:  # nothing saved yet, or a half-written state: the caller then knows nothing of the trials
         return None
 
@@ -411,13 +517,13 @@ def _failure(rows: list[TrialRow] | None, name: str) -> str | None:
     return f"{' and '.join(f'{n} {what}' for what, n in counts.items())} of {len(rows)} trials; {resume}"
 
 
-def _new_launch_dir(sweep_dir: Path) -> Path:
-    """A fresh directory per launch, named by its start time: every launch is a parent run of its own."""
+def _new_launch_name(sweep_dir: str) -> str:
+    """A fresh directory name per launch, its start time: every launch is a parent run of its own."""
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    candidate, n = sweep_dir / stamp, 1
-    while candidate.exists():
+    candidate, n = stamp, 1
+    while _exists(join(sweep_dir, candidate)):
         n += 1
-        candidate = sweep_dir / f"{stamp}_{n}"
+        candidate = f"{stamp}_{n}"
     return candidate
 
 
@@ -427,7 +533,7 @@ def _spec_yaml(spec: SweepSpec) -> str:
     return yaml.safe_dump(spec.model_dump(mode="json", exclude_defaults=True), sort_keys=False)
 
 
-def trial_rows(experiment_dir: Path, spec: SweepSpec) -> list[TrialRow]:
+def trial_rows(experiment_dir: str, spec: SweepSpec) -> list[TrialRow]:
     """The trials of a launch as Tune stored them (readable without a running Ray)."""
     from ray.tune import ExperimentAnalysis
 
