@@ -109,9 +109,13 @@ class Service:
         return bool(session_pids(self.pid))
 
     def kill(self) -> None:
-        """SIGKILL the whole session at once: a crash, not a shutdown."""
-        signal_session(self.pid, signal.SIGKILL)
-        wait_until(f"{self.name} to die", lambda: not self.alive(), 30, 0.1)
+        """SIGKILL the whole session, again until none is left (one may fork while we look): a crash."""
+
+        def gone() -> bool:
+            signal_session(self.pid, signal.SIGKILL)
+            return not self.alive()
+
+        wait_until(f"{self.name} to die", gone, 30, 0.1)
         self.proc.wait()
 
     def stop(self, grace_s: float = 10) -> None:
@@ -162,7 +166,7 @@ class RayCluster:
     def start(self) -> None:
         head_dir = short_dir("h", self.short)
         self.head = Service.start("ray head", [str(BIN / "ray"), "start", "--head", f"--port={self.port}",
-                                               f"--ray-client-server-port={free_port()}", *self._node_flags(head_dir)],
+                                               "--include-dashboard=false", *self._node_flags(head_dir)],
                                   self.root / "ray-head.log", FAST_NODE_DEATH)
         self.wait_nodes(1)
         self.start_node2()
@@ -181,8 +185,7 @@ class RayCluster:
             self.start_node2()
 
     def _node_flags(self, temp_dir: Path) -> list[str]:
-        return ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--include-dashboard=false",
-                "--disable-usage-stats", f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={temp_dir}",
+        return ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats", f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={temp_dir}",
                 "--block"]
 
     def nodes(self) -> dict[str, str]:
@@ -210,9 +213,10 @@ class RayCluster:
         wait_until(f"{n} alive Ray nodes", ready, timeout_s)
 
     def stop(self) -> None:
+        """SIGKILL: a Ray node takes over 10 s to stop on SIGTERM, and nothing in a test cluster needs saving."""
         for service in (self.node2, self.head):
             if service is not None:
-                service.stop()
+                service.kill()
         for service in (self.node2, self.head):
             assert service is None or not service.alive(), f"{service.name} survived"
 

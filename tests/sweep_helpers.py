@@ -71,10 +71,14 @@ def faulty_world() -> None:
     """Worker setup hook: the small prior, with the faults the job's env asks for. DF_TEST_NAN_PROMPT: the prior
     predicts NaN for that prompt. DF_TEST_HOLD_SEEDS (comma-separated): a trial with one of those seeds, the first
     time it reaches step FAIL_AT_STEP (after its checkpoint at step 4), writes {"pid", "node"} to its `.held`
-    marker and waits there (so a test can kill its worker or its node) until $DF_TEST_MARKERS/release exists."""
+    marker and waits there (so a test can kill its worker or its node) until $DF_TEST_MARKERS/release exists.
+    Each worker also records which copy of `dreamfusion` it imported, in `code-<pid>`."""
     small_world()
+    import dreamfusion
     from dreamfusion.priors import analytic
     from dreamfusion.trial import Trial
+
+    (Path(os.environ["DF_TEST_MARKERS"]) / f"code-{os.getpid()}").write_text(dreamfusion.__file__)
 
     nan_prompt = os.environ.get("DF_TEST_NAN_PROMPT")
     hold_seeds = {int(s) for s in os.environ.get("DF_TEST_HOLD_SEEDS", "").split(",") if s}
@@ -144,3 +148,11 @@ def sweep_runs(uri: str, name: str) -> tuple[Any, list[Any]]:
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     return parents, children
+
+
+def run_artifacts(client: Any, run_id: str, path: str | None = None) -> set[str]:
+    """Every artifact file of a run, as paths relative to the run's artifact root."""
+    found = set()
+    for item in client.list_artifacts(run_id, path):
+        found |= run_artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return found

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from sweep_helpers import TINY_BASE, local_ray, sweep_runs, write_spec
+from sweep_helpers import TINY_BASE, local_ray, run_artifacts, sweep_runs, write_spec
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
@@ -85,16 +85,9 @@ def test_children_hold_params_metrics_and_artifacts(launched):
         assert evals == list(range(every, steps + 1, every))
         for key in ("clip_score", "clip_r_precision", "clip_r_precision_geometry"):
             assert key in run.data.metrics
-        files = _artifacts(client, run.info.run_id)
+        files = run_artifacts(client, run.info.run_id)
         assert {"config.yaml", "final/views.png", "final/turntable.gif"} <= files
         assert {f"renders/step_{s:06d}.png" for s in evals} <= files
-
-
-def _artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
-    found = set()
-    for item in client.list_artifacts(run_id, path):
-        found |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
-    return found
 
 
 def test_prior_loaded_once_per_worker(launched, workdir):
@@ -177,5 +170,27 @@ def test_asha_stops_trials_early_and_their_runs_still_end_finished(workdir):
             stopped += 1
             assert run.data.tags["df.stopped_early_at_step"] == str(last)
         else:
-            assert "final/turntable.gif" in _artifacts(client, run.info.run_id)
+            assert "final/turntable.gif" in run_artifacts(client, run.info.run_id)
     assert stopped >= 1
+
+
+def test_run_logs_one_run_the_same_way(tmp_path, monkeypatch):
+    import functools
+
+    from dreamfusion.priors import analytic
+
+    monkeypatch.setattr(analytic, "world_bank", functools.partial(analytic.world_bank, resolution=16, views=2))
+    monkeypatch.setenv("DF_SWEEP_CACHE", str(tmp_path / "cache"))
+    uri = f"sqlite:///{tmp_path / 'single.db'}"
+    tiny = ["--set", "nerf.size=tiny", "--set", "render.resolution=16", "--set", "render.samples_per_ray=16",
+            "--set", "eval.every=4", "--set", "eval.views=2", "--set", "eval.turntable_frames=2"]
+    args = ["run", "--prompt", "a red cube", "--steps", "8", *tiny, "--tracking-uri", uri]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "tracked")])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "untracked"), "--no-tracking"])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("df-sweep-run").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "prompt=a red cube,seed=0"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == list(range(1, 9))
+    assert {"config.yaml", "final/views.png", "renders/step_000008.png"} <= run_artifacts(client, run.info.run_id)

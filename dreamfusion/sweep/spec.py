@@ -8,10 +8,10 @@ Nothing here imports Ray: the mapping onto `ray.tune` lives in `launch.py`.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import re
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
@@ -200,7 +200,7 @@ class SweepSpec(Schema):
 
     def trial_config(self, values: dict[str, Any], source: str = "sweep") -> TrialConfig:
         """The base with the varied dotted keys set to `values`, as one validated trial config."""
-        data = apply_overrides(self.base, [])
+        data = copy.deepcopy(self.base)
         for key, value in values.items():
             set_dotted(data, key, value)
         return build_trial_config(data, source)
@@ -295,8 +295,12 @@ def check_trial(cfg: TrialConfig, label: str) -> None:
     """What the schema alone cannot see, checked without loading any model: is the prior there, and can it
     condition on the prompt? `label` says which file and which trial of the space the config came from."""
     kind = cfg.prior.kind
-    if kind == "toyworld" and find_spec("dreamfusion.priors.toyworld") is None:
-        raise ConfigError(f"{label}: prior: toyworld is not in this install yet; expected analytic")
+    if kind == "toyworld":
+        from dreamfusion.priors.toyworld import WEIGHTS
+
+        if not (WEIGHTS / "unet").is_dir():
+            raise ConfigError(f"{label}: prior: the toyworld weights are not installed ({WEIGHTS}); expected "
+                              f"prior: analytic, or retrain them with df-sweep toyworld train --install")
     if kind in CLOSED_VOCABULARY_PRIORS and world.parse_prompt(cfg.prompt) is None:
         raise ConfigError(f"{label}: prompt: {cfg.prompt!r} is not known to the {kind} prior; expected a toy-world "
                           f"prompt 'a <colour> <shape>' such as 'a red cube' (see df-sweep priors)")

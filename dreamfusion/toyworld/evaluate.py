@@ -43,8 +43,9 @@ def retrieval_r1(scorer: Scorer, images: Tensor, prompts: list[str]) -> float:
 
 @torch.no_grad()
 def sample(prior: Prior, weights: Path, prompts: list[str], n: int, guidance: float, steps: int,
-           seed: int = 0) -> Tensor:
-    """[len(prompts)·n, 3, S, S] DDIM samples (η = 0) with classifier-free guidance, grouped by prompt."""
+           seed: int = 0, eta: float = 0.0) -> Tensor:
+    """[len(prompts)·n, 3, S, S] DDIM samples with classifier-free guidance, grouped by prompt; η = 0 is
+    deterministic DDIM, η = 1 ancestral (DDPM-like) sampling."""
     from diffusers import DDIMScheduler
 
     scheduler = DDIMScheduler.from_pretrained(weights, subfolder="scheduler")
@@ -57,7 +58,7 @@ def sample(prior: Prior, weights: Path, prompts: list[str], n: int, guidance: fl
     for t in scheduler.timesteps:
         tt = torch.full((2 * x.shape[0],), int(t), device=prior.device, dtype=torch.long)
         eps_u, eps_c = prior.predict_noise(torch.cat([x, x]), tt, torch.cat([uncond, cond])).chunk(2)
-        x = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, x).prev_sample
+        x = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, x, eta=eta, generator=g).prev_sample
     return prior.from_model_space(x)
 
 
