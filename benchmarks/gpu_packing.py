@@ -22,6 +22,7 @@ the final eval and does not touch the steps/s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import sys
@@ -31,6 +32,7 @@ from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")  # one GPU: on a bigger node, Ray could spread the k trials
 
 import torch  # noqa: E402
 
@@ -106,12 +108,10 @@ def run_packing(k: int, base: dict, args: argparse.Namespace, work: Path) -> tup
     spec = packing_spec(k, base, args.cpu)
     work.mkdir()
     uri = f"sqlite:///{work / 'mlruns.db'}"
-    if args.cpu:
-        outcome, peak = launch_sweep(spec, tracking_uri=uri, storage=work / "ray_results", echo=_quiet), None
-    else:
-        with PeakGPUMemory() as memory:
-            outcome = launch_sweep(spec, tracking_uri=uri, storage=work / "ray_results", echo=_quiet)
-        peak = memory.peak / GIB
+    memory = contextlib.nullcontext() if args.cpu else PeakGPUMemory()
+    with memory:
+        outcome = launch_sweep(spec, tracking_uri=uri, storage=work / "ray_results", echo=_quiet)
+    peak = None if args.cpu else memory.peak / GIB
     if not outcome.ok:
         raise SystemExit(f"packing {k}: the sweep did not finish: {[r.state for r in outcome.rows]}")
     tracker = outcome.launch.tracker

@@ -180,13 +180,15 @@ class RayCluster:
         self.wait_nodes(2)
 
     def ensure_node2(self) -> None:
-        """A test that removed the second node leaves the cluster whole again for the next one."""
+        """Bring the second node back if an earlier test removed it."""
         if not self.node2.alive():
             self.start_node2()
 
     def _node_flags(self, temp_dir: Path) -> list[str]:
-        return ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats", f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={temp_dir}",
-                "--block"]
+        """One CPU, no GPU, everything on 127.0.0.1 and in `temp_dir`, in the foreground (so that its session
+        holds every process it starts); each node's dashboard agent on a port of its own."""
+        return ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats",
+                f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={temp_dir}", "--block"]
 
     def nodes(self) -> dict[str, str]:
         """node id (hex) → its temp dir, of the nodes the head sees alive."""
@@ -322,6 +324,7 @@ class Stack:
     ray: RayCluster
     tracking_uri: str
     backend: str  # "postgresql" or "sqlite": the MLflow server's backend store
+    drivers: list[Service] = field(default_factory=list)
 
     @property
     def storage(self) -> str:
@@ -339,7 +342,14 @@ class Stack:
         markers.mkdir(parents=True, exist_ok=True)
         env = {"DF_SWEEP_CACHE": str(self.root / "cache"), "DF_TEST_MARKERS": str(markers),
                **{f"DF_TEST_{k.upper()}": v for k, v in faults.items()}}
-        return df_sweep(args, markers, "sweep_helpers.faulty_world", env)
+        self.drivers.append(df_sweep(args, markers, "sweep_helpers.faulty_world", env))
+        return self.drivers[-1]
+
+    def stop_drivers(self) -> None:
+        """Stop the drivers a failed test left running, so that they hold no node for the next test."""
+        for driver in self.drivers:
+            driver.stop()
+        self.drivers.clear()
 
 
 @contextmanager
@@ -357,4 +367,6 @@ def running_stack(root: Path) -> Iterator[Stack]:
         cluster = RayCluster(root, short)
         stack.callback(cluster.stop)
         cluster.start()
-        yield Stack(root, cluster, url, backend_uri.partition(":")[0].partition("+")[0])
+        started = Stack(root, cluster, url, backend_uri.partition(":")[0].partition("+")[0])
+        stack.callback(started.stop_drivers)
+        yield started

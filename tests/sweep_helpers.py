@@ -100,7 +100,9 @@ def faulty_world() -> None:
 def _hold(marker: Path, timeout_s: float = 120) -> None:
     import ray
 
-    marker.write_text(json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}))
+    written = marker.with_suffix(".tmp")  # then renamed: a test polling for the marker never reads half of it
+    written.write_text(json.dumps({"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()}))
+    written.replace(marker)
     deadline = time.monotonic() + timeout_s
     while not (marker.parent / "release").exists() and time.monotonic() < deadline:
         time.sleep(0.2)

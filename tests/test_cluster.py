@@ -5,6 +5,7 @@ node-local --storage is refused."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,16 +13,19 @@ from cluster_helpers import finished, postgres_bin
 from mlflow import MlflowClient
 from sweep_helpers import TINY_BASE, run_artifacts, sweep_runs, write_spec
 
+import dreamfusion
+from dreamfusion.sweep.launch import join, storage_root, with_project_code
+
 NAME = "two-nodes"
 STEPS = TINY_BASE["steps"]
 
 
 @pytest.fixture(scope="module")
-def launched(stack, tmp_path_factory):
+def launched(shared_stack, tmp_path_factory):
     """Two trials on two one-CPU nodes: one lands on each."""
     work = tmp_path_factory.mktemp("cluster")
     spec = write_spec(work / "two.yaml", NAME, {"seed": {"grid": [0, 1]}})
-    code, output = finished(stack.launch(spec, work / "markers"))
+    code, output = finished(shared_stack.launch(spec, work / "markers"))
     assert code == 0, output
     return work / "markers", output
 
@@ -68,3 +72,19 @@ def test_a_node_local_storage_is_refused_on_a_multi_node_cluster(stack, tmp_path
     assert f"file://{local}" in errors[0]
     assert MlflowClient(stack.tracking_uri).get_experiment_by_name("local-storage") is None
     assert not Path(local).exists()
+
+
+def test_storage_uris_keep_their_scheme_and_options():
+    """`--storage s3://…` must reach Tune as given: a Path would fold `s3://` into `s3:/`."""
+    assert storage_root("s3://bucket/df-sweep/") == "s3://bucket/df-sweep"
+    assert join("s3://bucket/runs?endpoint_override=minio:9000", "sweep", "launch") == \
+        "s3://bucket/runs/sweep/launch?endpoint_override=minio:9000"
+    assert storage_root("results") == str(Path("results").absolute())
+
+
+def test_code_ships_with_the_job_unless_the_job_brings_its_own(monkeypatch):
+    shipped = with_project_code({"env_vars": {"A": "1"}})
+    assert shipped["env_vars"] == {"A": "1"} and shipped["py_modules"] == [str(Path(dreamfusion.__file__).parent)]
+    assert with_project_code({"working_dir": "."}) == {"working_dir": "."}
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {"working_dir": "gcs://x.zip"}}))
+    assert with_project_code(None) == {}  # `ray job submit --working-dir .`: Ray would refuse a second copy

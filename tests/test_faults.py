@@ -17,7 +17,9 @@ from pathlib import Path
 from cluster_helpers import Service, finished, wait_until
 from mlflow import MlflowClient
 from sweep_helpers import TINY_BASE, sweep_runs, write_spec
+from typer.testing import CliRunner
 
+from dreamfusion.cli import app
 from dreamfusion.sweep.launch import find_launch, trial_rows
 from dreamfusion.sweep.spec import load_spec
 
@@ -31,15 +33,16 @@ def _held(markers: Path, n: int, driver: Service) -> list[dict]:
     def held() -> list[dict]:
         if driver.proc.poll() is not None:
             raise AssertionError(f"the sweep ended before {n} trial(s) were held:\n{driver.tail()}")
-        texts = [p.read_text() for p in markers.glob("*.held")]
-        return [json.loads(t) for t in texts if t] if len([t for t in texts if t]) >= n else []
+        found = [json.loads(p.read_text()) for p in markers.glob("*.held")]
+        return found if len(found) >= n else []
 
     return wait_until(f"{n} held trial(s)", held, 120, 0.2)
 
 
-def _runs(stack, name: str, key: str = "seed") -> dict[str, object]:
+def _runs(stack, name: str, key: str = "seed") -> dict[str | None, object]:
+    """The sweep's runs by the value of param `key` (None: a run whose trial was stopped before it logged any)."""
     runs = sweep_runs(stack.tracking_uri, name)[1]
-    by_key = {run.data.params[key]: run for run in runs}
+    by_key = {run.data.params.get(key): run for run in runs}
     assert len(by_key) == len(runs), "more than one run for a trial"
     return by_key
 
@@ -89,6 +92,8 @@ def test_a_killed_driver_is_resumed_and_completes_the_sweep(stack, tmp_path):
     code, output = finished(resumed)
     assert code == 0, output
     assert "trials: 3 TERMINATED" in output
+    status = CliRunner().invoke(app, ["status", "orphaned", "--storage", stack.storage])
+    assert status.exit_code == 0 and "orphaned" in status.output and "3 TERMINATED" in status.output
     parents = sweep_runs(stack.tracking_uri, "orphaned")[0]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     after = _runs(stack, "orphaned")
@@ -99,8 +104,10 @@ def test_a_killed_driver_is_resumed_and_completes_the_sweep(stack, tmp_path):
 
 
 def _finished_trials(stack, spec: Path) -> int:
+    """Trials finished in the state Tune saved of the sweep's newest launch: what a resume starts from."""
+    sweep = load_spec(spec)
     try:
-        rows = trial_rows(find_launch("orphaned", stack.storage), load_spec(spec))
+        rows = trial_rows(find_launch(sweep.name, stack.storage), sweep)
     except Exception:  # nothing saved yet, or a state being written
         return 0
     return sum(row.state == "TERMINATED" for row in rows)

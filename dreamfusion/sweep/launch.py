@@ -178,7 +178,7 @@ def check_resources(resources: Resources, nodes: list[dict[str, float]]) -> None
                       f"{', '.join(f'{k}={v:g}' for k, v in need.items())}; the largest node has {have}")
 
 
-def ray_temp_dir(root: str) -> Path:
+def ray_temp_dir(root: str | Path) -> Path:
     """Ray's temp files under a local results root, unless that path would push its sockets past 107 bytes."""
     preferred = Path(root) / ".ray"
     if not is_uri(root) and len(str(preferred)) <= MAX_RAY_TEMP_DIR:

@@ -69,6 +69,8 @@ def card(
     samples: int = typer.Option(8, help="Prior samples per prompt."),
     guidance: float = typer.Option(5.0, help="Classifier-free guidance scale of the samples."),
     steps: int = typer.Option(25, help="DDIM steps of the samples."),
+    eta: float = typer.Option(1.0, help="DDIM η of the samples: 1 is ancestral sampling, which scored far above "
+                                        "deterministic η = 0 with this small prior."),
     sweep: str = typer.Option("1,3,7.5", help="Other guidance scales to measure colour-sample R@1 at (half the "
                                               "samples per prompt); empty for none."),
     grid: Optional[Path] = typer.Option(None, help="Sample grid PNG (default: samples.png beside the package)."),
@@ -85,7 +87,7 @@ def card(
     torch.set_num_threads(threads)
     grid = grid or Path(__file__).parent / "samples.png"
     scales = tuple(float(g) for g in sweep.split(",") if g.strip())
-    scores = write_card_scores(weights, views, samples, guidance, steps, grid, scales, log=_log)
+    scores = write_card_scores(weights, views, samples, guidance, steps, grid, scales, eta, log=_log)
     for key, value in scores["summary"].items():
         typer.echo(f"{key}={value}")
 

@@ -63,7 +63,8 @@ def sample(prior: Prior, weights: Path, prompts: list[str], n: int, guidance: fl
 
 
 def write_card_scores(weights: Path, views: int, samples: int, guidance: float, steps: int, grid: Path,
-                      sweep: tuple[float, ...] = (1.0, 3.0, 7.5), log: Callable[[str], None] = print) -> dict:
+                      sweep: tuple[float, ...] = (1.0, 3.0, 7.5), eta: float = 1.0,
+                      log: Callable[[str], None] = print) -> dict:
     """Score the weights, write `<weights>/scores.json` and the sample grid (one row per prompt); return the scores."""
     from dreamfusion.priors.toyworld import load_toyworld_prior, load_toyworld_scorer
 
@@ -85,9 +86,9 @@ def write_card_scores(weights: Path, views: int, samples: int, guidance: float, 
     log(f"fixed test set: {fixed}")
 
     prompts = colour_prompts + shape_prompts
-    imgs = sample(prior, weights, prompts, samples, guidance, steps)
+    imgs = sample(prior, weights, prompts, samples, guidance, steps, eta=eta)
     split = len(colour_prompts) * samples
-    drawn = {"guidance": guidance, "ddim_steps": steps, "per_prompt": samples,
+    drawn = {"guidance": guidance, "ddim_steps": steps, "eta": eta, "per_prompt": samples,
              "colour_r1": retrieval_r1(scorer, imgs[:split], colour_prompts),
              "geometry_r1": retrieval_r1(scorer, imgs[split:], shape_prompts)}
     log(f"samples: {drawn}")
@@ -95,14 +96,18 @@ def write_card_scores(weights: Path, views: int, samples: int, guidance: float, 
 
     by_guidance = {}
     for g in sweep:
-        x = sample(prior, weights, colour_prompts, max(1, samples // 2), g, steps, seed=1)
+        x = sample(prior, weights, colour_prompts, max(1, samples // 4), g, steps, seed=1, eta=eta)
         by_guidance[str(g)] = retrieval_r1(scorer, x, colour_prompts)
         log(f"guidance {g}: colour sample R@1 {by_guidance[str(g)]:.3f}")
     by_guidance[str(guidance)] = drawn["colour_r1"]
+    x = sample(prior, weights, colour_prompts, max(1, samples // 4), guidance, steps, seed=1, eta=0.0)
+    deterministic = retrieval_r1(scorer, x, colour_prompts)
+    log(f"deterministic DDIM (η = 0) at guidance {guidance}: colour sample R@1 {deterministic:.3f}")
 
     scores = {
         "heldout": heldout, "fixed_set": fixed, "samples": drawn,
         "sample_colour_r1_by_guidance": dict(sorted(by_guidance.items(), key=lambda kv: float(kv[0]))),
+        "sample_colour_r1_deterministic_ddim": deterministic,
         "summary": {"gt_colour_r1": round(heldout["colour_r1"], 4), "gt_geometry_r1": round(heldout["geometry_r1"], 4),
                     "sample_colour_r1": round(drawn["colour_r1"], 4),
                     "sample_geometry_r1": round(drawn["geometry_r1"], 4)},

@@ -358,8 +358,10 @@ def train_all(cfg: TrainConfig, out: Path, resume: bool = False, log: Callable[[
         save_run_state(clip_seconds=spent() - mark)
     clip.requires_grad_(False)
 
-    unet_seconds = budget - spent() - cfg.reserve_minutes * 60
-    log(f"[3/4] unet: training for {max(unet_seconds, 0) / 60:.1f} min on the frozen CLIP text encoder")
+    if "before_unet" not in run:  # data + CLIP time, fixed once so a resumed UNet keeps its total budget
+        save_run_state(before_unet=spent())
+    unet_seconds = budget - run["before_unet"] - cfg.reserve_minutes * 60  # the UNet's total, over all resumes
+    log(f"[3/4] unet: training for {max(unet_seconds, 0) / 60:.1f} min in all on the frozen CLIP text encoder")
     table = CaptionTable(text_encoder_from_clip(clip), tokenizer, data.prompts)
     unet, unet_state = train_unet(cfg, data, table, out / "unet", unet_seconds, log, resume)
     save_run_state(unet_steps=unet_state["step"], unet_seconds=unet_state["seconds"], unet_loss=unet_state["loss"])
