@@ -22,3 +22,9 @@ def stack(shared_stack):
     """The shared stack, with any `df-sweep` driver a test started stopped after it, even if the test failed."""
     yield shared_stack
     shared_stack.stop_drivers()
+
+
+def pytest_collection_modifyitems(items):
+    """The tests on the shared stack run last (in their own order), so that its processes stop with them instead
+    of idling through the rest of the suite."""
+    items.sort(key=lambda item: "shared_stack" in getattr(item, "fixturenames", ()))

@@ -85,7 +85,8 @@ def test_a_killed_driver_is_resumed_and_completes_the_sweep(stack, tmp_path):
     wait_until("a finished trial in Tune's saved state", lambda: _finished_trials(stack, spec), 120)
     driver.kill()
     before = _runs(stack, "orphaned")
-    assert before["0"].info.status == "FINISHED" and before["1"].info.status == "RUNNING"  # killed mid-sweep
+    # killed mid-sweep: seed 0 finished, a held seed still running (which one Tune started first varies)
+    assert before["0"].info.status == "FINISHED" and "RUNNING" in {r.info.status for r in before.values()}
 
     resumed = stack.driver(["resume", "orphaned", "--address", stack.ray.address, "--storage", stack.storage],
                            tmp_path / "markers")

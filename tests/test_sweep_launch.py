@@ -184,7 +184,7 @@ def test_run_logs_one_run_the_same_way(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'single.db'}"
     tiny = ["--set", "nerf.size=tiny", "--set", "render.resolution=16", "--set", "render.samples_per_ray=16",
             "--set", "eval.every=4", "--set", "eval.views=2", "--set", "eval.turntable_frames=2"]
-    args = ["run", "--prompt", "a red cube", "--steps", "8", *tiny, "--tracking-uri", uri]
+    args = ["run", "--prompt", "a red cube", "--steps", "4", *tiny, "--tracking-uri", uri]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "tracked")])
     assert result.exit_code == 0, result.output
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "untracked"), "--no-tracking"])

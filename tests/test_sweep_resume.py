@@ -39,12 +39,11 @@ def _steps(uri: str, run, key: str = "loss") -> list[int]:
 
 
 def test_a_trial_retried_by_ray_continues_its_run(workdir):
-    spec = write_spec(workdir / "retry.yaml", "retry", {"seed": {"grid": [0, 1]}}, max_failures=1)
+    spec = write_spec(workdir / "retry.yaml", "retry", {"seed": {"grid": [1]}}, max_failures=1)
     result = CliRunner().invoke(app, ["launch", str(spec)])
     assert result.exit_code == 0, result.output
     runs = _by_seed(_uri(workdir), "retry")
-    assert sorted(runs) == ["0", "1"]
-    assert {r.info.status for r in runs.values()} == {"FINISHED"}
+    assert list(runs) == ["1"] and runs["1"].info.status == "FINISHED"
     assert "df.failure" not in runs["1"].data.tags
     assert _steps(_uri(workdir), runs["1"]) == list(range(1, STEPS + 1))
     assert _steps(_uri(workdir), runs["1"], "clip_score") == [4, 8, 12]
@@ -52,7 +51,7 @@ def test_a_trial_retried_by_ray_continues_its_run(workdir):
 
 def test_resume_finishes_an_errored_sweep_without_rerunning_or_duplicating(workdir):
     uri = _uri(workdir)
-    spec = write_spec(workdir / "resumable.yaml", "resumable", {"seed": {"grid": [0, 1, 2]}}, max_failures=0)
+    spec = write_spec(workdir / "resumable.yaml", "resumable", {"seed": {"grid": [0, 1]}}, max_failures=0)
     first = CliRunner().invoke(app, ["launch", str(spec)])
     assert first.exit_code == 1, first.output
     assert "resume: df-sweep resume resumable" in first.output
@@ -61,25 +60,25 @@ def test_resume_finishes_an_errored_sweep_without_rerunning_or_duplicating(workd
     assert "RuntimeError: injected failure" in before["1"].data.tags["df.failure"]
     assert _steps(uri, before["1"]) == list(range(1, FAIL_AT_STEP + 1))
     parent = sweep_runs(uri, "resumable")[0]
-    assert len(parent) == 1 and parent[0].info.status == "FAILED" and "1 errored of 3 trials" in \
+    assert len(parent) == 1 and parent[0].info.status == "FAILED" and "1 errored of 2 trials" in \
         parent[0].data.tags["df.failure"]
     status = CliRunner().invoke(app, ["status", "resumable"])
     states = [line.split()[1] for line in status.output.splitlines()[2:]]
-    assert sorted(states) == ["ERROR", "TERMINATED", "TERMINATED"]
+    assert sorted(states) == ["ERROR", "TERMINATED"]
 
     second = CliRunner().invoke(app, ["resume", "resumable"])
     assert second.exit_code == 0, second.output
-    assert "trials: 3 TERMINATED" in second.output
+    assert "trials: 2 TERMINATED" in second.output
     parents, children = sweep_runs(uri, "resumable")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED" and "df.failure" not in parents[0].data.tags
     after = _by_seed(uri, "resumable")
-    assert len(children) == 3 and {r.info.status for r in children} == {"FINISHED"}
+    assert len(children) == 2 and {r.info.status for r in children} == {"FINISHED"}
     assert after["1"].info.run_id == before["1"].info.run_id and "df.failure" not in after["1"].data.tags
     assert _steps(uri, after["1"]) == list(range(1, STEPS + 1))
     assert _steps(uri, after["1"], "clip_score") == [4, 8, 12]
-    for seed in ("0", "2"):  # finished before the resume: not run again
-        assert after[seed].info.end_time == before[seed].info.end_time
-        assert _steps(uri, after[seed]) == list(range(1, STEPS + 1))
+    # finished before the resume: not run again
+    assert after["0"].info.end_time == before["0"].info.end_time
+    assert _steps(uri, after["0"]) == list(range(1, STEPS + 1))
 
 
 def test_runs_are_closed_as_tune_saw_their_trials(tmp_path):

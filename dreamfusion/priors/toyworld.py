@@ -28,7 +28,7 @@ MAX_TOKENS = 16
 def _check_weights(weights: Path, part: str) -> None:
     if not (weights / part).is_dir():
         raise ConfigError(f"toyworld weights missing: {weights / part} not found; retrain them with "
-                          "`df-sweep toyworld train --install` (about 75 CPU-minutes)")
+                          "`df-sweep toyworld train --install` (about 95 CPU-minutes)")
 
 
 class ToyWorldPrior(Prior):
@@ -40,7 +40,8 @@ class ToyWorldPrior(Prior):
         _check_weights(weights, "unet")
         self.name = "toyworld"
         self.device, self.dtype = device, dtype
-        self.unet = freeze(UNet2DConditionModel.from_pretrained(weights, subfolder="unet", torch_dtype=dtype).to(device))
+        unet = UNet2DConditionModel.from_pretrained(weights, subfolder="unet", torch_dtype=dtype)
+        self.unet = freeze(unet.to(device))
         self.text_encoder = freeze(CLIPTextModel.from_pretrained(weights, subfolder="text_encoder").to(device))
         self.tokenizer = CLIPTokenizer.from_pretrained(weights, subfolder="tokenizer")
         scheduler = DDPMScheduler.from_pretrained(weights, subfolder="scheduler")

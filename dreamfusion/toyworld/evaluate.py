@@ -63,7 +63,7 @@ def sample(prior: Prior, weights: Path, prompts: list[str], n: int, guidance: fl
 
 
 def write_card_scores(weights: Path, views: int, samples: int, guidance: float, steps: int, grid: Path,
-                      sweep: tuple[float, ...] = (1.0, 3.0, 7.5), eta: float = 1.0,
+                      sweep: tuple[float, ...] = (1.0, 5.0, 7.5), eta: float = 1.0,
                       log: Callable[[str], None] = print) -> dict:
     """Score the weights, write `<weights>/scores.json` and the sample grid (one row per prompt); return the scores."""
     from dreamfusion.priors.toyworld import load_toyworld_prior, load_toyworld_scorer

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from dreamfusion.nerf.cameras import VIEW_SUFFIXES
 from dreamfusion.toyworld import world
-from dreamfusion.toyworld.data import WorldData, all_prompts, load_or_generate
+from dreamfusion.toyworld.data import WorldData, load_or_generate
 
 #: Token sequence length of the toy tokenizer: "a purple cylinder, overhead view" is 8 tokens with BOS/EOS.
 MAX_TOKENS = 16
@@ -36,7 +36,7 @@ IMAGE_MEAN, IMAGE_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 class TrainConfig:
     seed: int = 0
     """Seeds data rendering, initialisation, batches and noise."""
-    minutes: float = 75.0
+    minutes: float = 95.0
     """Wall-clock budget of the whole run (data, CLIP, UNet, export); the UNet gets whatever is left."""
     resolution: int = 32
     """Image side: 32 px is what trials render by default, and 64 px renders cost 7.5× more (measured)."""
@@ -120,7 +120,7 @@ def unet_config(cross_attention_dim: int, resolution: int) -> dict:
 
 
 def make_scheduler():
-    """The linear-β DDPM schedule of Ho et al. (the analytic prior's too), ε-prediction, samples clipped to [-1, 1]."""
+    """The linear-β DDPM schedule of Ho et al. (the analytic prior's too), ε-prediction, x0 clipped to [-1, 1]."""
     from diffusers import DDPMScheduler
 
     return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
