@@ -27,7 +27,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -37,6 +36,7 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")  # one GPU: on a bigger node,
 import torch  # noqa: E402
 
 from dreamfusion.config import read_yaml  # noqa: E402
+from peak import PeakSampler  # noqa: E402
 from dreamfusion.priors.toyworld import WEIGHTS  # noqa: E402
 from dreamfusion.sweep.launch import launch_sweep  # noqa: E402
 from dreamfusion.sweep.spec import SweepSpec, check_space  # noqa: E402
@@ -50,31 +50,16 @@ TINY = {"nerf": {"size": "tiny"}, "render": {"resolution": 16, "samples_per_ray"
 GIB = 1024**3
 
 
-class PeakGPUMemory:
-    """Peak memory in use on GPU 0 by every process, less the baseline at start, sampled from this process."""
+def gpu_memory_in_use() -> int:
+    """Bytes in use on GPU 0 by every process (trials run in Ray workers, not here)."""
+    free, total = torch.cuda.mem_get_info(0)
+    return total - free
 
-    def __init__(self, period_s: float = 0.2) -> None:
-        self.period_s, self.peak = period_s, 0
-        self.baseline = self._used()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
 
-    @staticmethod
-    def _used() -> int:
-        free, total = torch.cuda.mem_get_info(0)
-        return total - free
-
-    def __enter__(self) -> PeakGPUMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.period_s):
-            self.peak = max(self.peak, self._used() - self.baseline)
+def peak_gpu_memory() -> PeakSampler:
+    """Peak GPU memory in use, less what was in use at start."""
+    baseline = gpu_memory_in_use()
+    return PeakSampler(lambda: gpu_memory_in_use() - baseline, period_s=0.2)
 
 
 def base_config(args: argparse.Namespace, model: str | None) -> dict:
@@ -108,7 +93,7 @@ def run_packing(k: int, base: dict, args: argparse.Namespace, work: Path) -> tup
     spec = packing_spec(k, base, args.cpu)
     work.mkdir()
     uri = f"sqlite:///{work / 'mlruns.db'}"
-    memory = contextlib.nullcontext() if args.cpu else PeakGPUMemory()
+    memory = contextlib.nullcontext() if args.cpu else peak_gpu_memory()
     with memory:
         outcome = launch_sweep(spec, tracking_uri=uri, storage=work / "ray_results", echo=_quiet)
     peak = None if args.cpu else memory.peak / GIB

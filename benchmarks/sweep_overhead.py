@@ -21,7 +21,6 @@ import json
 import os
 import resource
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from dreamfusion.config import build_trial_config  # noqa: E402
+from peak import PeakSampler  # noqa: E402
 from dreamfusion.priors import load_prior  # noqa: E402
 from dreamfusion.scoring import load_scorer  # noqa: E402
 from dreamfusion.sweep.launch import launch_sweep  # noqa: E402
@@ -77,25 +77,9 @@ def sequential(steps: int, trials: int, prior, scorer, out: Path) -> list[float]
     return walls
 
 
-class TreeRSS:
-    """Peak resident memory of this process and all its descendants (the Ray processes), sampled from /proc."""
-
-    def __init__(self, period_s: float = 0.5) -> None:
-        self.period_s, self.peak_mb = period_s, 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> TreeRSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.period_s):
-            self.peak_mb = max(self.peak_mb, sum(_rss_mb(pid) for pid in _descendants(os.getpid())))
+def tree_rss_mb() -> float:
+    """Resident memory of this process and all its descendants (the Ray processes), from /proc."""
+    return sum(_rss_mb(pid) for pid in _descendants(os.getpid()))
 
 
 def _descendants(root: int) -> list[int]:
@@ -131,7 +115,7 @@ def sweep(steps: int, trials: int, cpu: float, slots: int, work: Path) -> dict[s
         "name": "overhead", "base": trial_base(steps), "space": {"seed": {"grid": list(range(trials))}},
         "tune": {"max_concurrent_trials": slots}, "resources": {"cpu": cpu}, "max_failures": 0}, sort_keys=False))
     spec = load_spec(spec_path)
-    with TreeRSS() as rss:
+    with PeakSampler(tree_rss_mb) as rss:
         started = time.time()
         outcome = launch_sweep(spec, tracking_uri=f"sqlite:///{work / 'mlruns.db'}", storage=work / "ray_results")
         ended = time.time()
@@ -143,7 +127,7 @@ def sweep(steps: int, trials: int, cpu: float, slots: int, work: Path) -> dict[s
     ends = [r.info.end_time / 1000 for r in runs]
     return {"wall": ended - started, "startup": min(starts) - started, "shutdown": ended - max(ends),
             "trial_walls": [e - s for s, e in zip(starts, ends)], "prior_loads": _prior_loads(work),
-            "rss_mb": rss.peak_mb}
+            "rss_mb": rss.peak}
 
 
 def _prior_loads(work: Path) -> int:
