@@ -134,6 +134,18 @@ def local_ray(root: Path, hook: str = "sweep_helpers.small_world", env: dict[str
         ray.shutdown()
 
 
+@contextmanager
+def sweep_workdir(path: Path, hook: str = "sweep_helpers.small_world", env: dict[str, str] | None = None) -> Iterator[Path]:
+    """A test module's working directory, as a user's shell would have it: the cwd (so `mlruns.db` and
+    `ray_results` land there by default), no MLFLOW_TRACKING_URI inherited, and the module's one local Ray."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as patch, local_ray(path / "ray_results", hook, env):
+        patch.chdir(path)
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield path
+
+
 def write_spec(path: Path, name: str, space: dict[str, Any], **extra: Any) -> Path:
     spec = {"name": name, "base": TINY_BASE, "space": space, "resources": {"cpu": 1}, **extra}
     path.write_text(yaml.safe_dump(spec, sort_keys=False))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from sweep_helpers import local_ray, sweep_runs, write_spec
+from sweep_helpers import sweep_runs, sweep_workdir, write_spec
 from typer.testing import CliRunner
 
 from analysis.compare import dreamfusion_table, group_summary, mean_ci, ranking
@@ -29,9 +29,7 @@ SPACE = {
 def sweep_store(tmp_path_factory):
     """A finished 8-trial sweep and its tracking URI; the module's one local Ray is stopped when it is done."""
     path = tmp_path_factory.mktemp("analysis")
-    with pytest.MonkeyPatch.context() as patch, local_ray(path / "ray_results"):
-        patch.chdir(path)
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with sweep_workdir(path):
         spec = write_spec(path / "analysed.yaml", NAME, SPACE)
         result = CliRunner().invoke(app, ["launch", str(spec)])
         assert result.exit_code == 0, result.output

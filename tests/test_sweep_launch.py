@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from sweep_helpers import TINY_BASE, local_ray, run_artifacts, sweep_runs, write_spec
+from sweep_helpers import TINY_BASE, run_artifacts, sweep_runs, sweep_workdir, write_spec
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
@@ -30,9 +30,7 @@ SPACE = {"prompt": {"grid": ["a red cube", "a blue sphere"]}, "sds.timesteps.sch
 def workdir(tmp_path_factory):
     """The module's working directory (where mlruns.db and ray_results go) and its one local Ray."""
     path = tmp_path_factory.mktemp("launch")
-    with pytest.MonkeyPatch.context() as patch, local_ray(path / "ray_results"):
-        patch.chdir(path)
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with sweep_workdir(path):
         yield path
 
 

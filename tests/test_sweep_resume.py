@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from mlflow import MlflowClient
-from sweep_helpers import FAIL_AT_STEP, TINY_BASE, local_ray, sweep_runs, write_spec
+from sweep_helpers import FAIL_AT_STEP, TINY_BASE, sweep_runs, sweep_workdir, write_spec
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
@@ -19,10 +19,7 @@ def workdir(tmp_path_factory):
     path = tmp_path_factory.mktemp("resume")
     markers = path / "markers"
     markers.mkdir()
-    with pytest.MonkeyPatch.context() as patch, local_ray(path / "ray_results", "sweep_helpers.small_world_failing_once",
-                                                          {"DF_TEST_MARKERS": str(markers)}):
-        patch.chdir(path)
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with sweep_workdir(path, "sweep_helpers.small_world_failing_once", {"DF_TEST_MARKERS": str(markers)}):
         yield path
 
 
