@@ -317,10 +317,12 @@ def _finish(outcome) -> None:
 
 
 PRIORS = {
-    "analytic": "CPU default. Exact posterior-mean denoiser of rendered toy-world images: a known-answer prior, "
-                "not a neural network. 42 prompts: 'a <red|green|blue|yellow|purple|orange> "
-                "<cube|sphere|cone|cylinder|torus|pyramid>' and shape-only 'a cube'.",
-    "toyworld": "Small trained text-to-image diffusion model of the toy world, with its own small CLIP (CPU).",
+    "toyworld": "CPU default. A small (1.8M-param) text-to-image diffusion model of a toy world, trained in the "
+                "package, with its own small CLIP as scorer. Not a general model: it knows 42 prompts, "
+                "'a <red|green|blue|yellow|purple|orange> <cube|sphere|cone|cylinder|torus|pyramid>' and "
+                "shape-only 'a cube'. Model card: dreamfusion/toyworld/MODEL_CARD.md.",
+    "analytic": "CPU. The exact posterior-mean denoiser of rendered toy-world images (same 42 prompts): a "
+                "known-answer prior, not a neural network, for checking SDS itself. --set prior.kind=analytic.",
     "stable-diffusion": "Stable Diffusion through diffusers (latent; default stabilityai/stable-diffusion-2-1-base). "
                         "GPU: --set prior.kind=stable-diffusion [--set prior.model=ID_OR_PATH].",
     "deepfloyd-if": "DeepFloyd IF stage I through diffusers (pixel 64x64; default DeepFloyd/IF-I-XL-v1.0). "

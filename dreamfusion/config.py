@@ -211,8 +211,9 @@ class EvalConfig(Schema):
 
 
 class PriorConfig(Schema):
-    kind: Literal["analytic", "toyworld", "stable-diffusion", "deepfloyd-if"] = "analytic"
-    """Which adapter: the embedded CPU priors, or a diffusers pipeline."""
+    kind: Literal["analytic", "toyworld", "stable-diffusion", "deepfloyd-if"] = "toyworld"
+    """`toyworld`: the embedded small diffusion model of a toy world (CPU); `analytic`: its known-answer twin;
+    `stable-diffusion` / `deepfloyd-if`: a diffusers pipeline (GPU)."""
     model: str | None = None
     """Hub id or local path for diffusers priors; null uses the kind's default hub id."""
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"

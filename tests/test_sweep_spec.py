@@ -87,7 +87,7 @@ SPEC_CASES = {
     "unknown prior name": (_with(base__prior="dall-e"), "prior: 'dall-e' is not a prior"),
     "unknown prior kind": (_with(base__prior={"kind": "imagen"}), "base.prior.kind: Input should be"),
     "prompt outside the toy world": (_with(space={"prompt": {"grid": ["a red cube", "a dragon"]}}),
-                                     "'a dragon' is not known to the analytic prior"),
+                                     "'a dragon' is not known to the toyworld prior"),
     "unknown metric": (_with(tune={"metric": "accuracy"}), "tune.metric: expected one of"),
     "ground-truth metric without ground truth": (
         _with(base__prior="stable-diffusion", space={"prompt": {"grid": ["a hamburger"]}}, tune={"metric": "gt_iou"}),
@@ -151,7 +151,7 @@ def test_sqlite_store_in_a_missing_directory(tmp_path):
 
 
 def test_run_checks_the_prompt_and_the_store_before_loading_anything(tmp_path):
-    _fails(tmp_path, ["run", "--prompt", "a dragon", "--steps", "1"], "'a dragon' is not known to the analytic")
+    _fails(tmp_path, ["run", "--prompt", "a dragon", "--steps", "1"], "'a dragon' is not known to the toyworld")
     uri = f"http://127.0.0.1:{_closed_port()}"
     _fails(tmp_path, ["run", "--steps", "1", "--tracking-uri", uri], "cannot reach an MLflow server")
 

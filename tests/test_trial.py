@@ -18,7 +18,7 @@ from dreamfusion.trial import TIMING_METRICS, TrialCallback, TrialResult, latest
 torch.set_num_threads(1)
 
 SMALL = dict(
-    prompt="a red cube", steps=10, device="cpu", checkpoint_every=5,
+    prompt="a red cube", steps=10, device="cpu", checkpoint_every=5, prior="analytic",
     nerf={"size": "tiny"},
     render={"resolution": 16, "samples_per_ray": 16, "views_per_step": 1},
     eval={"views": 2, "turntable_frames": 2, "every": 5},
@@ -200,7 +200,7 @@ def test_cli_run_end_to_end(tmp_path):
             "--set", "eval.turntable_frames=2", "--set", "eval.every=2", "--set", "checkpoint_every=2"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "prior: analytic" in result.output
+    assert "prior: toyworld" in result.output  # the default
     assert (out / "final" / "views.png").is_file() and (out / "final" / "turntable.gif").is_file()
     cfg = load_trial_config(out / "config.yaml")
     assert cfg.prompt == "a blue cone" and cfg.steps == 4 and cfg.nerf.size == "tiny"

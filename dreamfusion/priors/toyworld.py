@@ -40,7 +40,8 @@ class ToyWorldPrior(Prior):
         _check_weights(weights, "unet")
         self.name = "toyworld"
         self.device, self.dtype = device, dtype
-        unet = UNet2DConditionModel.from_pretrained(weights, subfolder="unet", torch_dtype=dtype)
+        # low_cpu_mem_usage=False: the model is 7 MB, and the default wants `accelerate` (only in the gpu extra)
+        unet = UNet2DConditionModel.from_pretrained(weights, subfolder="unet", torch_dtype=dtype, low_cpu_mem_usage=False)
         self.unet = freeze(unet.to(device))
         self.text_encoder = freeze(CLIPTextModel.from_pretrained(weights, subfolder="text_encoder").to(device))
         self.tokenizer = CLIPTokenizer.from_pretrained(weights, subfolder="tokenizer")

@@ -1,0 +1,130 @@
+"""How good is SDS with the embedded toyworld prior at default settings? DreamFusion's R-precision table, toy world.
+
+    python benchmarks/toyworld_quality.py [--prompts 36] [--seed 0] [--out DIR] [--set key=value ...]
+
+Runs one default-settings `df-sweep run` trial (the shipped toyworld prior, every other key at its default, on the
+CPU) per colour prompt and reads the final eval ring (8 views, 15° elevation) of each:
+  - ground truth: R@1 of the true object's own renders from the same views (DreamFusion's "GT images" row);
+  - SDS colour: R@1 of the lit colour renders among all 36 colour prompts;
+  - SDS geometry: R@1 of the textureless (white, lit) renders among the 6 shape-only prompts;
+  - CPU-minutes per trial: user + system CPU time of the trial (all threads), prior load excluded (once per worker).
+`--prompts N` < 36 takes a stratified subset: prompt i is shape i mod 6 with colour (i + i // 6) mod 6, so the first
+6 cover every shape and every colour once, the first 12 twice, and so on. `--set` changes the trial config for an
+ablation (the table is then no longer "default settings"; the header says so).
+
+Prints one row per trial, the table, peak RSS, writes `<out>/trials.png` (one row per prompt: colour renders over
+textureless renders) and, as its last line,
+    gt_r1=<x> color_r1=<y> geometry_r1=<z> cpu_min_per_trial=<m> prompts=<n>
+Targets: color_r1 ≥ 0.8 (moonshot ≥ 0.97 × gt_r1, DreamFusion's ratio on COCO), geometry_r1 ≥ 0.6, ≤ 3 CPU-min.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from dreamfusion.config import apply_overrides, build_trial_config
+from dreamfusion.priors import load_prior
+from dreamfusion.scoring import load_scorer
+from dreamfusion.toyworld import world
+from dreamfusion.trial import run_trial
+
+
+def stratified_prompts(n: int) -> list[str]:
+    shapes, colours = list(world.SHAPES), list(world.COLOURS)
+    k = len(shapes)
+    return [f"a {colours[(i + i // k) % len(colours)]} {shapes[i % k]}" for i in range(n)]
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_one(prompt: str, seed: int, overrides: list[str], prior, scorer, out: Path) -> dict[str, float]:
+    cfg = build_trial_config(apply_overrides({"prompt": prompt, "seed": seed, "device": "cpu"}, overrides), "--set")
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    result = run_trial(cfg, out, prior=prior, scorer=scorer)
+    return {**result.metrics, "cpu_min": (cpu_seconds() - cpu0) / 60, "wall_s": time.perf_counter() - wall0}
+
+
+def contact_sheet(rows: list[tuple[str, Path]], path: Path) -> Path:
+    """Every trial's final views.png (colour row over textureless row), stacked, each under its prompt."""
+    images = [(prompt, Image.open(views).convert("RGB")) for prompt, views in rows]
+    width = max(im.width for _, im in images)
+    label = 16
+    sheet = Image.new("RGB", (width, sum(im.height + label for _, im in images)), "white")
+    draw, y = ImageDraw.Draw(sheet), 0
+    for prompt, im in images:
+        draw.text((4, y + 2), prompt, fill="black")
+        sheet.paste(im, (0, y + label))
+        y += im.height + label
+    sheet.save(path)
+    return path
+
+
+def means(results: dict[str, dict[str, float]]) -> dict[str, float]:
+    """The mean over trials of every metric: R@1 averaged over prompts is the fraction of prompts retrieved."""
+    keys = next(iter(results.values())).keys()
+    return {k: statistics.fmean(r[k] for r in results.values()) for k in keys}
+
+
+def table(m: dict[str, float], n: int, prior: str, ablation: list[str]) -> list[str]:
+    gt, colour = m["gt_clip_r_precision"], m["clip_r_precision"]
+    setting = "default settings" if not ablation else "with " + " ".join(ablation)
+    return [
+        f"Toy world, {n} prompts, {setting}: R@1 over the final eval ring",
+        f"{'':28s} {'colour R@1':>10s} {'geometry R@1':>12s} {'CPU-min/trial':>13s}",
+        f"{'ground-truth renders':28s} {gt:10.3f} {m['gt_clip_r_precision_geometry']:12.3f}",
+        f"{'SDS, ' + prior + ' prior':28s} {colour:10.3f} {m['clip_r_precision_geometry']:12.3f} {m['cpu_min']:13.2f}",
+        f"{'SDS / ground truth':28s} {colour / gt if gt else float('nan'):10.3f}",
+        f"mean gt_iou {m['gt_iou']:.3f}  mean gt_colour_error {m['gt_colour_error']:.3f}  "
+        f"mean wall {m['wall_s']:.0f} s/trial",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prompts", type=int, default=len(world.colour_prompts()))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="keep trial folders and trials.png here")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    if not 1 <= args.prompts <= len(world.colour_prompts()):
+        parser.error(f"--prompts: expected 1..{len(world.colour_prompts())}")
+    out = args.out or Path(tempfile.mkdtemp(prefix="toyworld_quality_"))
+    prompts = stratified_prompts(args.prompts)
+
+    cfg = build_trial_config(apply_overrides({"device": "cpu"}, args.overrides), "--set")
+    prior = load_prior(cfg.prior, cfg.device)
+    scorer = load_scorer(cfg.scoring.model, prior.device, prior)
+    print(f"prior: {prior.describe()}\nscorer: {scorer.name}\nout: {out}")
+    print(f"{'prompt':22s} {'gt R@1':>6s} {'colour':>6s} {'geom':>6s} {'gt_iou':>6s} {'col_err':>7s} "
+          f"{'CPU-min':>7s} {'wall s':>6s}", flush=True)
+    results: dict[str, dict[str, float]] = {}
+    for i, prompt in enumerate(prompts):
+        trial_dir = out / f"{i:02d}"
+        r = results[prompt] = run_one(prompt, args.seed, args.overrides, prior, scorer, trial_dir)
+        print(f"{prompt:22s} {r['gt_clip_r_precision']:6.3f} {r['clip_r_precision']:6.3f} "
+              f"{r['clip_r_precision_geometry']:6.3f} {r['gt_iou']:6.3f} {r['gt_colour_error']:7.3f} "
+              f"{r['cpu_min']:7.2f} {r['wall_s']:6.0f}", flush=True)
+
+    sheet = contact_sheet([(p, out / f"{i:02d}" / "final" / "views.png") for i, p in enumerate(prompts)],
+                          out / "trials.png")
+    m = means(results)
+    print()
+    for line in table(m, len(results), cfg.prior.kind, args.overrides):
+        print(line)
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; renders: {sheet}")
+    print(f"gt_r1={m['gt_clip_r_precision']:.3f} color_r1={m['clip_r_precision']:.3f} "
+          f"geometry_r1={m['clip_r_precision_geometry']:.3f} cpu_min_per_trial={m['cpu_min']:.2f} "
+          f"prompts={len(results)}")
+
+if __name__ == "__main__":
+    main()
