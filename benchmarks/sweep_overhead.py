@@ -10,8 +10,8 @@ from call to return: Ray start, MLflow store and runs, prior loads, reports and 
 per_trial_overhead_s = (actual − ideal) × slots / N, the slot time each trial costs beyond its compute.
 Targets: overhead_ratio ≤ 1.10 for ~30 s trials; prior_loads = worker processes, not trials.
 
-The sequential run goes first, so the analytic prior's disk cache is warm for both. The ideal assumes `slots`
-free cores: on a machine that others share, --slots 1 still measures the overhead cleanly.
+The sequential run goes first, so any prior disk cache (the analytic prior's image bank) is warm for both. The
+ideal assumes `slots` free cores: on a machine that others share, --slots 1 still measures the overhead cleanly.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def main() -> None:
     rows = [
         ("trials x steps", f"{args.trials} x {steps}"),
         ("parallel slots", f"{slots} ({os.cpu_count()} CPUs, {args.cpu:g} per trial)"),
-        ("prior load (in-process, disk cache warm)", f"{load_s:.2f} s"),
+        ("prior load (in-process, warm)", f"{load_s:.2f} s"),
         ("trial wall, sequential (each)", _seconds(walls)),
         ("trial wall, in the sweep (MLflow run start to end)", _seconds(sorted(swept["trial_walls"]))),
         ("sweep start to first trial (Ray, store, workers)", f"{swept['startup']:.1f} s"),

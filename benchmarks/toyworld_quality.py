@@ -54,17 +54,23 @@ def run_one(prompt: str, seed: int, overrides: list[str], prior, scorer, out: Pa
     return {**result.metrics, "cpu_min": (cpu_seconds() - cpu0) / 60, "wall_s": time.perf_counter() - wall0}
 
 
-def contact_sheet(rows: list[tuple[str, Path]], path: Path) -> Path:
-    """Every trial's final views.png (colour row over textureless row), stacked, each under its prompt."""
-    images = [(prompt, Image.open(views).convert("RGB")) for prompt, views in rows]
-    width = max(im.width for _, im in images)
-    label = 16
-    sheet = Image.new("RGB", (width, sum(im.height + label for _, im in images)), "white")
-    draw, y = ImageDraw.Draw(sheet), 0
-    for prompt, im in images:
-        draw.text((4, y + 2), prompt, fill="black")
-        sheet.paste(im, (0, y + label))
-        y += im.height + label
+def contact_sheet(rows: list[tuple[str, Path]], path: Path, eval_views: int, columns: int = 6, views: int = 4) -> Path:
+    """One tile per trial, in the world's shape-major order (with all 36 prompts: a shape per row, a colour per
+    column): the first `views` of its `eval_views` final views (lit colour over textureless), at half size."""
+    order = world.colour_prompts()
+    tiles = []
+    for prompt, views_png in sorted(rows, key=lambda row: order.index(row[0])):
+        im = Image.open(views_png).convert("RGB")
+        im = im.crop((0, 0, im.width * min(views, eval_views) // eval_views, im.height))
+        tiles.append((prompt, im.resize((im.width // 2, im.height // 2), Image.BILINEAR)))
+    label, (w, h) = 14, tiles[0][1].size
+    n_rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (w * min(columns, len(tiles)), (h + label) * n_rows), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (prompt, im) in enumerate(tiles):
+        x, y = (i % columns) * w, (i // columns) * (h + label)
+        draw.text((x + 4, y + 1), prompt, fill="black")
+        sheet.paste(im, (x, y + label))
     sheet.save(path)
     return path
 
@@ -116,7 +122,7 @@ def main() -> None:
               f"{r['cpu_min']:7.2f} {r['wall_s']:6.0f}", flush=True)
 
     sheet = contact_sheet([(p, out / f"{i:02d}" / "final" / "views.png") for i, p in enumerate(prompts)],
-                          out / "trials.png")
+                          out / "trials.png", cfg.eval.views)
     m = means(results)
     print()
     for line in table(m, len(results), cfg.prior.kind, args.overrides):

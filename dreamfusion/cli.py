@@ -317,7 +317,7 @@ def _finish(outcome) -> None:
 
 
 PRIORS = {
-    "toyworld": "CPU default. A small (1.8M-param) text-to-image diffusion model of a toy world, trained in the "
+    "toyworld": "CPU default. A small (1.7M-param UNet) text-to-image diffusion model of a toy world, trained in the "
                 "package, with its own small CLIP as scorer. Not a general model: it knows 42 prompts, "
                 "'a <red|green|blue|yellow|purple|orange> <cube|sphere|cone|cylinder|torus|pyramid>' and "
                 "shape-only 'a cube'. Model card: dreamfusion/toyworld/MODEL_CARD.md.",
