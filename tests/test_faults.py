@@ -123,6 +123,8 @@ def test_a_trial_gone_nan_fails_with_the_reason_and_the_sweep_goes_on(stack, tmp
     failed = runs["a blue sphere"]
     assert failed.info.status == "FAILED"
     assert failed.data.tags["df.failure"].startswith("FloatingPointError: prior prediction became non-finite")
+    # max_failures 1: Tune's retry restarts the trial, which stops at once instead of diverging a second time
+    assert "(not run again: the previous attempt diverged" in failed.data.tags["df.failure"]
     parent = sweep_runs(stack.tracking_uri, "nan")[0][0]
     assert parent.info.status == "FAILED" and "1 errored of 2 trials" in parent.data.tags["df.failure"]
 

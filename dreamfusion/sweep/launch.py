@@ -358,9 +358,34 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     prior, scorer = _prior_and_scorer(cfg.prior.model_dump_json(), cfg.scoring.model, cfg.device)
     trial = tune.get_context()
     node = {NODE_TAG: ray.get_runtime_context().get_node_id()}
+    out = Path(trial.get_trial_dir())
     with ctx.tracker.run(trial.get_trial_id(), run_name(values), continue_existing=True,
                          then=TuneReporter(cfg.steps), tags=node) as callback, _restored_checkpoint() as resume_from:
-        run_trial(cfg, Path(trial.get_trial_dir()), callback, prior, scorer, resume_from)
+        with _no_second_divergence(out, resume_from):
+            run_trial(cfg, out, callback, prior, scorer, resume_from)
+
+
+#: Written in a trial's directory when it diverges: {"message", "from"} (the checkpoint it started from).
+DIVERGED = "diverged.json"
+
+
+@contextmanager
+def _no_second_divergence(out: Path, resume_from: Path | None) -> Iterator[None]:
+    """A trial is deterministic from its checkpoint (weights, optimiser and RNG state), so a retry of one that
+    went non-finite would diverge again at the same step: Tune's `max_failures` retry then fails at once, with
+    the first attempt's reason, instead of spending the compute. Any other failure is retried as usual."""
+    start = resume_from.name if resume_from else None
+    marker = out / DIVERGED
+    if marker.is_file():
+        last = json.loads(marker.read_text())
+        if last["from"] == start:
+            raise FloatingPointError(f"{last['message']} (not run again: the previous attempt diverged from the "
+                                     f"same checkpoint and RNG state)")
+    try:
+        yield
+    except FloatingPointError as exc:
+        marker.write_text(json.dumps({"message": str(exc), "from": start}))
+        raise
 
 
 # ---------------------------------------------------------------------------------------------------------------
