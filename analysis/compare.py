@@ -69,4 +69,5 @@ def dreamfusion_table(sweep: Sweep, ground_truth: dict[str, float] | None = None
         gt = {a: "ground truth" for a in axes}
         table = pd.concat([pd.DataFrame([{**gt, "colour": ground_truth.get("colour"),
                                           "geometry": ground_truth.get("geometry")}]), table], ignore_index=True)
-    return table
+    table["n"] = table["n"].astype("Int64")  # stays an integer beside the ground-truth row's missing n
+    return table[[*axes, "colour", "colour ±", "geometry", "geometry ±", "n"]]

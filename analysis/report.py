@@ -78,8 +78,14 @@ def _summary_lines(sweep: Sweep) -> list[str]:
 
 
 def _fmt(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.map(lambda v: f"{v:.3f}" if isinstance(v, float) and not math.isnan(v) else ("" if v is None or
-                     (isinstance(v, float) and math.isnan(v)) else v))
+    return frame.map(_cell)
+
+
+def _cell(v: object) -> object:
+    """Floats to 3 decimals; missing values (None, NaN, pd.NA) blank."""
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return ""
+    return f"{v:.3f}" if isinstance(v, float) else v
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

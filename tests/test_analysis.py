@@ -99,6 +99,8 @@ def test_dreamfusion_table_has_the_ground_truth_row(sweep_store):
     assert table.iloc[0]["sds.guidance_scale"] == "ground truth"
     assert table.iloc[0]["colour"] == pytest.approx(gt["colour"])
     assert len(table) == 3
+    assert list(table.columns) == ["sds.guidance_scale", "colour", "colour ±", "geometry", "geometry ±", "n"]
+    assert pd.isna(table.iloc[0]["n"]) and list(table["n"][1:]) == [4, 4]  # integers, not 4.000
 
 
 def test_curves_csv_holds_every_logged_step(sweep_store, report):
