@@ -38,6 +38,8 @@ RUN_EXPERIMENT = "df-sweep-run"
 
 TRIAL_KEY_TAG = "df.trial_id"
 FAILURE_TAG = "df.failure"
+#: Where a trial went non-finite from: "<Ray job id>/<checkpoint it started from>" (see sweep.launch).
+DIVERGED_TAG = "df.diverged_from"
 #: The Ray node a sweep trial ran on (last, if it was retried).
 NODE_TAG = "df.node"
 #: Set on a run whose trial a scheduler stopped before its last step (ASHA), at that step.
@@ -286,11 +288,15 @@ class TrackingCallback(TrialCallback):
         self.mlflow, self.run_id, self.flush_every = mlflow, run_id, flush_every
         self.then = then or TrialCallback()
         self.fresh = existing is None or not existing.data.params
+        self.previous_tags: dict[str, str] = dict(existing.data.tags) if existing else {}
         # What a continued run already holds: its steps are skipped, so no metric point is ever logged twice.
         self.logged_step = _last_step(mlflow, run_id, "loss") if existing else 0
         self.logged_eval_step = _last_step(mlflow, run_id, "clip_score") if existing else 0
         self.logged_eval_keys: set[str] = set(existing.data.metrics) if existing else set()
         self.pending: list = []  # mlflow.entities.Metric of steps not yet written
+
+    def set_tag(self, key: str, value: str) -> None:
+        self.mlflow.set_tag(self.run_id, key, value[:MAX_PARAM_VALUE])
 
     def on_start(self, cfg: TrialConfig, start_step: int, info: dict[str, str]) -> None:
         from mlflow.entities import Param, RunTag

@@ -31,7 +31,10 @@ from dreamfusion.priors.base import resolve_device
 from dreamfusion.scoring import Scorer, load_scorer
 from dreamfusion.sweep.spec import Resources, SweepSpec, run_name, short_names
 from dreamfusion.tracking import (
+    DIVERGED_TAG,
+    FAILURE_TAG,
     NODE_TAG,
+    TrackingCallback,
     TrialTracker,
     check_reachable,
     close_runs,
@@ -358,33 +361,36 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     prior, scorer = _prior_and_scorer(cfg.prior.model_dump_json(), cfg.scoring.model, cfg.device)
     trial = tune.get_context()
     node = {NODE_TAG: ray.get_runtime_context().get_node_id()}
-    out = Path(trial.get_trial_dir())
     with ctx.tracker.run(trial.get_trial_id(), run_name(values), continue_existing=True,
                          then=TuneReporter(cfg.steps), tags=node) as callback, _restored_checkpoint() as resume_from:
-        with _no_second_divergence(out, resume_from):
-            run_trial(cfg, out, callback, prior, scorer, resume_from)
+        with _no_second_divergence(callback, _restore_point()):
+            run_trial(cfg, Path(trial.get_trial_dir()), callback, prior, scorer, resume_from)
 
 
-#: Written in a trial's directory when it diverges: {"message", "from"} (the checkpoint it started from).
-DIVERGED = "diverged.json"
+def _restore_point() -> str:
+    """This launch's Ray job and the checkpoint the attempt starts from: the same for a retry of an attempt that
+    started from the same checkpoint, on any node; different after `df-sweep resume` (a new job)."""
+    import ray
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    return f"{ray.get_runtime_context().get_job_id()}/{posixpath.basename(checkpoint.path) if checkpoint else 'start'}"
 
 
 @contextmanager
-def _no_second_divergence(out: Path, resume_from: Path | None) -> Iterator[None]:
-    """A trial is deterministic from its checkpoint (weights, optimiser and RNG state), so a retry of one that
-    went non-finite would diverge again at the same step: Tune's `max_failures` retry then fails at once, with
-    the first attempt's reason, instead of spending the compute. Any other failure is retried as usual."""
-    start = resume_from.name if resume_from else None
-    marker = out / DIVERGED
-    if marker.is_file():
-        last = json.loads(marker.read_text())
-        if last["from"] == start:
-            raise FloatingPointError(f"{last['message']} (not run again: the previous attempt diverged from the "
-                                     f"same checkpoint and RNG state)")
+def _no_second_divergence(callback: TrackingCallback, start: str) -> Iterator[None]:
+    """A trial is deterministic from its checkpoint (weights, optimiser and RNG state), so a retry of an attempt
+    that went non-finite would diverge again at the same step: within one launch, Tune's `max_failures` retry
+    then fails at once with the first attempt's reason instead of spending the compute. The record is a tag of
+    the trial's MLflow run, which every node sees (trial directories are node-local). Other failures are retried."""
+    if callback.previous_tags.get(DIVERGED_TAG) == start:
+        reason = callback.previous_tags.get(FAILURE_TAG, "").removeprefix(f"{FloatingPointError.__name__}: ")
+        raise FloatingPointError(f"{reason} (not run again: the previous attempt diverged from the same "
+                                 f"checkpoint and RNG state)")
     try:
         yield
-    except FloatingPointError as exc:
-        marker.write_text(json.dumps({"message": str(exc), "from": start}))
+    except FloatingPointError:
+        callback.set_tag(DIVERGED_TAG, start)
         raise
 
 
