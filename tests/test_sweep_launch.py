@@ -154,8 +154,12 @@ def _wait_for(url: str, timeout_s: float = 60) -> bytes:
 
 
 def test_asha_stops_trials_early_and_their_runs_still_end_finished(workdir):
-    spec = write_spec(workdir / "asha.yaml", "asha", {"seed": {"grid": [0, 1, 2, 3]}},
-                      tune={"metric": "clip_score", "scheduler": "asha", "grace_period": 4, "reduction_factor": 2})
+    """Made deterministic: one trial at a time, in grid order. The initial blob's silhouette lies inside the true
+    cube's, so gt_iou at ASHA's first rung (step 4) grows with its radius: the second trial (0.5) beats the first
+    (0.4) and runs on; the last two start near-empty (0.06, 0.05) and fall far below the recorded median."""
+    spec = write_spec(workdir / "asha.yaml", "asha", {"nerf.blob_radius": {"grid": [0.4, 0.5, 0.06, 0.05]}},
+                      tune={"metric": "gt_iou", "scheduler": "asha", "grace_period": 4, "reduction_factor": 2,
+                            "max_concurrent_trials": 1})
     result = CliRunner().invoke(app, ["launch", str(spec)])
     assert result.exit_code == 0, result.output
     uri = f"sqlite:///{workdir / 'mlruns.db'}"
@@ -166,19 +170,14 @@ def test_asha_stops_trials_early_and_their_runs_still_end_finished(workdir):
         last = max(m.step for m in client.get_metric_history(run.info.run_id, "loss"))
         if last < TINY_BASE["steps"]:
             stopped += 1
+            assert float(run.data.params["nerf.blob_radius"]) < 0.1
             assert run.data.tags["df.stopped_early_at_step"] == str(last)
         else:
             assert "final/turntable.gif" in run_artifacts(client, run.info.run_id)
-    assert stopped >= 1
+    assert stopped == 2
 
 
-def test_run_logs_one_run_the_same_way(tmp_path, monkeypatch):
-    import functools
-
-    from dreamfusion.priors import analytic
-
-    monkeypatch.setattr(analytic, "world_bank", functools.partial(analytic.world_bank, resolution=16, views=2))
-    monkeypatch.setenv("DF_SWEEP_CACHE", str(tmp_path / "cache"))
+def test_run_logs_one_run_the_same_way(tmp_path):
     uri = f"sqlite:///{tmp_path / 'single.db'}"
     tiny = ["--set", "nerf.size=tiny", "--set", "render.resolution=16", "--set", "render.samples_per_ray=16",
             "--set", "eval.every=4", "--set", "eval.views=2", "--set", "eval.turntable_frames=2"]
