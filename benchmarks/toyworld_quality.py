@@ -12,8 +12,8 @@ CPU) per colour prompt and reads the final eval ring (8 views, 15° elevation) o
 6 cover every shape and every colour once, the first 12 twice, and so on. `--set` changes the trial config for an
 ablation (the table is then no longer "default settings"; the header says so).
 
-Prints one row per trial, the table, peak RSS, writes `<out>/trials.png` (one row per prompt: colour renders over
-textureless renders) and, as its last line,
+Prints one row per trial, the table, peak RSS, writes `<out>/trials.png` (a tile per trial: its first 4 eval views,
+lit colour over textureless; a shape per row and a colour per column when all 36 ran) and, as its last line,
     gt_r1=<x> color_r1=<y> geometry_r1=<z> cpu_min_per_trial=<m> prompts=<n>
 Targets: color_r1 ≥ 0.8 (moonshot ≥ 0.97 × gt_r1, DreamFusion's ratio on COCO), geometry_r1 ≥ 0.6, ≤ 3 CPU-min.
 """
@@ -114,15 +114,16 @@ def main() -> None:
     print(f"{'prompt':22s} {'gt R@1':>6s} {'colour':>6s} {'geom':>6s} {'gt_iou':>6s} {'col_err':>7s} "
           f"{'CPU-min':>7s} {'wall s':>6s}", flush=True)
     results: dict[str, dict[str, float]] = {}
+    views: list[tuple[str, Path]] = []
     for i, prompt in enumerate(prompts):
         trial_dir = out / f"{i:02d}"
         r = results[prompt] = run_one(prompt, args.seed, args.overrides, prior, scorer, trial_dir)
+        views.append((prompt, trial_dir / "final" / "views.png"))
         print(f"{prompt:22s} {r['gt_clip_r_precision']:6.3f} {r['clip_r_precision']:6.3f} "
               f"{r['clip_r_precision_geometry']:6.3f} {r['gt_iou']:6.3f} {r['gt_colour_error']:7.3f} "
               f"{r['cpu_min']:7.2f} {r['wall_s']:6.0f}", flush=True)
 
-    sheet = contact_sheet([(p, out / f"{i:02d}" / "final" / "views.png") for i, p in enumerate(prompts)],
-                          out / "trials.png", cfg.eval.views)
+    sheet = contact_sheet(views, out / "trials.png", cfg.eval.views)
     m = means(results)
     print()
     for line in table(m, len(results), cfg.prior.kind, args.overrides):
@@ -131,6 +132,7 @@ def main() -> None:
     print(f"gt_r1={m['gt_clip_r_precision']:.3f} color_r1={m['clip_r_precision']:.3f} "
           f"geometry_r1={m['clip_r_precision_geometry']:.3f} cpu_min_per_trial={m['cpu_min']:.2f} "
           f"prompts={len(results)}")
+
 
 if __name__ == "__main__":
     main()

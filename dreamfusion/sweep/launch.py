@@ -338,16 +338,20 @@ def _report(step: int, metrics: dict[str, float], checkpoint: Path | None) -> No
 
 
 @contextmanager
-def _restored_checkpoint() -> Iterator[Path | None]:
-    """The directory of the checkpoint Tune restores this trial from, if it is a retry or a resume."""
+def _restored_checkpoint() -> Iterator[tuple[Path | None, str]]:
+    """The directory of the checkpoint Tune restores this trial from (a retry or a resume; None for a fresh
+    start), and the attempt's restore point "<Ray job>/<checkpoint>": the same for a retry from the same
+    checkpoint on any node, different after `df-sweep resume` (a new job)."""
+    import ray
     from ray import tune
 
+    job = ray.get_runtime_context().get_job_id()
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        yield None
+        yield None, f"{job}/start"
         return
     with checkpoint.as_directory() as path:
-        yield Path(path)
+        yield Path(path), f"{job}/{posixpath.basename(checkpoint.path)}"
 
 
 def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -362,19 +366,9 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     trial = tune.get_context()
     node = {NODE_TAG: ray.get_runtime_context().get_node_id()}
     with ctx.tracker.run(trial.get_trial_id(), run_name(values), continue_existing=True,
-                         then=TuneReporter(cfg.steps), tags=node) as callback, _restored_checkpoint() as resume_from:
-        with _no_second_divergence(callback, _restore_point()):
-            run_trial(cfg, Path(trial.get_trial_dir()), callback, prior, scorer, resume_from)
-
-
-def _restore_point() -> str:
-    """This launch's Ray job and the checkpoint the attempt starts from: the same for a retry of an attempt that
-    started from the same checkpoint, on any node; different after `df-sweep resume` (a new job)."""
-    import ray
-    from ray import tune
-
-    checkpoint = tune.get_checkpoint()
-    return f"{ray.get_runtime_context().get_job_id()}/{posixpath.basename(checkpoint.path) if checkpoint else 'start'}"
+                         then=TuneReporter(cfg.steps), tags=node) as callback, \
+            _restored_checkpoint() as (resume_from, start), _no_second_divergence(callback, start):
+        run_trial(cfg, Path(trial.get_trial_dir()), callback, prior, scorer, resume_from)
 
 
 @contextmanager
