@@ -1,7 +1,8 @@
 """A sweep in MLflow → tidy pandas frames. Reads MLflow only (a SQLite store or a tracking server alike).
 
-Layout read (written by `dreamfusion/tracking.py`): experiment = sweep name; one parent run per launch tagged
-`df.sweep`; one child run per trial tagged `mlflow.parentRunId`, params = the flattened trial config.
+Layout read (written by `dreamfusion/tracking/`, named in its `schema.py`): experiment = sweep name; one parent
+run per launch tagged `df.sweep`; one child run per trial tagged `mlflow.parentRunId`, params = the flattened
+trial config, metrics = whatever the trial's steps and evaluators logged.
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-FINAL_METRICS = ("clip_score", "clip_r_precision", "clip_r_precision_geometry", "gt_iou", "gt_colour_error")
-STEP_METRICS = ("loss", "loss_sds", "grad_norm", "t", "step_ms", "clip_score", "clip_r_precision",
-                "clip_r_precision_geometry", "gt_iou")
+from dreamfusion.errors import ConfigError
+from dreamfusion.tracking.schema import FAILURE_TAG, PARENT_TAG, SPEC_ARTIFACT, SWEEP_TAG
+
 DEFAULT_URI = "sqlite:///mlruns.db"  # where `df-sweep launch` writes by default, relative to the cwd
-PARENT_TAG = "mlflow.parentRunId"
-SWEEP_TAG = "df.sweep"
 
 
-class SweepNotFound(LookupError):
+class SweepNotFound(ConfigError):
     """No experiment (or launch) of that name in the tracking store: a user mistake, reported in one line."""
 
 
@@ -92,8 +91,8 @@ def _spec(client, parents: list) -> dict:
     """The sweep spec the newest launch stored as its artifact `spec.yaml` (empty if none)."""
     for parent in sorted(parents, key=lambda r: r.info.start_time or 0, reverse=True):
         try:
-            local = client.download_artifacts(parent.info.run_id, "spec.yaml")
-        except Exception:  # noqa: BLE001 - an older or interrupted launch without the artifact
+            local = client.download_artifacts(parent.info.run_id, SPEC_ARTIFACT)
+        except Exception:  # an older or interrupted launch without the artifact
             continue
         return yaml.safe_load(Path(local).read_text()) or {}
     return {}
@@ -106,16 +105,13 @@ def _trial_frame(children: list) -> pd.DataFrame:
         rows.append({
             "run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
             "duration_s": ((end or 0) - (r.info.start_time or 0)) / 1000.0,
-            "failure": r.data.tags.get("df.failure", ""), "artifact_uri": r.info.artifact_uri,
+            "failure": r.data.tags.get(FAILURE_TAG, ""), "artifact_uri": r.info.artifact_uri,
             **{f"param:{k}": _parse(v) for k, v in r.data.params.items()},
             **{k: v for k, v in r.data.metrics.items()},
         })
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=["run_id", "run_name", "status", "duration_s", "failure", "artifact_uri"])
-    for m in FINAL_METRICS:
-        if m not in frame:
-            frame[m] = float("nan")
     return frame.sort_values("run_name").reset_index(drop=True)
 
 
@@ -140,9 +136,7 @@ def _varied(trials: pd.DataFrame, spec: dict) -> list[str]:
 def _curve_frame(client, children: list, varied: list[str], trials: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in children:
-        for key in STEP_METRICS:
-            if key not in r.data.metrics:
-                continue
+        for key in r.data.metrics:
             for m in client.get_metric_history(r.info.run_id, key):
                 rows.append({"run_id": r.info.run_id, "metric": key, "step": m.step, "value": m.value})
     curves = pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])

@@ -4,16 +4,15 @@ metric, and a render grid of configs × prompts built from the trials' final ren
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import pandas as pd
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-
-from analysis.compare import axes_to_compare, group_summary  # noqa: E402
-from analysis.load import Sweep, varied_frame  # noqa: E402
+from analysis.compare import axes_to_compare, group_summary
+from analysis.load import Sweep, varied_frame
+from dreamfusion.tracking.schema import TURNTABLE_ARTIFACT
 
 
 def _numeric(frame: pd.DataFrame, key: str) -> bool:
@@ -21,10 +20,15 @@ def _numeric(frame: pd.DataFrame, key: str) -> bool:
         and frame[key].nunique() > 1
 
 
-def _save(fig, path: Path) -> Path:
+def _figure() -> tuple[Figure, Any]:
+    """A figure and its axes, without pyplot: no GUI backend, no global state, safe in any thread."""
+    fig = Figure(figsize=(6, 4))
+    return fig, fig.subplots()
+
+
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -37,7 +41,7 @@ def metric_vs_axes(sweep: Sweep, out: Path) -> list[Path]:
         others = [a for a in axes if a != axis and a != "prompt"]
         line_by = others[0] if others else None
         table = group_summary(sweep, [axis] + ([line_by] if line_by else []))
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = _figure()
         for label, g in (table.groupby(line_by) if line_by else [(sweep.metric, table)]):
             g = g.sort_values(axis)
             ax.errorbar(g[axis], g["mean"], yerr=g["ci95"].fillna(0), marker="o", capsize=3,
@@ -60,7 +64,7 @@ def learning_curves(sweep: Sweep, out: Path, metric: str = "loss") -> Path | Non
     axes = axes_to_compare(sweep)
     group = next((a for a in axes if a != "prompt"), axes[0] if axes else None)
     data = curves[curves["metric"] == metric]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _figure()
     for label, g in (data.groupby(group) if group in data else [("all", data)]):
         stats = g.groupby("step")["value"].agg(["mean", "std"]).sort_index()
         smooth = stats.rolling(max(len(stats) // 30, 1), min_periods=1).mean()
@@ -81,7 +85,7 @@ def wall_time_vs_metric(sweep: Sweep, out: Path) -> Path | None:
         return None
     axes = axes_to_compare(sweep)
     group = next((a for a in axes if a != "prompt"), None)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = _figure()
     for label, g in (frame.groupby(group) if group else [("trials", frame)]):
         ax.scatter(g["duration_s"] / 60, g[sweep.metric], label=f"{group}={label}" if group else label, alpha=0.8)
     ax.set_xlabel("wall time per trial (min)")
@@ -118,9 +122,9 @@ def render_grid(sweep: Sweep, out: Path, cell: int = 128) -> Path | None:
                 continue
             try:
                 local = mlflow.artifacts.download_artifacts(run_id=match.iloc[0]["run_id"],
-                                                            artifact_path="final/turntable.gif",
+                                                            artifact_path=TURNTABLE_ARTIFACT,
                                                             tracking_uri=sweep.tracking_uri)
-            except Exception:  # noqa: BLE001 - a trial that died before its final renders leaves a blank cell
+            except Exception:  # a trial that died before its final renders leaves a blank cell
                 continue
             with Image.open(local) as gif:
                 tile = gif.convert("RGB").resize((cell, cell), Image.NEAREST)

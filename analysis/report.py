@@ -131,6 +131,13 @@ def _bold(text: str) -> str:
     return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
 
 
+def report(name: str, out: Path, tracking_uri: str | None = None, launch: str | None = None) -> list[str]:
+    """Load the sweep, write the report; the lines `df-sweep report` prints (raises SweepNotFound)."""
+    sweep = load_sweep(name, tracking_uri, launch)
+    paths = write_report(sweep, out)
+    return [*_summary_lines(sweep), *(f"  {kind:9s} {path}" for kind, path in paths.items())]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__)
     ap.add_argument("name")
@@ -139,15 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--launch", default=None, help="one launch's parent run id (default: every launch)")
     args = ap.parse_args(argv)
     try:
-        sweep = load_sweep(args.name, args.tracking_uri, args.launch)
+        print("\n".join(report(args.name, args.out, args.tracking_uri, args.launch)))
     except SweepNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    paths = write_report(sweep, args.out)
-    for line in _summary_lines(sweep):
-        print(line)
-    for name, path in paths.items():
-        print(f"  {name:9s} {path}")
     return 0
 
 

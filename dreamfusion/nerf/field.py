@@ -122,8 +122,8 @@ class Background(nn.Module):
         return torch.full_like(dirs, value)
 
 
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
+def parameter_count(*modules: nn.Module) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())
 
 
 def expected_parameter_count(cfg: NerfConfig) -> int:

@@ -1,20 +1,26 @@
 """The one interface every frozen text-to-image prior implements, so SDS code never knows which model it talks to.
 
 A prior owns: text → embeddings (cached per prompt, view suffix included), image ↔ model space (pixels or latents),
-the noise schedule ᾱ_t, and ε̂(z_t, t, emb). Classifier-free guidance is *not* here: it is part of SDS.
+the noise schedule ᾱ_t, and ε̂(z_t, t, emb). Classifier-free guidance is *not* here: it is part of SDS. A prior is
+a registered component: `prior.kind` names it, and its class says what can be checked before it is loaded.
 """
 
 from __future__ import annotations
 
 import abc
+from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from dreamfusion import registry
+from dreamfusion.config import PriorConfig
 
-class Prior(abc.ABC):
-    #: Short name logged with every run, so a metric is never read without knowing which prior produced it.
-    name: str
+
+class Prior(registry.Component, abc.ABC):
+    kind = "prior"
+    #: The scorer `scoring.model: auto` pairs this prior with.
+    scorer: ClassVar[str] = "clip"
     device: torch.device
     #: dtype the denoiser runs in (float16 on CUDA for the diffusers priors); SDS always sees float32.
     dtype: torch.dtype
@@ -23,6 +29,21 @@ class Prior(abc.ABC):
 
     def __init__(self) -> None:
         self._embeddings: dict[str, Tensor] = {}
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype) -> Prior:
+        """The prior `cfg` describes, on `device`; a checkpoint that cannot be loaded is a one-line ConfigError."""
+
+    @classmethod
+    def check(cls, cfg: PriorConfig) -> None:
+        """What can be checked without loading anything (are the weights there?); raises ConfigError."""
+
+    @classmethod
+    def claims(cls, model: str) -> int:
+        """How specifically this prior loads checkpoint `model` (for the `prior: MODEL` shorthand): 0 not at all,
+        1 as one of many it could load, 2 as its own kind of checkpoint."""
+        return 0
 
     @property
     def num_train_timesteps(self) -> int:
@@ -60,7 +81,7 @@ class Prior(abc.ABC):
         """
 
     def describe(self) -> str:
-        """One line for `df-sweep run` and `df-sweep priors`: which model ran, and what it is."""
+        """One line for `df-sweep run` and the run's `df.prior` tag: which model ran, and what it is."""
         return self.name
 
 
@@ -81,4 +102,13 @@ def resolve_device(name: str) -> torch.device:
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
-    return getattr(torch, name)
+    dtype: torch.dtype = getattr(torch, name)
+    return dtype
+
+
+def load_prior(cfg: PriorConfig, device: str = "auto") -> Prior:
+    """The one place a `PriorConfig` becomes a `Prior`: the registered class of `prior.kind` loads it."""
+    dev = resolve_device(device)
+    cls: type[Prior] = registry.find("prior", cfg.kind)
+    cls.check(cfg)
+    return cls.load(cfg, dev, resolve_dtype(cfg.dtype, dev))

@@ -8,22 +8,36 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, UNet2DConditionModel
 from torch import Tensor
-from transformers import T5EncoderModel, T5Tokenizer
 
-from dreamfusion.priors.base import Prior, freeze
-from dreamfusion.priors.hf import count_params, dtype_name, transformers_dtype
+from dreamfusion import registry
+from dreamfusion.nerf.field import parameter_count
+from dreamfusion.priors.base import freeze
+from dreamfusion.priors.hf import DiffusersPrior, dtype_name, is_model_reference, transformers_dtype
 
 DEFAULT_MODEL = "DeepFloyd/IF-I-XL-v1.0"
 #: IF's text encoder was trained on 77 tokens although T5 takes longer inputs (as in diffusers' IFPipeline).
 MAX_TOKENS = 77
 
 
-class DeepFloydIFPrior(Prior):
+@registry.register
+class DeepFloydIFPrior(DiffusersPrior):
+    name = "deepfloyd-if"
+    summary = "DeepFloyd IF stage I through diffusers: a pixel-space UNet at 64×64, T5 text (default IF-I-XL)"
+    needs = registry.Needs(gpu=True)
+    default_model = DEFAULT_MODEL
+
+    @classmethod
+    def claims(cls, model: str) -> int:
+        """DeepFloyd's stage-I checkpoints are named IF-I-*."""
+        return 2 if is_model_reference(model) and "if-i" in model.lower() else 0
+
     def __init__(self, model: str, device: torch.device, dtype: torch.dtype) -> None:
+        from diffusers import DDPMScheduler, UNet2DConditionModel
+        from transformers import T5EncoderModel, T5Tokenizer
+
         super().__init__()
-        self.name = f"deepfloyd-if:{model}"
+        self.model = model
         self.device = device
         self.dtype = dtype
         # Weights first: a wrong path or hub id fails here, whereas a transformers 5 tokenizer with no files
@@ -66,8 +80,8 @@ class DeepFloydIFPrior(Prior):
 
     def describe(self) -> str:
         s = self.image_size
-        params = count_params(self.unet, self.text_encoder)
+        params = parameter_count(self.unet, self.text_encoder)
         return (
-            f"{self.name}: pixel space 3×{s}×{s}, T5 text {MAX_TOKENS}×{self.text_encoder.config.d_model}, "
+            f"{self.name}:{self.model}: pixel space 3×{s}×{s}, T5 text {MAX_TOKENS}×{self.text_encoder.config.d_model}, "
             f"{params / 1e6:.1f}M params, T={self.num_train_timesteps}, {dtype_name(self.dtype)} on {self.device}"
         )

@@ -8,20 +8,34 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from torch import Tensor
-from transformers import CLIPTextModel, CLIPTokenizer
 
-from dreamfusion.priors.base import Prior, freeze
-from dreamfusion.priors.hf import count_params, dtype_name, transformers_dtype
+from dreamfusion import registry
+from dreamfusion.nerf.field import parameter_count
+from dreamfusion.priors.base import freeze
+from dreamfusion.priors.hf import DiffusersPrior, dtype_name, is_model_reference, transformers_dtype
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
 
 
-class StableDiffusionPrior(Prior):
+@registry.register
+class StableDiffusionPrior(DiffusersPrior):
+    name = "stable-diffusion"
+    summary = "Stable Diffusion through diffusers: a latent UNet behind a VAE, CLIP text (default SD 2.1 base)"
+    needs = registry.Needs(gpu=True)
+    default_model = DEFAULT_MODEL
+
+    @classmethod
+    def claims(cls, model: str) -> int:
+        """Any diffusers checkpoint with a VAE could be a Stable Diffusion one: the generic claim."""
+        return 1 if is_model_reference(model) else 0
+
     def __init__(self, model: str, device: torch.device, dtype: torch.dtype) -> None:
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
         super().__init__()
-        self.name = f"stable-diffusion:{model}"
+        self.model = model
         self.device = device
         self.dtype = dtype
         # Weights first: a wrong path or hub id fails here, whereas a transformers 5 tokenizer with no files
@@ -66,9 +80,9 @@ class StableDiffusionPrior(Prior):
 
     def describe(self) -> str:
         c, s = self.unet.config.in_channels, self.unet.config.sample_size
-        params = count_params(self.unet, self.vae, self.text_encoder)
+        params = parameter_count(self.unet, self.vae, self.text_encoder)
         return (
-            f"{self.name}: latent {c}×{s}×{s} of {self.image_size}px RGB (VAE /{self.vae_scale_factor}), "
+            f"{self.name}:{self.model}: latent {c}×{s}×{s} of {self.image_size}px RGB (VAE /{self.vae_scale_factor}), "
             f"CLIP text {self.tokenizer.model_max_length}×{self.text_encoder.config.hidden_size}, "
             f"{params / 1e6:.1f}M params, T={self.num_train_timesteps}, {dtype_name(self.dtype)} on {self.device}"
         )

@@ -1,9 +1,7 @@
-"""The sweep spec: a typed YAML schema, validated whole before a single trial, worker or MLflow run starts.
+"""The sweep spec: a typed YAML schema of a base trial config plus a search space over its dotted keys.
 
-A spec is a base trial config (the `df-sweep run` schema) plus a search space over its dotted keys. Validation is
-eager: every grid value is applied to the base and validated as a trial config, and so is every combination of
-the values the space can take at its extremes, so that `t_min ≥ t_max` in trial 37 fails now, not an hour in.
-Nothing here imports Ray: the mapping onto `ray.tune` lives in `launch.py`.
+Reading and validating a spec whole is `validate.py`; the mapping onto `ray.tune` is `tuner.py`. Nothing here
+imports Ray, so `df-sweep validate` and `--dry-run` stay fast.
 """
 
 from __future__ import annotations
@@ -11,38 +9,14 @@ from __future__ import annotations
 import copy
 import itertools
 import math
-import re
-from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from dreamfusion.config import (
-    ConfigError,
-    Schema,
-    TrialConfig,
-    apply_overrides,
-    build_trial_config,
-    describe_error,
-    flatten,
-    parse_override,
-    read_yaml,
-    set_dotted,
-)
-from dreamfusion.toyworld import world
+from dreamfusion.config import Schema, TrialConfig, build_trial_config, set_dotted
+from dreamfusion.evaluators.base import all_metrics
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
-
-#: Metrics every trial reports at each eval.
-CLIP_METRICS = ("clip_r_precision", "clip_r_precision_geometry", "clip_score")
-#: Exact scores against the toy world's 3D ground truth: reported only for toy-world prompts.
-GROUND_TRUTH_METRICS = ("gt_iou", "gt_colour_error")
-
-#: Above this many combinations the cross product is not validated; each value still is, one at a time.
-MAX_VALIDATED_COMBINATIONS = 4096
-
-#: Priors with a closed vocabulary: a prompt outside the toy world can never condition them.
-CLOSED_VOCABULARY_PRIORS = ("analytic", "toyworld")
 
 
 class Dimension(Schema):
@@ -103,15 +77,15 @@ class Dimension(Schema):
 
     def describe(self) -> str:
         """`uniform(0.1, 1.0)`: how the dry-run table shows a dimension that is sampled rather than enumerated."""
-        return f"~{self.kind}({', '.join(_fmt(v) for v in self.argument)})"
+        return f"~{self.kind}({', '.join(fmt_value(v) for v in self.argument)})"
 
 
 class TuneBlock(Schema):
     metric: str = "clip_r_precision"
-    """The metric the best trial is picked by (and ASHA stops on): a CLIP metric, or for toy-world prompts
-    `gt_iou` / `gt_colour_error` (exact scores against the world's 3D ground truth)."""
+    """The metric the best trial is picked by (and ASHA stops on): any metric a registered evaluator logs, e.g.
+    the CLIP metrics, or for toy-world prompts `gt_iou` / `gt_colour_error` (exact scores against its ground truth)."""
     mode: Literal["max", "min"] = "max"
-    """Whether a larger or a smaller metric is better."""
+    """Whether a larger or a smaller metric is better; when left out, the metric's own direction."""
     num_samples: int = Field(1, ge=1)
     """Repeats of the whole grid; each repeat draws fresh values for the sampled (non-grid) dimensions."""
     scheduler: Literal["fifo", "asha"] = "fifo"
@@ -127,11 +101,28 @@ class TuneBlock(Schema):
     seed: int | None = None
     """Seeds the sampling of the non-grid dimensions, so a spec expands to the same trials every time."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _metric_direction(cls, data: Any) -> Any:
+        """A known metric decides the direction unless the spec says it; saying the opposite is a mistake."""
+        if not isinstance(data, dict):
+            return data
+        metric = all_metrics().get(data.get("metric", "clip_r_precision"))
+        if metric is None:
+            return data
+        if data.get("mode") is None:
+            return {**data, "mode": metric.mode}
+        if data["mode"] != metric.mode:
+            raise ValueError(f"mode: {data['metric']} is better when {'larger' if metric.mode == 'max' else 'smaller'};"
+                             f" expected mode: {metric.mode}")
+        return data
+
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, v: str) -> str:
-        if v not in CLIP_METRICS + GROUND_TRUTH_METRICS:
-            raise ValueError(f"expected one of {', '.join(CLIP_METRICS + GROUND_TRUTH_METRICS)}, got {v!r}")
+        known = all_metrics()
+        if v not in known:
+            raise ValueError(f"expected a metric an evaluator logs ({', '.join(sorted(known))}), got {v!r}")
         return v
 
 
@@ -213,150 +204,5 @@ class SweepSpec(Schema):
         return max(steps)
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# Loading
-
-
-def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
-    """Read, override (`--set`), validate the schema, then validate every trial the space can produce."""
-    source = str(path)
-    data = apply_spec_overrides(read_yaml(path), list(overrides))
-    try:
-        spec = SweepSpec.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(describe_error(err, source)) from None
-    check_space(spec, source)
-    return spec
-
-
-def apply_spec_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """`--set tune.num_samples=4`, `--set base.steps=100`, `--set space.seed.grid=[0,1,2]`.
-
-    The keys inside `space` contain dots themselves, so `space.` overrides are split by hand: the last part is
-    the kind when it names one (`space.sds.guidance_scale.grid=[10, 50]`), else the value is a whole dimension.
-    """
-    out = apply_overrides(data, [o for o in overrides if not o.startswith("space.")])
-    for text in (o for o in overrides if o.startswith("space.")):
-        key, value = parse_override(text)
-        dotted, _, last = key.removeprefix("space.").rpartition(".")
-        space = out.setdefault("space", {})
-        if not isinstance(space, dict):
-            raise ConfigError(f"--set {text}: space is not a mapping in the spec")
-        if last in KINDS and dotted:
-            space[dotted] = {last: value}
-        else:
-            space[key.removeprefix("space.")] = value
-    return out
-
-
-def check_space(spec: SweepSpec, source: str) -> None:
-    """Every key is a trial-config key; the base is valid; every value and every combination of extremes is."""
-    base = build_trial_config(spec.base, source, prefix="base")
-    check_trial(base, f"{source}: base")
-    if not spec.space:
-        raise ConfigError(f"{source}: space: expected at least one dotted key to vary, e.g. "
-                          f"{{seed: {{grid: [0, 1]}}}} (for a single trial use df-sweep run)")
-    known = set(flatten(base))
-    for key in spec.space:
-        if key not in known:
-            raise ConfigError(f"{source}: space.{key}: unknown trial config key; expected {_suggest(key, known)}")
-    for key, dim in spec.space.items():
-        for value in dim.extremes():
-            label = f"{source}: space.{key}={value!r}"
-            check_trial(spec.trial_config({key: value}, label), label)
-    for values in _combinations(spec):
-        label = f"{source}: space combination " + ", ".join(f"{k}={v!r}" for k, v in values.items())
-        check_trial(spec.trial_config(values, label), label)
-    check_metric(spec, base, source)
-
-
-def check_metric(spec: SweepSpec, base: TrialConfig, source: str) -> None:
-    """A ground-truth metric must exist in every trial, or Tune cannot rank (nor ASHA stop) the trials."""
-    if spec.tune.metric not in GROUND_TRUTH_METRICS:
-        return
-    prompts = spec.space["prompt"].extremes() if "prompt" in spec.space else [base.prompt]
-    outside = [p for p in prompts if world.parse_prompt(str(p)) is None]
-    if outside:
-        raise ConfigError(f"{source}: tune.metric: {spec.tune.metric} exists only for toy-world prompts, not "
-                          f"{outside[0]!r}; expected one of {', '.join(CLIP_METRICS)}")
-
-
-def _combinations(spec: SweepSpec) -> Iterator[dict[str, Any]]:
-    """Every combination of the dimensions' extremes, unless there are too many to check in a blink."""
-    keys = list(spec.space)
-    lists = [spec.space[k].extremes() for k in keys]
-    if len(keys) < 2 or math.prod(len(v) for v in lists) > MAX_VALIDATED_COMBINATIONS:
-        return
-    for values in itertools.product(*lists):
-        yield dict(zip(keys, values))
-
-
-def check_trial(cfg: TrialConfig, label: str) -> None:
-    """What the schema alone cannot see, checked without loading any model: is the prior there, and can it
-    condition on the prompt? `label` says which file and which trial of the space the config came from."""
-    kind = cfg.prior.kind
-    if kind == "toyworld":
-        from dreamfusion.priors.toyworld import WEIGHTS
-
-        if not (WEIGHTS / "unet").is_dir():
-            raise ConfigError(f"{label}: prior: the toyworld weights are not installed ({WEIGHTS}); expected "
-                              f"prior: analytic, or retrain them with df-sweep toyworld train --install")
-    if kind in CLOSED_VOCABULARY_PRIORS and world.parse_prompt(cfg.prompt) is None:
-        raise ConfigError(f"{label}: prompt: {cfg.prompt!r} is not known to the {kind} prior; expected a toy-world "
-                          f"prompt 'a <colour> <shape>' such as 'a red cube' (see df-sweep priors)")
-    if kind not in CLOSED_VOCABULARY_PRIORS and not _model_reference(cfg.prior.model):
-        raise ConfigError(f"{label}: prior: {cfg.prior.model!r} is not a prior; expected analytic, toyworld, "
-                          f"stable-diffusion, deepfloyd-if, a local model directory or a hub id 'org/name'")
-    if cfg.scoring.model == "analytic" and kind != "analytic":
-        raise ConfigError(f"{label}: scoring.model: analytic scores with the analytic prior's images; expected "
-                          f"auto or a CLIP model with prior {kind}")
-
-
-def _model_reference(model: str | None) -> bool:
-    """A diffusers prior names its weights by the kind's default, a local directory, or a hub id `org/name`."""
-    return model is None or Path(model).expanduser().is_dir() or re.fullmatch(r"[\w.-]+/[\w.-]+", model) is not None
-
-
-def _suggest(key: str, known: set[str]) -> str:
-    """`guidance_scale` → "sds.guidance_scale": the known key with the same last part, if there is one."""
-    tail = key.rpartition(".")[2]
-    matches = sorted(k for k in known if k.rpartition(".")[2] == tail)
-    return f"{matches[0]!r}" if matches else "a dotted key of the trial config, such as 'sds.guidance_scale'"
-
-
-def _fmt(value: Any) -> str:
+def fmt_value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Display
-
-
-def trial_table(spec: SweepSpec) -> list[dict[str, str]]:
-    """The expanded trials as rows: grid points enumerated, sampled dimensions shown as their distribution."""
-    sampled = {k: d.describe() for k, d in spec.space.items() if d.kind != "grid"}
-    return [{"#": str(i), **{k: _fmt(point[k]) if k in point else sampled[k] for k in spec.space}}
-            for i, point in enumerate(spec.grid_points())]
-
-
-def short_names(keys: list[str]) -> dict[str, str]:
-    """Dotted keys → their last part (`sds.timesteps.schedule` → `schedule`), unless two would then read the same."""
-    tails = [k.rpartition(".")[2] for k in keys]
-    return {k: t if tails.count(t) == 1 else k for k, t in zip(keys, tails)}
-
-
-def run_name(values: dict[str, Any]) -> str:
-    """`prompt=a red cube,schedule=anneal,seed=0`: a trial named by the values it varies."""
-    names = short_names(list(values))
-    return ",".join(f"{n}={_fmt(v)}" for n, v in sorted((names[k], v) for k, v in values.items()))
-
-
-def format_table(rows: list[dict[str, str]]) -> str:
-    """Left-aligned columns under a header: the dry-run, validate and status tables."""
-    if not rows:
-        return "(no trials)"
-    columns = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(r.get(c, "")).ljust(widths[c]) for c in columns) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)

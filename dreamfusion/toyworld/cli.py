@@ -10,11 +10,10 @@ from typing import Optional
 
 import typer
 
+from dreamfusion.toyworld.assets import WEIGHTS as PACKAGE_WEIGHTS
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="The embedded toy-world prior and CLIP: retrain them, score them.")
-
-#: Where the shipped weights live; `train --install` replaces them.
-PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 
 
 def _log(message: str) -> None:

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from dreamfusion import images as image_io
 from dreamfusion.priors.base import Prior
-from dreamfusion.scoring import Scorer, r_precision
+from dreamfusion.scoring.metrics import Scorer, r_precision
 from dreamfusion.toyworld import world
 
 #: Held-out ground-truth renders of the card.
@@ -66,7 +66,8 @@ def write_card_scores(weights: Path, views: int, samples: int, guidance: float, 
                       sweep: tuple[float, ...] = (1.0, 5.0, 7.5), eta: float = 1.0,
                       log: Callable[[str], None] = print) -> dict:
     """Score the weights, write `<weights>/scores.json` and the sample grid (one row per prompt); return the scores."""
-    from dreamfusion.priors.toyworld import load_toyworld_prior, load_toyworld_scorer
+    from dreamfusion.toyworld.prior import load_toyworld_prior
+    from dreamfusion.toyworld.scorer import load_toyworld_scorer
 
     started = time.perf_counter()
     prior = load_toyworld_prior("cpu", torch.float32, weights)

@@ -3,7 +3,7 @@
 Read top to bottom: `train_all` renders (or reloads) the data, trains the CLIP contrastively for a fixed number of
 steps, trains the UNet on the frozen CLIP text encoder's states until the time budget is spent, and exports
     <out>/weights/{unet, scheduler, text_encoder, tokenizer, clip}
-which `dreamfusion.priors.toyworld` loads with `from_pretrained(local path)`. Everything is seeded; the UNet's
+which `dreamfusion.toyworld.prior` loads with `from_pretrained(local path)`. Everything is seeded; the UNet's
 length is set by wall-clock time (the budget), so its step count depends on the machine.
 """
 
@@ -24,10 +24,8 @@ from torch import Tensor
 
 from dreamfusion.nerf.cameras import VIEW_SUFFIXES
 from dreamfusion.toyworld import world
+from dreamfusion.toyworld.assets import MAX_TOKENS, NOISE_SCHEDULE
 from dreamfusion.toyworld.data import WorldData, load_or_generate
-
-#: Token sequence length of the toy tokenizer: "a purple cylinder, overhead view" is 8 tokens with BOS/EOS.
-MAX_TOKENS = 16
 #: Pixel normalisation of the toy CLIP's image encoder (written to its preprocessor_config.json).
 IMAGE_MEAN, IMAGE_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
@@ -120,11 +118,10 @@ def unet_config(cross_attention_dim: int, resolution: int) -> dict:
 
 
 def make_scheduler():
-    """The linear-β DDPM schedule of Ho et al. (the analytic prior's too), ε-prediction, x0 clipped to [-1, 1]."""
+    """The toy world's DDPM schedule (`assets.NOISE_SCHEDULE`, the analytic prior's too)."""
     from diffusers import DDPMScheduler
 
-    return DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02,
-                         prediction_type="epsilon", clip_sample=True)
+    return DDPMScheduler(**NOISE_SCHEDULE)
 
 
 def tokenize(tokenizer, captions: list[str]) -> Tensor:

@@ -97,9 +97,14 @@ class Caption:
     colour: str | None  # None for shape-only (textureless) captions
 
 
+def strip_view(prompt: str) -> str:
+    """'A red cube, front view' → 'a red cube': the caption without its view suffix, normalised."""
+    return _VIEW_SUFFIX.sub("", prompt.strip().lower())
+
+
 def parse_prompt(prompt: str) -> Caption | None:
     """'a red cube, front view' → Caption('cube', 'red'); anything outside the world → None."""
-    words = _VIEW_SUFFIX.sub("", prompt.strip().lower()).split()
+    words = strip_view(prompt).split()
     if len(words) == 3 and words[0] == "a" and words[1] in COLOURS and words[2] in SHAPES:
         return Caption(words[2], words[1])
     if len(words) == 2 and words[0] == "a" and words[1] in SHAPES:
@@ -110,6 +115,27 @@ def parse_prompt(prompt: str) -> Caption | None:
 def shape_caption(prompt: str) -> str | None:
     caption = parse_prompt(prompt)
     return None if caption is None else f"a {caption.shape}"
+
+
+def geometry_query(prompt: str, prompt_set: list[str]) -> tuple[str, list[str]]:
+    """What a textureless render of a world prompt is ranked against: its shape among the shape-only captions
+    (colour cannot show in a white render); a prompt outside the world keeps its own set."""
+    shape = shape_caption(prompt)
+    return (shape, shape_prompts()) if shape else (prompt, prompt_set)
+
+
+class Vocabulary:
+    """The prompts the toy world's models can condition on: a registry `Needs` for its priors and scorers."""
+
+    def knows(self, prompt: str) -> bool:
+        return parse_prompt(prompt) is not None
+
+    def describe(self) -> str:
+        return (f"'a <{'|'.join(COLOURS)}> <{'|'.join(SHAPES)}>' or 'a <shape>' (optionally with ', front view' "
+                f"etc.), such as 'a red cube'")
+
+
+VOCABULARY = Vocabulary()
 
 
 class ShapeField:

@@ -1,27 +1,44 @@
 """The trial config: one typed schema that is the YAML file, the `--set a.b=c` overrides and the MLflow params.
 
-Every field carries a docstring because the README's spec reference and `df-sweep validate` read them; a sweep's
-search space addresses the same fields by their dotted path (`sds.timesteps.schedule`).
+Every field carries a docstring because `df-sweep config` and `df-sweep validate` read them; a sweep's search space
+addresses the same fields by their dotted path (`sds.timesteps.schedule`). Fields that pick a component (a prior,
+a schedule, a loss, ...) accept any name the registry knows, so a registered plugin is valid config at once.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
-class ConfigError(ValueError):
-    """A user mistake in a config or spec: the message is one line naming the file, the key and what was expected."""
+from dreamfusion import registry
 
 
 class Schema(BaseModel):
-    """Base for every config block: unknown keys are errors, assignments are validated."""
+    """Base for every config block: unknown keys are errors, assignments are validated, floats are finite."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True,
+                              allow_inf_nan=False)
+
+
+def _registered(kind: str):
+    def check(name: str) -> str:
+        registry.find(kind, name)  # a ConfigError (a ValueError) that names the known components
+        return name
+
+    return check
+
+
+def component(kind: str) -> Any:
+    """The type of a field that names a registered component of `kind`."""
+    return Annotated[str, AfterValidator(_registered(kind)), Field(json_schema_extra={"component": kind})]
+
+
+PriorName = component("prior")
+ScheduleName = component("schedule")
+WeightingName = component("weighting")
+LossName = component("loss")
+EvaluatorName = component("evaluator")
 
 
 # The NeRF size presets. Parameter counts per preset are in the README table and checked by tests.
@@ -126,8 +143,8 @@ class CameraConfig(Schema):
 
 
 class TimestepConfig(Schema):
-    schedule: Literal["uniform", "anneal", "sqrt_anneal", "dreamtime", "stratified"] = "anneal"
-    """How t is drawn per step: see `dreamfusion/timesteps.py` and the README."""
+    schedule: ScheduleName = "anneal"
+    """How t is drawn per step: a registered schedule (`df-sweep config` lists them; `dreamfusion/sds/schedules.py`)."""
     t_min: float = Field(0.02, ge=0, le=1)
     """Smallest t as a fraction of the prior's T training steps."""
     t_max: float = Field(0.98, ge=0, le=1)
@@ -165,8 +182,10 @@ class SDSConfig(Schema):
     """Classifier-free guidance strength, read in the convention below."""
     guidance_convention: Literal["diffusers", "paper"] = "diffusers"
     """`diffusers`: ε_u + s(ε_c − ε_u); `paper` (DreamFusion): (1 + ω)ε_c − ωε_u, so s = ω + 1."""
-    weighting: Literal["sds", "uniform", "fantasia3d"] = "sds"
+    weighting: WeightingName = "sds"
     """w(t): `sds` = 1 − ᾱ_t (DreamFusion σ_t²); `uniform` = 1; `fantasia3d` = sqrt(ᾱ_t)(1 − ᾱ_t)."""
+    loss: LossName = "sds"
+    """The score-distillation residual: `sds` is DreamFusion's w(t)(ε̂ − ε) (`dreamfusion/sds/loss.py`)."""
     timesteps: TimestepConfig = TimestepConfig()
     """Timestep sampling schedule."""
     baseline: bool = True
@@ -208,12 +227,15 @@ class EvalConfig(Schema):
     """Frames of the final turntable GIF."""
     prompt_set: list[str] | None = None
     """Prompts R-precision retrieves among; null uses the scorer's default set."""
+    evaluators: list[EvaluatorName] | None = Field(None, json_schema_extra={"component": "evaluator"})
+    """Metric producers run at each eval; null runs every registered evaluator that applies to the trial (the
+    CLIP metrics always, the toy world's exact ground truth for toy-world prompts)."""
 
 
 class PriorConfig(Schema):
-    kind: Literal["analytic", "toyworld", "stable-diffusion", "deepfloyd-if"] = "toyworld"
+    kind: PriorName = "toyworld"
     """`toyworld`: the embedded small diffusion model of a toy world (CPU); `analytic`: its known-answer twin;
-    `stable-diffusion` / `deepfloyd-if`: a diffusers pipeline (GPU)."""
+    `stable-diffusion` / `deepfloyd-if`: a diffusers pipeline (GPU); or any registered prior."""
     model: str | None = None
     """Hub id or local path for diffusers priors; null uses the kind's default hub id."""
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
@@ -222,19 +244,24 @@ class PriorConfig(Schema):
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
-        """`prior: toyworld` or `prior: stabilityai/stable-diffusion-2-1-base` in YAML."""
-        if isinstance(data, str):
-            kinds = ("analytic", "toyworld", "stable-diffusion", "deepfloyd-if")
-            if data in kinds:
-                return {"kind": data}
-            return {"kind": "deepfloyd-if" if "if-i" in data.lower() else "stable-diffusion", "model": data}
-        return data
+        """`prior: toyworld` or `prior: stabilityai/stable-diffusion-2-1-base` in YAML: a registered name, or a
+        checkpoint that the prior which claims it most specifically loads."""
+        if not isinstance(data, str):
+            return data
+        if data in registry.names("prior"):
+            return {"kind": data}
+        claims = {cls.name: cls.claims(data) for cls in registry.components("prior")}
+        best = max(claims, key=lambda name: claims[name])
+        if claims[best] == 0:
+            raise ValueError(f"{data!r} is neither a registered prior ({', '.join(claims)}) nor a checkpoint "
+                             f"one of them loads")
+        return {"kind": best, "model": data}
 
 
 class ScoringConfig(Schema):
     model: str = "auto"
-    """`auto` pairs the prior with its scorer; `analytic` scores by the analytic prior's image set; otherwise a
-    transformers CLIP hub id or local path (e.g. openai/clip-vit-base-patch32)."""
+    """`auto` pairs the prior with its own scorer; a registered scorer's name (`analytic` scores by the analytic
+    prior's image set); otherwise a transformers CLIP hub id or local path (e.g. openai/clip-vit-base-patch32)."""
 
 
 class TrialConfig(Schema):
@@ -247,7 +274,10 @@ class TrialConfig(Schema):
     device: str = "auto"
     """`auto` (CUDA if available), `cpu`, `cuda`, `cuda:1`."""
     checkpoint_every: int = Field(100, ge=1)
-    """Steps between checkpoints (field, optimiser, step and RNG state)."""
+    """Steps between checkpoints (field, optimiser, step and RNG state); a multiple of `eval.every`, because a
+    checkpoint is saved with the evaluation that a sweep's scheduler reads beside it."""
+    plugins: list[str] = []
+    """Modules to import before the config is read, so the components they register can be named in it."""
     prior: PriorConfig = PriorConfig()
     """The frozen text-to-image prior."""
     scoring: ScoringConfig = ScoringConfig()
@@ -267,6 +297,15 @@ class TrialConfig(Schema):
     eval: EvalConfig = EvalConfig()
     """Evaluation and final renders."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins(cls, data: Any) -> Any:
+        """Before any field is read: a plugin's component names are valid values of the fields below."""
+        plugins = data.get("plugins") if isinstance(data, dict) else None
+        if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins):
+            registry.load_plugins(plugins)
+        return data
+
     @field_validator("prompt")
     @classmethod
     def _prompt_not_empty(cls, v: str) -> str:
@@ -274,135 +313,9 @@ class TrialConfig(Schema):
             raise ValueError("prompt must not be empty")
         return v.strip()
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# Loading, overrides and flattening
-
-
-def describe_error(err: ValidationError, source: str, prefix: str = "") -> str:
-    """One line per pydantic error, in the form `file: key.path: what was expected`."""
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
-    key = ".".join(p for p in (prefix, loc) if p) or "(top level)"
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    extra = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {key}: {msg}{extra}"
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Safe-load a YAML mapping, turning every failure into a one-line ConfigError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
-    return data
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """`a.b=c` → ("a.b", yaml value of c): `--set sds.guidance_scale=50` gives a float, not a string."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"--set {text}: expected KEY=VALUE with a dotted key, e.g. sds.guidance_scale=50")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
-
-
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set `a.b.c` in a nested dict, creating intermediate mappings; a shorthand string value is kept as is."""
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if isinstance(child, str) and part == "prior":  # `prior: toyworld` shorthand, then `--set prior.dtype=...`
-            child = PriorConfig.model_validate(child).model_dump(exclude_defaults=True)
-        if not isinstance(child, dict):
-            child = {}
-        node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    out = _deep_copy(data)
-    for text in overrides:
-        key, value = parse_override(text)
-        set_dotted(out, key, value)
-    return out
-
-
-def _deep_copy(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {k: _deep_copy(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_deep_copy(v) for v in data]
-    return data
-
-
-def build_trial_config(data: dict[str, Any], source: str, prefix: str = "") -> TrialConfig:
-    try:
-        return TrialConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(describe_error(err, source, prefix)) from None
-
-
-def load_trial_config(path: str | Path | None, overrides: list[str] = ()) -> TrialConfig:
-    """The config of `df-sweep run`: an optional YAML file, then `--set` overrides, validated as one."""
-    data = read_yaml(path) if path else {}
-    source = str(path) if path else "--set"
-    return build_trial_config(apply_overrides(data, list(overrides)), source)
-
-
-def flatten(cfg: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted-key view of a config: the MLflow params and the keys a sweep's search space addresses."""
-    data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else cfg
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, dotted + "."))
-        else:
-            flat[dotted] = value
-    return flat
-
-
-def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    for key, value in flat.items():
-        set_dotted(nested, key, value)
-    return nested
-
-
-def to_yaml(cfg: TrialConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-
-
-def reference(model: type[BaseModel] = TrialConfig, indent: int = 0) -> list[str]:
-    """The schema as commented YAML (defaults and every field's docstring): `df-sweep config` and the README."""
-    lines: list[str] = []
-    pad = "  " * indent
-    defaults = model()
-    for name, info in model.model_fields.items():
-        value = getattr(defaults, name)
-        doc = " ".join((info.description or "").split())
-        if isinstance(value, BaseModel):
-            lines.append(f"{pad}{name}:{'  # ' + doc if doc else ''}")
-            lines += reference(type(value), indent + 1)
-            continue
-        rendered = json.dumps(value, ensure_ascii=False)  # JSON scalars and lists are valid YAML
-        lines.append(f"{pad}{name}: {rendered}{'  # ' + doc if doc else ''}")
-    return lines
+    @model_validator(mode="after")
+    def _checkpoints_at_evals(self) -> TrialConfig:
+        if self.checkpoint_every % self.eval.every:
+            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of eval.every "
+                             f"({self.eval.every}): checkpoints are saved at evaluations")
+        return self

@@ -16,32 +16,47 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dreamfusion.config import ConfigError
+from dreamfusion import registry
+from dreamfusion.config import PriorConfig
+from dreamfusion.errors import ConfigError
 from dreamfusion.nerf.render import resize
 from dreamfusion.priors.base import Prior
-from dreamfusion.scoring import Scorer
+from dreamfusion.scoring.metrics import Scorer
 from dreamfusion.toyworld import world
+from dreamfusion.toyworld.assets import NOISE_SCHEDULE
 
 NEG = -1e9  # log-weight that removes an image from a prompt's mixture
 
 
-def ddpm_alphas_cumprod(num_train_timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
-    """ᾱ_t of the linear-β DDPM schedule (Ho et al. 2020)."""
+def linear_alphas_cumprod(num_train_timesteps: int, beta_start: float, beta_end: float) -> Tensor:
+    """ᾱ_t of a linear-β DDPM schedule (Ho et al. 2020), computed in float64: [T] float32."""
     betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
     return torch.cumprod(1 - betas, 0).float()
 
 
+@registry.register
 class AnalyticPrior(Prior):
-    def __init__(self, images: Tensor, captions: list[str], device: torch.device | str = "cpu",
-                 name: str = "analytic") -> None:
+    name = "analytic"
+    summary = ("CPU: the exact posterior-mean denoiser of rendered toy-world images (the same 42 prompts), a "
+               "known-answer prior for checking SDS itself; not a neural network")
+    needs = registry.Needs(vocabulary=world.VOCABULARY)
+    scorer = "analytic"
+
+    @classmethod
+    def load(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype) -> AnalyticPrior:
+        return load_analytic_prior(device)
+
+    def __init__(self, images: Tensor, captions: list[str], device: torch.device | str = "cpu") -> None:
         """images [K, 3, r, r] in [0, 1]; captions[k] is the prompt image k belongs to."""
         super().__init__()
-        self.name, self.device, self.dtype = name, torch.device(device), torch.float32
+        self.device, self.dtype = torch.device(device), torch.float32
         self.resolution = images.shape[-1]
         self.bank = (images.to(self.device) * 2 - 1).flatten(1)  # [K, 3·r·r] in model space
         self.captions = captions
         self.known_prompts = sorted(set(captions), key=captions.index)
-        self.alphas_cumprod = ddpm_alphas_cumprod().to(self.device)
+        schedule = NOISE_SCHEDULE
+        self.alphas_cumprod = linear_alphas_cumprod(schedule["num_train_timesteps"], schedule["beta_start"],
+                                                    schedule["beta_end"]).to(self.device)  # [T]
 
     def encode_text(self, prompts: list[str]) -> Tensor:
         # → [B, K] log-weights over the image bank; "" is the unconditional mixture of all images
@@ -49,7 +64,7 @@ class AnalyticPrior(Prior):
         return torch.stack(rows)
 
     def _mask(self, prompt: str) -> Tensor:
-        key = _strip_view(prompt)
+        key = world.strip_view(prompt)
         if key == "":
             return torch.zeros(len(self.captions), device=self.device)
         members = torch.tensor([c == key for c in self.captions], device=self.device)
@@ -85,10 +100,6 @@ class AnalyticPrior(Prior):
 def _sq_dist(z: Tensor, bank: Tensor, scale: Tensor) -> Tensor:
     """‖z_b − s_b·x_k‖² for every b, k without materialising [B, K, D]: [B, K]."""
     return (z * z).sum(-1, keepdim=True) - 2 * scale * (z @ bank.t()) + scale**2 * (bank * bank).sum(-1)[None]
-
-
-def _strip_view(prompt: str) -> str:
-    return world._VIEW_SUFFIX.sub("", prompt.strip().lower())
 
 
 def world_bank(resolution: int = 32, views: int = 32, seed: int = 1234) -> tuple[Tensor, list[str]]:
@@ -136,13 +147,25 @@ def load_analytic_prior(device: torch.device | str = "cpu") -> AnalyticPrior:
     return AnalyticPrior(images, captions, device)
 
 
+@registry.register
 class AnalyticScorer(Scorer):
     """Retrieval by the analytic prior's own image set: similarity = −100 × mean squared error to the prompt's
-    nearest image. Not CLIP: it is what the CPU default scores with until the trained toy-world CLIP exists."""
+    nearest image. Not CLIP: a scorer whose answer is as exact as the analytic prior's."""
+
+    name = "analytic"
+    summary = "nearest-image retrieval in the analytic prior's own image set (−100 × MSE); not CLIP"
+    needs = registry.Needs(vocabulary=world.VOCABULARY, prior="analytic")
+
+    @classmethod
+    def load(cls, model: str | None, device: torch.device, prior: Prior) -> AnalyticScorer:
+        assert isinstance(prior, AnalyticPrior)  # guaranteed by needs.prior, checked by load_scorer
+        return cls(prior)
 
     def __init__(self, prior: AnalyticPrior) -> None:
         self.prior = prior
-        self.name = "analytic-nn"
+
+    def describe(self) -> str:
+        return "analytic-nn"
 
     def similarity(self, images: Tensor, prompts: list[str]) -> Tensor:
         x = (self.prior.to_model_space(images.to(self.prior.device)).flatten(1) + 1) / 2  # [N, D] in [0, 1]
@@ -150,13 +173,12 @@ class AnalyticScorer(Scorer):
         d2 = _sq_dist(x, bank, torch.ones(x.shape[0], 1, device=x.device)) / x.shape[1]  # [N, K]
         cols = []
         for p in prompts:
-            members = torch.tensor([c == _strip_view(p) for c in self.prior.captions], device=x.device)
+            members = torch.tensor([c == world.strip_view(p) for c in self.prior.captions], device=x.device)
             cols.append(d2[:, members].min(-1).values if members.any() else torch.full_like(d2[:, 0], float("inf")))
         return -100 * torch.stack(cols, -1)
 
     def geometry_query(self, prompt: str, prompt_set: list[str]) -> tuple[str, list[str]]:
-        shape = world.shape_caption(prompt)
-        return (shape, world.shape_prompts()) if shape else (prompt, prompt_set)
+        return world.geometry_query(prompt, prompt_set)
 
     def default_prompt_set(self, prompt: str) -> list[str]:
         return world.colour_prompts()

@@ -1,0 +1,161 @@
+"""Reading configs: YAML files, `--set a.b=c` overrides, validation into one-line errors, the dotted-key (MLflow
+params) view, and the commented reference `df-sweep config` prints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from dreamfusion import registry
+from dreamfusion.config.schema import PriorConfig, TrialConfig
+from dreamfusion.errors import ConfigError
+
+
+
+def describe_error(err: ValidationError, source: str, prefix: str = "") -> str:
+    """One line per pydantic error, in the form `file: key.path: what was expected`."""
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+    key = ".".join(p for p in (prefix, loc) if p) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    extra = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {key}: {msg}{extra}"
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Safe-load a YAML mapping, turning every failure into a one-line ConfigError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`a.b=c` → ("a.b", yaml value of c): `--set sds.guidance_scale=50` gives a float, not a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text}: expected KEY=VALUE with a dotted key, e.g. sds.guidance_scale=50")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set `a.b.c` in a nested dict, creating intermediate mappings; a shorthand string value is kept as is."""
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if isinstance(child, str) and part == "prior":  # `prior: toyworld` shorthand, then `--set prior.dtype=...`
+            child = _expand_prior(child)
+        if not isinstance(child, dict):
+            child = {}
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _expand_prior(shorthand: str) -> dict[str, Any]:
+    """The mapping a `prior: NAME_OR_MODEL` shorthand stands for; one that names nothing is left for validation
+    to report with its file and key."""
+    try:
+        return PriorConfig.model_validate(shorthand).model_dump(exclude_defaults=True)
+    except ValidationError:
+        return {"kind": shorthand}
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    out = _deep_copy(data)
+    for text in overrides:
+        key, value = parse_override(text)
+        set_dotted(out, key, value)
+    return out
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def build_trial_config(data: dict[str, Any], source: str, prefix: str = "") -> TrialConfig:
+    try:
+        return TrialConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_error(err, source, prefix)) from None
+
+
+def load_trial_config(path: str | Path | None, overrides: list[str] = ()) -> TrialConfig:
+    """The config of `df-sweep run`: an optional YAML file, then `--set` overrides, validated as one."""
+    data = read_yaml(path) if path else {}
+    source = str(path) if path else "--set"
+    return build_trial_config(apply_overrides(data, list(overrides)), source)
+
+
+def flatten(cfg: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted-key view of a config: the MLflow params and the keys a sweep's search space addresses."""
+    data = cfg.model_dump(mode="json") if isinstance(cfg, BaseModel) else cfg
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in flat.items():
+        set_dotted(nested, key, value)
+    return nested
+
+
+def to_yaml(cfg: TrialConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def reference(model: type[BaseModel] = TrialConfig, indent: int = 0) -> list[str]:
+    """The schema as commented YAML (defaults and every field's docstring): `df-sweep config` and the README."""
+    lines: list[str] = []
+    pad = "  " * indent
+    defaults = model()
+    for name, info in model.model_fields.items():
+        value = getattr(defaults, name)
+        doc = " ".join((info.description or "").split()) + _registered_names(info)
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:{'  # ' + doc if doc else ''}")
+            lines += reference(type(value), indent + 1)
+            continue
+        rendered = json.dumps(value, ensure_ascii=False)  # JSON scalars and lists are valid YAML
+        lines.append(f"{pad}{name}: {rendered}{'  # ' + doc if doc else ''}")
+    return lines
+
+
+def _registered_names(info: Any) -> str:
+    """` (registered: a, b, c)` for a field that names a component, so the reference lists what a plugin added."""
+    extra = info.json_schema_extra
+    kind = extra.get("component") if isinstance(extra, dict) else None
+    return f" (registered: {', '.join(registry.names(kind))})" if kind else ""

@@ -1,0 +1,77 @@
+"""The evaluator interface: what a metric producer is given at an evaluation, and what it declares about its
+metrics (their names and which direction is better), so specs, trackers and reports can check names up front."""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Callable, ClassVar, Literal
+
+from torch import Tensor
+
+from dreamfusion import registry
+from dreamfusion.config import TrialConfig
+from dreamfusion.nerf.cameras import Cameras
+from dreamfusion.nerf.render import Lighting, RenderOutput
+from dreamfusion.scoring.metrics import Scorer
+
+
+@dataclass(frozen=True)
+class Metric:
+    mode: Literal["max", "min"]
+    """Whether larger or smaller is better."""
+    doc: str
+    """What it measures, in one line."""
+    final_only: bool = False
+    """Computed once at the end of the trial rather than at every evaluation."""
+
+
+@dataclass
+class EvalViews:
+    """The eval ring of one evaluation, rendered once and shared by every evaluator."""
+
+    cameras: Cameras  # V cameras on a ring
+    colour: RenderOutput  # lit colour renders, [V, 3, H, W]
+    geometry: RenderOutput  # textureless renders, [V, 3, H, W]
+    lights: Tensor  # [V, 3] the point light of each view
+    render: Callable[[Cameras, Lighting, bool], RenderOutput]
+    """Renders the trial's field from other cameras or in another shading (cameras, lighting, need_normals)."""
+    resolution: int
+
+
+class Evaluator(registry.Component, abc.ABC):
+    kind = "evaluator"
+    metrics: ClassVar[dict[str, Metric]]
+
+    def __init__(self, cfg: TrialConfig, scorer: Scorer) -> None:
+        self.cfg, self.scorer = cfg, scorer
+
+    @classmethod
+    def applies(cls, cfg: TrialConfig) -> bool:
+        """Whether this evaluator can score the trial (the toy world's ground truth needs a toy-world prompt)."""
+        return True
+
+    @abc.abstractmethod
+    def evaluate(self, views: EvalViews) -> dict[str, float]:
+        """The metrics of one evaluation."""
+
+    def final(self, views: EvalViews) -> dict[str, float]:
+        """Metrics computed once, after the last evaluation (the `final_only` ones)."""
+        return {}
+
+
+def make_evaluators(cfg: TrialConfig, scorer: Scorer) -> list[Evaluator]:
+    """The evaluators `eval.evaluators` names, or every registered one that applies to the trial."""
+    names = cfg.eval.evaluators
+    classes = [registry.find("evaluator", n) for n in names] if names is not None else \
+        [c for c in registry.components("evaluator") if c.applies(cfg)]
+    return [cls(cfg, scorer) for cls in classes]
+
+
+def all_metrics() -> dict[str, Metric]:
+    """Every metric any registered evaluator can log."""
+    return {name: metric for cls in registry.components("evaluator") for name, metric in cls.metrics.items()}
+
+
+def metric_owner(metric: str) -> type[Evaluator] | None:
+    return next((c for c in registry.components("evaluator") if metric in c.metrics), None)

@@ -1,0 +1,30 @@
+"""Classifier-free guidance: both ε̂ halves from one batched denoiser call, and the two conventions in the wild."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from dreamfusion.priors.base import Prior
+
+
+def guidance_multiplier(scale: float, convention: str) -> float:
+    """s in ε_u + s(ε_c − ε_u). The paper's (1 + ω)ε_c − ωε_u is the same form with s = ω + 1."""
+    return scale if convention == "diffusers" else scale + 1.0
+
+
+def predict_pair(prior: Prior, z_t: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor) -> tuple[Tensor, Tensor]:
+    """(ε_u, ε_c), each [B, C, h, w]: the unconditional and conditional predictions, one denoiser call of 2B."""
+    b = z_t.shape[0]
+    eps_u, eps_c = prior.predict_noise(
+        torch.cat([z_t, z_t]), torch.cat([t, t]), torch.cat([emb_uncond, emb_cond])
+    ).split(b)
+    return eps_u, eps_c
+
+
+def guided_noise(prior: Prior, z_t: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor, scale: float,
+                 convention: str) -> Tensor:
+    """Classifier-free guided ε̂ [B, C, h, w]."""
+    eps_u, eps_c = predict_pair(prior, z_t, t, emb_cond, emb_uncond)
+    s = guidance_multiplier(scale, convention)
+    return eps_u + s * (eps_c - eps_u)

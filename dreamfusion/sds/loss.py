@@ -1,0 +1,53 @@
+"""What every score-distillation loss shares: its interface, its output, the forward noising and the surrogate
+that injects a chosen gradient at the render.
+
+A loss turns a render x (in the prior's model space) into a gradient at x. It never trains the prior: the denoiser
+runs without autograd (unless a loss is the Jacobian ablation), and the gradient reaches the NeRF through x alone.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from dreamfusion import registry
+from dreamfusion.config import SDSConfig
+from dreamfusion.priors.base import Prior
+from dreamfusion.sds.weighting import Weighting, make_weighting
+
+
+@dataclass
+class SDSOutput:
+    loss: Tensor  # [] surrogate loss; its gradient w.r.t. x is `grad / B`
+    grad: Tensor  # [B, C, h, w] the gradient injected at x, after clipping
+    eps_hat: Tensor  # [B, C, h, w] the guided prediction
+
+
+class Loss(registry.Component, abc.ABC):
+    kind = "loss"
+
+    def __init__(self, cfg: SDSConfig) -> None:
+        self.cfg = cfg
+        self.weight: Weighting = make_weighting(cfg.weighting)
+
+    @abc.abstractmethod
+    def __call__(self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor,
+                 noise: Tensor) -> SDSOutput:
+        """x [B, C, h, w] in model space (requires grad), t [B] long, text embeddings [B, ...], noise ε like x."""
+
+
+def noised(x: Tensor, noise: Tensor, alpha_bar: Tensor) -> Tensor:
+    """z_t = α_t·x + σ_t·ε with α_t = sqrt(ᾱ_t), σ_t = sqrt(1 − ᾱ_t); alpha_bar [B, 1, 1, 1]."""
+    return alpha_bar.sqrt() * x + (1 - alpha_bar).sqrt() * noise
+
+
+def inject(x: Tensor, grad: Tensor) -> Tensor:
+    """0.5·‖x − sg(x − grad)‖² / B: a loss whose gradient with respect to x is exactly grad / B."""
+    target = (x - grad).detach()
+    return 0.5 * ((x - target) ** 2).sum() / x.shape[0]
+
+
+def make_loss(cfg: SDSConfig) -> Loss:
+    return registry.find("loss", cfg.loss)(cfg)

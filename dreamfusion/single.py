@@ -1,0 +1,74 @@
+"""`df-sweep run`: one trial without Ray. The config from a file and overrides, checked like a sweep's trials, an
+MLflow run in the `df-sweep-run` experiment (continued by `--resume` in the same --out), progress on stderr."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from dreamfusion.config import TrialConfig, load_trial_config
+from dreamfusion.errors import ConfigError
+from dreamfusion.sweep.table import run_name
+from dreamfusion.tracking.callback import TrialTracker
+from dreamfusion.tracking.store import RUN_EXPERIMENT, check_reachable, open_experiment, resolve_uri
+from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult, run_trial
+from dreamfusion.trial.preflight import check_trial
+from dreamfusion.trial.state import latest_checkpoint
+
+Echo = Callable[[str], None]
+
+
+def run_single(config: Path | None, overrides: list[str], out: Path, resume: bool, tracking_uri: str | None,
+               tracked: bool, echo: Echo) -> TrialResult:
+    """Run one trial; user mistakes raise ConfigError before the prior loads (a bad URI costs no minutes)."""
+    cfg = load_trial_config(config, quote_prompt(overrides))
+    check_trial(cfg, str(config) if config else "--set")
+    resume_from = latest_checkpoint(out) if resume else None
+    if resume and resume_from is None:
+        raise ConfigError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+    progress = ConsoleProgress(cfg.steps, echo)
+    if not tracked:
+        return run_trial(cfg, out, progress, resume_from=resume_from)
+    uri = resolve_uri(tracking_uri)
+    check_reachable(uri)
+    tracker = TrialTracker(uri, open_experiment(uri, RUN_EXPERIMENT))
+    name = run_name({"prompt": cfg.prompt, "seed": cfg.seed})
+    with tracker.run(run_key(out), name, continue_existing=resume, then=progress) as callback:
+        return run_trial(cfg, out, callback, resume_from=resume_from)
+
+
+def quote_prompt(overrides: list[str]) -> list[str]:
+    """A prompt is data: keep `--prompt "a: b"` a string rather than YAML-parsing it into a mapping."""
+    return [f"prompt={json.dumps(o.partition('=')[2])}" if o.startswith("prompt=") else o for o in overrides]
+
+
+def run_key(out: Path) -> str:
+    """`--resume` in the same --out continues the same MLflow run: the run is found by this key."""
+    return "run-" + hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:16]
+
+
+class ConsoleProgress(TrialCallback):
+    """Progress of one trial: which models ran, a line per eval with the metrics, a step counter in between."""
+
+    def __init__(self, total: int, echo: Echo) -> None:
+        self.total, self.echo, self.started = total, echo, time.perf_counter()
+
+    def on_start(self, cfg: TrialConfig, start_step: int, info: TrialInfo) -> None:
+        self.echo(f"prior: {info.prior}")
+        self.echo(f"scorer: {info.scorer}")
+        if start_step:
+            self.echo(f"resuming at step {start_step}")
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rstep {step}/{self.total}  loss {metrics['loss']:.4f}  t {metrics['t']:.0f}  "
+                             f"{metrics['step_ms']:.0f} ms/step")
+
+    def on_eval(self, step: int, metrics: dict[str, float], render_path: Path, checkpoint: Path | None) -> None:
+        shown = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+        elapsed = time.perf_counter() - self.started
+        self.echo(f"\rstep {step}/{self.total} [{elapsed:.0f}s]  {shown}")

@@ -1,0 +1,99 @@
+"""What a launch produced, as Tune stored it: one row per trial (readable without a running Ray), the outcome of
+a launch, and the closing lines that say where the results are and what to do next."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from dreamfusion.errors import ConfigError
+from dreamfusion.sweep.spec import SweepSpec
+from dreamfusion.sweep.storage import Launch, find_launch, storage_root, sweep_names
+from dreamfusion.sweep.table import format_table
+from dreamfusion.tracking.store import runs_link, sqlite_path
+
+DEFAULT_UI = "http://127.0.0.1:5000"
+
+
+@dataclass
+class TrialRow:
+    trial_id: str
+    state: str
+    values: dict[str, Any]
+    metric: float | None
+    step: int | None
+
+
+@dataclass
+class Outcome:
+    launch: Launch
+    rows: list[TrialRow]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.rows) and all(r.state == "TERMINATED" for r in self.rows)
+
+
+def trial_rows(experiment_dir: str, spec: SweepSpec) -> list[TrialRow]:
+    """The trials of a launch as Tune stored them (readable without a running Ray)."""
+    from ray.tune import ExperimentAnalysis
+
+    tune_logger = logging.getLogger("ray.tune")
+    level = tune_logger.level
+    tune_logger.setLevel(logging.ERROR)  # a trial that has not reported yet is news to no one: no warning for it
+    try:
+        analysis = ExperimentAnalysis(str(experiment_dir))
+    finally:
+        tune_logger.setLevel(level)
+    rows = []
+    for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
+        result = trial.last_result or {}
+        rows.append(TrialRow(trial.trial_id, trial.status, {k: trial.config.get(k) for k in spec.varied},
+                             result.get(spec.tune.metric), result.get("step")))
+    return rows
+
+
+def summary(outcome: Outcome, ui: str = DEFAULT_UI) -> list[str]:
+    """The closing lines of a launch: the best trial, where results are, how to look at them."""
+    launch, spec = outcome.launch, outcome.launch.sweep
+    metric, tracker = spec.tune.metric, launch.tracker
+    scored = [r for r in outcome.rows if r.metric is not None]
+    lines = []
+    if scored:
+        best = (max if spec.tune.mode == "max" else min)(scored, key=lambda r: r.metric)
+        values = ", ".join(f"{k}={v}" for k, v in best.values.items())
+        lines.append(f"best trial: {best.trial_id}  {metric}={best.metric:.4f}  ({values})")
+    states = ", ".join(f"{n} {s}" for s, n in Counter(r.state for r in outcome.rows).items())
+    lines.append(f"trials: {states}")
+    lines.append(f"tune results: {launch.experiment_dir}")
+    lines.append(f"mlflow: {tracker.uri}  experiment {spec.tracking.experiment or spec.name!r} "
+                 f"(id {tracker.experiment_id}), parent run {tracker.parent_run_id}")
+    link_base = ui if sqlite_path(tracker.uri) is not None else tracker.uri
+    open_ui = "df-sweep ui, then open " if sqlite_path(tracker.uri) is not None else "open "
+    lines.append(f"compare runs: {open_ui}{runs_link(link_base, tracker.experiment_id)}")
+    lines.append(f"report: df-sweep report {spec.name} --out report")
+    if not outcome.ok:
+        lines.append(f"resume: df-sweep resume {spec.name}")
+    return lines
+
+
+def status_lines(name: str | None, storage: str | None) -> list[str]:
+    """`df-sweep status`: one line per sweep under the storage root, or one sweep's trial table."""
+    names = [name] if name else sweep_names(storage_root(storage))
+    if not names:
+        raise ConfigError(f"no sweeps under {storage_root(storage)}; df-sweep launch SPEC starts one")
+    lines = []
+    for sweep_name in names:
+        launch = Launch.load(find_launch(sweep_name, storage))
+        spec = launch.sweep
+        rows = trial_rows(launch.experiment_dir, spec)
+        states = ", ".join(f"{n} {s}" for s, n in Counter(r.state for r in rows).items()) or "no trials yet"
+        lines.append(f"{spec.name}  ({launch.experiment_dir}): {states}")
+        if name:
+            metric = spec.tune.metric
+            lines.append(format_table([
+                {"trial": r.trial_id, "state": r.state, **{k: str(v) for k, v in r.values.items()},
+                 metric: "" if r.metric is None else f"{r.metric:.4f}", "step": str(r.step or "")} for r in rows]))
+    return lines

@@ -1,0 +1,155 @@
+"""The Ray a sweep runs on: checks before anything starts, an embedded Ray on this machine or a connection to a
+cluster (shipping this code to its workers), and checks of the live nodes once connected."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from dreamfusion.errors import ConfigError, first_line
+from dreamfusion.sweep.spec import Resources, SweepSpec
+from dreamfusion.sweep.storage import is_uri
+from dreamfusion.tracking.store import check_reachable
+
+#: Ray's session dir adds ~64 characters of socket path (`session_<date>_<pid>/sockets/plasma_store`) to its
+#: temp dir, and a unix socket path must fit in 107 bytes.
+MAX_RAY_TEMP_DIR = 40
+ADDRESS_TIMEOUT_S = 3.0
+
+
+def preflight(spec: SweepSpec, uri: str, address: str | None) -> None:
+    """Environment checks that need no cluster: the tracking store answers, and (for an embedded Ray) this
+    machine can hold a trial. A cluster's nodes are checked once connected, in `ray_session`."""
+    check_reachable(uri)
+    if address is None and not _ray_initialized():
+        check_resources(spec.resources, [local_node()])
+
+
+def local_node() -> dict[str, float]:
+    """What an embedded Ray on this machine offers."""
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
+def check_resources(resources: Resources, nodes: list[dict[str, float]]) -> None:
+    """Fail fast when no node can ever hold one trial: Tune would otherwise leave it pending forever."""
+    need = resources.ray_resources()
+    if any(all(node.get(k, 0.0) >= v for k, v in need.items()) for node in nodes):
+        return
+    largest = max(nodes, key=lambda n: (n.get("CPU", 0.0), n.get("GPU", 0.0)), default={})
+    have = ", ".join(f"{k}={largest.get(k, 0.0):g}" for k in need)
+    raise ConfigError(f"resources: no node can ever run a trial needing "
+                      f"{', '.join(f'{k}={v:g}' for k, v in need.items())}; the largest node has {have}")
+
+
+def ray_temp_dir(root: str | Path) -> Path:
+    """Ray's temp files under a local results root, unless that path would push its sockets past 107 bytes."""
+    preferred = Path(root) / ".ray"
+    if not is_uri(root) and len(str(preferred)) <= MAX_RAY_TEMP_DIR:
+        return preferred
+    return Path("/tmp") / f"dfs-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
+
+
+def _ray_initialized() -> bool:
+    import ray
+
+    return ray.is_initialized()
+
+
+@contextmanager
+def ray_session(address: str | None, root: str, resources: Resources,
+                runtime_env: dict[str, Any] | None = None) -> Iterator[None]:
+    """Use the Ray already initialised in this process, connect to `address`, or start an embedded one; checks
+    the live nodes before anything runs, and shuts down only what it began."""
+    import ray
+
+    if ray.is_initialized():
+        check_cluster(resources, root)
+        yield
+        return
+    if address is None:
+        start_local_ray(root, runtime_env)
+    else:
+        connect_ray(address, runtime_env)
+    try:
+        check_cluster(resources, root)
+        yield
+    finally:
+        ray.shutdown()
+
+
+def start_local_ray(root: str | Path, runtime_env: dict[str, Any] | None = None) -> None:
+    """An embedded Ray on this machine: no dashboard, no usage stats, temp files by the results."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    node = local_node()
+    ray.init(num_cpus=int(node["CPU"]), num_gpus=int(node["GPU"]), include_dashboard=False,
+             _temp_dir=str(ray_temp_dir(root)), configure_logging=True,
+             logging_level=logging.ERROR, log_to_driver=False, runtime_env=runtime_env)
+
+
+def connect_ray(address: str, runtime_env: dict[str, Any] | None = None) -> None:
+    """An existing cluster (`auto`, `HOST:PORT`, `ray://HOST:PORT`); no cluster there is a user mistake."""
+    import ray
+
+    _check_listening(address)
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
+                 runtime_env=with_project_code(runtime_env))
+    except (ConnectionError, TimeoutError, ValueError) as exc:
+        raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({first_line(exc)})") from None
+
+
+def with_project_code(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
+    """The job's runtime env plus this `dreamfusion` package as a `py_modules` zip, so that a cluster's workers
+    run the driver's code whatever their image holds: a node the autoscaler adds later cannot be asked
+    beforehand, and Ray uploads the zip once per code version (cached by its hash). A job that ships code
+    itself (`ray job submit --working-dir .`) is left as it is: Ray refuses to merge a second copy."""
+    import dreamfusion
+
+    env = dict(runtime_env or {})
+    submitted = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")).get("runtime_env") or {}
+    if any(key in source for key in ("working_dir", "py_modules") for source in (env, submitted)):
+        return env
+    return {**env, "py_modules": [str(Path(dreamfusion.__file__).parent)],
+            "excludes": [*env.get("excludes", []), "__pycache__"]}
+
+
+def check_cluster(resources: Resources, root: str) -> None:
+    """What the live nodes must offer before anything runs: room for one trial, and storage they all share."""
+    nodes = _alive_nodes()
+    check_resources(resources, nodes)
+    check_shared_storage(root, len(nodes))
+
+
+def check_shared_storage(root: str, nodes: int) -> None:
+    """Ray stopped syncing trial directories to the head in 2.7: on a cluster, checkpoints written to a node's
+    own disk are lost to a trial retried on another node and to `df-sweep resume`."""
+    if nodes > 1 and not is_uri(root):
+        raise ConfigError(f"--storage {root}: a local path on a {nodes}-node Ray cluster; pass storage every node "
+                          f"reaches: s3://BUCKET/PATH, gs://BUCKET/PATH, or file://{root} if every node mounts it")
+
+
+def _check_listening(address: str) -> None:
+    """A quick TCP look at HOST:PORT: Ray itself retries an address nothing listens on for minutes."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # `auto`: Ray looks the address up on this machine and fails fast itself
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ConfigError(f"--address {address}: nothing answers there ({exc.strerror or exc})") from None
+
+
+def _alive_nodes() -> list[dict[str, float]]:
+    import ray
+
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]

@@ -1,0 +1,120 @@
+"""The worker side of a sweep: the Tune function trainable that runs one trial on a Ray worker, with its prior
+cached per worker process, its evals reported to Tune with their checkpoints, and Tune's checkpoint restored when
+Ray retries or `df-sweep resume` restores the trial."""
+
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from dreamfusion.config import PriorConfig, ScoringConfig
+from dreamfusion.priors.base import Prior, load_prior, resolve_device
+from dreamfusion.scoring.metrics import Scorer, load_scorer
+from dreamfusion.sweep.spec import SweepSpec
+from dreamfusion.sweep.table import run_name
+from dreamfusion.tracking.callback import TrackingCallback, TrialTracker
+from dreamfusion.tracking.schema import DIVERGED_TAG, FAILURE_TAG, NODE_TAG
+from dreamfusion.trial.loop import TrialCallback, TrialResult, run_trial
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """Everything a trial needs besides its sampled values; shipped once per sweep through Ray's object store."""
+
+    spec: SweepSpec
+    tracker: TrialTracker
+
+
+@functools.lru_cache(maxsize=1)
+def _prior_and_scorer(prior_json: str, scoring_json: str, device: str) -> tuple[Prior, Scorer]:
+    """Loaded once per worker process and reused by its later trials (Tune reuses the actors)."""
+    prior = load_prior(PriorConfig.model_validate_json(prior_json), device)
+    return prior, load_scorer(ScoringConfig.model_validate_json(scoring_json), resolve_device(device), prior)
+
+
+def prior_loads() -> int:
+    """Priors this process has loaded: reported with every result, to show that the cache holds."""
+    return _prior_and_scorer.cache_info().misses
+
+
+class TuneReporter(TrialCallback):
+    """Reports each eval to Tune with the checkpoint saved at it. The final eval is reported only at the end,
+    once the final renders are written and logged, because a scheduler may stop the trial inside a report."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+        self.final_checkpoint: Path | None = None
+
+    def on_eval(self, step: int, metrics: dict[str, float], render_path: Path, checkpoint: Path | None) -> None:
+        if step >= self.steps:
+            self.final_checkpoint = checkpoint
+        else:
+            _report(step, metrics, checkpoint)
+
+    def on_end(self, result: TrialResult) -> None:
+        _report(result.steps, result.metrics, self.final_checkpoint)
+
+
+def _report(step: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
+    from ray import tune
+
+    tune.report({**metrics, "step": step, "prior_loads": prior_loads(), "worker_pid": os.getpid()},
+                checkpoint=tune.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None)
+
+
+@contextmanager
+def _restored_checkpoint() -> Iterator[tuple[Path | None, str]]:
+    """The directory of the checkpoint Tune restores this trial from (a retry or a resume; None for a fresh
+    start), and the attempt's restore point "<Ray job>/<checkpoint>": the same for a retry from the same
+    checkpoint on any node, different after `df-sweep resume` (a new job)."""
+    import ray
+    from ray import tune
+
+    job = ray.get_runtime_context().get_job_id()
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        yield None, f"{job}/start"
+        return
+    with checkpoint.as_directory() as path:
+        yield Path(path), f"{job}/{posixpath.basename(checkpoint.path)}"
+
+
+def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
+    """The Tune function trainable: one trial of the sweep, on a worker."""
+    import ray
+    from ray import tune
+
+    torch.set_num_threads(max(1, int(ctx.spec.resources.cpu)))
+    values = {k: config[k] for k in ctx.spec.varied}
+    cfg = ctx.spec.trial_config(values)
+    prior, scorer = _prior_and_scorer(cfg.prior.model_dump_json(), cfg.scoring.model_dump_json(), cfg.device)
+    trial = tune.get_context()
+    node = {NODE_TAG: ray.get_runtime_context().get_node_id()}
+    with ctx.tracker.run(trial.get_trial_id(), run_name(values), continue_existing=True,
+                         then=TuneReporter(cfg.steps), tags=node) as callback, \
+            _restored_checkpoint() as (resume_from, start), _no_second_divergence(callback, start):
+        run_trial(cfg, Path(trial.get_trial_dir()), callback, prior, scorer, resume_from)
+
+
+@contextmanager
+def _no_second_divergence(callback: TrackingCallback, start: str) -> Iterator[None]:
+    """A trial is deterministic from its checkpoint (weights, optimiser and RNG state), so a retry of an attempt
+    that went non-finite would diverge again at the same step: within one launch, Tune's `max_failures` retry
+    then fails at once with the first attempt's reason instead of spending the compute. The record is a tag of
+    the trial's MLflow run, which every node sees (trial directories are node-local). Other failures are retried."""
+    if callback.previous_tags.get(DIVERGED_TAG) == start:
+        reason = callback.previous_tags.get(FAILURE_TAG, "").removeprefix(f"{FloatingPointError.__name__}: ")
+        raise FloatingPointError(f"{reason} (not run again: the previous attempt diverged from the same "
+                                 f"checkpoint and RNG state)")
+    try:
+        yield
+    except FloatingPointError:
+        callback.set_tag(DIVERGED_TAG, start)
+        raise

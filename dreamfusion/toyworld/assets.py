@@ -1,0 +1,27 @@
+"""What the shipped toy-world models are, in one place: where their weights live, the token length they were
+trained with, and the noise schedule that both the trained prior and the analytic prior use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dreamfusion.errors import ConfigError
+
+#: The shipped weights: unet/, scheduler/, text_encoder/, tokenizer/ (the prior) and clip/ (the scorer);
+#: `df-sweep toyworld train --install` replaces them.
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+
+#: Token sequence length of the toy tokenizer ("a purple cylinder, overhead view" is 8 tokens with BOS/EOS),
+#: padded to like SD's 77.
+MAX_TOKENS = 16
+
+#: The linear-β DDPM schedule of Ho et al. 2020, ε-prediction, x0 clipped to [-1, 1] when sampling.
+NOISE_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
+                  "prediction_type": "epsilon", "clip_sample": True}
+
+
+def check_weights(weights: Path, part: str) -> None:
+    if not (weights / part).is_dir():
+        raise ConfigError(f"prior: the toyworld weights are not installed ({weights / part} not found); expected "
+                          f"prior: analytic, or retrain them with df-sweep toyworld train --install "
+                          f"(about 95 CPU-minutes)")

@@ -1,0 +1,176 @@
+"""The trial side of tracking: a `TrialCallback` that logs one trial into its MLflow run, opened inside the trial
+(on a Ray worker for sweeps) so that renders go in from where they are written.
+
+Everything goes through an explicit `MlflowClient(uri)`, never MLflow's global active run: a worker runs many
+trials one after another, and a global run would leak from one into the next. A trial that Ray retries or that
+`df-sweep resume` restores finds its run again by its `df.trial_id` tag and continues it, skipping the steps the
+run already holds, so no run and no metric point is ever logged twice.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+from dreamfusion.config import TrialConfig, flatten
+from dreamfusion.tracking.runs import MAX_TAG_VALUE, end_run, failure_reason, reopen_run
+from dreamfusion.tracking.schema import (
+    FINAL_DIR,
+    PARENT_TAG,
+    PRIOR_TAG,
+    RENDERS_DIR,
+    SCORER_TAG,
+    STEP_METRICS,
+    TRIAL_KEY_TAG,
+    component_tag,
+)
+from dreamfusion.tracking.store import client
+from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Run
+
+MAX_PARAMS_PER_BATCH = 100
+MAX_METRICS_PER_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class TrialTracker:
+    """Where a trial logs: small and picklable, so the sweep driver can ship it to its Ray workers."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str | None = None
+    flush_every: int = 25
+
+    @contextmanager
+    def run(self, key: str, name: str, continue_existing: bool, then: TrialCallback | None = None,
+            tags: dict[str, str] | None = None) -> Iterator[TrackingCallback]:
+        """The trial's run, ended FINISHED or FAILED by whatever ends the trial, except a clean `SystemExit`: that
+        is how Ray Tune stops a trial, for its scheduler or for an interrupted launch alike, and only the driver
+        can tell which, so it leaves the run RUNNING for the driver's `close_runs`. `tags` are set each time the
+        run opens: a retried trial's `df.node` names the node it ran on last."""
+        mlflow = client(self.uri)
+        existing = self._find(key) if continue_existing else None
+        if existing is None:
+            identity = {TRIAL_KEY_TAG: key, **({PARENT_TAG: self.parent_run_id} if self.parent_run_id else {})}
+            run_id = mlflow.create_run(self.experiment_id, run_name=name, tags=identity).info.run_id
+        else:
+            run_id = existing.info.run_id
+            reopen_run(self.uri, run_id)
+        for tag, value in (tags or {}).items():
+            mlflow.set_tag(run_id, tag, value)
+        callback = TrackingCallback(mlflow, run_id, self.flush_every, then, existing)
+        try:
+            yield callback
+        except SystemExit as exc:
+            callback.flush()
+            if exc.code not in (0, None):
+                end_run(self.uri, run_id, failure_reason(exc))
+            raise
+        except BaseException as exc:
+            callback.flush()
+            end_run(self.uri, run_id, failure_reason(exc))
+            raise
+        callback.flush()
+        end_run(self.uri, run_id)
+
+    def _find(self, key: str) -> Run | None:
+        query = f"tags.`{TRIAL_KEY_TAG}` = '{key}'"
+        if self.parent_run_id:
+            query += f" and tags.{PARENT_TAG} = '{self.parent_run_id}'"
+        found = client(self.uri).search_runs([self.experiment_id], query, max_results=1)
+        return found[0] if found else None
+
+
+def _last_step(mlflow: MlflowClient, run_id: str, key: str) -> int:
+    return max((m.step for m in mlflow.get_metric_history(run_id, key)), default=0)
+
+
+def _last_eval_step(mlflow: MlflowClient, run: Run) -> int:
+    """The last step a continued run holds evaluation metrics for (any metric the steps do not log)."""
+    evals = [k for k in run.data.metrics if k not in STEP_METRICS and not k.startswith("reg_")]
+    return max((_last_step(mlflow, run.info.run_id, k) for k in evals), default=0)
+
+
+class TrackingCallback(TrialCallback):
+    """Logs a trial into its run, then hands every hook on to `then` (the console, or Ray Tune's reporter):
+    the run holds an eval before Tune may stop the trial at that eval's report."""
+
+    def __init__(self, mlflow: MlflowClient, run_id: str, flush_every: int, then: TrialCallback | None = None,
+                 existing: Run | None = None) -> None:
+        self.mlflow, self.run_id, self.flush_every = mlflow, run_id, flush_every
+        self.then = then or TrialCallback()
+        self.fresh = existing is None or not existing.data.params
+        self.previous_tags: dict[str, str] = dict(existing.data.tags) if existing else {}
+        # What a continued run already holds: its steps are skipped, so no metric point is ever logged twice.
+        self.logged_step = _last_step(mlflow, run_id, "loss") if existing else 0
+        self.logged_eval_step = _last_eval_step(mlflow, existing) if existing else 0
+        self.logged_eval_keys: set[str] = set(existing.data.metrics) if existing else set()
+        self.pending: list[Metric] = []  # step metrics not yet written
+
+    def set_tag(self, key: str, value: str) -> None:
+        self.mlflow.set_tag(self.run_id, key, value[:MAX_TAG_VALUE])
+
+    def on_start(self, cfg: TrialConfig, start_step: int, info: TrialInfo) -> None:
+        from mlflow.entities import Param, RunTag
+
+        params = [Param(k, str(v)[:MAX_TAG_VALUE]) for k, v in flatten(cfg).items()]
+        tags = {PRIOR_TAG: info.prior, SCORER_TAG: info.scorer,
+                **{component_tag(kind): label for kind, label in info.components.items()}}
+        for i in range(0, len(params) if self.fresh else 0, MAX_PARAMS_PER_BATCH):
+            self.mlflow.log_batch(self.run_id, params=params[i : i + MAX_PARAMS_PER_BATCH])
+        self.mlflow.log_batch(self.run_id, tags=[RunTag(k, v[:MAX_TAG_VALUE]) for k, v in tags.items()])
+        self.then.on_start(cfg, start_step, info)
+
+    def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        if step > self.logged_step:
+            self.pending += _metrics(metrics, step)
+            if step % self.flush_every == 0:
+                self.flush()
+        self.then.on_step(step, metrics)
+
+    def on_eval(self, step: int, metrics: dict[str, float], render_path: Path, checkpoint: Path | None) -> None:
+        self._log_eval(step, metrics)
+        self.mlflow.log_artifact(self.run_id, str(render_path), RENDERS_DIR)
+        self.then.on_eval(step, metrics, render_path, checkpoint)
+
+    def on_end(self, result: TrialResult) -> None:
+        self._log_eval(result.steps, result.metrics)  # the last eval's metrics, and any final-only ones
+        self.mlflow.log_artifact(self.run_id, str(result.artifacts["config"]))
+        for name in ("views", "turntable", "metrics"):
+            self.mlflow.log_artifact(self.run_id, str(result.artifacts[name]), FINAL_DIR)
+        self.then.on_end(result)
+
+    def _log_eval(self, step: int, metrics: dict[str, float]) -> None:
+        """Each metric once per step: a resumed trial repeats evals its run already holds, and the final
+        metrics repeat the last eval's and add their own (the ground truth's R-precision, say)."""
+        self.flush()
+        if step > self.logged_eval_step:
+            self.logged_eval_step, self.logged_eval_keys = step, set()
+        if step == self.logged_eval_step:
+            new = {k: v for k, v in metrics.items() if k not in self.logged_eval_keys}
+            self._write(_metrics(new, step))
+            self.logged_eval_keys |= set(new)
+
+    def flush(self) -> None:
+        """Write the batched step metrics (one `log_batch` per flush_every steps, not one call per value)."""
+        pending, self.pending = self.pending, []
+        self._write(pending)
+        if pending:
+            self.logged_step = max(m.step for m in pending)
+
+    def _write(self, metrics: list[Any]) -> None:
+        for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
+            self.mlflow.log_batch(self.run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH])
+
+
+def _metrics(values: dict[str, float], step: int) -> list[Metric]:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    return [Metric(k, float(v), now, step) for k, v in values.items()]

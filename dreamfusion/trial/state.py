@@ -1,0 +1,84 @@
+"""What a trial is at a step: the field, its background and occupancy grid, the optimiser, the step and the RNG;
+saved and restored as one checkpoint, so a resumed trial continues exactly where it stopped."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dreamfusion.config import TrialConfig, to_yaml
+from dreamfusion.nerf.cameras import Cameras
+from dreamfusion.nerf.field import Background, NeRFField, finest_voxel
+from dreamfusion.nerf.occupancy import OccupancyGrid
+from dreamfusion.nerf.render import Lighting, RenderOutput, render
+
+
+class TrialState:
+    def __init__(self, cfg: TrialConfig, device: torch.device) -> None:
+        self.cfg = cfg
+        torch.manual_seed(cfg.seed)  # the field's initialisation; everything after draws from `generator`
+        self.field = NeRFField(cfg.nerf).to(device)
+        self.background = Background(cfg.render.background).to(device)
+        self.occupancy = OccupancyGrid().to(device)
+        self.optim = torch.optim.Adam(self._param_groups(), betas=cfg.optim.betas, eps=cfg.optim.eps)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.step = 0
+
+    def _param_groups(self) -> list[dict[str, Any]]:
+        o = self.cfg.optim
+        groups = [
+            {"params": list(self.field.encoding.parameters()), "lr": o.lr_grid, "name": "grid"},
+            {"params": list(self.field.decoder.parameters()), "lr": o.lr_mlp, "name": "mlp"},
+            {"params": list(self.background.parameters()), "lr": o.lr_background, "name": "background"},
+        ]
+        return [g for g in groups if g["params"]]
+
+    def render(self, cams: Cameras, lighting: Lighting, generator: torch.Generator | None, bg: torch.Tensor | None,
+               need_normals: bool) -> RenderOutput:
+        """The field seen from `cams` at the config's resolution and samples, skipping empty space."""
+        r = self.cfg.render
+        return render(self.field, self.background, cams, r.resolution, r.samples_per_ray, lighting, generator, bg,
+                      normal_step=finest_voxel(self.cfg.nerf) / 2, need_normals=need_normals,
+                      occupancy=self.occupancy)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"field": self.field.state_dict(), "background": self.background.state_dict(),
+                "occupancy": self.occupancy.state_dict(),
+                "optim": self.optim.state_dict(), "step": self.step, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.field.load_state_dict(state["field"])
+        self.background.load_state_dict(state["background"])
+        self.occupancy.load_state_dict(state["occupancy"])
+        self.optim.load_state_dict(state["optim"])
+        self.step = int(state["step"])
+        self.generator.set_state(state["generator"])
+
+
+def save_checkpoint(state: TrialState, out: Path) -> Path:
+    """Write `checkpoints/step_N/` atomically (temp dir + rename) and drop older ones."""
+    root = out / "checkpoints"
+    final = root / f"step_{state.step:06d}"
+    tmp = root / f".tmp_step_{state.step:06d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save(state.state_dict(), tmp / "state.pt")
+    (tmp / "config.yaml").write_text(to_yaml(state.cfg))
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in root.glob("step_*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(state: TrialState, checkpoint: Path) -> None:
+    state.load_state_dict(torch.load(Path(checkpoint) / "state.pt", weights_only=False))
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    found = sorted((out / "checkpoints").glob("step_*"))
+    return found[-1] if found else None
