@@ -10,6 +10,7 @@ from scipy import stats
 
 from analysis.load import Sweep, varied_frame
 
+
 def t_quantile(df: int) -> float:
     """Two-sided 95% quantile of Student's t: seeds are few, so the normal 1.96 would overstate confidence."""
     return float(stats.t.ppf(0.975, df))

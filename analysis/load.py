@@ -15,7 +15,12 @@ import pandas as pd
 import yaml
 
 from dreamfusion.errors import ConfigError
-from dreamfusion.tracking.schema import FAILURE_TAG, PARENT_TAG, SPEC_ARTIFACT, SWEEP_TAG
+from dreamfusion.tracking.schema import (
+    FAILURE_TAG,
+    PARENT_TAG,
+    SPEC_ARTIFACT,
+    SWEEP_TAG,
+)
 
 DEFAULT_URI = "sqlite:///mlruns.db"  # where `df-sweep launch` writes by default, relative to the cwd
 

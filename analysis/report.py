@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.compare import axes_to_compare, best_config, dreamfusion_table, group_summary, ranking
+from analysis.compare import (
+    axes_to_compare,
+    best_config,
+    dreamfusion_table,
+    group_summary,
+    ranking,
+)
 from analysis.load import Sweep, SweepNotFound, load_sweep
 from analysis.plots import all_plots
 

@@ -34,10 +34,10 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")  # one GPU: on a bigger node, Ray could spread the k trials
 
 import torch  # noqa: E402
-
-from dreamfusion.config import read_yaml  # noqa: E402
-from peak import PeakSampler  # noqa: E402
 from dreamfusion.priors.toyworld import WEIGHTS  # noqa: E402
+from peak import PeakSampler  # noqa: E402
+
+from dreamfusion.config.files import read_yaml  # noqa: E402
 from dreamfusion.sweep.launch import launch_sweep  # noqa: E402
 from dreamfusion.sweep.spec import SweepSpec, check_space  # noqa: E402
 from dreamfusion.tracking import child_runs, client  # noqa: E402

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from dreamfusion.config import TrialConfig, apply_overrides, build_trial_config
+from dreamfusion.config.files import apply_overrides, build_trial_config
+from dreamfusion.config.schema import TrialConfig
 from dreamfusion.nerf.cameras import sample_cameras, sample_lights
 from dreamfusion.nerf.render import Lighting
 from dreamfusion.priors import load_prior
@@ -126,7 +127,7 @@ def main() -> None:
 
 
 def default_cpu_prior() -> str:
-    from dreamfusion.config import PriorConfig
+    from dreamfusion.config.schema import PriorConfig
 
     return PriorConfig().kind
 

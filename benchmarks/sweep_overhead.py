@@ -29,9 +29,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
-
-from dreamfusion.config import build_trial_config  # noqa: E402
 from peak import PeakSampler  # noqa: E402
+
+from dreamfusion.config.files import build_trial_config  # noqa: E402
 from dreamfusion.priors import load_prior  # noqa: E402
 from dreamfusion.scoring import load_scorer  # noqa: E402
 from dreamfusion.sweep.launch import launch_sweep  # noqa: E402

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from dreamfusion.config import apply_overrides, build_trial_config
+from dreamfusion.config.files import apply_overrides, build_trial_config
 from dreamfusion.priors import load_prior
 from dreamfusion.scoring import load_scorer
 from dreamfusion.toyworld import world

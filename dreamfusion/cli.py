@@ -81,7 +81,7 @@ def show_config(
     set_: list[str] = typer.Option([], "--set", help="Override a config key."),
 ) -> None:
     """Print the trial config: every key with its default and meaning, or a file's resolved values."""
-    from dreamfusion.config import load_trial_config, reference, to_yaml
+    from dreamfusion.config.files import load_trial_config, reference, to_yaml
 
     if config is None and not set_:
         typer.echo("\n".join(reference()))

@@ -159,19 +159,20 @@ def _load_builtins() -> None:
     try:
         for module in BUILTINS:
             importlib.import_module(module)
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
-            _load_entry_point(entry)
+        load_entry_points()
     except BaseException:
         _builtins_loaded = False
         raise
 
 
-def _load_entry_point(entry: Any) -> None:
-    try:
-        entry.load()
-    except ImportError as exc:
-        raise ConfigError(f"{ENTRY_POINT_GROUP} entry point {entry.name!r} ({entry.value}) cannot be imported: "
-                          f"{first_line(exc)}") from None
+def load_entry_points() -> None:
+    """Import every installed package's `df_sweep.components` entry point (each names a module)."""
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry.load()
+        except ImportError as exc:
+            raise ConfigError(f"{ENTRY_POINT_GROUP} entry point {entry.name!r} ({entry.value}) cannot be imported: "
+                              f"{first_line(exc)}") from None
 
 
 def _identity(cls: type) -> str:

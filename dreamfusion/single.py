@@ -10,11 +10,17 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from dreamfusion.config import TrialConfig, load_trial_config
+from dreamfusion.config.files import load_trial_config
+from dreamfusion.config.schema import TrialConfig
 from dreamfusion.errors import ConfigError
 from dreamfusion.sweep.table import run_name
 from dreamfusion.tracking.callback import TrialTracker
-from dreamfusion.tracking.store import RUN_EXPERIMENT, check_reachable, open_experiment, resolve_uri
+from dreamfusion.tracking.store import (
+    RUN_EXPERIMENT,
+    check_reachable,
+    open_experiment,
+    resolve_uri,
+)
 from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult, run_trial
 from dreamfusion.trial.preflight import check_trial
 from dreamfusion.trial.state import latest_checkpoint

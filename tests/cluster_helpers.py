@@ -333,7 +333,7 @@ class Stack:
 
     def launch(self, spec: Path, markers: Path, **faults: str) -> Service:
         """`df-sweep launch SPEC` against the cluster and the server; `faults` go to `faulty_world` as
-        DF_TEST_<NAME> (hold_seeds="0,1", nan_prompt="a red cube")."""
+        DF_TEST_<NAME> (hold_seeds="0,1"; nan_prompt="a red cube" for the `test-nan-prompt` prior)."""
         args = ["launch", str(spec), "--address", self.ray.address, "--tracking-uri", self.tracking_uri,
                 "--storage", self.storage]
         return self.driver(args, markers, **faults)

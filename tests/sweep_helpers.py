@@ -16,7 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import torch
 import yaml
+
+from dreamfusion import registry
+from dreamfusion.config.schema import TrialConfig
+from dreamfusion.toyworld import world
+from dreamfusion.toyworld.analytic import AnalyticPrior
 
 TESTS = Path(__file__).parent
 
@@ -34,26 +40,23 @@ TINY_BASE: dict[str, Any] = {
 
 def small_world() -> None:
     """Ray worker setup hook: the analytic prior's image bank at 16 px with 2 views per prompt."""
-    from dreamfusion.priors import analytic
+    from dreamfusion.toyworld import analytic
 
     analytic.world_bank = functools.partial(analytic.world_bank, resolution=16, views=2)
 
 
 def small_world_failing_once() -> None:
     """Worker setup hook: the small prior, and a trial with seed 1 that raises the first time it is at step
-    FAIL_AT_STEP (after its checkpoint at step 4), once per trial of each launch."""
+    FAIL_AT_STEP (after its checkpoint at step 4), once per trial of each launch; through the trial's step hook."""
     small_world()
-    from dreamfusion.trial import Trial
+    from dreamfusion.trial.hooks import add_step_hook
 
-    train_step = Trial.train_step
-
-    def failing_once(self: Trial) -> dict[str, float]:
-        if self.cfg.seed == 1 and self.step == FAIL_AT_STEP and (marker := first_time("failed")) is not None:
+    def failing_once(cfg: TrialConfig, step: int) -> None:
+        if cfg.seed == 1 and step == FAIL_AT_STEP and (marker := first_time("failed")) is not None:
             marker.touch()
             raise RuntimeError("injected failure")
-        return train_step(self)
 
-    Trial.train_step = failing_once
+    add_step_hook(failing_once)
 
 
 FAIL_AT_STEP = 6
@@ -69,34 +72,38 @@ def first_time(what: str) -> Path | None:
     return None if marker.exists() else marker
 
 
+@registry.register
+class NanPromptPrior(AnalyticPrior):
+    """The analytic prior, conditioning on NaN for the prompt in $DF_TEST_NAN_PROMPT, so its ε̂ goes non-finite
+    for that prompt only: a prior gone bad, added through the registry as any plugin prior is (a spec selects it
+    with `prior: test-nan-prompt` and `plugins: [sweep_helpers]`); the real analytic prior does the rest."""
+
+    name = "test-nan-prompt"
+
+    def encode_text(self, prompts: list[str]) -> torch.Tensor:
+        weights = super().encode_text(prompts)  # [B, K] log-weights over the image bank
+        bad = torch.tensor([world.strip_view(p) == os.environ.get("DF_TEST_NAN_PROMPT") for p in prompts])
+        return torch.where(bad[:, None], float("nan"), weights)
+
+
 def faulty_world() -> None:
-    """Worker setup hook: the small prior, with the faults the job's env asks for. DF_TEST_NAN_PROMPT: the prior
-    predicts NaN for that prompt. DF_TEST_HOLD_SEEDS (comma-separated): a trial with one of those seeds, the first
-    time it reaches step FAIL_AT_STEP (after its checkpoint at step 4), writes {"pid", "node"} to its `.held`
-    marker and waits there (so a test can kill its worker or its node) until $DF_TEST_MARKERS/release exists.
-    Each worker also records which copy of `dreamfusion` it imported, in `code-<pid>`."""
+    """Worker setup hook: the small prior, with the faults the job's env asks for (a spec that wants NaN selects
+    `NanPromptPrior`). DF_TEST_HOLD_SEEDS (comma-separated): a trial with one of those seeds, the first time it
+    reaches step FAIL_AT_STEP (after its checkpoint at step 4), writes {"pid", "node"} to its `.held` marker and
+    waits there (so a test can kill its worker or its node) until $DF_TEST_MARKERS/release exists. Each worker
+    also records which copy of `dreamfusion` it imported, in `code-<pid>`."""
     small_world()
     import dreamfusion
-    from dreamfusion.priors import analytic
-    from dreamfusion.trial import Trial
+    from dreamfusion.trial.hooks import add_step_hook
 
     (Path(os.environ["DF_TEST_MARKERS"]) / f"code-{os.getpid()}").write_text(dreamfusion.__file__)
-
-    nan_prompt = os.environ.get("DF_TEST_NAN_PROMPT")
     hold_seeds = {int(s) for s in os.environ.get("DF_TEST_HOLD_SEEDS", "").split(",") if s}
-    mask, train_step = analytic.AnalyticPrior._mask, Trial.train_step
 
-    def nan_for_one_prompt(self: analytic.AnalyticPrior, prompt: str):
-        weights = mask(self, prompt)
-        return weights * float("nan") if analytic._strip_view(prompt) == nan_prompt else weights
-
-    def held_once(self: Trial) -> dict[str, float]:
-        if self.cfg.seed in hold_seeds and self.step == FAIL_AT_STEP and (marker := first_time("held")) is not None:
+    def held_once(cfg: TrialConfig, step: int) -> None:
+        if cfg.seed in hold_seeds and step == FAIL_AT_STEP and (marker := first_time("held")) is not None:
             _hold(marker)
-        return train_step(self)
 
-    analytic.AnalyticPrior._mask = nan_for_one_prompt
-    Trial.train_step = held_once
+    add_step_hook(held_once)
 
 
 def _hold(marker: Path, timeout_s: float = 120) -> None:
@@ -127,7 +134,7 @@ def local_ray(root: Path, hook: str = "sweep_helpers.small_world", env: dict[str
     worker before its first trial."""
     import ray
 
-    from dreamfusion.sweep.launch import start_local_ray
+    from dreamfusion.sweep.session import start_local_ray
 
     start_local_ray(root, runtime_env=worker_runtime_env(hook, {"DF_SWEEP_CACHE": str(root / "cache"), **(env or {})}))
     try:

@@ -15,17 +15,16 @@ from dreamfusion.config.schema import PriorConfig, TrialConfig
 from dreamfusion.errors import ConfigError
 
 
-
 def describe_error(err: ValidationError, source: str, prefix: str = "") -> str:
     """One line per pydantic error, in the form `file: key.path: what was expected`."""
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
-    key = ".".join(p for p in (prefix, loc) if p) or "(top level)"
+    key = ".".join(p for p in (prefix, loc) if p)
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     extra = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {key}: {msg}{extra}"
+    return f"{source}: {key + ': ' if key else ''}{msg}{extra}"  # a whole-config check names its keys itself
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

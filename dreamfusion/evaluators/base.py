@@ -10,7 +10,7 @@ from typing import Callable, ClassVar, Literal
 from torch import Tensor
 
 from dreamfusion import registry
-from dreamfusion.config import TrialConfig
+from dreamfusion.config.schema import TrialConfig
 from dreamfusion.nerf.cameras import Cameras
 from dreamfusion.nerf.render import Lighting, RenderOutput
 from dreamfusion.scoring.metrics import Scorer

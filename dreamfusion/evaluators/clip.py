@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dreamfusion import registry
-from dreamfusion.evaluators.base import EvalViews, Evaluator, Metric
+from dreamfusion.evaluators.base import Evaluator, EvalViews, Metric
 from dreamfusion.scoring.metrics import score_views
 
 

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dreamfusion.config import ConfigError, NerfConfig
+from dreamfusion.config.schema import NerfConfig
+from dreamfusion.errors import ConfigError
 
 
 def level_resolutions(cfg: NerfConfig) -> list[int]:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from dreamfusion import registry
-from dreamfusion.config import PriorConfig
+from dreamfusion.config.schema import PriorConfig
 
 
 class Prior(registry.Component, abc.ABC):

@@ -13,7 +13,12 @@ from torch import Tensor
 from dreamfusion import registry
 from dreamfusion.nerf.field import parameter_count
 from dreamfusion.priors.base import freeze
-from dreamfusion.priors.hf import DiffusersPrior, dtype_name, is_model_reference, transformers_dtype
+from dreamfusion.priors.hf import (
+    DiffusersPrior,
+    dtype_name,
+    is_model_reference,
+    transformers_dtype,
+)
 
 DEFAULT_MODEL = "DeepFloyd/IF-I-XL-v1.0"
 #: IF's text encoder was trained on 77 tokens although T5 takes longer inputs (as in diffusers' IFPipeline).

@@ -13,7 +13,12 @@ from torch import Tensor
 from dreamfusion import registry
 from dreamfusion.nerf.field import parameter_count
 from dreamfusion.priors.base import freeze
-from dreamfusion.priors.hf import DiffusersPrior, dtype_name, is_model_reference, transformers_dtype
+from dreamfusion.priors.hf import (
+    DiffusersPrior,
+    dtype_name,
+    is_model_reference,
+    transformers_dtype,
+)
 
 DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from dreamfusion.config import PriorConfig
+from dreamfusion.config.schema import PriorConfig
 from dreamfusion.errors import ConfigError, first_line
 from dreamfusion.priors.base import Prior
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from dreamfusion import registry
-from dreamfusion.config import ScoringConfig
+from dreamfusion.config.schema import ScoringConfig
 from dreamfusion.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from dreamfusion import registry
-from dreamfusion.config import SDSConfig
+from dreamfusion.config.schema import SDSConfig
 from dreamfusion.priors.base import Prior
 from dreamfusion.sds.weighting import Weighting, make_weighting
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from dreamfusion import registry
-from dreamfusion.config import TimestepConfig
+from dreamfusion.config.schema import TimestepConfig
 
 
 def _to_index(frac: float, num_train_timesteps: int) -> int:

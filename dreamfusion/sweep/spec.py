@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from dreamfusion.config import Schema, TrialConfig, build_trial_config, set_dotted
+from dreamfusion.config.files import build_trial_config, set_dotted
+from dreamfusion.config.schema import Schema, TrialConfig
 from dreamfusion.evaluators.base import all_metrics
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")

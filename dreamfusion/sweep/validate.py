@@ -17,8 +17,7 @@ from typing import Any, Iterator
 from pydantic import ValidationError
 
 from dreamfusion import registry
-from dreamfusion.config import (
-    TrialConfig,
+from dreamfusion.config.files import (
     apply_overrides,
     build_trial_config,
     describe_error,
@@ -26,6 +25,7 @@ from dreamfusion.config import (
     parse_override,
     read_yaml,
 )
+from dreamfusion.config.schema import TrialConfig
 from dreamfusion.errors import ConfigError
 from dreamfusion.evaluators.base import metric_owner
 from dreamfusion.sweep.spec import KINDS, SweepSpec

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 import torch
 
-from dreamfusion.config import PriorConfig, ScoringConfig
+from dreamfusion.config.schema import PriorConfig, ScoringConfig
 from dreamfusion.priors.base import Prior, load_prior, resolve_device
 from dreamfusion.scoring.metrics import Scorer, load_scorer
 from dreamfusion.sweep.spec import SweepSpec

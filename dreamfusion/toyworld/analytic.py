@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from dreamfusion import registry
-from dreamfusion.config import PriorConfig
+from dreamfusion.config.schema import PriorConfig
 from dreamfusion.errors import ConfigError
 from dreamfusion.nerf.render import resize
 from dreamfusion.priors.base import Prior
@@ -44,7 +44,8 @@ class AnalyticPrior(Prior):
 
     @classmethod
     def load(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype) -> AnalyticPrior:
-        return load_analytic_prior(device)
+        images, captions = world_bank()
+        return cls(images, captions, device)
 
     def __init__(self, images: Tensor, captions: list[str], device: torch.device | str = "cpu") -> None:
         """images [K, 3, r, r] in [0, 1]; captions[k] is the prompt image k belongs to."""

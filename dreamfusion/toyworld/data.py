@@ -15,8 +15,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dreamfusion.config import CameraConfig
-from dreamfusion.nerf.cameras import VIEW_SUFFIXES, Cameras, sample_cameras, sample_lights, view_label
+from dreamfusion.config.schema import CameraConfig
+from dreamfusion.nerf.cameras import (
+    VIEW_SUFFIXES,
+    Cameras,
+    sample_cameras,
+    sample_lights,
+    view_label,
+)
 from dreamfusion.nerf.render import Lighting, render
 from dreamfusion.toyworld import world
 

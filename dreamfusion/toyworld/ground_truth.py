@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from dreamfusion import registry
-from dreamfusion.config import TrialConfig
-from dreamfusion.evaluators.base import EvalViews, Evaluator, Metric
+from dreamfusion.config.schema import TrialConfig
+from dreamfusion.evaluators.base import Evaluator, EvalViews, Metric
 from dreamfusion.nerf.render import Lighting, render
 from dreamfusion.scoring.metrics import score_views
 from dreamfusion.toyworld import world

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from dreamfusion import registry
-from dreamfusion.config import PriorConfig
+from dreamfusion.config.schema import PriorConfig
 from dreamfusion.errors import ConfigError
 from dreamfusion.nerf.field import parameter_count
 from dreamfusion.nerf.render import resize

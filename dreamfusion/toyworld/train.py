@@ -26,6 +26,7 @@ from dreamfusion.nerf.cameras import VIEW_SUFFIXES
 from dreamfusion.toyworld import world
 from dreamfusion.toyworld.assets import MAX_TOKENS, NOISE_SCHEDULE
 from dreamfusion.toyworld.data import WorldData, load_or_generate
+
 #: Pixel normalisation of the toy CLIP's image encoder (written to its preprocessor_config.json).
 IMAGE_MEAN, IMAGE_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dreamfusion.config import CameraConfig
+from dreamfusion.config.schema import CameraConfig
 from dreamfusion.nerf.cameras import Cameras, sample_cameras, sample_lights
 from dreamfusion.nerf.render import Lighting, render
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from dreamfusion.config import TrialConfig, flatten
+from dreamfusion.config.files import flatten
+from dreamfusion.config.schema import TrialConfig
 from dreamfusion.tracking.runs import MAX_TAG_VALUE, end_run, failure_reason, reopen_run
 from dreamfusion.tracking.schema import (
     FINAL_DIR,

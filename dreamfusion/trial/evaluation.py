@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from dreamfusion import images
-from dreamfusion.config import TrialConfig
+from dreamfusion.config.schema import TrialConfig
 from dreamfusion.evaluators.base import EvalViews, make_evaluators
 from dreamfusion.nerf.cameras import Cameras, ring_cameras
 from dreamfusion.nerf.render import Lighting, RenderOutput

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from dreamfusion.config import TrialConfig
+from dreamfusion.config.schema import TrialConfig
 
 StepHook = Callable[[TrialConfig, int], None]
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dreamfusion import images
-from dreamfusion.config import TrialConfig, to_yaml
+from dreamfusion.config.files import to_yaml
+from dreamfusion.config.schema import TrialConfig
 from dreamfusion.priors.base import Prior, load_prior, resolve_device
 from dreamfusion.scoring.metrics import Scorer, load_scorer
 from dreamfusion.trial.evaluation import Evaluation

@@ -5,7 +5,7 @@ produce."""
 from __future__ import annotations
 
 from dreamfusion import registry
-from dreamfusion.config import TrialConfig
+from dreamfusion.config.schema import TrialConfig
 from dreamfusion.errors import ConfigError
 from dreamfusion.scoring.metrics import check_pairing, scorer_class
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import torch
 
-from dreamfusion.config import TrialConfig, to_yaml
+from dreamfusion.config.files import to_yaml
+from dreamfusion.config.schema import TrialConfig
 from dreamfusion.nerf.cameras import Cameras
 from dreamfusion.nerf.field import Background, NeRFField, finest_voxel
 from dreamfusion.nerf.occupancy import OccupancyGrid

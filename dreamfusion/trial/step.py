@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from dreamfusion.config import TrialConfig
+from dreamfusion.config.schema import TrialConfig
 from dreamfusion.nerf.cameras import sample_cameras, sample_lights, view_prompt
 from dreamfusion.nerf.render import SHADING_MODES, Lighting
 from dreamfusion.priors.base import Prior

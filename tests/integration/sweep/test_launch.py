@@ -15,12 +15,18 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from sweep_helpers import TINY_BASE, run_artifacts, sweep_runs, sweep_workdir, write_spec
+from sweep_helpers import (
+    TINY_BASE,
+    run_artifacts,
+    sweep_runs,
+    sweep_workdir,
+    write_spec,
+)
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
-from dreamfusion.config import flatten
-from dreamfusion.sweep.spec import load_spec
+from dreamfusion.config.files import flatten
+from dreamfusion.sweep.validate import load_spec
 
 NAME = "four"
 SPACE = {"prompt": {"grid": ["a red cube", "a blue sphere"]}, "sds.timesteps.schedule": {"grid": ["uniform", "anneal"]}}

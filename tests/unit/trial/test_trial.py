@@ -11,9 +11,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
-from dreamfusion.config import TrialConfig, load_trial_config
-from dreamfusion.priors.analytic import AnalyticPrior, load_analytic_prior
-from dreamfusion.trial import TIMING_METRICS, TrialCallback, TrialResult, latest_checkpoint, run_trial
+from dreamfusion.config.files import load_trial_config
+from dreamfusion.config.schema import TrialConfig
+from dreamfusion.toyworld.analytic import AnalyticPrior, load_analytic_prior
+from dreamfusion.tracking.schema import TIMING_METRICS
+from dreamfusion.trial.loop import TrialCallback, TrialResult, run_trial
+from dreamfusion.trial.state import latest_checkpoint
 
 torch.set_num_threads(1)
 

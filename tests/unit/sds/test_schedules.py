@@ -7,8 +7,14 @@ import math
 import pytest
 import torch
 
-from dreamfusion.config import TimestepConfig
-from dreamfusion.timesteps import TimestepSampler, anneal_t_max, dreamtime_tail, dreamtime_weights
+from dreamfusion.config.schema import TimestepConfig
+from dreamfusion.sds.schedules import (
+    Schedule,
+    anneal_t_max,
+    dreamtime_tail,
+    dreamtime_weights,
+    make_schedule,
+)
 
 SCHEDULES = ["uniform", "anneal", "sqrt_anneal", "dreamtime", "stratified"]
 T = 1000
@@ -20,7 +26,12 @@ def _bounds(cfg: TimestepConfig) -> tuple[int, int]:
     return round(cfg.t_min * (T - 1)), round(cfg.t_max * (T - 1))
 
 
-def _run(sampler: TimestepSampler, generator: torch.Generator, start: int = 0, stop: int | None = None) -> list[int]:
+def schedule_for(cfg: TimestepConfig, total: int, seed: int) -> Schedule:
+    """The registered schedule `cfg` names, for a prior with T training timesteps."""
+    return make_schedule(cfg, total, torch.ones(T), seed)
+
+
+def _run(sampler: Schedule, generator: torch.Generator, start: int = 0, stop: int | None = None) -> list[int]:
     return [sampler(step, generator) for step in range(start, sampler.total if stop is None else stop)]
 
 
@@ -29,7 +40,7 @@ def _run(sampler: TimestepSampler, generator: torch.Generator, start: int = 0, s
 def test_every_t_is_an_integer_inside_the_support(schedule, t_range):
     cfg = TimestepConfig(schedule=schedule, t_min=t_range[0], t_max=t_range[1], anneal_to=0.1)
     lo, hi = _bounds(cfg)
-    ts = _run(TimestepSampler(cfg, TOTAL, T, seed=0), torch.Generator().manual_seed(0))
+    ts = _run(schedule_for(cfg, TOTAL, seed=0), torch.Generator().manual_seed(0))
     assert all(isinstance(t, int) for t in ts)
     assert lo <= min(ts) and max(ts) <= hi
 
@@ -41,8 +52,8 @@ def test_deterministic_schedules_are_monotone_from_top_to_bottom(schedule, t_ran
     lo, hi = _bounds(cfg)
     g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(123)
     state = g1.get_state()
-    ts = _run(TimestepSampler(cfg, TOTAL, T, seed=0), g1)
-    assert ts == _run(TimestepSampler(cfg, TOTAL, T, seed=9), g2)  # independent of seed and generator
+    ts = _run(schedule_for(cfg, TOTAL, seed=0), g1)
+    assert ts == _run(schedule_for(cfg, TOTAL, seed=9), g2)  # independent of seed and generator
     assert torch.equal(g1.get_state(), state)  # draws nothing: the trial's other randomness is unaffected
     assert all(a >= b for a, b in zip(ts, ts[1:]))
     assert ts[0] == hi and ts[-1] == lo
@@ -52,7 +63,7 @@ def test_deterministic_schedules_are_monotone_from_top_to_bottom(schedule, t_ran
 def test_sqrt_anneal_follows_hifa_formula():
     """t(i) = t_max − (t_max − t_min)·sqrt(i / (N − 1)), in units of T − 1."""
     cfg = TimestepConfig(schedule="sqrt_anneal", t_min=0.1, t_max=0.9)
-    sampler = TimestepSampler(cfg, 101, T, seed=0)
+    sampler = schedule_for(cfg, 101, seed=0)
     for step in (0, 1, 25, 50, 100):
         expected = round((0.9 - 0.8 * math.sqrt(step / 100)) * (T - 1))
         assert sampler(step, torch.Generator()) == expected
@@ -70,7 +81,7 @@ def test_anneal_upper_bound_decays_as_configured():
     assert all(a >= b for a, b in zip(bounds, bounds[1:]))
 
     # the draws respect the bound of their step and reach it: 300 independent runs per step
-    sampler = TimestepSampler(cfg, total, T, seed=0)
+    sampler = schedule_for(cfg, total, seed=0)
     lo = round(0.02 * (T - 1))
     for step in (0, 40, 80):
         hi_now = round(anneal_t_max(cfg, step, total) * (T - 1))
@@ -84,7 +95,7 @@ def test_anneal_never_goes_below_t_min():
     cfg = TimestepConfig(schedule="anneal", t_min=0.3, t_max=0.9, anneal_to=0.1)
     assert anneal_t_max(cfg, 99, 100) == pytest.approx(0.3)
     g = torch.Generator().manual_seed(0)
-    assert set(TimestepSampler(cfg, 100, T, seed=0)(99, g) for _ in range(20)) == {round(0.3 * (T - 1))}
+    assert set(schedule_for(cfg, 100, seed=0)(99, g) for _ in range(20)) == {round(0.3 * (T - 1))}
 
 
 @pytest.mark.parametrize("strata", [8, 5])
@@ -94,7 +105,7 @@ def test_stratified_visits_each_stratum_once_per_cycle(strata):
     lo, hi = _bounds(cfg)
     width = (hi + 1 - lo) // strata
     assert width * strata == hi + 1 - lo
-    ts = _run(TimestepSampler(cfg, strata * 12, T, seed=3), torch.Generator().manual_seed(0))
+    ts = _run(schedule_for(cfg, strata * 12, seed=3), torch.Generator().manual_seed(0))
     orders = []
     for c in range(12):
         cycle = ts[c * strata:(c + 1) * strata]
@@ -109,17 +120,28 @@ def test_stratified_with_uneven_strata_still_covers_each_once():
     cfg = TimestepConfig(schedule="stratified", strata=7)
     lo, hi = _bounds(cfg)
     w = (hi + 1 - lo) / 7
-    ts = _run(TimestepSampler(cfg, 7 * 10, T, seed=1), torch.Generator().manual_seed(1))
+    ts = _run(schedule_for(cfg, 7 * 10, seed=1), torch.Generator().manual_seed(1))
     for c in range(10):
         for j, t in enumerate(sorted(ts[c * 7:(c + 1) * 7])):
             assert math.floor(lo + j * w) <= t <= math.floor(lo + (j + 1) * w)
             assert t <= hi
 
 
+def test_stratified_draws_anywhere_inside_its_stratum():
+    """One uniform draw per visit, not a fixed point: over many cycles a stratum is covered end to end."""
+    cfg = TimestepConfig(schedule="stratified", strata=4)
+    lo, hi = _bounds(cfg)
+    width = (hi + 1 - lo) // 4
+    ts = _run(schedule_for(cfg, 4 * 400, seed=2), torch.Generator().manual_seed(2))
+    first = [t for t in ts if t < lo + width]  # stratum 0: [lo, lo + width)
+    assert len(first) == 400 and len(set(first)) > 100
+    assert min(first) < lo + width // 10 and max(first) > lo + width - width // 10 - 1
+
+
 def test_uniform_covers_the_range():
     cfg = TimestepConfig(schedule="uniform")
     lo, hi = _bounds(cfg)
-    ts = torch.tensor(_run(TimestepSampler(cfg, 5000, T, seed=0), torch.Generator().manual_seed(0)), dtype=torch.float)
+    ts = torch.tensor(_run(schedule_for(cfg, 5000, seed=0), torch.Generator().manual_seed(0)), dtype=torch.float)
     assert ts.min() <= lo + 5 and ts.max() >= hi - 5
     assert abs(float(ts.mean()) - (lo + hi) / 2) < 15  # std of the mean ≈ 277/√5000 ≈ 4
     counts = torch.histc(ts, bins=4, min=lo, max=hi + 1)
@@ -132,14 +154,14 @@ def test_resume_reproduces_the_uninterrupted_sequence(schedule):
     cfg = TimestepConfig(schedule=schedule, strata=7)
     total, s = 60, 23
     g = torch.Generator().manual_seed(11)
-    straight = _run(TimestepSampler(cfg, total, T, seed=4), g)
+    straight = _run(schedule_for(cfg, total, seed=4), g)
 
     g = torch.Generator().manual_seed(11)
-    first = _run(TimestepSampler(cfg, total, T, seed=4), g, 0, s)
+    first = _run(schedule_for(cfg, total, seed=4), g, 0, s)
     saved = g.get_state()
     g2 = torch.Generator().manual_seed(999)  # a fresh process's generator...
     g2.set_state(saved)  # ...restored from the checkpoint
-    rest = _run(TimestepSampler(cfg, total, T, seed=4), g2, s, total)
+    rest = _run(schedule_for(cfg, total, seed=4), g2, s, total)
     assert first + rest == straight
 
 
@@ -162,7 +184,7 @@ def test_dreamtime_spends_steps_in_proportion_to_the_weight():
     """t(i) is the largest t whose tail mass reaches i/(N−1): so #{i : t(i) ≥ τ} = ⌊tail(τ)·(N − 1)⌋ + 1."""
     cfg = TimestepConfig(schedule="dreamtime")
     total = 301
-    ts = torch.tensor(_run(TimestepSampler(cfg, total, T, seed=0), torch.Generator()))
+    ts = torch.tensor(_run(schedule_for(cfg, total, seed=0), torch.Generator()))
     tail = dreamtime_tail(cfg, T)
     for tau in (100, 300, 500, 650, 800, 950):
         expected = math.floor(float(tail[tau]) * (total - 1) + 1e-9) + 1

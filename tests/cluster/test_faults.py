@@ -20,8 +20,9 @@ from sweep_helpers import TINY_BASE, sweep_runs, write_spec
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
-from dreamfusion.sweep.launch import find_launch, trial_rows
-from dreamfusion.sweep.spec import load_spec
+from dreamfusion.sweep.results import trial_rows
+from dreamfusion.sweep.storage import find_launch
+from dreamfusion.sweep.validate import load_spec
 
 STEPS = TINY_BASE["steps"]
 EVALS = list(range(TINY_BASE["eval"]["every"], STEPS + 1, TINY_BASE["eval"]["every"]))
@@ -115,7 +116,8 @@ def _finished_trials(stack, spec: Path) -> int:
 
 
 def test_a_trial_gone_nan_fails_with_the_reason_and_the_sweep_goes_on(stack, tmp_path):
-    spec = write_spec(tmp_path / "nan.yaml", "nan", {"prompt": {"grid": ["a red cube", "a blue sphere"]}})
+    spec = write_spec(tmp_path / "nan.yaml", "nan", {"prompt": {"grid": ["a red cube", "a blue sphere"]}},
+                      base={**TINY_BASE, "prior": "test-nan-prompt", "plugins": ["sweep_helpers"]})
     code, output = finished(stack.launch(spec, tmp_path / "markers", nan_prompt="a blue sphere"))
     assert code == 1, output
     runs = _runs(stack, "nan", "prompt")

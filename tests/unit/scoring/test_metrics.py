@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import pytest
 import torch
@@ -12,16 +10,23 @@ import torch.nn.functional as F
 from torch import Tensor
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
-from dreamfusion.config import ConfigError
-from dreamfusion.scoring import (
+from dreamfusion import registry
+from dreamfusion.config.schema import ScoringConfig
+from dreamfusion.errors import ConfigError
+from dreamfusion.priors.diffusers_sd import StableDiffusionPrior
+from dreamfusion.scoring.clip import CLIPScorer
+from dreamfusion.scoring.metrics import (
     DEFAULT_PROMPT_SET,
-    CLIPScorer,
     Scorer,
+    check_pairing,
     clip_score,
-    load_scorer,
     r_precision,
     score_views,
+    scorer_class,
 )
+from dreamfusion.toyworld.analytic import AnalyticPrior
+from dreamfusion.toyworld.prior import ToyWorldPrior
+from dreamfusion.toyworld.scorer import ToyWorldScorer
 
 WORDS = ["a", "red", "blue", "green", "cube", "sphere", "torus", "cone"]
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
@@ -73,7 +78,7 @@ def clip_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scorer(clip_dir) -> Scorer:
-    return load_scorer(str(clip_dir), "cpu")
+    return CLIPScorer.load(str(clip_dir), torch.device("cpu"), prior=None)
 
 
 def _images(n: int = 3, size: int = 40) -> Tensor:
@@ -120,7 +125,7 @@ def test_scoring_is_deterministic(scorer):
 
 def test_missing_model_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="scoring.model") as info:
-        load_scorer(str(tmp_path / "no-such-clip"), "cpu")
+        CLIPScorer.load(str(tmp_path / "no-such-clip"), torch.device("cpu"), prior=None)
     assert "\n" not in str(info.value)
 
 
@@ -132,6 +137,10 @@ class TableScorer(Scorer):
     """Similarity of view i to prompt p is table[p][i]; unknown prompts score -1 everywhere."""
 
     name = "table"
+
+    @classmethod
+    def load(cls, model, device, prior):
+        raise NotImplementedError("made directly by the tests")
 
     def __init__(self, table: dict[str, list[float]]) -> None:
         self.table = table
@@ -155,6 +164,12 @@ def test_r_precision_half_and_ties_are_misses():
     s = TableScorer({"a cube": [5, 5, 5, 5], "a cone": [1, 9, 5, 2]})
     # view 0 and 3 hit, view 1 loses, view 2 ties → miss
     assert r_precision(s, VIEWS, "a cube", ["a cone", "a cube"]) == 0.5
+
+
+def test_r_precision_needs_the_true_prompt_above_every_other_not_just_the_worst():
+    s = TableScorer({"a cube": [5, 5, 5, 5], "a cone": [9, 1, 1, 6], "a torus": [0, 0, 7, 0]})
+    # view 0: beats the torus, loses to the cone; view 2: beats the cone, loses to the torus; views 1, 3: hits
+    assert r_precision(s, VIEWS, "a cube", ["a cube", "a cone", "a torus"]) == 0.25
 
 
 def test_r_precision_adds_a_missing_prompt_and_drops_duplicates():
@@ -195,13 +210,18 @@ def test_score_views_ranks_textureless_renders_with_the_geometry_query():
 
 
 def test_analytic_scoring_needs_the_analytic_prior():
-    with pytest.raises(ConfigError, match="scoring.model"):
-        load_scorer("analytic", "cpu", prior=types.SimpleNamespace(name="stable-diffusion"))
+    analytic, _ = scorer_class(ScoringConfig(model="analytic"), StableDiffusionPrior)
+    check_pairing(analytic, "analytic")
+    with pytest.raises(ConfigError, match="scoring.model: analytic .* with prior stable-diffusion"):
+        check_pairing(analytic, "stable-diffusion")
 
 
-def test_auto_pairs_the_toyworld_prior_with_its_scorer(monkeypatch):
-    made = TableScorer({})
-    fake = types.ModuleType("dreamfusion.priors.toyworld")
-    fake.load_toyworld_scorer = lambda device: made
-    monkeypatch.setitem(sys.modules, "dreamfusion.priors.toyworld", fake)
-    assert load_scorer("auto", "cpu", prior=types.SimpleNamespace(name="toyworld-v1")) is made
+def test_auto_pairs_each_prior_with_the_scorer_it_declares():
+    assert scorer_class(ScoringConfig(), ToyWorldPrior) == (ToyWorldScorer, None)
+    assert scorer_class(ScoringConfig(), AnalyticPrior) == (registry.find("scorer", "analytic"), None)
+    assert scorer_class(ScoringConfig(), StableDiffusionPrior) == (CLIPScorer, None)
+
+
+def test_a_model_that_is_not_a_registered_scorer_is_a_clip_checkpoint():
+    assert scorer_class(ScoringConfig(model="org/some-clip"), ToyWorldPrior) == (CLIPScorer, "org/some-clip")
+    assert scorer_class(ScoringConfig(model="toyworld"), StableDiffusionPrior) == (ToyWorldScorer, None)

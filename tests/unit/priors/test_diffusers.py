@@ -7,11 +7,11 @@ from typing import NamedTuple
 
 import pytest
 import torch
-
-from dreamfusion.config import ConfigError, PriorConfig
-from dreamfusion.priors import load_prior
-from dreamfusion.priors.base import Prior
 from tiny_pipelines import CLIP_MAX_LENGTH, TEXT_DIM, make_tiny_if, make_tiny_sd
+
+from dreamfusion.config.schema import PriorConfig
+from dreamfusion.errors import ConfigError
+from dreamfusion.priors.base import Prior, load_prior
 
 #: kind → (builder, model-space shape of one image, text tokens): SD latents of 16 px, IF pixels at 16 px.
 CASES = {
@@ -45,7 +45,8 @@ def _rgb(batch: int = 2, size: int = 24, requires_grad: bool = False) -> torch.T
 
 def test_loads_frozen_float32_on_cpu(case):
     prior = case.prior
-    assert prior.name == f"{case.kind}:{case.path}" and prior.describe().startswith(prior.name)
+    assert prior.name == case.kind and prior.model == str(case.path)
+    assert prior.describe().startswith(f"{case.kind}:{case.path}")
     assert prior.device == torch.device("cpu") and prior.dtype == torch.float32
     assert prior.alphas_cumprod.dtype == torch.float32 and prior.num_train_timesteps == 1000
     assert all(not p.requires_grad for p in _parameters(prior))

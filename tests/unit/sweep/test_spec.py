@@ -11,7 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
-from dreamfusion.sweep.spec import SweepSpec, apply_spec_overrides, load_spec, run_name, trial_table
+from dreamfusion.sweep.spec import SweepSpec
+from dreamfusion.sweep.table import run_name, trial_table
+from dreamfusion.sweep.validate import apply_spec_overrides, load_spec
 
 GOOD = {
     "name": "bad-input",
@@ -84,16 +86,34 @@ SPEC_CASES = {
                           "space.sds.guidance_scale=-1: sds.guidance_scale: Input should be greater than or equal"),
     "negative guidance range": (_with(space={"sds.guidance_scale": {"loguniform": [-1, 20]}}),
                                 "loguniform: expected low > 0"),
-    "unknown prior name": (_with(base__prior="dall-e"), "prior: 'dall-e' is not a prior"),
-    "unknown prior kind": (_with(base__prior={"kind": "imagen"}), "base.prior.kind: Input should be"),
+    "unknown prior name": (_with(base__prior="dall-e"), "base.prior: 'dall-e' is neither a registered prior"),
+    "unknown prior kind": (_with(base__prior={"kind": "imagen"}), "base.prior.kind: unknown prior 'imagen'; expected one of analytic, deepfloyd-if"),
     "prompt outside the toy world": (_with(space={"prompt": {"grid": ["a red cube", "a dragon"]}}),
                                      "'a dragon' is not known to the toyworld prior"),
-    "unknown metric": (_with(tune={"metric": "accuracy"}), "tune.metric: expected one of"),
+    "unknown metric": (_with(tune={"metric": "accuracy"}), "tune.metric: expected a metric an evaluator logs (clip_r_precision,"),
     "ground-truth metric without ground truth": (
         _with(base__prior="stable-diffusion", space={"prompt": {"grid": ["a hamburger"]}}, tune={"metric": "gt_iou"}),
-        "tune.metric: gt_iou exists only for toy-world prompts, not 'a hamburger'"),
+        "tune.metric: gt_iou is logged by the ground_truth evaluator, which does not run for prompt 'a hamburger'"),
     "bad name": (_with(name="my sweep/1"), "name: String should match pattern"),
+    "an option no trial's component reads": (
+        _with(space={"sds.timesteps.dreamtime_m1": {"grid": [700, 800]}}),
+        "space.sds.timesteps.dreamtime_m1: only the dreamtime schedule reads it, and no trial of the sweep selects it"),
+    "the opposite direction of a known metric": (_with(tune={"metric": "gt_colour_error", "mode": "max"}),
+                                                  "tune: mode: gt_colour_error is better when smaller; expected mode: min"),
+    "checkpoints between evaluations": (_with(base__checkpoint_every=3),
+                                        "base: checkpoint_every (3) must be a multiple of eval.every"),
 }
+
+
+def test_an_option_is_valid_where_some_trial_selects_its_component(tmp_path):
+    text = _with(space={"sds.timesteps.schedule": {"grid": ["anneal", "dreamtime"]},
+                        "sds.timesteps.dreamtime_m1": {"grid": [700, 800]}})
+    assert load_spec(_spec(tmp_path, text)).num_trials() == 4
+
+
+def test_a_metric_gives_its_direction_when_the_spec_does_not(tmp_path):
+    assert load_spec(_spec(tmp_path, _with(tune={"metric": "gt_colour_error"}))).tune.mode == "min"
+    assert load_spec(_spec(tmp_path, _with(tune={"metric": "gt_iou"}))).tune.mode == "max"
 
 
 @pytest.mark.parametrize("case", list(SPEC_CASES))
@@ -194,7 +214,7 @@ def test_trial_config_and_names(tmp_path):
     assert run_name({"nerf.size": "tiny", "render.size": 1}) == "nerf.size=tiny,render.size=1"
 
 
-@pytest.mark.parametrize("preset", sorted(str(p) for p in Path(__file__).parent.parent.glob("sweeps/**/*.yaml")))
+@pytest.mark.parametrize("preset", sorted(str(p) for p in Path(__file__).parents[3].glob("sweeps/**/*.yaml")))
 def test_presets_validate(preset):
     result = CliRunner().invoke(app, ["validate", preset])
     assert result.exit_code == 0, result.output

@@ -8,11 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
-from dreamfusion.config import (
-    NERF_PRESETS,
-    ConfigError,
-    NerfConfig,
-    TrialConfig,
+from dreamfusion.config.files import (
     apply_overrides,
     flatten,
     load_trial_config,
@@ -21,6 +17,8 @@ from dreamfusion.config import (
     to_yaml,
     unflatten,
 )
+from dreamfusion.config.schema import NERF_PRESETS, NerfConfig, TrialConfig
+from dreamfusion.errors import ConfigError
 
 
 def _error(path: Path | None, overrides: list[str] = ()) -> str:
@@ -51,10 +49,16 @@ def _yaml(tmp_path: Path, text: str, name: str = "trial.yaml") -> Path:
     (["sds.timesteps.t_min=0.6", "sds.timesteps.t_max=0.6"], "sds.timesteps", "t_min (0.6) must be < t_max (0.6)"),
     (["sds.timesteps.t_min=0.9", "sds.timesteps.t_max=0.5"], "sds.timesteps", "t_min (0.9) must be < t_max (0.5)"),
     (["sds.guidance_scale=-1"], "sds.guidance_scale", "greater than or equal to 0"),
-    (["sds.timesteps.schedule=cosine"], "sds.timesteps.schedule", "'uniform', 'anneal', 'sqrt_anneal'"),
+        (["sds.guidance_scale=.inf"], "sds.guidance_scale", "finite number"),
+        (["sds.guidance_scale=.nan"], "sds.guidance_scale", "finite number"),
+        (["camera.elevation=[0, .inf]"], "camera.elevation.1", "finite number"),
+        (["checkpoint_every=150", "eval.every=100"], "checkpoint_every (150) must be a multiple of eval.every (100)",
+         "checkpoints are saved at evaluations"),
+    (["sds.timesteps.schedule=cosine"], "sds.timesteps.schedule",
+         "unknown schedule 'cosine'; expected one of anneal, dreamtime, sqrt_anneal, stratified, uniform"),
     (["nerf.size=huge"], "nerf.size", "'tiny', 'small', 'medium' or 'large'"),
     (["camera.elevation=[50, 10]"], "camera.elevation", "low <= high"),
-    (["sds.weighting=linear"], "sds.weighting", "'sds', 'uniform' or 'fantasia3d'"),
+    (["sds.weighting=linear"], "sds.weighting", "unknown weighting 'linear'; expected one of fantasia3d, sds, uniform"),
 ])
 def test_override_errors_name_the_key(overrides, key, what):
     message = _error(None, overrides)

@@ -8,12 +8,20 @@ import json
 import pytest
 import torch
 
-from dreamfusion.config import ConfigError, TrialConfig
-from dreamfusion.priors.toyworld import WEIGHTS, load_toyworld_prior, load_toyworld_scorer
+from dreamfusion.config.schema import TrialConfig
+from dreamfusion.errors import ConfigError
 from dreamfusion.toyworld import world
+from dreamfusion.toyworld.assets import WEIGHTS
 from dreamfusion.toyworld.data import generate
-from dreamfusion.toyworld.evaluate import FIXED_SET_SEED, FIXED_SET_VIEWS, heldout_renders, retrieval_r1
-from dreamfusion.trial import run_trial
+from dreamfusion.toyworld.evaluate import (
+    FIXED_SET_SEED,
+    FIXED_SET_VIEWS,
+    heldout_renders,
+    retrieval_r1,
+)
+from dreamfusion.toyworld.prior import load_toyworld_prior
+from dreamfusion.toyworld.scorer import load_toyworld_scorer
+from dreamfusion.trial.loop import run_trial
 
 torch.set_num_threads(1)
 

@@ -7,9 +7,21 @@ import math
 import pytest
 import torch
 
-from dreamfusion.config import NerfConfig
-from dreamfusion.nerf.cameras import Cameras, look_at, make_cameras, rays, spherical, view_label
-from dreamfusion.nerf.field import NeRFField, expected_parameter_count, level_resolutions, parameter_count
+from dreamfusion.config.schema import NerfConfig
+from dreamfusion.nerf.cameras import (
+    Cameras,
+    look_at,
+    make_cameras,
+    rays,
+    spherical,
+    view_label,
+)
+from dreamfusion.nerf.field import (
+    NeRFField,
+    expected_parameter_count,
+    level_resolutions,
+    parameter_count,
+)
 from dreamfusion.nerf.render import Lighting, composite, render
 
 torch.set_num_threads(1)

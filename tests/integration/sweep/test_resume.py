@@ -81,7 +81,9 @@ def test_resume_finishes_an_errored_sweep_without_rerunning_or_duplicating(workd
 def test_runs_are_closed_as_tune_saw_their_trials(tmp_path):
     """Tune stops a trial (for its scheduler, or for Ctrl-C) by a clean SystemExit in the trial, which leaves the
     run RUNNING; after `fit` the driver closes it as Tune saw the trial: finished (early or not) or not."""
-    from dreamfusion.tracking import TrialTracker, close_runs, open_experiment, start_parent_run
+    from dreamfusion.tracking.callback import TrialTracker
+    from dreamfusion.tracking.runs import close_runs, start_parent_run
+    from dreamfusion.tracking.store import open_experiment
 
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     experiment = open_experiment(uri, "closing")

@@ -12,17 +12,32 @@ import math
 import pytest
 import torch
 
-from dreamfusion.config import CameraConfig, NerfConfig, PriorConfig, SDSConfig
+from dreamfusion.config.schema import CameraConfig, NerfConfig, PriorConfig, SDSConfig
 from dreamfusion.nerf.cameras import sample_cameras
 from dreamfusion.nerf.field import Background, NeRFField
 from dreamfusion.nerf.render import Lighting, render
-from dreamfusion.priors import load_prior
-from dreamfusion.priors.analytic import AnalyticPrior
-from dreamfusion.sds import diffusion_loss, guided_noise, sds
+from dreamfusion.priors.base import load_prior
+from dreamfusion.sds import guidance
+from dreamfusion.sds.loss import SDSOutput, make_loss
+from dreamfusion.toyworld.analytic import AnalyticPrior
 
 torch.set_num_threads(1)
 
 CAPTIONS = ["a red cube", "a red cube", "a blue cone", "a blue cone"]
+
+
+def sds(prior, x, t, cond, uncond, cfg: SDSConfig, noise) -> SDSOutput:
+    """The registered loss `cfg` selects (`sds`), called as the trial calls it."""
+    return make_loss(cfg)(prior, x, t, cond, uncond, noise)
+
+
+def diffusion_loss(prior, x, t, cond, uncond, cfg: SDSConfig, noise) -> SDSOutput:
+    """The same loss with `sds.jacobian: true`: the ablation through the UNet."""
+    return sds(prior, x, t, cond, uncond, cfg.model_copy(update={"jacobian": True}), noise)
+
+
+def guided_noise(prior, z_t, t, cond, uncond, cfg: SDSConfig):
+    return guidance.guided_noise(prior, z_t, t, cond, uncond, cfg.guidance_scale, cfg.guidance_convention)
 
 
 def ddpm_alpha_bar_f64(t: torch.Tensor) -> torch.Tensor:

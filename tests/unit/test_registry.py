@@ -1,0 +1,185 @@
+"""A new variant is one class: a prior and a schedule defined here, and nowhere else, are valid config, listed by
+`df-sweep priors` / `config`, run by `df-sweep run`, and recorded (name@version) on the run. Plugins also arrive
+by an import path in the config or an installed entry point."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow import MlflowClient
+from torch import Tensor
+from typer.testing import CliRunner
+
+from dreamfusion import registry
+from dreamfusion.cli import app
+from dreamfusion.config.files import load_trial_config
+from dreamfusion.config.schema import PriorConfig
+from dreamfusion.errors import ConfigError
+from dreamfusion.nerf.render import resize
+from dreamfusion.priors.base import Prior
+from dreamfusion.sds.schedules import Schedule
+from dreamfusion.toyworld import world
+
+T = 100  # a noise schedule of another length than the built-in priors' 1000
+
+
+class FlatColourPrior(Prior):
+    """Every image of a prompt is one flat colour, the prompt's toy-world colour (white for a shape-only prompt,
+    grey unconditionally): its data is a point mass, so ε̂(z_t) = (z_t − α_t·x*)/σ_t exactly."""
+
+    name = "test-flat-colour"
+    summary = "a point-mass prior defined in a test"
+    scorer = "toyworld"
+
+    @classmethod
+    def load(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype) -> FlatColourPrior:
+        return cls(device)
+
+    def __init__(self, device: torch.device) -> None:
+        super().__init__()
+        self.device, self.dtype = device, torch.float32
+        self.alphas_cumprod = torch.linspace(0.9999, 0.01, T)  # [T]
+
+    def encode_text(self, prompts: list[str]) -> Tensor:
+        def colour(prompt: str) -> tuple[float, float, float]:
+            caption = world.parse_prompt(prompt)
+            if caption is None:
+                return (0.5, 0.5, 0.5)
+            return world.WHITE if caption.colour is None else world.COLOURS[caption.colour]
+
+        return torch.tensor([colour(p) for p in prompts], device=self.device)  # [B, 3]
+
+    def to_model_space(self, rgb: Tensor) -> Tensor:
+        return resize(rgb, 8) * 2 - 1  # [B, 3, 8, 8]
+
+    def from_model_space(self, z: Tensor) -> Tensor:
+        return ((z + 1) / 2).clamp(0, 1)
+
+    def predict_noise(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
+        ab = self.alphas_cumprod[t].view(-1, 1, 1, 1)
+        x0 = emb.view(-1, 3, 1, 1) * 2 - 1
+        return (z_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+
+class MidpointSchedule(Schedule):
+    name = "test-midpoint"
+    summary = "t fixed at the middle of [t_min, t_max]"
+
+    def __call__(self, step: int, generator: torch.Generator) -> int:
+        return (self.lo + self.hi) // 2
+
+
+@pytest.fixture
+def registered():
+    """The two classes above, registered for one test and removed after it."""
+    for cls in (FlatColourPrior, MidpointSchedule):
+        registry.register(cls)
+    yield
+    registry.unregister("prior", FlatColourPrior.name)
+    registry.unregister("schedule", MidpointSchedule.name)
+
+
+def test_a_prior_and_a_schedule_defined_in_a_test_run_through_df_sweep_run(registered, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    args = ["run", "--prompt", "a red cube", "--steps", "20", "--out", str(tmp_path / "run"), "--tracking-uri", uri,
+            "--set", "prior.kind=test-flat-colour", "--set", "sds.timesteps.schedule=test-midpoint",
+            "--set", "nerf.size=tiny", "--set", "render.resolution=16", "--set", "render.samples_per_ray=16",
+            "--set", "eval.every=10", "--set", "checkpoint_every=10", "--set", "eval.views=2",
+            "--set", "eval.turntable_frames=2"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("df-sweep-run").experiment_id])[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["prior.kind"] == "test-flat-colour"
+    assert run.data.tags["df.component.prior"] == "test-flat-colour@1"
+    assert run.data.tags["df.component.schedule"] == "test-midpoint@1"
+    assert run.data.tags["df.component.scorer"] == "toyworld@1"  # the scorer the new prior declares it pairs with
+    lo, hi = round(0.02 * (T - 1)), round(0.98 * (T - 1))
+    assert {m.value for m in client.get_metric_history(run.info.run_id, "t")} == {float((lo + hi) // 2)}
+    assert "gt_iou" in run.data.metrics  # the toy world's evaluator applies to the prompt, whatever the prior
+
+
+def test_registered_components_are_listed_where_users_look(registered):
+    priors = CliRunner().invoke(app, ["priors"]).output
+    assert "test-flat-colour" in priors and "a point-mass prior defined in a test" in priors
+    reference = CliRunner().invoke(app, ["config"]).output
+    schedule_line = next(line for line in reference.splitlines() if line.strip().startswith("schedule:"))
+    assert "test-midpoint" in schedule_line and "dreamtime" in schedule_line
+
+
+def test_an_unknown_component_is_a_one_line_error_that_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"^--set: sds.loss: unknown loss 'sdss'; expected one of sds$"):
+        load_trial_config(None, ["sds.loss=sdss"])
+
+
+def test_a_second_class_under_a_taken_name_is_refused(registered):
+    class Impostor(Schedule):
+        name = "test-midpoint"
+
+        def __call__(self, step: int, generator: torch.Generator) -> int:
+            return 0
+
+    with pytest.raises(TypeError, match="registered twice"):
+        registry.register(Impostor)
+    assert registry.find("schedule", "test-midpoint") is MidpointSchedule
+    registry.register(MidpointSchedule)  # the same class again is not a conflict (a module imported twice)
+
+
+PLUGIN = '''
+    import torch
+    from dreamfusion import registry
+    from dreamfusion.sds.weighting import Weighting
+
+    @registry.register
+    class Halved(Weighting):
+        name = "{name}"
+        version = "3"
+
+        def __call__(self, alpha_bar):
+            return (1 - alpha_bar) / 2
+'''
+
+
+def _plugin_module(folder: Path, module: str, name: str) -> None:
+    (folder / f"{module}.py").write_text(textwrap.dedent(PLUGIN.format(name=name)))
+
+
+def test_a_plugin_named_in_the_config_is_imported_before_the_config_is_read(tmp_path, monkeypatch):
+    _plugin_module(tmp_path, "df_test_plugin_cfg", "test-halved")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        cfg = load_trial_config(None, ["plugins=[df_test_plugin_cfg]", "sds.weighting=test-halved"])
+        assert cfg.sds.weighting == "test-halved" and registry.find("weighting", "test-halved").version == "3"
+    finally:
+        registry.unregister("weighting", "test-halved")
+        sys.modules.pop("df_test_plugin_cfg", None)
+    with pytest.raises(ConfigError, match="plugins: cannot import 'no_such_plugin_module'"):
+        load_trial_config(None, ["plugins=[no_such_plugin_module]"])
+
+
+def test_an_installed_entry_point_registers_its_components(tmp_path, monkeypatch):
+    """A real distribution on sys.path (a dist-info folder with entry_points.txt), as pip would install it."""
+    _plugin_module(tmp_path, "df_test_plugin_ep", "test-halved-ep")
+    info = tmp_path / "df_test_plugin_ep-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: df-test-plugin-ep\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\nhalved = df_test_plugin_ep\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        registry.load_entry_points()
+        assert "test-halved-ep" in registry.names("weighting")
+    finally:
+        registry.unregister("weighting", "test-halved-ep")
+        sys.modules.pop("df_test_plugin_ep", None)
+
+
+def test_every_builtin_declares_what_the_catalogue_shows():
+    for kind in registry.KINDS:
+        for cls in registry.components(kind):
+            assert cls.kind == kind and cls.summary and cls.version, cls
+            assert all(key.count(".") >= 1 for key in cls.options), cls
