@@ -32,8 +32,10 @@ def group_summary(sweep: Sweep, by: list[str], metric: str | None = None) -> pd.
     frame = frame[frame["status"] == "FINISHED"]
     if frame.empty or metric not in frame:
         return pd.DataFrame(columns=[*by, "mean", "ci95", "n"])
-    rows = [{**dict(zip(by, key if isinstance(key, tuple) else (key,))), **mean_ci(g[metric])}
-            for key, g in frame.groupby(by, dropna=False, sort=True)]
+    rows = [
+        {**dict(zip(by, key if isinstance(key, tuple) else (key,))), **mean_ci(g[metric])}
+        for key, g in frame.groupby(by, dropna=False, sort=True)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -63,12 +65,20 @@ def dreamfusion_table(sweep: Sweep, ground_truth: dict[str, float] | None = None
     provides one, as DreamFusion's Table 1 reports them."""
     axes = [a for a in axes_to_compare(sweep) if a != "prompt"] or ["run_name"]
     colour = group_summary(sweep, axes, "clip_r_precision").rename(columns={"mean": "colour", "ci95": "colour ±"})
-    geometry = group_summary(sweep, axes, "clip_r_precision_geometry").rename(
-        columns={"mean": "geometry", "ci95": "geometry ±"}).drop(columns="n")
+    geometry = (
+        group_summary(sweep, axes, "clip_r_precision_geometry")
+        .rename(columns={"mean": "geometry", "ci95": "geometry ±"})
+        .drop(columns="n")
+    )
     table = colour.merge(geometry, on=axes, how="outer")
     if ground_truth:
-        gt = {a: "ground truth" for a in axes}
-        table = pd.concat([pd.DataFrame([{**gt, "colour": ground_truth.get("colour"),
-                                          "geometry": ground_truth.get("geometry")}]), table], ignore_index=True)
+        gt = dict.fromkeys(axes, "ground truth")
+        table = pd.concat(
+            [
+                pd.DataFrame([{**gt, "colour": ground_truth.get("colour"), "geometry": ground_truth.get("geometry")}]),
+                table,
+            ],
+            ignore_index=True,
+        )
     table["n"] = table["n"].astype("Int64")  # stays an integer beside the ground-truth row's missing n
     return table[[*axes, "colour", "colour ±", "geometry", "geometry ±", "n"]]

@@ -48,15 +48,17 @@ class Sweep:
         return self.trials[self.trials["status"] == "FINISHED"]
 
 
-def load_sweep(name: str, tracking_uri: str | None = None, launch: str | None = None,
-               with_curves: bool = True) -> Sweep:
+def load_sweep(
+    name: str, tracking_uri: str | None = None, launch: str | None = None, with_curves: bool = True
+) -> Sweep:
     """Load every trial of sweep `name` (or of one launch, by parent run id) from MLflow."""
     from mlflow.tracking import MlflowClient
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        raise SweepNotFound(f"no tracking store at {uri} (run from the directory you launched in, or pass "
-                            f"--tracking-uri)")
+        raise SweepNotFound(
+            f"no tracking store at {uri} (run from the directory you launched in, or pass --tracking-uri)"
+        )
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(name)
     if exp is None:
@@ -69,15 +71,28 @@ def load_sweep(name: str, tracking_uri: str | None = None, launch: str | None = 
         if not parents:
             raise SweepNotFound(f"no launch {launch!r} in sweep {name!r}")
     parent_ids = {p.info.run_id for p in parents}
-    children = [r for r in runs if r.data.tags.get(PARENT_TAG) in parent_ids] if parent_ids else \
-        [r for r in runs if SWEEP_TAG not in r.data.tags]
+    children = (
+        [r for r in runs if r.data.tags.get(PARENT_TAG) in parent_ids]
+        if parent_ids
+        else [r for r in runs if SWEEP_TAG not in r.data.tags]
+    )
     spec = _spec(client, parents)
     tune = spec.get("tune", {}) if isinstance(spec.get("tune"), dict) else {}
     trials = _trial_frame(children)
     varied = _varied(trials, spec)
     curves = _curve_frame(client, children, varied, trials) if with_curves else pd.DataFrame()
-    sweep = Sweep(name, exp.experiment_id, uri, trials, curves, varied, tune.get("metric", "clip_r_precision"),
-                  tune.get("mode", "max"), spec, sorted(parent_ids))
+    sweep = Sweep(
+        name,
+        exp.experiment_id,
+        uri,
+        trials,
+        curves,
+        varied,
+        tune.get("metric", "clip_r_precision"),
+        tune.get("mode", "max"),
+        spec,
+        sorted(parent_ids),
+    )
     sweep.missing = _missing(sweep)
     return sweep
 
@@ -107,13 +122,18 @@ def _trial_frame(children: list) -> pd.DataFrame:
     rows = []
     for r in children:
         end = r.info.end_time or r.info.start_time
-        rows.append({
-            "run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
-            "duration_s": ((end or 0) - (r.info.start_time or 0)) / 1000.0,
-            "failure": r.data.tags.get(FAILURE_TAG, ""), "artifact_uri": r.info.artifact_uri,
-            **{f"param:{k}": _parse(v) for k, v in r.data.params.items()},
-            **{k: v for k, v in r.data.metrics.items()},
-        })
+        rows.append(
+            {
+                "run_id": r.info.run_id,
+                "run_name": r.info.run_name,
+                "status": r.info.status,
+                "duration_s": ((end or 0) - (r.info.start_time or 0)) / 1000.0,
+                "failure": r.data.tags.get(FAILURE_TAG, ""),
+                "artifact_uri": r.info.artifact_uri,
+                **{f"param:{k}": _parse(v) for k, v in r.data.params.items()},
+                **dict(r.data.metrics.items()),
+            }
+        )
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=["run_id", "run_name", "status", "duration_s", "failure", "artifact_uri"])

@@ -16,8 +16,11 @@ from dreamfusion.tracking.schema import TURNTABLE_ARTIFACT
 
 
 def _numeric(frame: pd.DataFrame, key: str) -> bool:
-    return pd.api.types.is_numeric_dtype(frame[key]) and not pd.api.types.is_bool_dtype(frame[key]) \
+    return (
+        pd.api.types.is_numeric_dtype(frame[key])
+        and not pd.api.types.is_bool_dtype(frame[key])
         and frame[key].nunique() > 1
+    )
 
 
 def _figure() -> tuple[Figure, Any]:
@@ -42,10 +45,16 @@ def metric_vs_axes(sweep: Sweep, out: Path) -> list[Path]:
         line_by = others[0] if others else None
         table = group_summary(sweep, [axis] + ([line_by] if line_by else []))
         fig, ax = _figure()
-        for label, g in (table.groupby(line_by) if line_by else [(sweep.metric, table)]):
+        for label, g in table.groupby(line_by) if line_by else [(sweep.metric, table)]:
             g = g.sort_values(axis)
-            ax.errorbar(g[axis], g["mean"], yerr=g["ci95"].fillna(0), marker="o", capsize=3,
-                        label=f"{line_by}={label}" if line_by else label)
+            ax.errorbar(
+                g[axis],
+                g["mean"],
+                yerr=g["ci95"].fillna(0),
+                marker="o",
+                capsize=3,
+                label=f"{line_by}={label}" if line_by else label,
+            )
         ax.set_xlabel(axis)
         ax.set_ylabel(f"{sweep.metric} (mean ± 95% CI)")
         if table[axis].min() > 0 and table[axis].max() / table[axis].min() >= 20:
@@ -65,12 +74,13 @@ def learning_curves(sweep: Sweep, out: Path, metric: str = "loss") -> Path | Non
     group = next((a for a in axes if a != "prompt"), axes[0] if axes else None)
     data = curves[curves["metric"] == metric]
     fig, ax = _figure()
-    for label, g in (data.groupby(group) if group in data else [("all", data)]):
+    for label, g in data.groupby(group) if group in data else [("all", data)]:
         stats = g.groupby("step")["value"].agg(["mean", "std"]).sort_index()
         smooth = stats.rolling(max(len(stats) // 30, 1), min_periods=1).mean()
         ax.plot(smooth.index, smooth["mean"], label=f"{group}={label}" if group else label)
-        ax.fill_between(smooth.index, smooth["mean"] - smooth["std"].fillna(0),
-                        smooth["mean"] + smooth["std"].fillna(0), alpha=0.2)
+        ax.fill_between(
+            smooth.index, smooth["mean"] - smooth["std"].fillna(0), smooth["mean"] + smooth["std"].fillna(0), alpha=0.2
+        )
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
     ax.legend(fontsize=8)
@@ -86,7 +96,7 @@ def wall_time_vs_metric(sweep: Sweep, out: Path) -> Path | None:
     axes = axes_to_compare(sweep)
     group = next((a for a in axes if a != "prompt"), None)
     fig, ax = _figure()
-    for label, g in (frame.groupby(group) if group else [("trials", frame)]):
+    for label, g in frame.groupby(group) if group else [("trials", frame)]:
         ax.scatter(g["duration_s"] / 60, g[sweep.metric], label=f"{group}={label}" if group else label, alpha=0.8)
     ax.set_xlabel("wall time per trial (min)")
     ax.set_ylabel(sweep.metric)
@@ -121,13 +131,13 @@ def render_grid(sweep: Sweep, out: Path, cell: int = 128) -> Path | None:
             if match.empty:
                 continue
             try:
-                local = mlflow.artifacts.download_artifacts(run_id=match.iloc[0]["run_id"],
-                                                            artifact_path=TURNTABLE_ARTIFACT,
-                                                            tracking_uri=sweep.tracking_uri)
+                local = mlflow.artifacts.download_artifacts(
+                    run_id=match.iloc[0]["run_id"], artifact_path=TURNTABLE_ARTIFACT, tracking_uri=sweep.tracking_uri
+                )
             except Exception:  # a trial that died before its final renders leaves a blank cell
                 continue
             with Image.open(local) as gif:
-                tile = gif.convert("RGB").resize((cell, cell), Image.NEAREST)
+                tile = gif.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST)
             canvas.paste(tile, (label_w + j * cell, label_h + i * cell))
     return _save_image(canvas, out / "render_grid.png")
 
@@ -140,6 +150,14 @@ def _save_image(image: Image.Image, path: Path) -> Path:
 def all_plots(sweep: Sweep, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = metric_vs_axes(sweep, out)
-    paths += [p for p in (learning_curves(sweep, out, "loss"), learning_curves(sweep, out, sweep.metric),
-                          wall_time_vs_metric(sweep, out), render_grid(sweep, out)) if p is not None]
+    paths += [
+        p
+        for p in (
+            learning_curves(sweep, out, "loss"),
+            learning_curves(sweep, out, sweep.metric),
+            wall_time_vs_metric(sweep, out),
+            render_grid(sweep, out),
+        )
+        if p is not None
+    ]
     return paths

@@ -28,19 +28,23 @@ def ground_truth(sweep: Sweep) -> dict[str, float] | None:
     t = sweep.finished
     if "gt_clip_r_precision" not in t or t["gt_clip_r_precision"].isna().all():
         return None
-    return {"colour": float(t["gt_clip_r_precision"].mean()),
-            "geometry": float(t.get("gt_clip_r_precision_geometry", pd.Series(dtype=float)).mean())}
+    return {
+        "colour": float(t["gt_clip_r_precision"].mean()),
+        "geometry": float(t.get("gt_clip_r_precision_geometry", pd.Series(dtype=float)).mean()),
+    }
 
 
 def tables(sweep: Sweep) -> dict[str, pd.DataFrame]:
     """The report's tables, in reading order."""
-    out = {"Ranking": ranking(sweep), "R-precision, colour and geometry (DreamFusion Table 1 style)":
-           dreamfusion_table(sweep, ground_truth(sweep))}
+    out = {
+        "Ranking": ranking(sweep),
+        "R-precision, colour and geometry (DreamFusion Table 1 style)": dreamfusion_table(sweep, ground_truth(sweep)),
+    }
     axes = axes_to_compare(sweep)
     for axis in axes:
         out[f"By {axis}"] = group_summary(sweep, [axis])
     for i, a in enumerate(axes):
-        for b in axes[i + 1:]:
+        for b in axes[i + 1 :]:
             out[f"By {a} × {b}"] = group_summary(sweep, [a, b])
     return out
 
@@ -52,8 +56,10 @@ def headline(sweep: Sweep) -> str:
     axes = [k for k in best if k not in ("mean", "ci95", "n")]
     config = ", ".join(f"{k} = {best[k]}" for k in axes)
     ci = "" if math.isnan(best.get("ci95", math.nan)) else f" ± {best['ci95']:.3f}"
-    return (f"Best by {sweep.mode} {sweep.metric}: **{config}** with {best['mean']:.3f}{ci} "
-            f"(95% CI over {int(best['n'])} trials).")
+    return (
+        f"Best by {sweep.mode} {sweep.metric}: **{config}** with {best['mean']:.3f}{ci} "
+        f"(95% CI over {int(best['n'])} trials)."
+    )
 
 
 def write_report(sweep: Sweep, out: Path) -> dict[str, Path]:
@@ -72,10 +78,12 @@ def write_report(sweep: Sweep, out: Path) -> dict[str, Path]:
 
 def _summary_lines(sweep: Sweep) -> list[str]:
     status = sweep.trials["status"].value_counts().to_dict() if len(sweep.trials) else {}
-    lines = [f"Sweep `{sweep.name}` — {len(sweep.trials)} trials "
-             f"({', '.join(f'{n} {s.lower()}' for s, n in status.items()) or 'none'}); "
-             f"varied: {', '.join(sweep.varied) or 'nothing'}; metric: {sweep.metric} ({sweep.mode}).",
-             headline(sweep)]
+    lines = [
+        f"Sweep `{sweep.name}` — {len(sweep.trials)} trials "
+        f"({', '.join(f'{n} {s.lower()}' for s, n in status.items()) or 'none'}); "
+        f"varied: {', '.join(sweep.varied) or 'nothing'}; metric: {sweep.metric} ({sweep.mode}).",
+        headline(sweep),
+    ]
     if sweep.spec.get("description"):
         lines.insert(0, str(sweep.spec["description"]).strip())
     if sweep.missing:
@@ -106,8 +114,11 @@ def _markdown(sweep: Sweep, tabs: dict[str, pd.DataFrame], plots: list[Path]) ->
     for title, table in tabs.items():
         parts += [f"## {title}", "", markdown_table(_fmt(table)) if len(table) else "_empty_", ""]
     parts += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
-    parts += ["", f"Data: [trials.csv](trials.csv), [curves.csv](curves.csv). Source: {sweep.tracking_uri}, "
-              f"experiment {sweep.experiment_id}."]
+    parts += [
+        "",
+        f"Data: [trials.csv](trials.csv), [curves.csv](curves.csv). Source: {sweep.tracking_uri}, "
+        f"experiment {sweep.experiment_id}.",
+    ]
     return "\n".join(parts) + "\n"
 
 
@@ -116,19 +127,27 @@ def _html(sweep: Sweep, tabs: dict[str, pd.DataFrame], plots: list[Path]) -> str
     body = [f"<h1>Sweep report: {html.escape(sweep.name)}</h1>"]
     body += [f"<p>{_bold(html.escape(line))}</p>" for line in _summary_lines(sweep)]
     for title, table in tabs.items():
-        body += [f"<h2>{html.escape(title)}</h2>", _fmt(table).to_html(index=False, border=0, classes="t")
-                 if len(table) else "<p><em>empty</em></p>"]
+        body += [
+            f"<h2>{html.escape(title)}</h2>",
+            _fmt(table).to_html(index=False, border=0, classes="t") if len(table) else "<p><em>empty</em></p>",
+        ]
     body.append("<h2>Plots</h2>")
     for p in plots:
         data = base64.b64encode(p.read_bytes()).decode()
-        body.append(f'<figure><img alt="{p.stem}" src="data:image/png;base64,{data}">'
-                    f'<figcaption><a href="{p.name}">{p.name}</a></figcaption></figure>')
+        body.append(
+            f'<figure><img alt="{p.stem}" src="data:image/png;base64,{data}">'
+            f'<figcaption><a href="{p.name}">{p.name}</a></figcaption></figure>'
+        )
     body.append('<p>Data: <a href="trials.csv">trials.csv</a>, <a href="curves.csv">curves.csv</a>.</p>')
-    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-             "table.t{border-collapse:collapse;font-size:14px}table.t td,table.t th{padding:3px 10px;"
-             "border-bottom:1px solid #ddd;text-align:right}img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(sweep.name)} report</title>"
-            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table.t{border-collapse:collapse;font-size:14px}table.t td,table.t th{padding:3px 10px;"
+        "border-bottom:1px solid #ddd;text-align:right}img{max-width:100%}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(sweep.name)} report</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )
 
 
 def _bold(text: str) -> str:

@@ -33,14 +33,16 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")  # one GPU: on a bigger node, Ray could spread the k trials
 
-import torch  # noqa: E402
-from dreamfusion.priors.toyworld import WEIGHTS  # noqa: E402
-from peak import PeakSampler  # noqa: E402
+import torch
+from peak import PeakSampler
 
-from dreamfusion.config.files import read_yaml  # noqa: E402
-from dreamfusion.sweep.launch import launch_sweep  # noqa: E402
-from dreamfusion.sweep.spec import SweepSpec, check_space  # noqa: E402
-from dreamfusion.tracking import child_runs, client  # noqa: E402
+from dreamfusion.config.files import read_yaml
+from dreamfusion.sweep.launch import launch_sweep
+from dreamfusion.sweep.spec import SweepSpec
+from dreamfusion.sweep.validate import check_space
+from dreamfusion.toyworld.assets import WEIGHTS
+from dreamfusion.tracking.runs import child_runs
+from dreamfusion.tracking.store import client
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_SPEC = ROOT / "sweeps" / "gpu" / "stable_diffusion.yaml"
@@ -66,15 +68,17 @@ def base_config(args: argparse.Namespace, model: str | None) -> dict:
     """The GPU sweep's trial config, for `--steps` steps with one eval at the end and a light final render."""
     base = read_yaml(GPU_SPEC)["base"]
     base.update(TINY if args.tiny else {})
-    base.update({
-        "prior": {"kind": "stable-diffusion", "model": model, "dtype": "float32" if args.cpu else "float16"},
-        "device": "cpu" if args.cpu else "cuda",
-        "scoring": {"model": str(WEIGHTS / "clip")},
-        "prompt": "a hamburger",
-        "steps": args.steps,
-        "checkpoint_every": args.steps,
-        "eval": {"every": args.steps, "views": 2, "turntable_frames": 2},
-    })
+    base.update(
+        {
+            "prior": {"kind": "stable-diffusion", "model": model, "dtype": "float32" if args.cpu else "float16"},
+            "device": "cpu" if args.cpu else "cuda",
+            "scoring": {"model": str(WEIGHTS / "clip")},
+            "prompt": "a hamburger",
+            "steps": args.steps,
+            "checkpoint_every": args.steps,
+            "eval": {"every": args.steps, "views": 2, "turntable_frames": 2},
+        }
+    )
     return base
 
 
@@ -82,8 +86,15 @@ def packing_spec(k: int, base: dict, cpu: bool) -> SweepSpec:
     """k trials, each asking for 1/k of the GPU (with --cpu: 1/k of this machine's CPUs, no GPU)."""
     cpus = os.cpu_count() or 1
     resources = {"cpu": cpus / k, "gpu": 0} if cpu else {"cpu": max(1, min(4, cpus // k)), "gpu": 1 / k}
-    spec = SweepSpec.model_validate({"name": f"packing-{k}", "base": base, "space": {"seed": {"grid": list(range(k))}},
-                                     "resources": resources, "max_failures": 0})
+    spec = SweepSpec.model_validate(
+        {
+            "name": f"packing-{k}",
+            "base": base,
+            "space": {"seed": {"grid": list(range(k))}},
+            "resources": resources,
+            "max_failures": 0,
+        }
+    )
     check_space(spec, f"packing-{k}")
     return spec
 
@@ -101,8 +112,10 @@ def run_packing(k: int, base: dict, args: argparse.Namespace, work: Path) -> tup
         raise SystemExit(f"packing {k}: the sweep did not finish: {[r.state for r in outcome.rows]}")
     tracker = outcome.launch.tracker
     runs = child_runs(tracker.uri, tracker.experiment_id, tracker.parent_run_id)
-    rates = [1000 / statistics.median(m.value for m in client(uri).get_metric_history(r.info.run_id, "step_ms"))
-             for r in runs]
+    rates = [
+        1000 / statistics.median(m.value for m in client(uri).get_metric_history(r.info.run_id, "step_ms"))
+        for r in runs
+    ]
     return rates, peak, runs[0].data.tags.get("df.prior", "?")
 
 
@@ -139,8 +152,10 @@ def main() -> int:
             memory = "n/a (CPU)" if peak is None else f"{peak:.2f} GiB"
             if k == PACKINGS[0]:
                 print(f"prior: {prior}")
-            print(f"k={k}  gpu per trial {1 / k:.2f}  steps/s per trial {' '.join(f'{r:.2f}' for r in rates)}  "
-                  f"total {totals[k]:.2f}  peak GPU memory {memory}")
+            print(
+                f"k={k}  gpu per trial {1 / k:.2f}  steps/s per trial {' '.join(f'{r:.2f}' for r in rates)}  "
+                f"total {totals[k]:.2f}  peak GPU memory {memory}"
+            )
     print("packing " + " ".join(f"steps_per_s_{k}={totals[k]:.2f}" for k in PACKINGS))
     return 0
 

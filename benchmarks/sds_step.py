@@ -15,9 +15,7 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -25,10 +23,10 @@ from dreamfusion.config.files import apply_overrides, build_trial_config
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.nerf.cameras import sample_cameras, sample_lights
 from dreamfusion.nerf.render import Lighting
-from dreamfusion.priors import load_prior
-from dreamfusion.scoring import load_scorer
-from dreamfusion.sds import guided_noise, sds
-from dreamfusion.trial import Trial
+from dreamfusion.priors.base import Prior, load_prior
+from dreamfusion.sds.guidance import guided_noise
+from dreamfusion.trial.state import TrialState
+from dreamfusion.trial.step import SDSStep
 
 
 def timed(fn, repeats: int) -> float:
@@ -41,53 +39,54 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def make_trial(cfg: TrialConfig, prior) -> Trial:
-    return Trial(cfg, prior, load_scorer("auto", prior.device, prior), Path(tempfile.mkdtemp()))
-
-
-def phase_times(trial: Trial, repeats: int) -> dict[str, float]:
+def phase_times(cfg: TrialConfig, prior: Prior, repeats: int) -> dict[str, float]:
     """Each unavoidable phase alone, on inputs shaped like a real step's."""
-    cfg, g, prior = trial.cfg, trial.generator, trial.prior
-    trial.occupancy.update(trial.field.density)  # as the first training step does
-    cams = sample_cameras(cfg.camera, cfg.render.views_per_step, g).to(trial.device)
-    light = Lighting("lambertian", sample_lights(cams, g).to(trial.device), cfg.render.ambient, cfg.render.diffuse)
+    state, step = TrialState(cfg, prior.device), SDSStep(cfg, prior)
+    g, device = state.generator, prior.device
+    state.occupancy.update(state.field.density)  # as the first training step does
+    cams = sample_cameras(cfg.camera, cfg.render.views_per_step, g).to(device)
+    light = Lighting("lambertian", sample_lights(cams, g).to(device), cfg.render.ambient, cfg.render.diffuse)
     b = cfg.render.views_per_step
 
     def render_fwd_bwd():
-        out = trial._render(cams, light, g, None, cfg.render.resolution, need_normals=cfg.reg.orientation > 0)
+        out = state.render(cams, light, g, None, need_normals=cfg.reg.orientation > 0)
         (out.rgb.sum() + out.orientation).backward()
-        trial.optim.zero_grad(set_to_none=True)
+        state.optim.zero_grad(set_to_none=True)
 
     with torch.no_grad():
-        x = prior.to_model_space(trial._render(cams, light, None, None, cfg.render.resolution, False).rgb)
+        x = prior.to_model_space(state.render(cams, light, None, None, False).rgb)
     emb = prior.text_embeddings([cfg.prompt] * b)
-    unc = trial.uncond.expand(b, *trial.uncond.shape[1:])
-    t = torch.full((b,), prior.num_train_timesteps // 2, dtype=torch.long, device=trial.device)
+    unc = step.uncond.expand(b, *step.uncond.shape[1:])
+    t = torch.full((b,), prior.num_train_timesteps // 2, dtype=torch.long, device=device)
     noise = torch.randn_like(x)
 
     def prior_cfg_forward():
         with torch.no_grad():
-            guided_noise(prior, x, t, emb, unc, cfg.sds)
+            guided_noise(prior, x, t, emb, unc, cfg.sds.guidance_scale, cfg.sds.guidance_convention)
 
     x_leaf = x.clone().requires_grad_(True)
 
     def sds_total():
-        sds(prior, x_leaf, t, emb, unc, cfg.sds, noise).loss.backward()
+        step.loss(prior, x_leaf, t, emb, unc, noise).loss.backward()
 
     def optimiser():
-        for p in trial.field.parameters():
+        for p in state.field.parameters():
             p.grad = torch.zeros_like(p)
-        trial.optim.step()
+        state.optim.step()
 
     render_ms, prior_ms = timed(render_fwd_bwd, repeats), timed(prior_cfg_forward, repeats)
-    return {"render fwd+bwd": render_ms, "prior CFG forward": prior_ms,
-            "SDS arithmetic": max(timed(sds_total, repeats) - prior_ms, 0.0), "optimiser": timed(optimiser, repeats)}
+    return {
+        "render fwd+bwd": render_ms,
+        "prior CFG forward": prior_ms,
+        "SDS arithmetic": max(timed(sds_total, repeats) - prior_ms, 0.0),
+        "optimiser": timed(optimiser, repeats),
+    }
 
 
-def step_ms(cfg: TrialConfig, prior, steps: int) -> float:
-    trial = make_trial(cfg, prior)
-    trial.train_step()  # warm-up
-    return timed(trial.train_step, steps)
+def step_ms(cfg: TrialConfig, prior: Prior, steps: int) -> float:
+    state, step = TrialState(cfg, prior.device), SDSStep(cfg, prior)
+    step(state)  # warm-up
+    return timed(lambda: step(state), steps)
 
 
 def main() -> None:
@@ -106,23 +105,27 @@ def main() -> None:
     if args.prior == "auto":
         cfg = cfg.model_copy(update={"prior": cfg.prior.model_copy(update={"kind": default_cpu_prior()})})
     prior = load_prior(cfg.prior, cfg.device)
-    phases = phase_times(make_trial(cfg, prior), args.steps)
+    phases = phase_times(cfg, prior, args.steps)
     sds_step = step_ms(cfg, prior, args.steps)
     jac_cfg = cfg.model_copy(update={"sds": cfg.sds.model_copy(update={"jacobian": True})})
     jac_step = step_ms(jac_cfg, prior, args.steps)
     floor = phases["render fwd+bwd"] + phases["prior CFG forward"]
 
     print(f"prior: {prior.describe()}")
-    print(f"nerf {cfg.nerf.size}, {cfg.render.resolution}px, {cfg.render.views_per_step} views/step, "
-          f"{cfg.render.samples_per_ray} samples/ray, {torch.get_num_threads()} thread(s), median of {args.steps}")
+    print(
+        f"nerf {cfg.nerf.size}, {cfg.render.resolution}px, {cfg.render.views_per_step} views/step, "
+        f"{cfg.render.samples_per_ray} samples/ray, {torch.get_num_threads()} thread(s), median of {args.steps}"
+    )
     print(f"{'phase':22s} {'ms':>8s}")
     for name, ms in phases.items():
         print(f"{name:22s} {ms:8.1f}")
     print(f"{'floor (render+prior)':22s} {floor:8.1f}")
     print(f"{'SDS step':22s} {sds_step:8.1f}")
     print(f"{'Jacobian step':22s} {jac_step:8.1f}")
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
-          + (f", CUDA peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if torch.cuda.is_available() else ""))
+    print(
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+        + (f", CUDA peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if torch.cuda.is_available() else "")
+    )
     print(f"step_over_floor={sds_step / floor:.3f} jacobian_over_sds={jac_step / sds_step:.3f} step_ms={sds_step:.1f}")
 
 

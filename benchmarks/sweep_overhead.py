@@ -27,17 +27,17 @@ from pathlib import Path
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from peak import PeakSampler  # noqa: E402
+import torch
+import yaml
+from peak import PeakSampler
 
-from dreamfusion.config.files import build_trial_config  # noqa: E402
-from dreamfusion.priors import load_prior  # noqa: E402
-from dreamfusion.scoring import load_scorer  # noqa: E402
-from dreamfusion.sweep.launch import launch_sweep  # noqa: E402
-from dreamfusion.sweep.spec import load_spec  # noqa: E402
-from dreamfusion.tracking import child_runs  # noqa: E402
-from dreamfusion.trial import run_trial  # noqa: E402
+from dreamfusion.config.files import build_trial_config
+from dreamfusion.priors.base import load_prior
+from dreamfusion.scoring.metrics import load_scorer
+from dreamfusion.sweep.launch import launch_sweep
+from dreamfusion.sweep.validate import load_spec
+from dreamfusion.tracking.runs import child_runs
+from dreamfusion.trial.loop import run_trial
 
 #: A mid-sized trial: the small NeRF at 32 px, one view per step, four evals (so four reports and checkpoints).
 BASE = {
@@ -111,9 +111,19 @@ def _rss_mb(pid: int) -> float:
 def sweep(steps: int, trials: int, cpu: float, slots: int, work: Path) -> dict[str, float]:
     """The same trials as a sweep: its wall, where the time went, prior loads per worker, peak RSS."""
     spec_path = work / "overhead.yaml"
-    spec_path.write_text(yaml.safe_dump({
-        "name": "overhead", "base": trial_base(steps), "space": {"seed": {"grid": list(range(trials))}},
-        "tune": {"max_concurrent_trials": slots}, "resources": {"cpu": cpu}, "max_failures": 0}, sort_keys=False))
+    spec_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "overhead",
+                "base": trial_base(steps),
+                "space": {"seed": {"grid": list(range(trials))}},
+                "tune": {"max_concurrent_trials": slots},
+                "resources": {"cpu": cpu},
+                "max_failures": 0,
+            },
+            sort_keys=False,
+        )
+    )
     spec = load_spec(spec_path)
     with PeakSampler(tree_rss_mb) as rss:
         started = time.time()
@@ -121,13 +131,19 @@ def sweep(steps: int, trials: int, cpu: float, slots: int, work: Path) -> dict[s
         ended = time.time()
     if not outcome.ok:
         raise SystemExit(f"the sweep did not finish: {[r.state for r in outcome.rows]}")
-    runs = child_runs(outcome.launch.tracker.uri, outcome.launch.tracker.experiment_id,
-                      outcome.launch.tracker.parent_run_id)
+    runs = child_runs(
+        outcome.launch.tracker.uri, outcome.launch.tracker.experiment_id, outcome.launch.tracker.parent_run_id
+    )
     starts = [r.info.start_time / 1000 for r in runs]
     ends = [r.info.end_time / 1000 for r in runs]
-    return {"wall": ended - started, "startup": min(starts) - started, "shutdown": ended - max(ends),
-            "trial_walls": [e - s for s, e in zip(starts, ends)], "prior_loads": _prior_loads(work),
-            "rss_mb": rss.peak}
+    return {
+        "wall": ended - started,
+        "startup": min(starts) - started,
+        "shutdown": ended - max(ends),
+        "trial_walls": [e - s for s, e in zip(starts, ends)],
+        "prior_loads": _prior_loads(work),
+        "rss_mb": rss.peak,
+    }
 
 
 def _prior_loads(work: Path) -> int:
@@ -152,8 +168,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dfs-bench-") as tmp:
         work = Path(tmp)
         started = time.perf_counter()
-        prior = load_prior(build_trial_config({}, "bench").prior, "cpu")
-        scorer = load_scorer("auto", "cpu", prior)
+        cfg = build_trial_config({}, "bench")
+        prior = load_prior(cfg.prior, "cpu")
+        scorer = load_scorer(cfg.scoring, prior.device, prior)
         load_s = time.perf_counter() - started
         steps = calibrate(args.trial_seconds, prior, scorer, work / "calibration")
         walls = sequential(steps, args.trials, prior, scorer, work / "sequential")
@@ -177,8 +194,10 @@ def main() -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    print(f"overhead_ratio={actual / ideal:.3f} per_trial_overhead_s={overhead:.2f} "
-          f"prior_loads={swept['prior_loads']} trials={args.trials}")
+    print(
+        f"overhead_ratio={actual / ideal:.3f} per_trial_overhead_s={overhead:.2f} "
+        f"prior_loads={swept['prior_loads']} trials={args.trials}"
+    )
 
 
 def _seconds(values: list[float]) -> str:

@@ -30,10 +30,10 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from dreamfusion.config.files import apply_overrides, build_trial_config
-from dreamfusion.priors import load_prior
-from dreamfusion.scoring import load_scorer
+from dreamfusion.priors.base import load_prior
+from dreamfusion.scoring.metrics import load_scorer
 from dreamfusion.toyworld import world
-from dreamfusion.trial import run_trial
+from dreamfusion.trial.loop import run_trial
 
 
 def stratified_prompts(n: int) -> list[str]:
@@ -109,19 +109,25 @@ def main() -> None:
 
     cfg = build_trial_config(apply_overrides({"device": "cpu"}, args.overrides), "--set")
     prior = load_prior(cfg.prior, cfg.device)
-    scorer = load_scorer(cfg.scoring.model, prior.device, prior)
+    scorer = load_scorer(cfg.scoring, prior.device, prior)
     print(f"prior: {prior.describe()}\nscorer: {scorer.name}\nout: {out}")
-    print(f"{'prompt':22s} {'gt R@1':>6s} {'colour':>6s} {'geom':>6s} {'gt_iou':>6s} {'col_err':>7s} "
-          f"{'CPU-min':>7s} {'wall s':>6s}", flush=True)
+    print(
+        f"{'prompt':22s} {'gt R@1':>6s} {'colour':>6s} {'geom':>6s} {'gt_iou':>6s} {'col_err':>7s} "
+        f"{'CPU-min':>7s} {'wall s':>6s}",
+        flush=True,
+    )
     results: dict[str, dict[str, float]] = {}
     views: list[tuple[str, Path]] = []
     for i, prompt in enumerate(prompts):
         trial_dir = out / f"{i:02d}"
         r = results[prompt] = run_one(prompt, args.seed, args.overrides, prior, scorer, trial_dir)
         views.append((prompt, trial_dir / "final" / "views.png"))
-        print(f"{prompt:22s} {r['gt_clip_r_precision']:6.3f} {r['clip_r_precision']:6.3f} "
-              f"{r['clip_r_precision_geometry']:6.3f} {r['gt_iou']:6.3f} {r['gt_colour_error']:7.3f} "
-              f"{r['cpu_min']:7.2f} {r['wall_s']:6.0f}", flush=True)
+        print(
+            f"{prompt:22s} {r['gt_clip_r_precision']:6.3f} {r['clip_r_precision']:6.3f} "
+            f"{r['clip_r_precision_geometry']:6.3f} {r['gt_iou']:6.3f} {r['gt_colour_error']:7.3f} "
+            f"{r['cpu_min']:7.2f} {r['wall_s']:6.0f}",
+            flush=True,
+        )
 
     sheet = contact_sheet(views, out / "trials.png", cfg.eval.views)
     m = means(results)
@@ -129,9 +135,11 @@ def main() -> None:
     for line in table(m, len(results), cfg.prior.kind, args.overrides):
         print(line)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; renders: {sheet}")
-    print(f"gt_r1={m['gt_clip_r_precision']:.3f} color_r1={m['clip_r_precision']:.3f} "
-          f"geometry_r1={m['clip_r_precision_geometry']:.3f} cpu_min_per_trial={m['cpu_min']:.2f} "
-          f"prompts={len(results)}")
+    print(
+        f"gt_r1={m['gt_clip_r_precision']:.3f} color_r1={m['clip_r_precision']:.3f} "
+        f"geometry_r1={m['clip_r_precision_geometry']:.3f} cpu_min_per_trial={m['cpu_min']:.2f} "
+        f"prompts={len(results)}"
+    )
 
 
 if __name__ == "__main__":

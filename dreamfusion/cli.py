@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import typer
 
@@ -17,12 +18,18 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Sweeps of text-to-3D Score Distillation Sampling on Ray Tune, tracked in MLflow.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Sweeps of text-to-3D Score Distillation Sampling on Ray Tune, tracked in MLflow.",
+)
 app.add_typer(toyworld_app, name="toyworld")
 
-STORAGE_HELP = ("Tune results root (default ./ray_results). On a multi-node cluster, storage every node reaches: "
-                "s3://BUCKET/PATH, gs://BUCKET/PATH, or file:///PATH on a filesystem every node mounts (NFS).")
+STORAGE_HELP = (
+    "Tune results root (default ./ray_results). On a multi-node cluster, storage every node reaches: "
+    "s3://BUCKET/PATH, gs://BUCKET/PATH, or file:///PATH on a filesystem every node mounts (NFS)."
+)
 URI_HELP = "MLflow tracking URI (default sqlite:///mlruns.db)."
 
 
@@ -53,21 +60,23 @@ def echo_err(message: str) -> None:
 @app.command()
 @user_errors
 def run(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Trial config YAML (the `base` schema)."),
-    prompt: Optional[str] = typer.Option(None, help="Text prompt (overrides the config)."),
-    steps: Optional[int] = typer.Option(None, help="Optimisation steps (overrides the config)."),
-    seed: Optional[int] = typer.Option(None, help="Random seed (overrides the config)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="Trial config YAML (the `base` schema)."),
+    prompt: str | None = typer.Option(None, help="Text prompt (overrides the config)."),
+    steps: int | None = typer.Option(None, help="Optimisation steps (overrides the config)."),
+    seed: int | None = typer.Option(None, help="Random seed (overrides the config)."),
     out: Path = typer.Option(Path("runs/trial"), help="Directory for renders, checkpoints and final artifacts."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key: --set sds.guidance_scale=50."),
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
-    tracking_uri: Optional[str] = typer.Option(None, help=URI_HELP),
+    tracking_uri: str | None = typer.Option(None, help=URI_HELP),
     no_tracking: bool = typer.Option(False, help="Do not log to MLflow."),
 ) -> None:
     """Run one SDS trial without Ray: optimise a NeRF for a prompt and write renders and metrics."""
     from dreamfusion.single import run_single
 
-    overrides = [*set_, *(f"{k}={v}" for k, v in (("prompt", prompt), ("steps", steps), ("seed", seed))
-                          if v is not None)]
+    overrides = [
+        *set_,
+        *(f"{k}={v}" for k, v in (("prompt", prompt), ("steps", steps), ("seed", seed)) if v is not None),
+    ]
     result = run_single(config, overrides, out, resume, tracking_uri, not no_tracking, echo_err)
     typer.echo(f"\ndone in {result.wall_s:.0f}s: " + "  ".join(f"{k}={v:.3f}" for k, v in result.metrics.items()))
     for name, path in result.artifacts.items():
@@ -77,7 +86,7 @@ def run(
 @app.command("config")
 @user_errors
 def show_config(
-    config: Optional[Path] = typer.Argument(None, help="A trial config YAML to check and print resolved."),
+    config: Path | None = typer.Argument(None, help="A trial config YAML to check and print resolved."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key."),
 ) -> None:
     """Print the trial config: every key with its default and meaning, or a file's resolved values."""
@@ -99,9 +108,15 @@ def priors() -> None:
         typer.echo(f"{kind}s ({how}):")
         for cls in components(kind):
             needs = cls.needs
-            notes = [n for n in ("GPU" if needs.gpu else "CPU",
-                                 f"prompts {needs.vocabulary.describe()}" if needs.vocabulary else "",
-                                 f"prior {needs.prior} only" if needs.prior else "") if n]
+            notes = [
+                n
+                for n in (
+                    "GPU" if needs.gpu else "CPU",
+                    f"only {needs.vocabulary.label}" if needs.vocabulary else "",
+                    f"prior {needs.prior} only" if needs.prior else "",
+                )
+                if n
+            ]
             typer.echo(f"  {cls.name:17s} {cls.summary} [{'; '.join(notes)}] v{cls.version}")
 
 
@@ -109,11 +124,14 @@ def priors() -> None:
 @user_errors
 def launch(
     spec: Path = typer.Argument(..., help="Sweep spec YAML, e.g. sweeps/smoke.yaml."),
-    set_: list[str] = typer.Option([], "--set", help="Override a spec key: --set tune.num_samples=4, "
-                                   "--set base.steps=100, --set space.seed.grid=[0,1,2]."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster: auto or ray://HOST:PORT (default: embedded)."),
-    tracking_uri: Optional[str] = typer.Option(None, help=URI_HELP),
-    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override a spec key: --set tune.num_samples=4, --set base.steps=100, --set space.seed.grid=[0,1,2].",
+    ),
+    address: str | None = typer.Option(None, help="Ray cluster: auto or ray://HOST:PORT (default: embedded)."),
+    tracking_uri: str | None = typer.Option(None, help=URI_HELP),
+    storage: str | None = typer.Option(None, help=STORAGE_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the expanded trial table and exit."),
 ) -> None:
     """Run a sweep on Ray Tune, every trial tracked in MLflow."""
@@ -151,8 +169,8 @@ def validate(
 @user_errors
 def resume(
     name: str = typer.Argument(..., help="Sweep name (its newest launch) or a launch directory."),
-    address: Optional[str] = typer.Option(None, help="Ray cluster: auto or ray://HOST:PORT (default: embedded)."),
-    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    address: str | None = typer.Option(None, help="Ray cluster: auto or ray://HOST:PORT (default: embedded)."),
+    storage: str | None = typer.Option(None, help=STORAGE_HELP),
 ) -> None:
     """Continue an interrupted sweep: finished trials stay, the rest go on from their checkpoints."""
     from dreamfusion.sweep.launch import resume_sweep
@@ -163,8 +181,8 @@ def resume(
 @app.command()
 @user_errors
 def status(
-    name: Optional[str] = typer.Argument(None, help="Sweep name; without it, every sweep under --storage."),
-    storage: Optional[str] = typer.Option(None, help=STORAGE_HELP),
+    name: str | None = typer.Argument(None, help="Sweep name; without it, every sweep under --storage."),
+    storage: str | None = typer.Option(None, help=STORAGE_HELP),
 ) -> None:
     """The trial table of a sweep (state, varied values, metric), from its stored Tune results."""
     from dreamfusion.sweep.results import status_lines
@@ -177,7 +195,7 @@ def status(
 def ui(
     port: int = typer.Option(5000, help="Port of the MLflow UI."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; keep 127.0.0.1 unless you mean to share it."),
-    tracking_uri: Optional[str] = typer.Option(None, help="The SQLite store (default sqlite:///mlruns.db)."),
+    tracking_uri: str | None = typer.Option(None, help="The SQLite store (default sqlite:///mlruns.db)."),
 ) -> None:
     """Serve the MLflow UI of the local store; Ctrl-C stops it."""
     from dreamfusion.tracking.server import serve_ui
@@ -193,8 +211,8 @@ def ui(
 def report(
     name: str = typer.Argument(..., help="Sweep name (the MLflow experiment)."),
     out: Path = typer.Option(Path("report"), help="Directory for report.html, report.md, CSVs and plots."),
-    tracking_uri: Optional[str] = typer.Option(None, help=URI_HELP),
-    launch_id: Optional[str] = typer.Option(None, "--launch", help="Only this launch (its parent run id)."),
+    tracking_uri: str | None = typer.Option(None, help=URI_HELP),
+    launch_id: str | None = typer.Option(None, "--launch", help="Only this launch (its parent run id)."),
 ) -> None:
     """Turn a sweep in MLflow into tables, plots and a render grid: report.html, report.md, trials.csv, curves.csv."""
     from analysis.report import report as write

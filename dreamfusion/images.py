@@ -22,14 +22,16 @@ def grid(images: Tensor, ncol: int, pad: int = 2) -> Image.Image:
     canvas = np.full((nrow * (h + pad) + pad, ncol * (w + pad) + pad, 3), 255, np.uint8)
     for i, im in enumerate(arr):
         r, c = divmod(i, ncol)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = im
+        canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = im
     return Image.fromarray(canvas)
 
 
 def upscale(image: Image.Image, min_side: int = 256) -> Image.Image:
     """Nearest-neighbour enlarge small renders so a 32 px view is visible in a browser or the MLflow UI."""
     factor = max(1, -(-min_side // min(image.size)))
-    return image.resize((image.width * factor, image.height * factor), Image.NEAREST) if factor > 1 else image
+    return (
+        image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST) if factor > 1 else image
+    )
 
 
 def save_grid(images: Tensor, path: Path, ncol: int) -> Path:

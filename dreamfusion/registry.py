@@ -17,9 +17,10 @@ the `df_sweep.components` entry point group, and any other module named in a tri
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Iterable, Protocol, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from dreamfusion.errors import ConfigError, first_line
 
@@ -53,6 +54,9 @@ ENTRY_POINT_GROUP = "df_sweep.components"
 
 class Vocabulary(Protocol):
     """A closed set of prompts a component can condition on (the toy world's 42 captions, say)."""
+
+    label: str
+    """A few words for catalogues: "the toy world's 42 prompts"."""
 
     def knows(self, prompt: str) -> bool: ...
 
@@ -171,8 +175,9 @@ def load_entry_points() -> None:
         try:
             entry.load()
         except ImportError as exc:
-            raise ConfigError(f"{ENTRY_POINT_GROUP} entry point {entry.name!r} ({entry.value}) cannot be imported: "
-                              f"{first_line(exc)}") from None
+            raise ConfigError(
+                f"{ENTRY_POINT_GROUP} entry point {entry.name!r} ({entry.value}) cannot be imported: {first_line(exc)}"
+            ) from None
 
 
 def _identity(cls: type) -> str:

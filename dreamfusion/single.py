@@ -7,8 +7,8 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from dreamfusion.config.files import load_trial_config
 from dreamfusion.config.schema import TrialConfig
@@ -28,8 +28,15 @@ from dreamfusion.trial.state import latest_checkpoint
 Echo = Callable[[str], None]
 
 
-def run_single(config: Path | None, overrides: list[str], out: Path, resume: bool, tracking_uri: str | None,
-               tracked: bool, echo: Echo) -> TrialResult:
+def run_single(
+    config: Path | None,
+    overrides: list[str],
+    out: Path,
+    resume: bool,
+    tracking_uri: str | None,
+    tracked: bool,
+    echo: Echo,
+) -> TrialResult:
     """Run one trial; user mistakes raise ConfigError before the prior loads (a bad URI costs no minutes)."""
     cfg = load_trial_config(config, quote_prompt(overrides))
     check_trial(cfg, str(config) if config else "--set")
@@ -71,8 +78,10 @@ class ConsoleProgress(TrialCallback):
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         if sys.stderr.isatty():
-            sys.stderr.write(f"\rstep {step}/{self.total}  loss {metrics['loss']:.4f}  t {metrics['t']:.0f}  "
-                             f"{metrics['step_ms']:.0f} ms/step")
+            sys.stderr.write(
+                f"\rstep {step}/{self.total}  loss {metrics['loss']:.4f}  t {metrics['t']:.0f}  "
+                f"{metrics['step_ms']:.0f} ms/step"
+            )
 
     def on_eval(self, step: int, metrics: dict[str, float], render_path: Path, checkpoint: Path | None) -> None:
         shown = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())

@@ -19,16 +19,22 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from sweep_helpers import tests_on_path, worker_runtime_env
 
 #: What every process of the cluster tests runs with: no auth token, no telemetry, no hub.
-QUIET = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0", "MLFLOW_DISABLE_TELEMETRY": "true",
-         "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+QUIET = {
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "HF_HUB_OFFLINE": "1",
+    "PYTHONUNBUFFERED": "1",
+}
 #: The head declares a lost node dead after 3 missed 1 s health checks, not Ray's default 5 x 3 s.
 FAST_NODE_DEATH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
 BIN = Path(sys.executable).parent
@@ -94,11 +100,19 @@ class Service:
     log: Path
 
     @classmethod
-    def start(cls, name: str, command: list[str], log: Path, env: dict[str, str] | None = None,
-              cwd: Path | None = None) -> Service:
+    def start(
+        cls, name: str, command: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> Service:
         with log.open("ab") as out:
-            proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, **QUIET, **(env or {})}, cwd=cwd, start_new_session=True)
+            proc = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **QUIET, **(env or {})},
+                cwd=cwd,
+                start_new_session=True,
+            )
         return cls(name, proc, log)
 
     @property
@@ -165,18 +179,36 @@ class RayCluster:
 
     def start(self) -> None:
         head_dir = short_dir("h", self.short)
-        self.head = Service.start("ray head", [str(BIN / "ray"), "start", "--head", f"--port={self.port}",
-                                               "--include-dashboard=false", *self._node_flags(head_dir)],
-                                  self.root / "ray-head.log", FAST_NODE_DEATH)
+        self.head = Service.start(
+            "ray head",
+            [
+                str(BIN / "ray"),
+                "start",
+                "--head",
+                f"--port={self.port}",
+                "--include-dashboard=false",
+                *self._node_flags(head_dir),
+            ],
+            self.root / "ray-head.log",
+            FAST_NODE_DEATH,
+        )
         self.wait_nodes(1)
         self.start_node2()
 
     def start_node2(self) -> None:
         self.node2_dir = short_dir("n", self.short)
-        self.node2 = Service.start("ray node2", [str(BIN / "ray"), "start", f"--address={self.address}",
-                                                 "--resources", json.dumps({"node2": 1}),
-                                                 *self._node_flags(self.node2_dir)],
-                                   self.root / "ray-node2.log")
+        self.node2 = Service.start(
+            "ray node2",
+            [
+                str(BIN / "ray"),
+                "start",
+                f"--address={self.address}",
+                "--resources",
+                json.dumps({"node2": 1}),
+                *self._node_flags(self.node2_dir),
+            ],
+            self.root / "ray-node2.log",
+        )
         self.wait_nodes(2)
 
     def ensure_node2(self) -> None:
@@ -187,8 +219,15 @@ class RayCluster:
     def _node_flags(self, temp_dir: Path) -> list[str]:
         """One CPU, no GPU, everything on 127.0.0.1 and in `temp_dir`, in the foreground (so that its session
         holds every process it starts); each node's dashboard agent on a port of its own."""
-        return ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats",
-                f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={temp_dir}", "--block"]
+        return [
+            "--node-ip-address=127.0.0.1",
+            "--num-cpus=1",
+            "--num-gpus=0",
+            "--disable-usage-stats",
+            f"--dashboard-agent-listen-port={free_port()}",
+            f"--temp-dir={temp_dir}",
+            "--block",
+        ]
 
     def nodes(self) -> dict[str, str]:
         """node id (hex) → its temp dir, of the nodes the head sees alive."""
@@ -196,7 +235,8 @@ class RayCluster:
         from ray.core.generated.gcs_pb2 import GcsNodeInfo
 
         alive = GcsClient(address=self.address).get_all_node_info(
-            timeout=10, state_filter=GcsNodeInfo.GcsNodeState.ALIVE)
+            timeout=10, state_filter=GcsNodeInfo.GcsNodeState.ALIVE
+        )
         return {info.node_id.hex(): info.temp_dir for info in alive.values()}
 
     def node2_id(self) -> str:
@@ -244,12 +284,31 @@ def start_postgres(root: Path, short: Path, bin_dir: Path) -> tuple[Service, str
     data = short_dir("pg", short)
     if os.geteuid() == 0:
         shutil.chown(data, "postgres", "postgres")
-    subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust",
-                                 "--no-sync"]), check=True, capture_output=True)
+    subprocess.run(
+        _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust", "--no-sync"]),
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
-    server = Service.start("postgres", _as_postgres([str(bin_dir / "postgres"), "-D", str(data), "-p", str(port),
-                                                     "-h", "127.0.0.1", "-k", "", "-c", "fsync=off"]),
-                           root / "postgres.log")
+    server = Service.start(
+        "postgres",
+        _as_postgres(
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-h",
+                "127.0.0.1",
+                "-k",
+                "",
+                "-c",
+                "fsync=off",
+            ]
+        ),
+        root / "postgres.log",
+    )
     ready = [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow"]
     wait_until("postgres", lambda: subprocess.run(ready, capture_output=True).returncode == 0, 60)
     # psycopg2 named: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3
@@ -271,10 +330,25 @@ def backend_store(root: Path, short: Path) -> tuple[Service | None, str]:
 def start_mlflow(root: Path, backend_uri: str) -> tuple[Service, str]:
     """`mlflow server` with the lean settings (one worker, no job consumers), proxying artifacts over HTTP."""
     port = free_port()
-    server = Service.start("mlflow server", [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-                                             "--workers", "1", "--backend-store-uri", backend_uri,
-                                             "--artifacts-destination", str(root / "mlartifacts")],
-                           root / "mlflow.log", {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+    server = Service.start(
+        "mlflow server",
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            backend_uri,
+            "--artifacts-destination",
+            str(root / "mlartifacts"),
+        ],
+        root / "mlflow.log",
+        {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+    )
     url = f"http://127.0.0.1:{port}"
     wait_for_http(f"{url}/health", server)
     return server, url
@@ -295,9 +369,11 @@ def runtime_env_hook(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
 def df_sweep(args: list[str], cwd: Path, hook: str, worker_env: dict[str, str]) -> Service:
     """`df-sweep ARGS` in a process of its own (a driver a test can SIGKILL), logging to `cwd`; the workers of
     its trials run the worker setup hook `hook` (a dotted name in tests/) with `worker_env`."""
-    env = {"RAY_RUNTIME_ENV_HOOK": "cluster_helpers.runtime_env_hook",
-           "DF_TEST_RUNTIME_ENV": json.dumps(worker_runtime_env(hook, worker_env)),
-           "PYTHONPATH": tests_on_path()}
+    env = {
+        "RAY_RUNTIME_ENV_HOOK": "cluster_helpers.runtime_env_hook",
+        "DF_TEST_RUNTIME_ENV": json.dumps(worker_runtime_env(hook, worker_env)),
+        "PYTHONPATH": tests_on_path(),
+    }
     log = cwd / f"df-sweep-{args[0]}-{time.monotonic_ns()}.log"
     return Service.start(f"df-sweep {args[0]}", [str(BIN / "df-sweep"), *args], log, env, cwd)
 
@@ -334,14 +410,25 @@ class Stack:
     def launch(self, spec: Path, markers: Path, **faults: str) -> Service:
         """`df-sweep launch SPEC` against the cluster and the server; `faults` go to `faulty_world` as
         DF_TEST_<NAME> (hold_seeds="0,1"; nan_prompt="a red cube" for the `test-nan-prompt` prior)."""
-        args = ["launch", str(spec), "--address", self.ray.address, "--tracking-uri", self.tracking_uri,
-                "--storage", self.storage]
+        args = [
+            "launch",
+            str(spec),
+            "--address",
+            self.ray.address,
+            "--tracking-uri",
+            self.tracking_uri,
+            "--storage",
+            self.storage,
+        ]
         return self.driver(args, markers, **faults)
 
     def driver(self, args: list[str], markers: Path, **faults: str) -> Service:
         markers.mkdir(parents=True, exist_ok=True)
-        env = {"DF_SWEEP_CACHE": str(self.root / "cache"), "DF_TEST_MARKERS": str(markers),
-               **{f"DF_TEST_{k.upper()}": v for k, v in faults.items()}}
+        env = {
+            "DF_SWEEP_CACHE": str(self.root / "cache"),
+            "DF_TEST_MARKERS": str(markers),
+            **{f"DF_TEST_{k.upper()}": v for k, v in faults.items()},
+        }
         self.drivers.append(df_sweep(args, markers, "sweep_helpers.faulty_world", env))
         return self.drivers[-1]
 

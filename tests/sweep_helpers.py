@@ -12,9 +12,10 @@ import functools
 import json
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import yaml
@@ -36,6 +37,22 @@ TINY_BASE: dict[str, Any] = {
     "render": {"resolution": 16, "samples_per_ray": 16, "views_per_step": 1},
     "eval": {"every": 4, "views": 2, "turntable_frames": 2},
 }
+
+
+def set_args(**dotted: object) -> list[str]:
+    """`--set k=v` arguments of a CLI call, from keyword arguments whose `__` stands for a dot."""
+    return [arg for key, value in dotted.items() for arg in ("--set", f"{key.replace('__', '.')}={value}")]
+
+
+#: The TINY_BASE trial as `df-sweep run` overrides (what a CLI test runs on the default toyworld prior).
+TINY_RUN = set_args(
+    nerf__size="tiny",
+    render__resolution=16,
+    render__samples_per_ray=16,
+    render__views_per_step=1,
+    eval__views=2,
+    eval__turntable_frames=2,
+)
 
 
 def small_world() -> None:
@@ -144,7 +161,9 @@ def local_ray(root: Path, hook: str = "sweep_helpers.small_world", env: dict[str
 
 
 @contextmanager
-def sweep_workdir(path: Path, hook: str = "sweep_helpers.small_world", env: dict[str, str] | None = None) -> Iterator[Path]:
+def sweep_workdir(
+    path: Path, hook: str = "sweep_helpers.small_world", env: dict[str, str] | None = None
+) -> Iterator[Path]:
     """A test module's working directory, as a user's shell would have it: the cwd (so `mlruns.db` and
     `ray_results` land there by default), no MLFLOW_TRACKING_URI inherited, and the module's one local Ray."""
     import pytest

@@ -13,15 +13,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
-from diffusers import (  # noqa: E402
+import torch
+from diffusers import (
     AutoencoderKL,
     DDPMScheduler,
     IFPipeline,
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
-from transformers import (  # noqa: E402
+from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
     CLIPTokenizer,
@@ -89,7 +89,7 @@ def _tiny_clip_tokenizer(vocab_dir: Path) -> CLIPTokenizer:
     """Byte-level BPE over letters plus a few whole words, written as vocab.json + merges.txt like a real CLIP vocab."""
     vocab_dir.mkdir(parents=True, exist_ok=True)
     tokens = ["<|startoftext|>", "<|endoftext|>"]
-    tokens += [c for c in string.ascii_lowercase + ","] + [c + "</w>" for c in string.ascii_lowercase + ","]
+    tokens += list(string.ascii_lowercase + ",") + [c + "</w>" for c in string.ascii_lowercase + ","]
     merges: list[str] = []
     for word in WORDS:
         merges += _bpe_merges(word, tokens)

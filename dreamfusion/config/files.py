@@ -4,6 +4,7 @@ params) view, and the commented reference `df-sweep config` prints."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def build_trial_config(data: dict[str, Any], source: str, prefix: str = "") -> T
         raise ConfigError(describe_error(err, source, prefix)) from None
 
 
-def load_trial_config(path: str | Path | None, overrides: list[str] = ()) -> TrialConfig:
+def load_trial_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrialConfig:
     """The config of `df-sweep run`: an optional YAML file, then `--set` overrides, validated as one."""
     data = read_yaml(path) if path else {}
     source = str(path) if path else "--set"

@@ -24,8 +24,9 @@ from dreamfusion import registry
 class Schema(BaseModel):
     """Base for every config block: unknown keys are errors, assignments are validated, floats are finite."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True,
-                              allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )
 
 
 def _registered(kind: str):
@@ -36,24 +37,33 @@ def _registered(kind: str):
     return check
 
 
-def component(kind: str) -> Any:
-    """The type of a field that names a registered component of `kind`."""
-    return Annotated[str, AfterValidator(_registered(kind)), Field(json_schema_extra={"component": kind})]
+def _marks(kind: str) -> Any:
+    """The field metadata `df-sweep config` reads to list the registered names of a component field."""
+    return Field(json_schema_extra={"component": kind})
 
 
-PriorName = component("prior")
-ScheduleName = component("schedule")
-WeightingName = component("weighting")
-LossName = component("loss")
-EvaluatorName = component("evaluator")
+# The types of the fields that name a registered component.
+PriorName = Annotated[str, AfterValidator(_registered("prior")), _marks("prior")]
+ScheduleName = Annotated[str, AfterValidator(_registered("schedule")), _marks("schedule")]
+WeightingName = Annotated[str, AfterValidator(_registered("weighting")), _marks("weighting")]
+LossName = Annotated[str, AfterValidator(_registered("loss")), _marks("loss")]
+EvaluatorName = Annotated[str, AfterValidator(_registered("evaluator")), _marks("evaluator")]
 
 
 # The NeRF size presets. Parameter counts per preset are in the README table and checked by tests.
 NERF_PRESETS: dict[str, dict[str, int]] = {
-    "tiny": dict(grid_levels=2, grid_base_resolution=8, grid_max_resolution=16, grid_features=2, mlp_width=16, mlp_depth=1),
-    "small": dict(grid_levels=3, grid_base_resolution=8, grid_max_resolution=32, grid_features=4, mlp_width=32, mlp_depth=1),
-    "medium": dict(grid_levels=4, grid_base_resolution=16, grid_max_resolution=64, grid_features=4, mlp_width=64, mlp_depth=2),
-    "large": dict(grid_levels=5, grid_base_resolution=16, grid_max_resolution=128, grid_features=8, mlp_width=64, mlp_depth=2),
+    "tiny": dict(
+        grid_levels=2, grid_base_resolution=8, grid_max_resolution=16, grid_features=2, mlp_width=16, mlp_depth=1
+    ),
+    "small": dict(
+        grid_levels=3, grid_base_resolution=8, grid_max_resolution=32, grid_features=4, mlp_width=32, mlp_depth=1
+    ),
+    "medium": dict(
+        grid_levels=4, grid_base_resolution=16, grid_max_resolution=64, grid_features=4, mlp_width=64, mlp_depth=2
+    ),
+    "large": dict(
+        grid_levels=5, grid_base_resolution=16, grid_max_resolution=128, grid_features=8, mlp_width=64, mlp_depth=2
+    ),
 }
 
 
@@ -260,8 +270,9 @@ class PriorConfig(Schema):
         claims = {cls.name: cls.claims(data) for cls in registry.components("prior")}
         best = max(claims, key=lambda name: claims[name])
         if claims[best] == 0:
-            raise ValueError(f"{data!r} is neither a registered prior ({', '.join(claims)}) nor a checkpoint "
-                             f"one of them loads")
+            raise ValueError(
+                f"{data!r} is neither a registered prior ({', '.join(claims)}) nor a checkpoint one of them loads"
+            )
         return {"kind": best, "model": data}
 
 
@@ -323,6 +334,8 @@ class TrialConfig(Schema):
     @model_validator(mode="after")
     def _checkpoints_at_evals(self) -> TrialConfig:
         if self.checkpoint_every % self.eval.every:
-            raise ValueError(f"checkpoint_every ({self.checkpoint_every}) must be a multiple of eval.every "
-                             f"({self.eval.every}): checkpoints are saved at evaluations")
+            raise ValueError(
+                f"checkpoint_every ({self.checkpoint_every}) must be a multiple of eval.every "
+                f"({self.eval.every}): checkpoints are saved at evaluations"
+            )
         return self

@@ -4,8 +4,9 @@ metrics (their names and which direction is better), so specs, trackers and repo
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from torch import Tensor
 
@@ -63,8 +64,11 @@ class Evaluator(registry.Component, abc.ABC):
 def make_evaluators(cfg: TrialConfig, scorer: Scorer) -> list[Evaluator]:
     """The evaluators `eval.evaluators` names, or every registered one that applies to the trial."""
     names = cfg.eval.evaluators
-    classes = [registry.find("evaluator", n) for n in names] if names is not None else \
-        [c for c in registry.components("evaluator") if c.applies(cfg)]
+    classes = (
+        [registry.find("evaluator", n) for n in names]
+        if names is not None
+        else [c for c in registry.components("evaluator") if c.applies(cfg)]
+    )
     return [cls(cfg, scorer) for cls in classes]
 
 

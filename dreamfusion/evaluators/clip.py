@@ -18,5 +18,4 @@ class ClipMetrics(Evaluator):
     }
 
     def evaluate(self, views: EvalViews) -> dict[str, float]:
-        return score_views(self.scorer, views.colour.rgb, views.geometry.rgb, self.cfg.prompt,
-                           self.cfg.eval.prompt_set)
+        return score_views(self.scorer, views.colour.rgb, views.geometry.rgb, self.cfg.prompt, self.cfg.eval.prompt_set)

@@ -53,12 +53,21 @@ class HashGridEncoding(nn.Module):
         try:
             import tinycudann as tcnn
         except ImportError:
-            raise ConfigError("nerf.encoding: hash_grid needs the tinycudann package on a CUDA GPU; use dense_grid") from None
+            raise ConfigError(
+                "nerf.encoding: hash_grid needs the tinycudann package on a CUDA GPU; use dense_grid"
+            ) from None
         growth = (cfg.grid_max_resolution / cfg.grid_base_resolution) ** (1 / max(cfg.grid_levels - 1, 1))
-        self.encoding = tcnn.Encoding(3, {
-            "otype": "HashGrid", "n_levels": cfg.grid_levels, "n_features_per_level": cfg.grid_features,
-            "log2_hashmap_size": 19, "base_resolution": cfg.grid_base_resolution, "per_level_scale": growth,
-        })
+        self.encoding = tcnn.Encoding(
+            3,
+            {
+                "otype": "HashGrid",
+                "n_levels": cfg.grid_levels,
+                "n_features_per_level": cfg.grid_features,
+                "log2_hashmap_size": 19,
+                "base_resolution": cfg.grid_base_resolution,
+                "per_level_scale": growth,
+            },
+        )
         self.out_dim = cfg.grid_features * cfg.grid_levels
 
     def forward(self, x: Tensor) -> Tensor:

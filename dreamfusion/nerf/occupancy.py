@@ -7,7 +7,7 @@ only on samples that can deposit weight.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +67,7 @@ def shade(albedo: Tensor, normals: Tensor | None, points: Tensor, light: Lightin
     """Colour at each sample: albedo [R, S, 3], normals [R, S, 3], points [R, S, 3], view index of each ray [R]."""
     if light.shading == "albedo":
         return albedo
+    assert light.light_position is not None and normals is not None, "lit shading needs a light and normals"
     to_light = safe_normalize(light.light_position[view][:, None, :] - points)  # [R, S, 3]
     lit = light.ambient + light.diffuse * (normals * to_light).sum(-1, keepdim=True).clamp_min(0)  # [R, S, 1]
     if light.shading == "textureless":
@@ -81,10 +82,19 @@ def composite(sigma: Tensor, delta: Tensor) -> Tensor:
     return alpha * trans
 
 
-def render(field: FieldFn, background: BackgroundFn, cams: Cameras, resolution: int, samples: int,
-           light: Lighting, generator: torch.Generator | None = None, bg_color: Tensor | None = None,
-           normal_step: float = 1 / 64, need_normals: bool = True,
-           occupancy: OccupancyGrid | None = None) -> RenderOutput:
+def render(
+    field: FieldFn,
+    background: BackgroundFn,
+    cams: Cameras,
+    resolution: int,
+    samples: int,
+    light: Lighting,
+    generator: torch.Generator | None = None,
+    bg_color: Tensor | None = None,
+    normal_step: float = 1 / 64,
+    need_normals: bool = True,
+    occupancy: OccupancyGrid | None = None,
+) -> RenderOutput:
     b, hw = len(cams), resolution * resolution
     origins, dirs = (x.reshape(-1, 3) for x in rays(cams, resolution))  # [R, 3], R = B·H·W
     near, far = ray_sphere(origins, dirs)
@@ -117,12 +127,12 @@ def _sparse_field(field: FieldFn, x: Tensor, occupancy: OccupancyGrid | None) ->
         return field(x)
     active = torch.nonzero(occupancy.query(x)).squeeze(1)  # [M]
     sigma, albedo = field(x[active])
-    return (x.new_zeros(x.shape[0]).index_copy(0, active, sigma),
-            x.new_zeros(x.shape).index_copy(0, active, albedo))
+    return (x.new_zeros(x.shape[0]).index_copy(0, active, sigma), x.new_zeros(x.shape).index_copy(0, active, albedo))
 
 
-def _visible_normals(field: FieldFn, x: Tensor, sigma: Tensor, weight: Tensor, h: float,
-                     threshold: float = 1e-4) -> Tensor:
+def _visible_normals(
+    field: FieldFn, x: Tensor, sigma: Tensor, weight: Tensor, h: float, threshold: float = 1e-4
+) -> Tensor:
     """Normals [N, 3] at the samples that contribute to a pixel (weight > threshold), zero elsewhere.
 
     Finite differences cost three field reads per sample; most samples of a ray lie in empty space, so computing
@@ -133,7 +143,7 @@ def _visible_normals(field: FieldFn, x: Tensor, sigma: Tensor, weight: Tensor, h
     normals = x.new_zeros(x.shape)
     if active.numel() == 0:
         return normals
-    density = lambda pts: field(pts)[0]  # noqa: E731 - the field's σ alone
+    density = lambda pts: field(pts)[0]
     return normals.index_copy(0, active, finite_difference_normals(density, x[active], sigma[active], h))
 
 
@@ -158,5 +168,6 @@ def resize(images: Tensor, size: int) -> Tensor:
     """[B, C, H, W] → [B, C, size, size], antialiased when shrinking."""
     if images.shape[-1] == size:
         return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=images.shape[-1] > size)
+    return F.interpolate(
+        images, size=(size, size), mode="bilinear", align_corners=False, antialias=images.shape[-1] > size
+    )

@@ -8,7 +8,7 @@ a registered component: `prior.kind` names it, and its class says what can be ch
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -85,8 +85,9 @@ class Prior(registry.Component, abc.ABC):
         return self.name
 
 
-def freeze(module: torch.nn.Module) -> torch.nn.Module:
-    """Eval mode and no parameter requires grad: a prior is never trained by SDS."""
+def freeze(module: Any, device: torch.device) -> Any:
+    """On `device`, in eval mode, and no parameter requires grad: a prior is never trained by SDS."""
+    module = module.to(device)
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)

@@ -6,6 +6,8 @@ model of the original DreamFusion paper, whose closest open counterpart IF stage
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -47,9 +49,13 @@ class DeepFloydIFPrior(DiffusersPrior):
         self.dtype = dtype
         # Weights first: a wrong path or hub id fails here, whereas a transformers 5 tokenizer with no files
         # silently falls back to an empty vocabulary.
-        self.unet = freeze(UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=dtype).to(device))
-        self.text_encoder = freeze(
-            T5EncoderModel.from_pretrained(model, subfolder="text_encoder", **transformers_dtype(dtype)).to(device)
+        self.unet: Any = freeze(
+            UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=dtype),
+            device,
+        )
+        self.text_encoder: Any = freeze(
+            T5EncoderModel.from_pretrained(model, subfolder="text_encoder", **transformers_dtype(dtype)),
+            device,
         )
         self.tokenizer = T5Tokenizer.from_pretrained(model, subfolder="tokenizer")
         scheduler = DDPMScheduler.from_pretrained(model, subfolder="scheduler")
@@ -87,6 +93,7 @@ class DeepFloydIFPrior(DiffusersPrior):
         s = self.image_size
         params = parameter_count(self.unet, self.text_encoder)
         return (
-            f"{self.name}:{self.model}: pixel space 3×{s}×{s}, T5 text {MAX_TOKENS}×{self.text_encoder.config.d_model}, "
+            f"{self.name}:{self.model}: pixel space 3×{s}×{s}, "
+            f"T5 text {MAX_TOKENS}×{self.text_encoder.config.d_model}, "
             f"{params / 1e6:.1f}M params, T={self.num_train_timesteps}, {dtype_name(self.dtype)} on {self.device}"
         )

@@ -6,6 +6,8 @@ fits the prior. The VAE encoder stays on the autograd path: SDS's gradient reach
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -45,10 +47,14 @@ class StableDiffusionPrior(DiffusersPrior):
         self.dtype = dtype
         # Weights first: a wrong path or hub id fails here, whereas a transformers 5 tokenizer with no files
         # silently falls back to an empty vocabulary.
-        self.unet = freeze(UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=dtype).to(device))
-        self.vae = freeze(AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=dtype).to(device))
-        self.text_encoder = freeze(
-            CLIPTextModel.from_pretrained(model, subfolder="text_encoder", **transformers_dtype(dtype)).to(device)
+        self.unet: Any = freeze(
+            UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=dtype),
+            device,
+        )
+        self.vae: Any = freeze(AutoencoderKL.from_pretrained(model, subfolder="vae", torch_dtype=dtype), device)
+        self.text_encoder: Any = freeze(
+            CLIPTextModel.from_pretrained(model, subfolder="text_encoder", **transformers_dtype(dtype)),
+            device,
         )
         self.tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
         scheduler = DDPMScheduler.from_pretrained(model, subfolder="scheduler")

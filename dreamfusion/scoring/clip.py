@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +12,7 @@ from torch import Tensor
 
 from dreamfusion import registry
 from dreamfusion.errors import ConfigError, first_line
-from dreamfusion.priors.base import Prior
+from dreamfusion.priors.base import Prior, freeze
 from dreamfusion.scoring.metrics import Scorer
 
 #: The checkpoint `scoring.model: auto` falls back to for the diffusers priors (the model DreamFusion reports with).
@@ -39,11 +40,10 @@ class CLIPScorer(Scorer):
         self.model_name = model
         self.device = torch.device(device)
         try:
-            self.model = CLIPModel.from_pretrained(model).to(self.device).eval()
+            self.model: Any = freeze(CLIPModel.from_pretrained(model), self.device)
             self.tokenizer = AutoTokenizer.from_pretrained(model)
         except Exception as exc:  # hub, file-system and format errors all mean the same thing to the user
             raise ConfigError(f"scoring.model: cannot load CLIP model {model!r}: {first_line(exc)}") from None
-        self.model.requires_grad_(False)
         self.image_size = int(self.model.config.vision_config.image_size)
         mean, std = _image_normalisation(model)
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
@@ -96,7 +96,7 @@ class CLIPScorer(Scorer):
         return torch.stack([self._text[p] for p in prompts])
 
 
-def _as_tensor(features: Tensor | object) -> Tensor:
+def _as_tensor(features: Any) -> Tensor:
     """transformers 5 returns an output object whose pooler_output is the projected embedding; 4.x a tensor."""
     return features if isinstance(features, Tensor) else features.pooler_output
 

@@ -143,7 +143,7 @@ def _with_prompt(prompt: str, prompt_set: list[str]) -> list[str]:
 def load_scorer(cfg: ScoringConfig, device: torch.device, prior: Prior) -> Scorer:
     """The scorer `scoring.model` names, loaded for the trial's prior."""
     cls, model = scorer_class(cfg, type(prior))
-    check_pairing(cls, type(prior).name)
+    check_pairing(cls, type(prior))
     return cls.load(model, device, prior)
 
 
@@ -157,9 +157,11 @@ def scorer_class(cfg: ScoringConfig, prior: type[Prior]) -> tuple[type[Scorer], 
     return registry.find("scorer", "clip"), cfg.model
 
 
-def check_pairing(scorer: type[Scorer], prior: str) -> None:
-    """A scorer that reads its prior's own data works with that prior only."""
+def check_pairing(scorer: type[Scorer], prior: type[Prior]) -> None:
+    """A scorer that reads its prior's own data works with that prior (or a subclass of it) only."""
     wanted = scorer.needs.prior
-    if wanted is not None and wanted != prior:
-        raise ConfigError(f"scoring.model: {scorer.name} scores with the {wanted} prior's own data; expected "
-                          f"auto or a CLIP model with prior {prior}")
+    if wanted is not None and not issubclass(prior, registry.find("prior", wanted)):
+        raise ConfigError(
+            f"scoring.model: {scorer.name} scores with the {wanted} prior's own data; expected "
+            f"auto or a CLIP model with prior {prior.name}"
+        )

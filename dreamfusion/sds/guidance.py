@@ -22,8 +22,9 @@ def predict_pair(prior: Prior, z_t: Tensor, t: Tensor, emb_cond: Tensor, emb_unc
     return eps_u, eps_c
 
 
-def guided_noise(prior: Prior, z_t: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor, scale: float,
-                 convention: str) -> Tensor:
+def guided_noise(
+    prior: Prior, z_t: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor, scale: float, convention: str
+) -> Tensor:
     """Classifier-free guided ε̂ [B, C, h, w]."""
     eps_u, eps_c = predict_pair(prior, z_t, t, emb_cond, emb_uncond)
     s = guidance_multiplier(scale, convention)

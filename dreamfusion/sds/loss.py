@@ -33,8 +33,9 @@ class Loss(registry.Component, abc.ABC):
         self.weight: Weighting = make_weighting(cfg.weighting)
 
     @abc.abstractmethod
-    def __call__(self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor,
-                 noise: Tensor) -> SDSOutput:
+    def __call__(
+        self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor, noise: Tensor
+    ) -> SDSOutput:
         """x [B, C, h, w] in model space (requires grad), t [B] long, text embeddings [B, ...], noise ε like x."""
 
 

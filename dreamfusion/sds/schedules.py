@@ -117,10 +117,16 @@ def dreamtime_tail(cfg: TimestepConfig, num_train_timesteps: int) -> Tensor:
 @registry.register
 class DreamTime(Schedule):
     name = "dreamtime"
-    summary = ("deterministic, non-increasing: where the tail mass of DreamTime's plateau weight reaches i/N "
-               "(Huang et al. 2023)")
-    options = ("sds.timesteps.dreamtime_m1", "sds.timesteps.dreamtime_m2", "sds.timesteps.dreamtime_s1",
-               "sds.timesteps.dreamtime_s2")
+    summary = (
+        "deterministic, non-increasing: where the tail mass of DreamTime's plateau weight reaches i/N "
+        "(Huang et al. 2023)"
+    )
+    options = (
+        "sds.timesteps.dreamtime_m1",
+        "sds.timesteps.dreamtime_m2",
+        "sds.timesteps.dreamtime_s1",
+        "sds.timesteps.dreamtime_s2",
+    )
 
     def __init__(self, cfg: TimestepConfig, total: int, alphas_cumprod: Tensor, seed: int) -> None:
         super().__init__(cfg, total, alphas_cumprod, seed)

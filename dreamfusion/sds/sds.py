@@ -23,8 +23,9 @@ class SDS(Loss):
     summary = "DreamFusion's score distillation w(t)(ε̂ − ε) (Poole et al. 2023, eq. 3); `sds.jacobian` ablates it"
     options = ("sds.baseline", "sds.jacobian")
 
-    def __call__(self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor,
-                 noise: Tensor) -> SDSOutput:
+    def __call__(
+        self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor, noise: Tensor
+    ) -> SDSOutput:
         if self.cfg.jacobian:
             return self.diffusion_loss(prior, x, t, emb_cond, emb_uncond, noise)
         cfg = self.cfg
@@ -39,8 +40,9 @@ class SDS(Loss):
         grad = torch.nan_to_num(grad)
         return SDSOutput(loss=inject(x, grad), grad=grad, eps_hat=eps_hat)
 
-    def diffusion_loss(self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor,
-                       noise: Tensor) -> SDSOutput:
+    def diffusion_loss(
+        self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor, noise: Tensor
+    ) -> SDSOutput:
         """The ablation SDS simplifies: w(t)‖ε̂(z_t) − ε‖²/2 differentiated through the denoiser's Jacobian
         ∂ε̂/∂z_t. The denoiser's parameters stay frozen; only its input carries a gradient."""
         cfg = self.cfg

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from dreamfusion.sweep.results import Outcome, TrialRow, trial_rows
 from dreamfusion.sweep.session import preflight, ray_session
@@ -26,9 +27,15 @@ from dreamfusion.tracking.store import open_experiment, resolve_uri
 Echo = Callable[[str], None]
 
 
-def launch_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: str | None = None,
-                 storage: str | Path | None = None, echo: Echo = print,
-                 runtime_env: dict[str, Any] | None = None) -> Outcome:
+def launch_sweep(
+    spec: SweepSpec,
+    *,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    storage: str | Path | None = None,
+    echo: Echo = print,
+    runtime_env: dict[str, Any] | None = None,
+) -> Outcome:
     """Run a whole sweep; user mistakes raise ConfigError before any worker starts or any run is created."""
     uri = resolve_uri(tracking_uri or spec.tracking.uri)
     preflight(spec, uri, address)
@@ -38,14 +45,23 @@ def launch_sweep(spec: SweepSpec, *, address: str | None = None, tracking_uri: s
         sweep_dir = join(root, spec.name)
         name = _new_launch_name(sweep_dir)
         parent = start_parent_run(uri, experiment_id, spec.name, name, spec.description, _spec_yaml(spec))
-        launch = Launch(spec.model_dump(mode="json"), join(sweep_dir, name),
-                        TrialTracker(uri, experiment_id, parent, spec.tracking.flush_every))
+        launch = Launch(
+            spec.model_dump(mode="json"),
+            join(sweep_dir, name),
+            TrialTracker(uri, experiment_id, parent, spec.tracking.flush_every),
+        )
         launch.save()
         return _run(launch, lambda ctx: build_tuner(ctx, sweep_dir, name), echo)
 
 
-def resume_sweep(name: str, *, address: str | None = None, storage: str | Path | None = None,
-                 echo: Echo = print, runtime_env: dict[str, Any] | None = None) -> Outcome:
+def resume_sweep(
+    name: str,
+    *,
+    address: str | None = None,
+    storage: str | Path | None = None,
+    echo: Echo = print,
+    runtime_env: dict[str, Any] | None = None,
+) -> Outcome:
     """Continue the newest launch of `name`: finished trials stay finished, errored and unfinished ones go on
     from their last checkpoint, each in its own MLflow run."""
     from ray import tune
@@ -55,17 +71,22 @@ def resume_sweep(name: str, *, address: str | None = None, storage: str | Path |
     spec = launch.sweep
     preflight(spec, launch.tracker.uri, address)
     with ray_session(address, storage_root(storage), spec.resources, runtime_env):
-        reopen_run(launch.tracker.uri, launch.tracker.parent_run_id)
-        return _run(launch, lambda ctx: tune.Tuner.restore(
-            experiment_dir, trainable(ctx), resume_unfinished=True, resume_errored=True), echo)
+        reopen_run(launch.tracker.uri, launch.parent_run_id)
+        return _run(
+            launch,
+            lambda ctx: tune.Tuner.restore(experiment_dir, trainable(ctx), resume_unfinished=True, resume_errored=True),
+            echo,
+        )
 
 
 def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo) -> Outcome:
     """Fit, then make MLflow agree with Tune whatever happened: no run RUNNING, the parent's outcome recorded."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter: one table, not a box per event
     spec, tracker = launch.sweep, launch.tracker
-    echo(f"sweep {spec.name}: {spec.num_trials()} trials; tune results in {launch.experiment_dir}; "
-         f"mlflow {tracker.uri} (experiment id {tracker.experiment_id})")
+    echo(
+        f"sweep {spec.name}: {spec.num_trials()} trials; tune results in {launch.experiment_dir}; "
+        f"mlflow {tracker.uri} (experiment id {tracker.experiment_id})"
+    )
     rows: list[TrialRow] | None = None
     try:
         make_tuner(TrialContext(spec, tracker)).fit()
@@ -74,9 +95,14 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo) 
     finally:
         rows = rows if rows is not None else _stored_rows(launch)
         finished = None if rows is None else {r.trial_id: r.step or 0 for r in rows if r.state == "TERMINATED"}
-        close_runs(tracker.uri, tracker.experiment_id, tracker.parent_run_id, finished,
-                   f"interrupted before the trial finished; df-sweep resume {spec.name} continues it")
-        end_run(tracker.uri, tracker.parent_run_id, _failure(rows, spec.name))
+        close_runs(
+            tracker.uri,
+            tracker.experiment_id,
+            launch.parent_run_id,
+            finished,
+            f"interrupted before the trial finished; df-sweep resume {spec.name} continues it",
+        )
+        end_run(tracker.uri, launch.parent_run_id, _failure(rows, spec.name))
 
 
 def _stored_rows(launch: Launch) -> list[TrialRow] | None:

@@ -50,8 +50,15 @@ def trial_rows(experiment_dir: str, spec: SweepSpec) -> list[TrialRow]:
     rows = []
     for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
         result = trial.last_result or {}
-        rows.append(TrialRow(trial.trial_id, trial.status, {k: trial.config.get(k) for k in spec.varied},
-                             result.get(spec.tune.metric), result.get("step")))
+        rows.append(
+            TrialRow(
+                trial.trial_id,
+                trial.status,
+                {k: trial.config.get(k) for k in spec.varied},
+                result.get(spec.tune.metric),
+                result.get("step"),
+            )
+        )
     return rows
 
 
@@ -59,17 +66,19 @@ def summary(outcome: Outcome, ui: str = DEFAULT_UI) -> list[str]:
     """The closing lines of a launch: the best trial, where results are, how to look at them."""
     launch, spec = outcome.launch, outcome.launch.sweep
     metric, tracker = spec.tune.metric, launch.tracker
-    scored = [r for r in outcome.rows if r.metric is not None]
+    scored = [(r.metric, r) for r in outcome.rows if r.metric is not None]
     lines = []
     if scored:
-        best = (max if spec.tune.mode == "max" else min)(scored, key=lambda r: r.metric)
+        value, best = (max if spec.tune.mode == "max" else min)(scored, key=lambda pair: pair[0])
         values = ", ".join(f"{k}={v}" for k, v in best.values.items())
-        lines.append(f"best trial: {best.trial_id}  {metric}={best.metric:.4f}  ({values})")
+        lines.append(f"best trial: {best.trial_id}  {metric}={value:.4f}  ({values})")
     states = ", ".join(f"{n} {s}" for s, n in Counter(r.state for r in outcome.rows).items())
     lines.append(f"trials: {states}")
     lines.append(f"tune results: {launch.experiment_dir}")
-    lines.append(f"mlflow: {tracker.uri}  experiment {spec.tracking.experiment or spec.name!r} "
-                 f"(id {tracker.experiment_id}), parent run {tracker.parent_run_id}")
+    lines.append(
+        f"mlflow: {tracker.uri}  experiment {spec.tracking.experiment or spec.name!r} "
+        f"(id {tracker.experiment_id}), parent run {tracker.parent_run_id}"
+    )
     link_base = ui if sqlite_path(tracker.uri) is not None else tracker.uri
     open_ui = "df-sweep ui, then open " if sqlite_path(tracker.uri) is not None else "open "
     lines.append(f"compare runs: {open_ui}{runs_link(link_base, tracker.experiment_id)}")
@@ -93,7 +102,18 @@ def status_lines(name: str | None, storage: str | None) -> list[str]:
         lines.append(f"{spec.name}  ({launch.experiment_dir}): {states}")
         if name:
             metric = spec.tune.metric
-            lines.append(format_table([
-                {"trial": r.trial_id, "state": r.state, **{k: str(v) for k, v in r.values.items()},
-                 metric: "" if r.metric is None else f"{r.metric:.4f}", "step": str(r.step or "")} for r in rows]))
+            lines.append(
+                format_table(
+                    [
+                        {
+                            "trial": r.trial_id,
+                            "state": r.state,
+                            **{k: str(v) for k, v in r.values.items()},
+                            metric: "" if r.metric is None else f"{r.metric:.4f}",
+                            "step": str(r.step or ""),
+                        }
+                        for r in rows
+                    ]
+                )
+            )
     return lines

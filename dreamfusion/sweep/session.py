@@ -8,9 +8,10 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -45,8 +46,10 @@ def check_resources(resources: Resources, nodes: list[dict[str, float]]) -> None
         return
     largest = max(nodes, key=lambda n: (n.get("CPU", 0.0), n.get("GPU", 0.0)), default={})
     have = ", ".join(f"{k}={largest.get(k, 0.0):g}" for k in need)
-    raise ConfigError(f"resources: no node can ever run a trial needing "
-                      f"{', '.join(f'{k}={v:g}' for k, v in need.items())}; the largest node has {have}")
+    raise ConfigError(
+        f"resources: no node can ever run a trial needing "
+        f"{', '.join(f'{k}={v:g}' for k, v in need.items())}; the largest node has {have}"
+    )
 
 
 def ray_temp_dir(root: str | Path) -> Path:
@@ -64,8 +67,9 @@ def _ray_initialized() -> bool:
 
 
 @contextmanager
-def ray_session(address: str | None, root: str, resources: Resources,
-                runtime_env: dict[str, Any] | None = None) -> Iterator[None]:
+def ray_session(
+    address: str | None, root: str, resources: Resources, runtime_env: dict[str, Any] | None = None
+) -> Iterator[None]:
     """Use the Ray already initialised in this process, connect to `address`, or start an embedded one; checks
     the live nodes before anything runs, and shuts down only what it began."""
     import ray
@@ -91,9 +95,16 @@ def start_local_ray(root: str | Path, runtime_env: dict[str, Any] | None = None)
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     node = local_node()
-    ray.init(num_cpus=int(node["CPU"]), num_gpus=int(node["GPU"]), include_dashboard=False,
-             _temp_dir=str(ray_temp_dir(root)), configure_logging=True,
-             logging_level=logging.ERROR, log_to_driver=False, runtime_env=runtime_env)
+    ray.init(
+        num_cpus=int(node["CPU"]),
+        num_gpus=int(node["GPU"]),
+        include_dashboard=False,
+        _temp_dir=str(ray_temp_dir(root)),
+        configure_logging=True,
+        logging_level=logging.ERROR,
+        log_to_driver=False,
+        runtime_env=runtime_env,
+    )
 
 
 def connect_ray(address: str, runtime_env: dict[str, Any] | None = None) -> None:
@@ -102,8 +113,12 @@ def connect_ray(address: str, runtime_env: dict[str, Any] | None = None) -> None
 
     _check_listening(address)
     try:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False,
-                 runtime_env=with_project_code(runtime_env))
+        ray.init(
+            address=address,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+            runtime_env=with_project_code(runtime_env),
+        )
     except (ConnectionError, TimeoutError, ValueError) as exc:
         raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({first_line(exc)})") from None
 
@@ -119,8 +134,11 @@ def with_project_code(runtime_env: dict[str, Any] | None) -> dict[str, Any]:
     submitted = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")).get("runtime_env") or {}
     if any(key in source for key in ("working_dir", "py_modules") for source in (env, submitted)):
         return env
-    return {**env, "py_modules": [str(Path(dreamfusion.__file__).parent)],
-            "excludes": [*env.get("excludes", []), "__pycache__"]}
+    return {
+        **env,
+        "py_modules": [str(Path(dreamfusion.__file__).parent)],
+        "excludes": [*env.get("excludes", []), "__pycache__"],
+    }
 
 
 def check_cluster(resources: Resources, root: str) -> None:
@@ -134,8 +152,10 @@ def check_shared_storage(root: str, nodes: int) -> None:
     """Ray stopped syncing trial directories to the head in 2.7: on a cluster, checkpoints written to a node's
     own disk are lost to a trial retried on another node and to `df-sweep resume`."""
     if nodes > 1 and not is_uri(root):
-        raise ConfigError(f"--storage {root}: a local path on a {nodes}-node Ray cluster; pass storage every node "
-                          f"reaches: s3://BUCKET/PATH, gs://BUCKET/PATH, or file://{root} if every node mounts it")
+        raise ConfigError(
+            f"--storage {root}: a local path on a {nodes}-node Ray cluster; pass storage every node "
+            f"reaches: s3://BUCKET/PATH, gs://BUCKET/PATH, or file://{root} if every node mounts it"
+        )
 
 
 def _check_listening(address: str) -> None:

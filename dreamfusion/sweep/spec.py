@@ -62,7 +62,8 @@ class Dimension(Schema):
         return next(k for k in KINDS if getattr(self, k) is not None)
 
     @property
-    def argument(self) -> list[Any] | tuple[Any, ...]:
+    def argument(self) -> Any:
+        """The kind's value: the list of a grid or choice, the bounds of a range."""
         return getattr(self, self.kind)
 
     def extremes(self) -> list[Any]:
@@ -70,9 +71,10 @@ class Dimension(Schema):
         if self.kind in ("grid", "choice"):
             return list(self.argument)
         if self.kind == "randint":
-            return [self.randint[0], self.randint[1] - 1]
+            low, high = self.argument
+            return [low, high - 1]
         if self.kind == "quniform":
-            low, high, q = self.quniform
+            low, high, q = self.argument
             return [round(low / q) * q, round(high / q) * q]
         return list(self.argument)
 
@@ -114,8 +116,10 @@ class TuneBlock(Schema):
         if data.get("mode") is None:
             return {**data, "mode": metric.mode}
         if data["mode"] != metric.mode:
-            raise ValueError(f"mode: {data['metric']} is better when {'larger' if metric.mode == 'max' else 'smaller'};"
-                             f" expected mode: {metric.mode}")
+            raise ValueError(
+                f"mode: {data['metric']} is better when {'larger' if metric.mode == 'max' else 'smaller'};"
+                f" expected mode: {metric.mode}"
+            )
         return data
 
     @field_validator("metric")
@@ -185,10 +189,10 @@ class SweepSpec(Schema):
     def grid_points(self) -> list[dict[str, Any]]:
         """The grid's combinations, as `itertools.product` orders them."""
         keys = self.grid_keys()
-        return [dict(zip(keys, values)) for values in itertools.product(*(self.space[k].grid for k in keys))]
+        return [dict(zip(keys, values)) for values in itertools.product(*(self.space[k].argument for k in keys))]
 
     def num_trials(self) -> int:
-        return math.prod(len(self.space[k].grid) for k in self.grid_keys()) * self.tune.num_samples
+        return math.prod(len(self.space[k].argument) for k in self.grid_keys()) * self.tune.num_samples
 
     def trial_config(self, values: dict[str, Any], source: str = "sweep") -> TrialConfig:
         """The base with the varied dotted keys set to `values`, as one validated trial config."""

@@ -30,6 +30,12 @@ class Launch:
     tracker: TrialTracker
 
     @property
+    def parent_run_id(self) -> str:
+        """A launch always has its parent run (single `df-sweep run`s have none, and no launch)."""
+        assert self.tracker.parent_run_id is not None
+        return self.tracker.parent_run_id
+
+    @property
     def sweep(self) -> SweepSpec:
         return SweepSpec.model_validate(self.spec)
 

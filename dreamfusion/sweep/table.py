@@ -11,8 +11,10 @@ from dreamfusion.sweep.spec import SweepSpec, fmt_value
 def trial_table(spec: SweepSpec) -> list[dict[str, str]]:
     """The expanded trials as rows: grid points enumerated, sampled dimensions shown as their distribution."""
     sampled = {k: d.describe() for k, d in spec.space.items() if d.kind != "grid"}
-    return [{"#": str(i), **{k: fmt_value(point[k]) if k in point else sampled[k] for k in spec.space}}
-            for i, point in enumerate(spec.grid_points())]
+    return [
+        {"#": str(i), **{k: fmt_value(point[k]) if k in point else sampled[k] for k in spec.space}}
+        for i, point in enumerate(spec.grid_points())
+    ]
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -42,8 +44,9 @@ def count_text(spec: SweepSpec) -> str:
     """`6 trials (3 grid point(s) x num_samples 2, sampling sds.guidance_scale)`."""
     points = len(spec.grid_points())
     sampled = [k for k, d in spec.space.items() if d.kind != "grid"]
-    how = f"{points} grid point(s) x num_samples {spec.tune.num_samples}" + \
-        (f", sampling {', '.join(sampled)}" if sampled else "")
+    how = f"{points} grid point(s) x num_samples {spec.tune.num_samples}" + (
+        f", sampling {', '.join(sampled)}" if sampled else ""
+    )
     return f"{spec.num_trials()} trials ({how})"
 
 

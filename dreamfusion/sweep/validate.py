@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -35,8 +36,7 @@ from dreamfusion.trial.preflight import check_trial
 MAX_VALIDATED_COMBINATIONS = 4096
 
 
-
-def load_spec(path: str | Path, overrides: list[str] = ()) -> SweepSpec:
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
     """Read, override (`--set`), validate the schema, then validate every trial the space can produce."""
     source = str(path)
     data = apply_spec_overrides(read_yaml(path), list(overrides))
@@ -73,8 +73,10 @@ def check_space(spec: SweepSpec, source: str) -> None:
     base = build_trial_config(spec.base, source, prefix="base")
     check_trial(base, f"{source}: base")
     if not spec.space:
-        raise ConfigError(f"{source}: space: expected at least one dotted key to vary, e.g. "
-                          f"{{seed: {{grid: [0, 1]}}}} (for a single trial use df-sweep run)")
+        raise ConfigError(
+            f"{source}: space: expected at least one dotted key to vary, e.g. "
+            f"{{seed: {{grid: [0, 1]}}}} (for a single trial use df-sweep run)"
+        )
     known = set(flatten(base))
     for key in spec.space:
         if key not in known:
@@ -100,9 +102,11 @@ def check_metric(spec: SweepSpec, base: TrialConfig, source: str) -> None:
         cfg = spec.trial_config({"prompt": prompt}, source)
         chosen = cfg.eval.evaluators
         if (chosen is not None and owner.name not in chosen) or (chosen is None and not owner.applies(cfg)):
-            raise ConfigError(f"{source}: tune.metric: {spec.tune.metric} is logged by the {owner.name} evaluator, "
-                              f"which does not run for prompt {prompt!r}; expected a metric every trial logs, "
-                              f"such as clip_score")
+            raise ConfigError(
+                f"{source}: tune.metric: {spec.tune.metric} is logged by the {owner.name} evaluator, "
+                f"which does not run for prompt {prompt!r}; expected a metric every trial logs, "
+                f"such as clip_score"
+            )
 
 
 def check_options(spec: SweepSpec, base: TrialConfig, source: str) -> None:

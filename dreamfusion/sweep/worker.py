@@ -7,10 +7,11 @@ from __future__ import annotations
 import functools
 import os
 import posixpath
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -65,8 +66,10 @@ class TuneReporter(TrialCallback):
 def _report(step: int, metrics: dict[str, float], checkpoint: Path | None) -> None:
     from ray import tune
 
-    tune.report({**metrics, "step": step, "prior_loads": prior_loads(), "worker_pid": os.getpid()},
-                checkpoint=tune.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None)
+    tune.report(
+        {**metrics, "step": step, "prior_loads": prior_loads(), "worker_pid": os.getpid()},
+        checkpoint=tune.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None,
+    )
 
 
 @contextmanager
@@ -97,9 +100,13 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     prior, scorer = _prior_and_scorer(cfg.prior.model_dump_json(), cfg.scoring.model_dump_json(), cfg.device)
     trial = tune.get_context()
     node = {NODE_TAG: ray.get_runtime_context().get_node_id()}
-    with ctx.tracker.run(trial.get_trial_id(), run_name(values), continue_existing=True,
-                         then=TuneReporter(cfg.steps), tags=node) as callback, \
-            _restored_checkpoint() as (resume_from, start), _no_second_divergence(callback, start):
+    with (
+        ctx.tracker.run(
+            trial.get_trial_id(), run_name(values), continue_existing=True, then=TuneReporter(cfg.steps), tags=node
+        ) as callback,
+        _restored_checkpoint() as (resume_from, start),
+        _no_second_divergence(callback, start),
+    ):
         run_trial(cfg, Path(trial.get_trial_dir()), callback, prior, scorer, resume_from)
 
 
@@ -111,8 +118,9 @@ def _no_second_divergence(callback: TrackingCallback, start: str) -> Iterator[No
     the trial's MLflow run, which every node sees (trial directories are node-local). Other failures are retried."""
     if callback.previous_tags.get(DIVERGED_TAG) == start:
         reason = callback.previous_tags.get(FAILURE_TAG, "").removeprefix(f"{FloatingPointError.__name__}: ")
-        raise FloatingPointError(f"{reason} (not run again: the previous attempt diverged from the same "
-                                 f"checkpoint and RNG state)")
+        raise FloatingPointError(
+            f"{reason} (not run again: the previous attempt diverged from the same checkpoint and RNG state)"
+        )
     try:
         yield
     except FloatingPointError:

@@ -37,8 +37,10 @@ def linear_alphas_cumprod(num_train_timesteps: int, beta_start: float, beta_end:
 @registry.register
 class AnalyticPrior(Prior):
     name = "analytic"
-    summary = ("CPU: the exact posterior-mean denoiser of rendered toy-world images (the same 42 prompts), a "
-               "known-answer prior for checking SDS itself; not a neural network")
+    summary = (
+        "CPU: the exact posterior-mean denoiser of rendered toy-world images (the same 42 prompts), a "
+        "known-answer prior for checking SDS itself; not a neural network"
+    )
     needs = registry.Needs(vocabulary=world.VOCABULARY)
     scorer = "analytic"
 
@@ -56,8 +58,9 @@ class AnalyticPrior(Prior):
         self.captions = captions
         self.known_prompts = sorted(set(captions), key=captions.index)
         schedule = NOISE_SCHEDULE
-        self.alphas_cumprod = linear_alphas_cumprod(schedule["num_train_timesteps"], schedule["beta_start"],
-                                                    schedule["beta_end"]).to(self.device)  # [T]
+        self.alphas_cumprod = linear_alphas_cumprod(
+            schedule["num_train_timesteps"], schedule["beta_start"], schedule["beta_end"]
+        ).to(self.device)  # [T]
 
     def encode_text(self, prompts: list[str]) -> Tensor:
         # → [B, K] log-weights over the image bank; "" is the unconditional mixture of all images
@@ -70,8 +73,10 @@ class AnalyticPrior(Prior):
             return torch.zeros(len(self.captions), device=self.device)
         members = torch.tensor([c == key for c in self.captions], device=self.device)
         if not members.any():
-            raise ConfigError(f"prompt: {prompt!r} is not known to the {self.name} prior; it knows "
-                              f"{len(self.known_prompts)} prompts such as {self.known_prompts[:3]}")
+            raise ConfigError(
+                f"prompt: {prompt!r} is not known to the {self.name} prior; it knows "
+                f"{len(self.known_prompts)} prompts such as {self.known_prompts[:3]}"
+            )
         return torch.where(members, 0.0, NEG)
 
     def to_model_space(self, rgb: Tensor) -> Tensor:
@@ -94,8 +99,10 @@ class AnalyticPrior(Prior):
         return (logits.softmax(-1) @ self.bank).view_as(z_t)
 
     def describe(self) -> str:
-        return (f"{self.name}: exact posterior-mean denoiser of {len(self.captions)} toy-world renders "
-                f"({len(self.known_prompts)} prompts, {self.resolution}px) — not a neural network")
+        return (
+            f"{self.name}: exact posterior-mean denoiser of {len(self.captions)} toy-world renders "
+            f"({len(self.known_prompts)} prompts, {self.resolution}px) — not a neural network"
+        )
 
 
 def _sq_dist(z: Tensor, bank: Tensor, scale: Tensor) -> Tensor:
@@ -130,7 +137,7 @@ def _bank_key(resolution: int, views: int, seed: int) -> str:
 
     h = hashlib.sha256(f"{resolution}-{views}-{seed}-{torch.__version__}".encode())
     for module in (world, render, cameras):
-        h.update(Path(module.__file__).read_bytes())
+        h.update(Path(str(module.__file__)).read_bytes())
     return h.hexdigest()[:16]
 
 

@@ -4,6 +4,7 @@ trained with, and the noise schedule that both the trained prior and the analyti
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dreamfusion.errors import ConfigError
 
@@ -16,12 +17,20 @@ WEIGHTS = Path(__file__).resolve().parent / "weights"
 MAX_TOKENS = 16
 
 #: The linear-β DDPM schedule of Ho et al. 2020, ε-prediction, x0 clipped to [-1, 1] when sampling.
-NOISE_SCHEDULE = {"num_train_timesteps": 1000, "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.02,
-                  "prediction_type": "epsilon", "clip_sample": True}
+NOISE_SCHEDULE: dict[str, Any] = {
+    "num_train_timesteps": 1000,
+    "beta_schedule": "linear",
+    "beta_start": 1e-4,
+    "beta_end": 0.02,
+    "prediction_type": "epsilon",
+    "clip_sample": True,
+}
 
 
 def check_weights(weights: Path, part: str) -> None:
     if not (weights / part).is_dir():
-        raise ConfigError(f"prior: the toyworld weights are not installed ({weights / part} not found); expected "
-                          f"prior: analytic, or retrain them with df-sweep toyworld train --install "
-                          f"(about 95 CPU-minutes)")
+        raise ConfigError(
+            f"prior: the toyworld weights are not installed ({weights / part} not found); expected "
+            f"prior: analytic, or retrain them with df-sweep toyworld train --install "
+            f"(about 95 CPU-minutes)"
+        )

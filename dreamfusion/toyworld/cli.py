@@ -6,14 +6,17 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from dreamfusion.toyworld.assets import WEIGHTS as PACKAGE_WEIGHTS
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="The embedded toy-world prior and CLIP: retrain them, score them.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="The embedded toy-world prior and CLIP: retrain them, score them.",
+)
 
 
 def _log(message: str) -> None:
@@ -29,8 +32,8 @@ def train(
     resume: bool = typer.Option(False, help="Continue the run in --out from its latest checkpoint."),
     seed: int = typer.Option(0, help="Seeds the data, the initialisations, the batches and the noise."),
     threads: int = typer.Option(1, help="torch CPU threads."),
-    unet_max_steps: Optional[int] = typer.Option(None, help="Stop the UNet after this many steps (quick checks)."),
-    clip_steps: Optional[int] = typer.Option(None, help="Contrastive CLIP steps (default 800)."),
+    unet_max_steps: int | None = typer.Option(None, help="Stop the UNet after this many steps (quick checks)."),
+    clip_steps: int | None = typer.Option(None, help="Contrastive CLIP steps (default 800)."),
     small_data: bool = typer.Option(False, help="A few views per prompt instead of the full set (quick checks)."),
     install: bool = typer.Option(False, help=f"Copy the exported weights over the shipped ones ({PACKAGE_WEIGHTS})."),
 ) -> None:
@@ -68,11 +71,17 @@ def card(
     samples: int = typer.Option(8, help="Prior samples per prompt."),
     guidance: float = typer.Option(3.0, help="Classifier-free guidance scale of the samples (3 scored best)."),
     steps: int = typer.Option(25, help="DDIM steps of the samples."),
-    eta: float = typer.Option(1.0, help="DDIM η of the samples: 1 is ancestral sampling, which scored far above "
-                                        "deterministic η = 0 with this small prior."),
-    sweep: str = typer.Option("1,5,7.5", help="Other guidance scales to measure colour-sample R@1 at (a quarter "
-                                              "of the samples per prompt); empty for none."),
-    grid: Optional[Path] = typer.Option(None, help="Sample grid PNG (default: samples.png beside the package)."),
+    eta: float = typer.Option(
+        1.0,
+        help="DDIM η of the samples: 1 is ancestral sampling, which scored far above "
+        "deterministic η = 0 with this small prior.",
+    ),
+    sweep: str = typer.Option(
+        "1,5,7.5",
+        help="Other guidance scales to measure colour-sample R@1 at (a quarter "
+        "of the samples per prompt); empty for none.",
+    ),
+    grid: Path | None = typer.Option(None, help="Sample grid PNG (default: samples.png beside the package)."),
     threads: int = typer.Option(1, help="torch CPU threads."),
 ) -> None:
     """Score the weights for the model card: toy-CLIP R@1 on held-out renders and on the prior's own samples.

@@ -54,8 +54,15 @@ class WorldData:
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"images": self.images, "prompts": self.prompts, "prompt_index": self.prompt_index,
-                    "view_index": self.view_index}, path)
+        torch.save(
+            {
+                "images": self.images,
+                "prompts": self.prompts,
+                "prompt_index": self.prompt_index,
+                "view_index": self.view_index,
+            },
+            path,
+        )
 
     @classmethod
     def load(cls, path: Path) -> WorldData:
@@ -67,8 +74,14 @@ def all_prompts() -> list[str]:
     return world.colour_prompts() + world.shape_prompts()
 
 
-def render_views(prompt: str, n: int, resolution: int, generator: torch.Generator, albedo_fraction: float = 0.0,
-                 camera: CameraConfig = CameraConfig()) -> tuple[Tensor, list[str]]:
+def render_views(
+    prompt: str,
+    n: int,
+    resolution: int,
+    generator: torch.Generator,
+    albedo_fraction: float = 0.0,
+    camera: CameraConfig = CameraConfig(),
+) -> tuple[Tensor, list[str]]:
     """[n, 3, H, W] renders of a world prompt in [0, 1] and the view label of each camera.
 
     A shape-only prompt is always textureless; a colour prompt is lambertian, except the first
@@ -82,11 +95,18 @@ def render_views(prompt: str, n: int, resolution: int, generator: torch.Generato
     labels = [view_label(float(e), float(a)) for e, a in zip(cams.elevation, cams.azimuth)]
     n_albedo = round(n * albedo_fraction) if caption.colour is not None else 0
     images = world.render_caption(caption, cams, resolution, lights)  # [n, 3, H, W]
-    if n_albedo:
+    if n_albedo and caption.colour is not None:
         field = world.ShapeField(caption.shape, world.COLOURS[caption.colour])
         with torch.no_grad():
-            out = render(field, world.white_background, _subset(cams, n_albedo), resolution, 96,
-                         Lighting("albedo", None), normal_step=1 / 128)
+            out = render(
+                field,
+                world.white_background,
+                _subset(cams, n_albedo),
+                resolution,
+                96,
+                Lighting("albedo", None),
+                normal_step=1 / 128,
+            )
         images[:n_albedo] = out.rgb.clamp(0, 1)
     return images, labels
 
@@ -95,15 +115,23 @@ def _subset(cams: Cameras, n: int) -> Cameras:
     return Cameras(cams.c2w[:n], cams.fov, cams.elevation[:n], cams.azimuth[:n])
 
 
-def generate(seed: int, colour_views: int, shape_views: int, resolution: int = 32, albedo_fraction: float = 0.25,
-             chunk: int = 50, log=print) -> WorldData:
+def generate(
+    seed: int,
+    colour_views: int,
+    shape_views: int,
+    resolution: int = 32,
+    albedo_fraction: float = 0.25,
+    chunk: int = 50,
+    log=print,
+) -> WorldData:
     """Renders of every world prompt: `colour_views` per colour prompt, `shape_views` per shape-only prompt."""
     g = torch.Generator().manual_seed(seed)
     prompts = all_prompts()
     images, prompt_index, view_index = [], [], []
     started = time.perf_counter()
     for k, prompt in enumerate(prompts):
-        n = shape_views if world.parse_prompt(prompt).colour is None else colour_views
+        caption = world.parse_prompt(prompt)
+        n = shape_views if caption is None or caption.colour is None else colour_views
         for start in range(0, n, chunk):
             m = min(chunk, n - start)
             imgs, labels = render_views(prompt, m, resolution, g, albedo_fraction)
@@ -115,8 +143,9 @@ def generate(seed: int, colour_views: int, shape_views: int, resolution: int = 3
     return WorldData(torch.cat(images), prompts, torch.tensor(prompt_index), torch.tensor(view_index))
 
 
-def load_or_generate(path: Path, seed: int, colour_views: int, shape_views: int, resolution: int = 32,
-                     log=print) -> WorldData:
+def load_or_generate(
+    path: Path, seed: int, colour_views: int, shape_views: int, resolution: int = 32, log=print
+) -> WorldData:
     """The cached set at `path` if it exists, else a fresh one written there."""
     if path.exists():
         return WorldData.load(path)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor
 
 from dreamfusion import images as image_io
-from dreamfusion.priors.base import Prior
 from dreamfusion.scoring.metrics import Scorer, r_precision
 from dreamfusion.toyworld import world
+from dreamfusion.toyworld.prior import ToyWorldPrior, load_toyworld_prior
 
 #: Held-out ground-truth renders of the card.
 HELDOUT_SEED = 1000
@@ -42,8 +42,16 @@ def retrieval_r1(scorer: Scorer, images: Tensor, prompts: list[str]) -> float:
 
 
 @torch.no_grad()
-def sample(prior: Prior, weights: Path, prompts: list[str], n: int, guidance: float, steps: int,
-           seed: int = 0, eta: float = 0.0) -> Tensor:
+def sample(
+    prior: ToyWorldPrior,
+    weights: Path,
+    prompts: list[str],
+    n: int,
+    guidance: float,
+    steps: int,
+    seed: int = 0,
+    eta: float = 0.0,
+) -> Tensor:
     """[len(prompts)·n, 3, S, S] DDIM samples with classifier-free guidance, grouped by prompt; η = 0 is
     deterministic DDIM, η = 1 ancestral (DDPM-like) sampling."""
     from diffusers import DDIMScheduler
@@ -62,11 +70,18 @@ def sample(prior: Prior, weights: Path, prompts: list[str], n: int, guidance: fl
     return prior.from_model_space(x)
 
 
-def write_card_scores(weights: Path, views: int, samples: int, guidance: float, steps: int, grid: Path,
-                      sweep: tuple[float, ...] = (1.0, 5.0, 7.5), eta: float = 1.0,
-                      log: Callable[[str], None] = print) -> dict:
+def write_card_scores(
+    weights: Path,
+    views: int,
+    samples: int,
+    guidance: float,
+    steps: int,
+    grid: Path,
+    sweep: tuple[float, ...] = (1.0, 5.0, 7.5),
+    eta: float = 1.0,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Score the weights, write `<weights>/scores.json` and the sample grid (one row per prompt); return the scores."""
-    from dreamfusion.toyworld.prior import load_toyworld_prior
     from dreamfusion.toyworld.scorer import load_toyworld_scorer
 
     started = time.perf_counter()
@@ -75,23 +90,34 @@ def write_card_scores(weights: Path, views: int, samples: int, guidance: float, 
     colour_prompts, shape_prompts = world.colour_prompts(), world.shape_prompts()
 
     colour, shape = heldout_renders(HELDOUT_SEED, views)
-    heldout = {"seed": HELDOUT_SEED, "views_per_prompt": views,
-               "colour_r1": retrieval_r1(scorer, colour, colour_prompts),
-               "geometry_r1": retrieval_r1(scorer, shape, shape_prompts)}
+    heldout = {
+        "seed": HELDOUT_SEED,
+        "views_per_prompt": views,
+        "colour_r1": retrieval_r1(scorer, colour, colour_prompts),
+        "geometry_r1": retrieval_r1(scorer, shape, shape_prompts),
+    }
     log(f"held-out ground truth: {heldout}")
 
     colour, shape = heldout_renders(FIXED_SET_SEED, FIXED_SET_VIEWS)
-    fixed = {"seed": FIXED_SET_SEED, "views_per_prompt": FIXED_SET_VIEWS,
-             "colour_r1": retrieval_r1(scorer, colour, colour_prompts),
-             "geometry_r1": retrieval_r1(scorer, shape, shape_prompts)}
+    fixed = {
+        "seed": FIXED_SET_SEED,
+        "views_per_prompt": FIXED_SET_VIEWS,
+        "colour_r1": retrieval_r1(scorer, colour, colour_prompts),
+        "geometry_r1": retrieval_r1(scorer, shape, shape_prompts),
+    }
     log(f"fixed test set: {fixed}")
 
     prompts = colour_prompts + shape_prompts
     imgs = sample(prior, weights, prompts, samples, guidance, steps, eta=eta)
     split = len(colour_prompts) * samples
-    drawn = {"guidance": guidance, "ddim_steps": steps, "eta": eta, "per_prompt": samples,
-             "colour_r1": retrieval_r1(scorer, imgs[:split], colour_prompts),
-             "geometry_r1": retrieval_r1(scorer, imgs[split:], shape_prompts)}
+    drawn = {
+        "guidance": guidance,
+        "ddim_steps": steps,
+        "eta": eta,
+        "per_prompt": samples,
+        "colour_r1": retrieval_r1(scorer, imgs[:split], colour_prompts),
+        "geometry_r1": retrieval_r1(scorer, imgs[split:], shape_prompts),
+    }
     log(f"samples: {drawn}")
     image_io.save_grid(imgs, grid, samples)
 
@@ -106,12 +132,17 @@ def write_card_scores(weights: Path, views: int, samples: int, guidance: float, 
     log(f"deterministic DDIM (η = 0) at guidance {guidance}: colour sample R@1 {deterministic:.3f}")
 
     scores = {
-        "heldout": heldout, "fixed_set": fixed, "samples": drawn,
+        "heldout": heldout,
+        "fixed_set": fixed,
+        "samples": drawn,
         "sample_colour_r1_by_guidance": dict(sorted(by_guidance.items(), key=lambda kv: float(kv[0]))),
         "sample_colour_r1_deterministic_ddim": deterministic,
-        "summary": {"gt_colour_r1": round(heldout["colour_r1"], 4), "gt_geometry_r1": round(heldout["geometry_r1"], 4),
-                    "sample_colour_r1": round(drawn["colour_r1"], 4),
-                    "sample_geometry_r1": round(drawn["geometry_r1"], 4)},
+        "summary": {
+            "gt_colour_r1": round(heldout["colour_r1"], 4),
+            "gt_geometry_r1": round(heldout["geometry_r1"], 4),
+            "sample_colour_r1": round(drawn["colour_r1"], 4),
+            "sample_geometry_r1": round(drawn["geometry_r1"], 4),
+        },
         "seconds": round(time.perf_counter() - started, 1),
     }
     (Path(weights) / "scores.json").write_text(json.dumps(scores, indent=2))

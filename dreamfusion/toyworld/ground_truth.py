@@ -39,8 +39,15 @@ class GroundTruth(Evaluator):
             return {}
         albedo = world.WHITE if caption.colour is None else world.COLOURS[caption.colour]
         with torch.no_grad():
-            truth = render(world.ShapeField(caption.shape, albedo), world.white_background, views.cameras,
-                           views.resolution, TRUTH_SAMPLES, Lighting("albedo", None), need_normals=False)
+            truth = render(
+                world.ShapeField(caption.shape, albedo),
+                world.white_background,
+                views.cameras,
+                views.resolution,
+                TRUTH_SAMPLES,
+                Lighting("albedo", None),
+                need_normals=False,
+            )
             mask = views.colour.opacity > 0.5
             gt = truth.opacity > 0.5
             iou = (mask & gt).sum() / (mask | gt).sum().clamp_min(1)

@@ -9,6 +9,7 @@ checkpoints; `df-sweep toyworld train --install` retrains it (see the model card
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -26,8 +27,10 @@ from dreamfusion.toyworld.assets import MAX_TOKENS, WEIGHTS, check_weights
 @registry.register
 class ToyWorldPrior(Prior):
     name = "toyworld"
-    summary = ("CPU default: a small (1.7M-param UNet) text-to-image diffusion model of a toy world, trained in "
-               "the package, with its own small CLIP as scorer (model card: dreamfusion/toyworld/MODEL_CARD.md)")
+    summary = (
+        "CPU default: a small (1.7M-param UNet) text-to-image diffusion model of a toy world, trained in "
+        "the package, with its own small CLIP as scorer (model card: dreamfusion/toyworld/MODEL_CARD.md)"
+    )
     needs = registry.Needs(vocabulary=world.VOCABULARY)
     scorer = "toyworld"
 
@@ -47,9 +50,11 @@ class ToyWorldPrior(Prior):
         check_weights(weights, "unet")
         self.device, self.dtype = device, dtype
         # low_cpu_mem_usage=False: the model is 7 MB, and the default wants `accelerate` (only in the gpu extra)
-        unet = UNet2DConditionModel.from_pretrained(weights, subfolder="unet", torch_dtype=dtype, low_cpu_mem_usage=False)
-        self.unet = freeze(unet.to(device))
-        self.text_encoder = freeze(CLIPTextModel.from_pretrained(weights, subfolder="text_encoder").to(device))
+        unet: Any = UNet2DConditionModel.from_pretrained(
+            weights, subfolder="unet", torch_dtype=dtype, low_cpu_mem_usage=False
+        )
+        self.unet: Any = freeze(unet, device)
+        self.text_encoder: Any = freeze(CLIPTextModel.from_pretrained(weights, subfolder="text_encoder"), device)
         self.tokenizer = CLIPTokenizer.from_pretrained(weights, subfolder="tokenizer")
         scheduler = DDPMScheduler.from_pretrained(weights, subfolder="scheduler")
         self.alphas_cumprod = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)  # [T]
@@ -59,11 +64,18 @@ class ToyWorldPrior(Prior):
         """[B, 16, D] text-encoder states; "" is the unconditional caption the UNet was trained with."""
         unknown = [p for p in prompts if p.strip() and not world.VOCABULARY.knows(p)]
         if unknown:
-            raise ConfigError(f"prompt: {unknown[0]!r} is outside the toy world the toyworld prior knows: "
-                              f"{world.VOCABULARY.describe()}; for open prompts use Stable Diffusion or "
-                              "DeepFloyd IF on a GPU (--set prior.kind=stable-diffusion)")
-        tokens = self.tokenizer([p.lower().strip() for p in prompts], padding="max_length", max_length=MAX_TOKENS,
-                                truncation=True, return_tensors="pt")
+            raise ConfigError(
+                f"prompt: {unknown[0]!r} is outside the toy world the toyworld prior knows: "
+                f"{world.VOCABULARY.describe()}; for open prompts use Stable Diffusion or "
+                "DeepFloyd IF on a GPU (--set prior.kind=stable-diffusion)"
+            )
+        tokens = self.tokenizer(
+            [p.lower().strip() for p in prompts],
+            padding="max_length",
+            max_length=MAX_TOKENS,
+            truncation=True,
+            return_tensors="pt",
+        )
         return self.text_encoder(input_ids=tokens.input_ids.to(self.device)).last_hidden_state.float()
 
     def to_model_space(self, rgb: Tensor) -> Tensor:
@@ -80,11 +92,14 @@ class ToyWorldPrior(Prior):
     def describe(self) -> str:
         s = self.image_size
         params = parameter_count(self.unet, self.text_encoder)
-        return (f"{self.name}: small diffusion model of the toy world (6 shapes × 6 colours), trained in the package; "
-                f"pixel space 3×{s}×{s}, tiny-CLIP text {MAX_TOKENS}×{self.text_encoder.config.hidden_size}, "
-                f"{params / 1e6:.1f}M params, T={self.num_train_timesteps}, on {self.device}")
+        return (
+            f"{self.name}: small diffusion model of the toy world (6 shapes × 6 colours), trained in the package; "
+            f"pixel space 3×{s}×{s}, tiny-CLIP text {MAX_TOKENS}×{self.text_encoder.config.hidden_size}, "
+            f"{params / 1e6:.1f}M params, T={self.num_train_timesteps}, on {self.device}"
+        )
 
 
-def load_toyworld_prior(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                        weights: Path = WEIGHTS) -> ToyWorldPrior:
+def load_toyworld_prior(
+    device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, weights: Path = WEIGHTS
+) -> ToyWorldPrior:
     return ToyWorldPrior(Path(weights), torch.device(device), dtype)

@@ -27,7 +27,7 @@ class ToyWorldScorer(CLIPScorer):
     def load(cls, model: str | None, device: torch.device, prior: Prior) -> ToyWorldScorer:
         return cls(WEIGHTS, device)
 
-    def __init__(self, weights: Path, device: str | torch.device = "cpu") -> None:  # type: ignore[override]
+    def __init__(self, weights: Path, device: str | torch.device = "cpu") -> None:
         check_weights(weights, "clip")
         super().__init__(str(weights / "clip"), device)
 

@@ -12,23 +12,29 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import string
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from dreamfusion.nerf.cameras import VIEW_SUFFIXES
-from dreamfusion.toyworld import world
-from dreamfusion.toyworld.assets import MAX_TOKENS, NOISE_SCHEDULE
 from dreamfusion.toyworld.data import WorldData, load_or_generate
-
-#: Pixel normalisation of the toy CLIP's image encoder (written to its preprocessor_config.json).
-IMAGE_MEAN, IMAGE_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+from dreamfusion.toyworld.models import (
+    IMAGE_MEAN,
+    IMAGE_STD,
+    clip_config,
+    make_scheduler,
+    new_unet,
+    text_encoder_from_clip,
+    to_clip_pixels,
+    tokenize,
+    write_tokenizer,
+)
 
 
 @dataclass
@@ -66,74 +72,6 @@ class TrainConfig:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Tokenizer and model configs
-
-
-def vocabulary_words() -> list[str]:
-    words = ["a", ","] + list(world.COLOURS) + list(world.SHAPES)
-    words += [w for suffix in VIEW_SUFFIXES.values() for w in suffix.replace(",", " ").split()]
-    return list(dict.fromkeys(words))
-
-
-def write_tokenizer(folder: Path):
-    """A CLIP BPE tokenizer whose merges spell every world word whole; other words fall back to letters."""
-    from transformers import CLIPTokenizer
-
-    folder.mkdir(parents=True, exist_ok=True)
-    letters = list(string.ascii_lowercase) + [","]
-    vocab = ["<|startoftext|>", "<|endoftext|>"] + letters + [f"{c}</w>" for c in letters]
-    merges = []
-    for word in vocabulary_words():
-        pieces = [*word[:-1], word[-1] + "</w>"]
-        while len(pieces) > 1:
-            merges.append(f"{pieces[0]} {pieces[1]}")
-            pieces = [pieces[0] + pieces[1], *pieces[2:]]
-            vocab.append(pieces[0])
-    vocab, merges = list(dict.fromkeys(vocab)), list(dict.fromkeys(merges))
-    (folder / "vocab.json").write_text(json.dumps({tok: i for i, tok in enumerate(vocab)}))
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
-    tokenizer = CLIPTokenizer.from_pretrained(folder, model_max_length=MAX_TOKENS)
-    tokenizer.save_pretrained(folder)
-    return tokenizer
-
-
-def clip_config(tokenizer):
-    from transformers import CLIPConfig
-
-    special = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                   pad_token_id=tokenizer.pad_token_id)
-    text = dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=256, num_hidden_layers=3,
-                num_attention_heads=4, max_position_embeddings=MAX_TOKENS, **special)
-    vision = dict(image_size=32, patch_size=4, hidden_size=128, intermediate_size=256, num_hidden_layers=4,
-                  num_attention_heads=4)
-    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=64)
-
-
-def unet_config(cross_attention_dim: int, resolution: int) -> dict:
-    """(32, 64, 64) channels, one layer per block, cross-attention only at 16² and 8² (none at full resolution)."""
-    return dict(
-        sample_size=resolution, in_channels=3, out_channels=3, block_out_channels=(32, 64, 64), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=cross_attention_dim, attention_head_dim=16, norm_num_groups=8,
-    )
-
-
-def make_scheduler():
-    """The toy world's DDPM schedule (`assets.NOISE_SCHEDULE`, the analytic prior's too)."""
-    from diffusers import DDPMScheduler
-
-    return DDPMScheduler(**NOISE_SCHEDULE)
-
-
-def tokenize(tokenizer, captions: list[str]) -> Tensor:
-    return tokenizer(captions, padding="max_length", max_length=MAX_TOKENS, truncation=True,
-                     return_tensors="pt").input_ids  # [B, 16]
-
-
-def to_clip_pixels(images: Tensor) -> Tensor:
-    mean = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
-    return (images - mean) / std
 
 
 def random_hflip(images: Tensor, g: torch.Generator) -> Tensor:
@@ -184,23 +122,25 @@ def train_clip(cfg: TrainConfig, data: WorldData, folder: Path, log: Callable[[s
             acc = float((logits.argmax(-1) == target).float().mean())
             elapsed = time.perf_counter() - started
             eta = elapsed / step * (cfg.clip_steps - step)
-            log(f"  clip step {step}/{cfg.clip_steps}  loss {loss.item():.3f}  batch acc {acc:.2f}  "
-                f"[{elapsed:.0f}s, ETA {eta:.0f}s]")
+            log(
+                f"  clip step {step}/{cfg.clip_steps}  loss {loss.item():.3f}  batch acc {acc:.2f}  "
+                f"[{elapsed:.0f}s, ETA {eta:.0f}s]"
+            )
     model.eval()
     model.save_pretrained(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps(
-        {"image_processor_type": "CLIPImageProcessor", "image_mean": list(IMAGE_MEAN), "image_std": list(IMAGE_STD),
-         "size": {"shortest_edge": 32}, "crop_size": {"height": 32, "width": 32}}, indent=2))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "image_processor_type": "CLIPImageProcessor",
+                "image_mean": list(IMAGE_MEAN),
+                "image_std": list(IMAGE_STD),
+                "size": {"shortest_edge": 32},
+                "crop_size": {"height": 32, "width": 32},
+            },
+            indent=2,
+        )
+    )
     return model, tokenizer
-
-
-def text_encoder_from_clip(clip):
-    """The CLIP's text tower as a standalone CLIPTextModel: what the UNet is conditioned on, as in SD."""
-    from transformers import CLIPTextModel
-
-    encoder = CLIPTextModel(clip.config.text_config)
-    encoder.load_state_dict(clip.text_model.state_dict())
-    return encoder.eval()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -220,14 +160,15 @@ class CaptionTable:
         return self.states[torch.tensor([self.index[c] for c in captions])]  # [B, 16, D]
 
 
-def new_unet(cross_attention_dim: int, resolution: int):
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(**unet_config(cross_attention_dim, resolution))
-
-
-def train_unet(cfg: TrainConfig, data: WorldData, table: CaptionTable, folder: Path, seconds: float,
-               log: Callable[[str], None], resume: bool) -> tuple[torch.nn.Module, dict]:
+def train_unet(
+    cfg: TrainConfig,
+    data: WorldData,
+    table: CaptionTable,
+    folder: Path,
+    seconds: float,
+    log: Callable[[str], None],
+    resume: bool,
+) -> tuple[torch.nn.Module, dict]:
     """ε-prediction MSE at uniform t, classifier-free dropout, EMA; stops when `seconds` of training are spent."""
     torch.manual_seed(cfg.seed + 2)
     unet = new_unet(table.states.shape[-1], cfg.resolution)
@@ -238,7 +179,7 @@ def train_unet(cfg: TrainConfig, data: WorldData, table: CaptionTable, folder: P
     scheduler = make_scheduler()
     alphas_cumprod = scheduler.alphas_cumprod.float()  # [T]
     g = torch.Generator().manual_seed(cfg.seed + 3)
-    state = {"step": 0, "seconds": 0.0, "loss": None}
+    state: dict[str, Any] = {"step": 0, "seconds": 0.0, "loss": None}
     ckpt_path = folder / "checkpoint.pt"
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, weights_only=False)
@@ -282,8 +223,10 @@ def train_unet(cfg: TrainConfig, data: WorldData, table: CaptionTable, folder: P
         if step % 25 == 0:
             rate = step / state["seconds"]
             eta = max(0.0, seconds - state["seconds"])
-            log(f"  unet step {step}  loss {state['loss']:.4f}  lr {lr:.1e}  {rate:.2f} steps/s  "
-                f"[{state['seconds'] / 60:.1f} min, ETA {eta / 60:.1f} min]")
+            log(
+                f"  unet step {step}  loss {state['loss']:.4f}  lr {lr:.1e}  {rate:.2f} steps/s  "
+                f"[{state['seconds'] / 60:.1f} min, ETA {eta / 60:.1f} min]"
+            )
         if time.perf_counter() - last_ckpt > cfg.checkpoint_minutes * 60:
             save_unet_checkpoint(ckpt_path, unet, ema, opt, g, state)
             last_ckpt = time.perf_counter()
@@ -295,8 +238,16 @@ def save_unet_checkpoint(path: Path, unet, ema, opt, g: torch.Generator, state: 
     """Written to a temporary file first, so a kill mid-write never leaves a broken checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                "generator": g.get_state(), "state": dict(state)}, tmp)
+    torch.save(
+        {
+            "unet": unet.state_dict(),
+            "ema": ema.state_dict(),
+            "opt": opt.state_dict(),
+            "generator": g.get_state(),
+            "state": dict(state),
+        },
+        tmp,
+    )
     tmp.replace(path)
 
 
@@ -336,10 +287,14 @@ def train_all(cfg: TrainConfig, out: Path, resume: bool = False, log: Callable[[
         run_state_path.write_text(json.dumps(run, indent=2))
 
     finish = time.strftime("%H:%M", time.localtime(time.time() + budget - run["seconds"]))
-    log(f"budget {cfg.minutes:.0f} min (data, CLIP, then the UNet until ~{cfg.reserve_minutes:.0f} min before the "
-        f"end): finishes around {finish}")
-    log(f"[1/4] data: {cfg.colour_views} views × 36 colour prompts + {cfg.shape_views} × 6 shape prompts "
-        f"at {cfg.resolution}px (cached in {out / 'data'})")
+    log(
+        f"budget {cfg.minutes:.0f} min (data, CLIP, then the UNet until ~{cfg.reserve_minutes:.0f} min before the "
+        f"end): finishes around {finish}"
+    )
+    log(
+        f"[1/4] data: {cfg.colour_views} views × 36 colour prompts + {cfg.shape_views} × 6 shape prompts "
+        f"at {cfg.resolution}px (cached in {out / 'data'})"
+    )
     data_path = out / "data" / f"train_seed{cfg.seed}_{cfg.colour_views}x{cfg.shape_views}_{cfg.resolution}px.pt"
     data = load_or_generate(data_path, cfg.seed, cfg.colour_views, cfg.shape_views, cfg.resolution, log=log)
     log(f"  {len(data)} images [{spent():.0f}s]")

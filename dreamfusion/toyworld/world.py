@@ -127,12 +127,16 @@ def geometry_query(prompt: str, prompt_set: list[str]) -> tuple[str, list[str]]:
 class Vocabulary:
     """The prompts the toy world's models can condition on: a registry `Needs` for its priors and scorers."""
 
+    label = "the toy world's 42 prompts"
+
     def knows(self, prompt: str) -> bool:
         return parse_prompt(prompt) is not None
 
     def describe(self) -> str:
-        return (f"'a <{'|'.join(COLOURS)}> <{'|'.join(SHAPES)}>' or 'a <shape>' (optionally with ', front view' "
-                f"etc.), such as 'a red cube'")
+        return (
+            f"'a <{'|'.join(COLOURS)}> <{'|'.join(SHAPES)}>' or 'a <shape>' (optionally with ', front view' "
+            f"etc.), such as 'a red cube'"
+        )
 
 
 VOCABULARY = Vocabulary()
@@ -153,19 +157,22 @@ def white_background(dirs: Tensor) -> Tensor:
     return torch.ones_like(dirs)
 
 
-def render_caption(caption: Caption, cams: Cameras, resolution: int, light_positions: Tensor,
-                   samples: int = 96) -> Tensor:
+def render_caption(
+    caption: Caption, cams: Cameras, resolution: int, light_positions: Tensor, samples: int = 96
+) -> Tensor:
     """[B, 3, H, W] ground-truth renders: lambertian in colour, textureless for shape-only captions."""
     colour = WHITE if caption.colour is None else COLOURS[caption.colour]
     light = Lighting("textureless" if caption.colour is None else "lambertian", light_positions)
     with torch.no_grad():
-        out = render(ShapeField(caption.shape, colour), white_background, cams, resolution, samples, light,
-                     normal_step=1 / 128)
+        out = render(
+            ShapeField(caption.shape, colour), white_background, cams, resolution, samples, light, normal_step=1 / 128
+        )
     return out.rgb.clamp(0, 1)
 
 
-def sample_views(prompt: str, n: int, resolution: int, generator: torch.Generator,
-                 camera: CameraConfig = CameraConfig()) -> Tensor:
+def sample_views(
+    prompt: str, n: int, resolution: int, generator: torch.Generator, camera: CameraConfig = CameraConfig()
+) -> Tensor:
     """[n, 3, H, W] renders of a world prompt from the trials' own random camera and light distribution."""
     caption = parse_prompt(prompt)
     if caption is None:

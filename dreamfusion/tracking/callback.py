@@ -10,10 +10,11 @@ run already holds, so no run and no metric point is ever logged twice.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 from dreamfusion.config.files import flatten
 from dreamfusion.config.schema import TrialConfig
@@ -49,8 +50,14 @@ class TrialTracker:
     flush_every: int = 25
 
     @contextmanager
-    def run(self, key: str, name: str, continue_existing: bool, then: TrialCallback | None = None,
-            tags: dict[str, str] | None = None) -> Iterator[TrackingCallback]:
+    def run(
+        self,
+        key: str,
+        name: str,
+        continue_existing: bool,
+        then: TrialCallback | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> Iterator[TrackingCallback]:
         """The trial's run, ended FINISHED or FAILED by whatever ends the trial, except a clean `SystemExit`: that
         is how Ray Tune stops a trial, for its scheduler or for an interrupted launch alike, and only the driver
         can tell which, so it leaves the run RUNNING for the driver's `close_runs`. `tags` are set each time the
@@ -102,8 +109,14 @@ class TrackingCallback(TrialCallback):
     """Logs a trial into its run, then hands every hook on to `then` (the console, or Ray Tune's reporter):
     the run holds an eval before Tune may stop the trial at that eval's report."""
 
-    def __init__(self, mlflow: MlflowClient, run_id: str, flush_every: int, then: TrialCallback | None = None,
-                 existing: Run | None = None) -> None:
+    def __init__(
+        self,
+        mlflow: MlflowClient,
+        run_id: str,
+        flush_every: int,
+        then: TrialCallback | None = None,
+        existing: Run | None = None,
+    ) -> None:
         self.mlflow, self.run_id, self.flush_every = mlflow, run_id, flush_every
         self.then = then or TrialCallback()
         self.fresh = existing is None or not existing.data.params
@@ -121,8 +134,11 @@ class TrackingCallback(TrialCallback):
         from mlflow.entities import Param, RunTag
 
         params = [Param(k, str(v)[:MAX_TAG_VALUE]) for k, v in flatten(cfg).items()]
-        tags = {PRIOR_TAG: info.prior, SCORER_TAG: info.scorer,
-                **{component_tag(kind): label for kind, label in info.components.items()}}
+        tags = {
+            PRIOR_TAG: info.prior,
+            SCORER_TAG: info.scorer,
+            **{component_tag(kind): label for kind, label in info.components.items()},
+        }
         for i in range(0, len(params) if self.fresh else 0, MAX_PARAMS_PER_BATCH):
             self.mlflow.log_batch(self.run_id, params=params[i : i + MAX_PARAMS_PER_BATCH])
         self.mlflow.log_batch(self.run_id, tags=[RunTag(k, v[:MAX_TAG_VALUE]) for k, v in tags.items()])

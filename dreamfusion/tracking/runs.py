@@ -24,8 +24,7 @@ if TYPE_CHECKING:
 MAX_TAG_VALUE = 6000  # MLflow's limit on a param or tag value, in characters
 
 
-def start_parent_run(uri: str, experiment_id: str, sweep: str, launch: str, description: str,
-                     spec_yaml: str) -> str:
+def start_parent_run(uri: str, experiment_id: str, sweep: str, launch: str, description: str, spec_yaml: str) -> str:
     mlflow = client(uri)
     tags = {SWEEP_TAG: sweep, LAUNCH_TAG: launch, NOTE_TAG: description}
     run = mlflow.create_run(experiment_id, run_name=f"{sweep} {launch}", tags=tags)
@@ -63,8 +62,7 @@ def child_runs(uri: str, experiment_id: str, parent_run_id: str) -> list[Run]:
             return runs
 
 
-def close_runs(uri: str, experiment_id: str, parent_run_id: str, finished: dict[str, int] | None,
-               reason: str) -> None:
+def close_runs(uri: str, experiment_id: str, parent_run_id: str, finished: dict[str, int] | None, reason: str) -> None:
     """Make the child runs agree with Tune once a launch is over; `finished` maps each finished trial's id to
     its last step (None: unknown). A finished trial's run still RUNNING (its worker was stopped, by a scheduler
     or at the end, while closing it) ends FINISHED, tagged with the step it stopped at if it stopped early; any

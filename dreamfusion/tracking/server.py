@@ -7,7 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from dreamfusion.errors import ConfigError
 from dreamfusion.tracking.store import ARTIFACTS_DIR, experiment_links, sqlite_path
@@ -19,15 +19,30 @@ def server_command(uri: str, host: str, port: int) -> list[str]:
     """`mlflow server` for a local SQLite store, lean (one worker) and serving the artifacts beside it."""
     db = sqlite_path(uri)
     if db is None:
-        raise ConfigError(f"--tracking-uri: df-sweep ui serves a local SQLite store; {uri} is a server already, "
-                          f"open it in a browser")
+        raise ConfigError(
+            f"--tracking-uri: df-sweep ui serves a local SQLite store; {uri} is a server already, open it in a browser"
+        )
     if not db.is_file():
         raise ConfigError(f"{db}: no MLflow store here yet; df-sweep launch or df-sweep run creates it")
     with socket.socket() as probe:
         if probe.connect_ex((host, port)) == 0:
             raise ConfigError(f"--port: {host}:{port} is in use; pass another --port")
-    return [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--default-artifact-root",
-            str(db.parent / ARTIFACTS_DIR), "--host", host, "--port", str(port), "--workers", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        uri,
+        "--default-artifact-root",
+        str(db.parent / ARTIFACTS_DIR),
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
 
 
 def serve_ui(uri: str, host: str, port: int, echo: Callable[[str], None]) -> int:
@@ -35,8 +50,9 @@ def serve_ui(uri: str, host: str, port: int, echo: Callable[[str], None]) -> int
     server's exit code when it stops by itself (0 when stopped by a signal)."""
     command = server_command(uri, host, port)
     base = f"http://{host}:{port}"
-    child = subprocess.Popen(command, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-                             start_new_session=True)
+    child = subprocess.Popen(
+        command, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, start_new_session=True
+    )
     echo(f"MLflow UI for {uri} at {base} (pid {child.pid}); Ctrl-C stops it")
     for experiment, link in experiment_links(uri, base):
         echo(f"  {experiment}: {link}")

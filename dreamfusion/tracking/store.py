@@ -73,8 +73,10 @@ def _check_server(uri: str) -> None:
         except (urllib.error.URLError, OSError) as exc:
             reason = str(getattr(exc, "reason", exc))
             break  # nothing listens: a second probe would only wait again
-    raise ConfigError(f"tracking.uri: cannot reach an MLflow server at {uri} ({reason}); start one "
-                      f"(df-sweep ui) or pass another --tracking-uri")
+    raise ConfigError(
+        f"tracking.uri: cannot reach an MLflow server at {uri} ({reason}); start one "
+        f"(df-sweep ui) or pass another --tracking-uri"
+    )
 
 
 @functools.lru_cache(maxsize=4)
@@ -91,13 +93,18 @@ def open_experiment(uri: str, name: str) -> str:
     found = mlflow.get_experiment_by_name(name)
     if found is not None:
         if found.lifecycle_stage == "deleted":
-            raise ConfigError(f"tracking: experiment {name!r} is deleted in {uri}; restore it in the MLflow UI "
-                              f"or set tracking.experiment")
+            raise ConfigError(
+                f"tracking: experiment {name!r} is deleted in {uri}; restore it in the MLflow UI "
+                f"or set tracking.experiment"
+            )
         return str(found.experiment_id)
     db = sqlite_path(uri)
     location = str(db.parent / ARTIFACTS_DIR / name) if db is not None else None
-    return str(mlflow.create_experiment(name, artifact_location=location,
-                                        tags={EXPERIMENT_KIND_TAG: "custom_model_development"}))
+    return str(
+        mlflow.create_experiment(
+            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: "custom_model_development"}
+        )
+    )
 
 
 def runs_link(ui: str, experiment_id: str) -> str:

@@ -60,8 +60,9 @@ class Evaluation:
             metrics.update(evaluator.final(self.last))
         return metrics
 
-    def write_final(self, state: TrialState, out: Path, metrics: dict[str, float],
-                    render_path: Path) -> dict[str, Path]:
+    def write_final(
+        self, state: TrialState, out: Path, metrics: dict[str, float], render_path: Path
+    ) -> dict[str, Path]:
         """`final/views.png` (colour and geometry rows), `final/turntable.gif`, `final/metrics.json`."""
         final = out / "final"
         final.mkdir(exist_ok=True)

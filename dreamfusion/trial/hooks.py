@@ -4,7 +4,7 @@ profilers can use it too. Hooks are per process: a Ray worker's setup hook adds 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from dreamfusion.config.schema import TrialConfig
 

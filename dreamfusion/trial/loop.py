@@ -53,8 +53,14 @@ class TrialResult:
     history: list[dict[str, float]] = field(default_factory=list)  # per-step metrics of this process's steps
 
 
-def run_trial(cfg: TrialConfig, out: Path, callback: TrialCallback | None = None, prior: Prior | None = None,
-              scorer: Scorer | None = None, resume_from: Path | None = None) -> TrialResult:
+def run_trial(
+    cfg: TrialConfig,
+    out: Path,
+    callback: TrialCallback | None = None,
+    prior: Prior | None = None,
+    scorer: Scorer | None = None,
+    resume_from: Path | None = None,
+) -> TrialResult:
     """Run (or continue, from `resume_from`) one trial, writing renders, checkpoints and final artifacts to `out`."""
     callback = callback or TrialCallback()
     out = Path(out)
@@ -69,8 +75,9 @@ def run_trial(cfg: TrialConfig, out: Path, callback: TrialCallback | None = None
     if resume_from is not None:
         load_checkpoint(state, resume_from)
     (out / "config.yaml").write_text(to_yaml(cfg))
-    callback.on_start(cfg, state.step, TrialInfo(prior.describe(), scorer.describe(),
-                                                  components(step, prior, scorer, evaluation)))
+    callback.on_start(
+        cfg, state.step, TrialInfo(prior.describe(), scorer.describe(), components(step, prior, scorer, evaluation))
+    )
     history: list[dict[str, float]] = []
     metrics: dict[str, float] = {}
     render_path = out / "renders" / "none.png"

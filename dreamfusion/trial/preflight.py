@@ -17,11 +17,13 @@ def check_trial(cfg: TrialConfig, label: str) -> None:
     try:
         prior.check(cfg.prior)
         scorer, _ = scorer_class(cfg.scoring, prior)
-        check_pairing(scorer, prior.name)
+        check_pairing(scorer, prior)
     except ConfigError as exc:
         raise ConfigError(f"{label}: {exc}") from None
     for component in (prior, scorer):
         vocabulary = component.needs.vocabulary
         if vocabulary is not None and not vocabulary.knows(cfg.prompt):
-            raise ConfigError(f"{label}: prompt: {cfg.prompt!r} is not known to the {component.name} "
-                              f"{component.kind}; expected {vocabulary.describe()} (see df-sweep priors)")
+            raise ConfigError(
+                f"{label}: prompt: {cfg.prompt!r} is not known to the {component.name} "
+                f"{component.kind}; expected {vocabulary.describe()} (see df-sweep priors)"
+            )

@@ -37,18 +37,39 @@ class TrialState:
         ]
         return [g for g in groups if g["params"]]
 
-    def render(self, cams: Cameras, lighting: Lighting, generator: torch.Generator | None, bg: torch.Tensor | None,
-               need_normals: bool) -> RenderOutput:
+    def render(
+        self,
+        cams: Cameras,
+        lighting: Lighting,
+        generator: torch.Generator | None,
+        bg: torch.Tensor | None,
+        need_normals: bool,
+    ) -> RenderOutput:
         """The field seen from `cams` at the config's resolution and samples, skipping empty space."""
         r = self.cfg.render
-        return render(self.field, self.background, cams, r.resolution, r.samples_per_ray, lighting, generator, bg,
-                      normal_step=finest_voxel(self.cfg.nerf) / 2, need_normals=need_normals,
-                      occupancy=self.occupancy)
+        return render(
+            self.field,
+            self.background,
+            cams,
+            r.resolution,
+            r.samples_per_ray,
+            lighting,
+            generator,
+            bg,
+            normal_step=finest_voxel(self.cfg.nerf) / 2,
+            need_normals=need_normals,
+            occupancy=self.occupancy,
+        )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"field": self.field.state_dict(), "background": self.background.state_dict(),
-                "occupancy": self.occupancy.state_dict(),
-                "optim": self.optim.state_dict(), "step": self.step, "generator": self.generator.get_state()}
+        return {
+            "field": self.field.state_dict(),
+            "background": self.background.state_dict(),
+            "occupancy": self.occupancy.state_dict(),
+            "optim": self.optim.state_dict(),
+            "step": self.step,
+            "generator": self.generator.get_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.field.load_state_dict(state["field"])

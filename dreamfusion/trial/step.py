@@ -33,20 +33,27 @@ class SDSStep:
         if state.step % OCCUPANCY_EVERY == 0:
             state.occupancy.update(state.field.density)
         cams = sample_cameras(cfg.camera, cfg.render.views_per_step, g)
-        lighting = Lighting(self._choose_shading(g), sample_lights(cams, g).to(device),
-                            cfg.render.ambient, cfg.render.diffuse)
+        lighting = Lighting(
+            self._choose_shading(g), sample_lights(cams, g).to(device), cfg.render.ambient, cfg.render.diffuse
+        )
         bg = torch.rand(3, generator=g).to(device) if cfg.render.background == "random" else None
         out = state.render(cams.to(device), lighting, g, bg, need_normals=cfg.reg.orientation > 0)
         x = self.prior.to_model_space(out.rgb)  # [B, C, h, w]
         b = x.shape[0]
-        prompts = [view_prompt(cfg.prompt, float(e), float(a), cfg.camera.view_dependent_prompt)
-                   for e, a in zip(cams.elevation, cams.azimuth)]
+        prompts = [
+            view_prompt(cfg.prompt, float(e), float(a), cfg.camera.view_dependent_prompt)
+            for e, a in zip(cams.elevation, cams.azimuth)
+        ]
         t = torch.full((b,), self.schedule(state.step, g), dtype=torch.long, device=device)
         noise = torch.randn(x.shape, generator=g).to(device)
-        res = self.loss(self.prior, x, t, self.prior.text_embeddings(prompts),
-                        self.uncond.expand(b, *self.uncond.shape[1:]), noise)
-        regs = {"orientation": out.orientation, "opacity_entropy": out.opacity_entropy,
-                **(state.field.regularisers() if cfg.reg.density_tv > 0 else {})}
+        res = self.loss(
+            self.prior, x, t, self.prior.text_embeddings(prompts), self.uncond.expand(b, *self.uncond.shape[1:]), noise
+        )
+        regs = {
+            "orientation": out.orientation,
+            "opacity_entropy": out.opacity_entropy,
+            **(state.field.regularisers() if cfg.reg.density_tv > 0 else {}),
+        }
         loss = res.loss + sum(getattr(cfg.reg, k) * v for k, v in regs.items())
         check_finite(loss, res.eps_hat, state.step + 1)
         state.optim.zero_grad(set_to_none=True)
@@ -54,9 +61,11 @@ class SDSStep:
         state.optim.step()
         state.step += 1
         return {
-            "loss": loss.item(), "loss_sds": res.loss.item(),
+            "loss": loss.item(),
+            "loss_sds": res.loss.item(),
             "grad_norm": float(res.grad.flatten(1).norm(dim=1).mean()),
-            "t": float(t[0]), "opacity": float(out.opacity.detach().mean()),
+            "t": float(t[0]),
+            "opacity": float(out.opacity.detach().mean()),
             **{f"reg_{k}": v.item() for k, v in regs.items()},
             "step_ms": (time.perf_counter() - t0) * 1000,
         }

@@ -64,8 +64,19 @@ def test_workers_run_the_driver_code_shipped_with_the_job(launched):
 def test_a_node_local_storage_is_refused_on_a_multi_node_cluster(stack, tmp_path):
     spec = write_spec(tmp_path / "local.yaml", "local-storage", {"seed": {"grid": [0]}})
     local = tmp_path / "results"
-    driver = stack.driver(["launch", str(spec), "--address", stack.ray.address, "--tracking-uri",
-                           stack.tracking_uri, "--storage", str(local)], tmp_path / "markers")
+    driver = stack.driver(
+        [
+            "launch",
+            str(spec),
+            "--address",
+            stack.ray.address,
+            "--tracking-uri",
+            stack.tracking_uri,
+            "--storage",
+            str(local),
+        ],
+        tmp_path / "markers",
+    )
     code, output = finished(driver, 120)
     errors = [line for line in output.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1, output
@@ -78,8 +89,10 @@ def test_a_node_local_storage_is_refused_on_a_multi_node_cluster(stack, tmp_path
 def test_storage_uris_keep_their_scheme_and_options():
     """`--storage s3://…` must reach Tune as given: a Path would fold `s3://` into `s3:/`."""
     assert storage_root("s3://bucket/df-sweep/") == "s3://bucket/df-sweep"
-    assert join("s3://bucket/runs?endpoint_override=minio:9000", "sweep", "launch") == \
-        "s3://bucket/runs/sweep/launch?endpoint_override=minio:9000"
+    assert (
+        join("s3://bucket/runs?endpoint_override=minio:9000", "sweep", "launch")
+        == "s3://bucket/runs/sweep/launch?endpoint_override=minio:9000"
+    )
     assert storage_root("results") == str(Path("results").absolute())
 
 

@@ -61,8 +61,11 @@ def _assert_complete(stack, run) -> None:
 
 def _reports(stack, name: str) -> list[dict]:
     """What the trials reported to Tune, in order (result.json of each trial of the newest launch)."""
-    return [json.loads(line) for f in sorted((stack.root / "results" / name).glob("*/*/result.json"))
-            for line in f.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for f in sorted((stack.root / "results" / name).glob("*/*/result.json"))
+        for line in f.read_text().splitlines()
+    ]
 
 
 def test_a_killed_trial_worker_is_retried_from_its_checkpoint_into_the_same_run(stack, tmp_path):
@@ -89,8 +92,9 @@ def test_a_killed_driver_is_resumed_and_completes_the_sweep(stack, tmp_path):
     # killed mid-sweep: seed 0 finished, a held seed still running (which one Tune started first varies)
     assert before["0"].info.status == "FINISHED" and "RUNNING" in {r.info.status for r in before.values()}
 
-    resumed = stack.driver(["resume", "orphaned", "--address", stack.ray.address, "--storage", stack.storage],
-                           tmp_path / "markers")
+    resumed = stack.driver(
+        ["resume", "orphaned", "--address", stack.ray.address, "--storage", stack.storage], tmp_path / "markers"
+    )
     code, output = finished(resumed)
     assert code == 0, output
     assert "trials: 3 TERMINATED" in output
@@ -116,8 +120,12 @@ def _finished_trials(stack, spec: Path) -> int:
 
 
 def test_a_trial_gone_nan_fails_with_the_reason_and_the_sweep_goes_on(stack, tmp_path):
-    spec = write_spec(tmp_path / "nan.yaml", "nan", {"prompt": {"grid": ["a red cube", "a blue sphere"]}},
-                      base={**TINY_BASE, "prior": "test-nan-prompt", "plugins": ["sweep_helpers"]})
+    spec = write_spec(
+        tmp_path / "nan.yaml",
+        "nan",
+        {"prompt": {"grid": ["a red cube", "a blue sphere"]}},
+        base={**TINY_BASE, "prior": "test-nan-prompt", "plugins": ["sweep_helpers"]},
+    )
     code, output = finished(stack.launch(spec, tmp_path / "markers", nan_prompt="a blue sphere"))
     assert code == 1, output
     runs = _runs(stack, "nan", "prompt")

@@ -69,27 +69,66 @@ def test_the_cycle_check_finds_a_cycle():
     assert _cycles(g) == [["dreamfusion.a", "dreamfusion.b", "dreamfusion.c"]]
 
 
-@pytest.mark.parametrize("path", sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")),
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path", sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+)
 def test_no_module_over_the_size_limit(path):
     assert len(path.read_text().splitlines()) <= MAX_LINES
 
 
 #: (importer package, imported package or external distribution): imports that would break the layering.
 FORBIDDEN = [
-    *[(layer, "dreamfusion.toyworld") for layer in ("dreamfusion.trial", "dreamfusion.sweep", "dreamfusion.tracking",
-                                                     "dreamfusion.sds", "dreamfusion.scoring", "dreamfusion.evaluators",
-                                                     "dreamfusion.priors", "dreamfusion.config", "dreamfusion.nerf")],
-    *[(layer, external) for layer in ("dreamfusion.trial", "dreamfusion.sds", "dreamfusion.priors",
-                                      "dreamfusion.scoring", "dreamfusion.evaluators", "dreamfusion.nerf",
-                                      "dreamfusion.config", "dreamfusion.toyworld")
-      for external in ("ray", "mlflow")],
-    *[("dreamfusion.nerf", inner) for inner in ("dreamfusion.sds", "dreamfusion.priors", "dreamfusion.scoring",
-                                                "dreamfusion.trial", "dreamfusion.config.files")],
+    *[
+        (layer, "dreamfusion.toyworld")
+        for layer in (
+            "dreamfusion.trial",
+            "dreamfusion.sweep",
+            "dreamfusion.tracking",
+            "dreamfusion.sds",
+            "dreamfusion.scoring",
+            "dreamfusion.evaluators",
+            "dreamfusion.priors",
+            "dreamfusion.config",
+            "dreamfusion.nerf",
+        )
+    ],
+    *[
+        (layer, external)
+        for layer in (
+            "dreamfusion.trial",
+            "dreamfusion.sds",
+            "dreamfusion.priors",
+            "dreamfusion.scoring",
+            "dreamfusion.evaluators",
+            "dreamfusion.nerf",
+            "dreamfusion.config",
+            "dreamfusion.toyworld",
+        )
+        for external in ("ray", "mlflow")
+    ],
+    *[
+        ("dreamfusion.nerf", inner)
+        for inner in (
+            "dreamfusion.sds",
+            "dreamfusion.priors",
+            "dreamfusion.scoring",
+            "dreamfusion.trial",
+            "dreamfusion.config.files",
+        )
+    ],
     *[("dreamfusion.trial", outer) for outer in ("dreamfusion.sweep", "dreamfusion.tracking", "dreamfusion.cli")],
     *[("dreamfusion.sds", outer) for outer in ("dreamfusion.trial", "dreamfusion.tracking", "dreamfusion.scoring")],
-    *[("analysis", inner) for inner in ("dreamfusion.trial", "dreamfusion.sweep", "dreamfusion.priors",
-                                        "dreamfusion.sds", "dreamfusion.nerf", "torch")],
+    *[
+        ("analysis", inner)
+        for inner in (
+            "dreamfusion.trial",
+            "dreamfusion.sweep",
+            "dreamfusion.priors",
+            "dreamfusion.sds",
+            "dreamfusion.nerf",
+            "torch",
+        )
+    ],
 ]
 
 
@@ -100,8 +139,12 @@ def test_layers_import_only_downwards(graph, importer, imported):
 
 
 def test_analysis_reads_names_from_the_tracking_schema_only(graph):
-    used = {m for m in graph.find_modules_that_directly_import("dreamfusion.tracking.schema")}
+    used = set(graph.find_modules_that_directly_import("dreamfusion.tracking.schema"))
     assert {"analysis.load", "analysis.plots"} <= used
-    reached = {m for module in ("analysis.load", "analysis.plots", "analysis.report", "analysis.compare")
-               for m in graph.find_modules_directly_imported_by(module) if m.startswith("dreamfusion")}
+    reached = {
+        m
+        for module in ("analysis.load", "analysis.plots", "analysis.report", "analysis.compare")
+        for m in graph.find_modules_directly_imported_by(module)
+        if m.startswith("dreamfusion")
+    }
     assert reached <= {"dreamfusion.tracking.schema", "dreamfusion.errors"}

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow import MlflowClient
+from sweep_helpers import TINY_RUN, set_args
 from torch import Tensor
 from typer.testing import CliRunner
 
@@ -85,11 +86,24 @@ def registered():
 
 def test_a_prior_and_a_schedule_defined_in_a_test_run_through_df_sweep_run(registered, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    args = ["run", "--prompt", "a red cube", "--steps", "20", "--out", str(tmp_path / "run"), "--tracking-uri", uri,
-            "--set", "prior.kind=test-flat-colour", "--set", "sds.timesteps.schedule=test-midpoint",
-            "--set", "nerf.size=tiny", "--set", "render.resolution=16", "--set", "render.samples_per_ray=16",
-            "--set", "eval.every=10", "--set", "checkpoint_every=10", "--set", "eval.views=2",
-            "--set", "eval.turntable_frames=2"]
+    args = [
+        "run",
+        "--prompt",
+        "a red cube",
+        "--steps",
+        "20",
+        "--out",
+        str(tmp_path / "run"),
+        "--tracking-uri",
+        uri,
+        *TINY_RUN,
+        *set_args(
+            prior__kind="test-flat-colour",
+            sds__timesteps__schedule="test-midpoint",
+            eval__every=10,
+            checkpoint_every=10,
+        ),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     client = MlflowClient(uri)
@@ -130,7 +144,7 @@ def test_a_second_class_under_a_taken_name_is_refused(registered):
     registry.register(MidpointSchedule)  # the same class again is not a conflict (a module imported twice)
 
 
-PLUGIN = '''
+PLUGIN = """
     import torch
     from dreamfusion import registry
     from dreamfusion.sds.weighting import Weighting
@@ -142,7 +156,7 @@ PLUGIN = '''
 
         def __call__(self, alpha_bar):
             return (1 - alpha_bar) / 2
-'''
+"""
 
 
 def _plugin_module(folder: Path, module: str, name: str) -> None:

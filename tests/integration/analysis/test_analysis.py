@@ -64,8 +64,9 @@ def test_group_means_and_confidence_intervals_match_an_independent_computation(s
     sweep = load_sweep(NAME, uri)
     _, children = sweep_runs(uri, NAME)
     for scale in (5.0, 30.0):
-        values = [r.data.metrics["clip_r_precision"] for r in children
-                  if float(r.data.params["sds.guidance_scale"]) == scale]
+        values = [
+            r.data.metrics["clip_r_precision"] for r in children if float(r.data.params["sds.guidance_scale"]) == scale
+        ]
         s = pd.Series(values)
         expected_half = 3.182446305284263 * s.std(ddof=1) / math.sqrt(4)  # t_{0.975, df=3}
         row = group_summary(sweep, ["sds.guidance_scale"]).set_index("sds.guidance_scale").loc[scale]
@@ -92,8 +93,10 @@ def test_ranking_orders_configs_and_excludes_replicates(sweep_store):
 
 def test_dreamfusion_table_has_the_ground_truth_row(sweep_store):
     sweep = load_sweep(NAME, sweep_store[1])
-    gt = {"colour": float(sweep.trials["gt_clip_r_precision"].mean()),
-          "geometry": float(sweep.trials["gt_clip_r_precision_geometry"].mean())}
+    gt = {
+        "colour": float(sweep.trials["gt_clip_r_precision"].mean()),
+        "geometry": float(sweep.trials["gt_clip_r_precision_geometry"].mean()),
+    }
     table = dreamfusion_table(sweep, gt)
     assert table.iloc[0]["sds.guidance_scale"] == "ground truth"
     assert table.iloc[0]["colour"] == pytest.approx(gt["colour"])

@@ -17,7 +17,9 @@ import pytest
 from mlflow import MlflowClient
 from sweep_helpers import (
     TINY_BASE,
+    TINY_RUN,
     run_artifacts,
+    set_args,
     sweep_runs,
     sweep_workdir,
     write_spec,
@@ -65,7 +67,8 @@ def test_one_parent_and_one_finished_child_per_trial(launched):
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     assert {c.info.status for c in children} == {"FINISHED"}
     assert {c.info.run_name for c in children} == {
-        f"prompt={p},schedule={s}" for p in ("a red cube", "a blue sphere") for s in ("uniform", "anneal")}
+        f"prompt={p},schedule={s}" for p in ("a red cube", "a blue sphere") for s in ("uniform", "anneal")
+    }
     client = MlflowClient(uri)
     assert [a.path for a in client.list_artifacts(parents[0].info.run_id)] == ["spec.yaml"]
     experiment = client.get_experiment(parents[0].info.experiment_id)
@@ -78,8 +81,9 @@ def test_children_hold_params_metrics_and_artifacts(launched):
     spec = load_spec(spec_path)
     client = MlflowClient(uri)
     for run in sweep_runs(uri, NAME)[1]:
-        cfg = spec.trial_config({"prompt": run.data.params["prompt"],
-                                 "sds.timesteps.schedule": run.data.params["sds.timesteps.schedule"]})
+        cfg = spec.trial_config(
+            {"prompt": run.data.params["prompt"], "sds.timesteps.schedule": run.data.params["sds.timesteps.schedule"]}
+        )
         assert run.data.params == {k: str(v) for k, v in flatten(cfg).items()}
         steps = TINY_BASE["steps"]
         for key in ("loss", "grad_norm", "t", "step_ms"):
@@ -95,8 +99,11 @@ def test_children_hold_params_metrics_and_artifacts(launched):
 
 
 def test_prior_loaded_once_per_worker(launched, workdir):
-    reports = [json.loads(line) for f in (workdir / "ray_results" / NAME).glob("*/*/result.json")
-               for line in f.read_text().splitlines()]
+    reports = [
+        json.loads(line)
+        for f in (workdir / "ray_results" / NAME).glob("*/*/result.json")
+        for line in f.read_text().splitlines()
+    ]
     assert len({r["trial_id"] for r in reports}) == 4
     loads = {}
     for r in reports:
@@ -133,8 +140,13 @@ def test_ui_serves_the_store_and_stops_on_ctrl_c(launched, workdir):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    ui = subprocess.Popen([sys.executable, "-m", "dreamfusion.cli", "ui", "--port", str(port)], cwd=workdir,
-                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "dreamfusion.cli", "ui", "--port", str(port)],
+        cwd=workdir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         first = ui.stdout.readline()
         assert f"at http://127.0.0.1:{port}" in first
@@ -163,9 +175,18 @@ def test_asha_stops_trials_early_and_their_runs_still_end_finished(workdir):
     """Made deterministic: one trial at a time, in grid order. The initial blob's silhouette lies inside the true
     cube's, so gt_iou at ASHA's first rung (step 4) grows with its radius: the second trial (0.5) beats the first
     (0.4) and runs on; the last two start near-empty (0.06, 0.05) and fall far below the recorded median."""
-    spec = write_spec(workdir / "asha.yaml", "asha", {"nerf.blob_radius": {"grid": [0.4, 0.5, 0.06, 0.05]}},
-                      tune={"metric": "gt_iou", "scheduler": "asha", "grace_period": 4, "reduction_factor": 2,
-                            "max_concurrent_trials": 1})
+    spec = write_spec(
+        workdir / "asha.yaml",
+        "asha",
+        {"nerf.blob_radius": {"grid": [0.4, 0.5, 0.06, 0.05]}},
+        tune={
+            "metric": "gt_iou",
+            "scheduler": "asha",
+            "grace_period": 4,
+            "reduction_factor": 2,
+            "max_concurrent_trials": 1,
+        },
+    )
     result = CliRunner().invoke(app, ["launch", str(spec)])
     assert result.exit_code == 0, result.output
     uri = f"sqlite:///{workdir / 'mlruns.db'}"
@@ -185,8 +206,7 @@ def test_asha_stops_trials_early_and_their_runs_still_end_finished(workdir):
 
 def test_run_logs_one_run_the_same_way(tmp_path):
     uri = f"sqlite:///{tmp_path / 'single.db'}"
-    tiny = ["--set", "nerf.size=tiny", "--set", "render.resolution=16", "--set", "render.samples_per_ray=16",
-            "--set", "eval.every=4", "--set", "eval.views=2", "--set", "eval.turntable_frames=2"]
+    tiny = [*TINY_RUN, *set_args(eval__every=4)]
     args = ["run", "--prompt", "a red cube", "--steps", "4", *tiny, "--tracking-uri", uri]
     result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "tracked")])
     assert result.exit_code == 0, result.output

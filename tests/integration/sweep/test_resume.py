@@ -57,8 +57,11 @@ def test_resume_finishes_an_errored_sweep_without_rerunning_or_duplicating(workd
     assert "RuntimeError: injected failure" in before["1"].data.tags["df.failure"]
     assert _steps(uri, before["1"]) == list(range(1, FAIL_AT_STEP + 1))
     parent = sweep_runs(uri, "resumable")[0]
-    assert len(parent) == 1 and parent[0].info.status == "FAILED" and "1 errored of 2 trials" in \
-        parent[0].data.tags["df.failure"]
+    assert (
+        len(parent) == 1
+        and parent[0].info.status == "FAILED"
+        and "1 errored of 2 trials" in parent[0].data.tags["df.failure"]
+    )
     status = CliRunner().invoke(app, ["status", "resumable"])
     states = [line.split()[1] for line in status.output.splitlines()[2:]]
     assert sorted(states) == ["ERROR", "TERMINATED"]

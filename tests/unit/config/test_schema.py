@@ -38,28 +38,41 @@ def _yaml(tmp_path: Path, text: str, name: str = "trial.yaml") -> Path:
 # -- one-line errors that name the key ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides, key, what", [
-    (["guidence=1"], "guidence", "unknown key"),
-    (["sds.guidence_scale=50"], "sds.guidence_scale", "unknown key"),
-    (["sds.timesteps.shedule=uniform"], "sds.timesteps.shedule", "unknown key"),
-    (["steps=abc"], "steps", "valid integer"),
-    (["render.resolution=[32]"], "render.resolution", "valid integer"),
-    (["prompt=''"], "prompt", "prompt must not be empty"),
-    (["prompt='   '"], "prompt", "prompt must not be empty"),
-    (["sds.timesteps.t_min=0.6", "sds.timesteps.t_max=0.6"], "sds.timesteps", "t_min (0.6) must be < t_max (0.6)"),
-    (["sds.timesteps.t_min=0.9", "sds.timesteps.t_max=0.5"], "sds.timesteps", "t_min (0.9) must be < t_max (0.5)"),
-    (["sds.guidance_scale=-1"], "sds.guidance_scale", "greater than or equal to 0"),
+@pytest.mark.parametrize(
+    "overrides, key, what",
+    [
+        (["guidence=1"], "guidence", "unknown key"),
+        (["sds.guidence_scale=50"], "sds.guidence_scale", "unknown key"),
+        (["sds.timesteps.shedule=uniform"], "sds.timesteps.shedule", "unknown key"),
+        (["steps=abc"], "steps", "valid integer"),
+        (["render.resolution=[32]"], "render.resolution", "valid integer"),
+        (["prompt=''"], "prompt", "prompt must not be empty"),
+        (["prompt='   '"], "prompt", "prompt must not be empty"),
+        (["sds.timesteps.t_min=0.6", "sds.timesteps.t_max=0.6"], "sds.timesteps", "t_min (0.6) must be < t_max (0.6)"),
+        (["sds.timesteps.t_min=0.9", "sds.timesteps.t_max=0.5"], "sds.timesteps", "t_min (0.9) must be < t_max (0.5)"),
+        (["sds.guidance_scale=-1"], "sds.guidance_scale", "greater than or equal to 0"),
         (["sds.guidance_scale=.inf"], "sds.guidance_scale", "finite number"),
         (["sds.guidance_scale=.nan"], "sds.guidance_scale", "finite number"),
         (["camera.elevation=[0, .inf]"], "camera.elevation.1", "finite number"),
-        (["checkpoint_every=150", "eval.every=100"], "checkpoint_every (150) must be a multiple of eval.every (100)",
-         "checkpoints are saved at evaluations"),
-    (["sds.timesteps.schedule=cosine"], "sds.timesteps.schedule",
-         "unknown schedule 'cosine'; expected one of anneal, dreamtime, sqrt_anneal, stratified, uniform"),
-    (["nerf.size=huge"], "nerf.size", "'tiny', 'small', 'medium' or 'large'"),
-    (["camera.elevation=[50, 10]"], "camera.elevation", "low <= high"),
-    (["sds.weighting=linear"], "sds.weighting", "unknown weighting 'linear'; expected one of fantasia3d, sds, uniform"),
-])
+        (
+            ["checkpoint_every=150", "eval.every=100"],
+            "checkpoint_every (150) must be a multiple of eval.every (100)",
+            "checkpoints are saved at evaluations",
+        ),
+        (
+            ["sds.timesteps.schedule=cosine"],
+            "sds.timesteps.schedule",
+            "unknown schedule 'cosine'; expected one of anneal, dreamtime, sqrt_anneal, stratified, uniform",
+        ),
+        (["nerf.size=huge"], "nerf.size", "'tiny', 'small', 'medium' or 'large'"),
+        (["camera.elevation=[50, 10]"], "camera.elevation", "low <= high"),
+        (
+            ["sds.weighting=linear"],
+            "sds.weighting",
+            "unknown weighting 'linear'; expected one of fantasia3d, sds, uniform",
+        ),
+    ],
+)
 def test_override_errors_name_the_key(overrides, key, what):
     message = _error(None, overrides)
     assert message.startswith(f"--set: {key}: "), message
@@ -108,18 +121,21 @@ def test_empty_yaml_is_the_defaults(tmp_path):
 # -- --set parsing ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text, key, value", [
-    ("sds.guidance_scale=50", "sds.guidance_scale", 50),
-    ("sds.guidance_scale=7.5", "sds.guidance_scale", 7.5),
-    ("sds.baseline=false", "sds.baseline", False),
-    ("camera.view_dependent_prompt=true", "camera.view_dependent_prompt", True),
-    ("camera.elevation=[0, 30]", "camera.elevation", [0, 30]),
-    ("eval.prompt_set=[a red cube, a blue cone]", "eval.prompt_set", ["a red cube", "a blue cone"]),
-    ("sds.grad_clip=null", "sds.grad_clip", None),
-    ("prompt=a red cube", "prompt", "a red cube"),
-    (" steps = 12", "steps", 12),
-    ("prompt=", "prompt", ""),
-])
+@pytest.mark.parametrize(
+    "text, key, value",
+    [
+        ("sds.guidance_scale=50", "sds.guidance_scale", 50),
+        ("sds.guidance_scale=7.5", "sds.guidance_scale", 7.5),
+        ("sds.baseline=false", "sds.baseline", False),
+        ("camera.view_dependent_prompt=true", "camera.view_dependent_prompt", True),
+        ("camera.elevation=[0, 30]", "camera.elevation", [0, 30]),
+        ("eval.prompt_set=[a red cube, a blue cone]", "eval.prompt_set", ["a red cube", "a blue cone"]),
+        ("sds.grad_clip=null", "sds.grad_clip", None),
+        ("prompt=a red cube", "prompt", "a red cube"),
+        (" steps = 12", "steps", 12),
+        ("prompt=", "prompt", ""),
+    ],
+)
 def test_parse_override_reads_values_as_yaml(text, key, value):
     got_key, got_value = parse_override(text)
     assert got_key == key and got_value == value and type(got_value) is type(value)
@@ -132,8 +148,10 @@ def test_malformed_override_is_a_config_error(text):
 
 
 def test_overrides_become_typed_config_values():
-    cfg = load_trial_config(None, ["sds.guidance_scale=50", "sds.baseline=false", "camera.elevation=[0, 30]",
-                                   "sds.grad_clip=1e-3", "steps=12"])
+    cfg = load_trial_config(
+        None,
+        ["sds.guidance_scale=50", "sds.baseline=false", "camera.elevation=[0, 30]", "sds.grad_clip=1e-3", "steps=12"],
+    )
     assert cfg.sds.guidance_scale == 50.0 and cfg.sds.baseline is False
     assert cfg.camera.elevation == (0.0, 30.0) and cfg.steps == 12
     assert cfg.sds.grad_clip == pytest.approx(1e-3)  # YAML reads 1e-3 as a string; the float field parses it
@@ -152,7 +170,10 @@ def test_prior_shorthand_then_dotted_override(tmp_path):
     assert (cfg.prior.kind, cfg.prior.model, cfg.prior.dtype) == ("toyworld", None, "float16")
     cfg = load_trial_config(None, ["prior=stabilityai/stable-diffusion-2-1-base", "prior.dtype=bfloat16"])
     assert (cfg.prior.kind, cfg.prior.model, cfg.prior.dtype) == (
-        "stable-diffusion", "stabilityai/stable-diffusion-2-1-base", "bfloat16")
+        "stable-diffusion",
+        "stabilityai/stable-diffusion-2-1-base",
+        "bfloat16",
+    )
     assert load_trial_config(None, ["prior=DeepFloyd/IF-I-XL-v1.0"]).prior.kind == "deepfloyd-if"
 
 
@@ -160,11 +181,22 @@ def test_prior_shorthand_then_dotted_override(tmp_path):
 
 
 def _custom() -> TrialConfig:
-    return load_trial_config(None, [
-        "prompt=a blue cone", "seed=3", "nerf.size=medium", "nerf.mlp_width=128", "sds.timesteps.schedule=dreamtime",
-        "sds.guidance_convention=paper", "sds.grad_clip=2.5", "camera.elevation=[0, 30]",
-        "eval.prompt_set=[a blue cone, a red cube]", "prior=toyworld", "render.shading.albedo=0.5",
-    ])
+    return load_trial_config(
+        None,
+        [
+            "prompt=a blue cone",
+            "seed=3",
+            "nerf.size=medium",
+            "nerf.mlp_width=128",
+            "sds.timesteps.schedule=dreamtime",
+            "sds.guidance_convention=paper",
+            "sds.grad_clip=2.5",
+            "camera.elevation=[0, 30]",
+            "eval.prompt_set=[a blue cone, a red cube]",
+            "prior=toyworld",
+            "render.shading.albedo=0.5",
+        ],
+    )
 
 
 def test_flatten_unflatten_round_trip():
@@ -210,12 +242,15 @@ def test_grid_resolutions_must_be_ordered():
 # -- the CLI turns config errors into one line, exit 2 ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args, named", [
-    (["run", "--prompt", ""], "prompt"),
-    (["run", "--set", "nope=1"], "nope"),
-    (["run", "--set", "sds.guidence_scale=3"], "sds.guidence_scale"),
-    (["run", "--set", "steps"], "--set steps"),
-])
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["run", "--prompt", ""], "prompt"),
+        (["run", "--set", "nope=1"], "nope"),
+        (["run", "--set", "sds.guidence_scale=3"], "sds.guidence_scale"),
+        (["run", "--set", "steps"], "--set steps"),
+    ],
+)
 def test_cli_config_error_is_one_line_exit_2(args, named, tmp_path):
     result = CliRunner().invoke(app, args + ["--out", str(tmp_path / "out")])
     assert result.exit_code == 2

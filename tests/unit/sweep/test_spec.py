@@ -67,8 +67,10 @@ SPEC_CASES = {
     "malformed yaml": ("name: x\nspace: {prompt: {grid: [unclosed\n", "malformed YAML at line"),
     "unknown top-level key": (_with(schedule="fifo"), "schedule: unknown key"),
     "unknown base key": (_with(base__stepz=10), "base.stepz: unknown key"),
-    "unknown space key": (_with(space={"guidance_scale": {"grid": [10]}}),
-                          "space.guidance_scale: unknown trial config key; expected 'sds.guidance_scale'"),
+    "unknown space key": (
+        _with(space={"guidance_scale": {"grid": [10]}}),
+        "space.guidance_scale: unknown trial config key; expected 'sds.guidance_scale'",
+    ),
     "unknown space kind": (_with(space={"seed": {"normal": [0, 1]}}), "space.seed.normal: unknown key"),
     "wrong type in base": (_with(base__steps="many"), "base.steps: Input should be a valid integer"),
     "wrong type in tune": (_with(tune={"num_samples": "lots"}), "tune.num_samples"),
@@ -77,37 +79,62 @@ SPEC_CASES = {
     "empty prompt in space": (_with(space={"prompt": {"grid": ["a red cube", ""]}}), "prompt must not be empty"),
     "empty search space": (_with(space={}), "space: expected at least one dotted key"),
     "empty grid": (_with(space={"seed": {"grid": []}}), "space.seed.grid: List should have at least 1 item"),
-    "t_min >= t_max in base": (_with(base__sds={"timesteps": {"t_min": 0.6, "t_max": 0.4}}),
-                               "t_min (0.6) must be < t_max (0.4)"),
+    "t_min >= t_max in base": (
+        _with(base__sds={"timesteps": {"t_min": 0.6, "t_max": 0.4}}),
+        "t_min (0.6) must be < t_max (0.4)",
+    ),
     "t_min >= t_max across the space": (
         _with(space={"sds.timesteps.t_min": {"grid": [0.02, 0.5]}, "sds.timesteps.t_max": {"grid": [0.4, 0.98]}}),
-        "space combination sds.timesteps.t_min=0.5, sds.timesteps.t_max=0.4"),
-    "negative guidance": (_with(space={"sds.guidance_scale": {"grid": [-1, 20]}}),
-                          "space.sds.guidance_scale=-1: sds.guidance_scale: Input should be greater than or equal"),
-    "negative guidance range": (_with(space={"sds.guidance_scale": {"loguniform": [-1, 20]}}),
-                                "loguniform: expected low > 0"),
+        "space combination sds.timesteps.t_min=0.5, sds.timesteps.t_max=0.4",
+    ),
+    "negative guidance": (
+        _with(space={"sds.guidance_scale": {"grid": [-1, 20]}}),
+        "space.sds.guidance_scale=-1: sds.guidance_scale: Input should be greater than or equal",
+    ),
+    "negative guidance range": (
+        _with(space={"sds.guidance_scale": {"loguniform": [-1, 20]}}),
+        "loguniform: expected low > 0",
+    ),
     "unknown prior name": (_with(base__prior="dall-e"), "base.prior: 'dall-e' is neither a registered prior"),
-    "unknown prior kind": (_with(base__prior={"kind": "imagen"}), "base.prior.kind: unknown prior 'imagen'; expected one of analytic, deepfloyd-if"),
-    "prompt outside the toy world": (_with(space={"prompt": {"grid": ["a red cube", "a dragon"]}}),
-                                     "'a dragon' is not known to the toyworld prior"),
-    "unknown metric": (_with(tune={"metric": "accuracy"}), "tune.metric: expected a metric an evaluator logs (clip_r_precision,"),
+    "unknown prior kind": (
+        _with(base__prior={"kind": "imagen"}),
+        "base.prior.kind: unknown prior 'imagen'; expected one of analytic, deepfloyd-if",
+    ),
+    "prompt outside the toy world": (
+        _with(space={"prompt": {"grid": ["a red cube", "a dragon"]}}),
+        "'a dragon' is not known to the toyworld prior",
+    ),
+    "unknown metric": (
+        _with(tune={"metric": "accuracy"}),
+        "tune.metric: expected a metric an evaluator logs (clip_r_precision,",
+    ),
     "ground-truth metric without ground truth": (
         _with(base__prior="stable-diffusion", space={"prompt": {"grid": ["a hamburger"]}}, tune={"metric": "gt_iou"}),
-        "tune.metric: gt_iou is logged by the ground_truth evaluator, which does not run for prompt 'a hamburger'"),
+        "tune.metric: gt_iou is logged by the ground_truth evaluator, which does not run for prompt 'a hamburger'",
+    ),
     "bad name": (_with(name="my sweep/1"), "name: String should match pattern"),
     "an option no trial's component reads": (
         _with(space={"sds.timesteps.dreamtime_m1": {"grid": [700, 800]}}),
-        "space.sds.timesteps.dreamtime_m1: only the dreamtime schedule reads it, and no trial of the sweep selects it"),
-    "the opposite direction of a known metric": (_with(tune={"metric": "gt_colour_error", "mode": "max"}),
-                                                  "tune: mode: gt_colour_error is better when smaller; expected mode: min"),
-    "checkpoints between evaluations": (_with(base__checkpoint_every=3),
-                                        "base: checkpoint_every (3) must be a multiple of eval.every"),
+        "space.sds.timesteps.dreamtime_m1: only the dreamtime schedule reads it, and no trial of the sweep selects it",
+    ),
+    "the opposite direction of a known metric": (
+        _with(tune={"metric": "gt_colour_error", "mode": "max"}),
+        "tune: mode: gt_colour_error is better when smaller; expected mode: min",
+    ),
+    "checkpoints between evaluations": (
+        _with(base__checkpoint_every=3),
+        "base: checkpoint_every (3) must be a multiple of eval.every",
+    ),
 }
 
 
 def test_an_option_is_valid_where_some_trial_selects_its_component(tmp_path):
-    text = _with(space={"sds.timesteps.schedule": {"grid": ["anneal", "dreamtime"]},
-                        "sds.timesteps.dreamtime_m1": {"grid": [700, 800]}})
+    text = _with(
+        space={
+            "sds.timesteps.schedule": {"grid": ["anneal", "dreamtime"]},
+            "sds.timesteps.dreamtime_m1": {"grid": [700, 800]},
+        }
+    )
     assert load_spec(_spec(tmp_path, text)).num_trials() == 4
 
 
@@ -133,11 +160,14 @@ def test_malformed_override(tmp_path):
     _fails(tmp_path, ["launch", str(_spec(tmp_path, GOOD)), "--set", "tune.num_samples"], "expected KEY=VALUE")
 
 
-@pytest.mark.parametrize("resources, expect", [
-    ({"gpu": 1}, "GPU=1"),  # no GPU on the CPU machine; satisfiable on a GPU box, hence the next cases too
-    ({"cpu": 4096}, "CPU=4096"),
-    ({"cpu": 1, "custom": {"node_that_is_not_there": 1}}, "node_that_is_not_there=1"),
-])
+@pytest.mark.parametrize(
+    "resources, expect",
+    [
+        ({"gpu": 1}, "GPU=1"),  # no GPU on the CPU machine; satisfiable on a GPU box, hence the next cases too
+        ({"cpu": 4096}, "CPU=4096"),
+        ({"cpu": 1, "custom": {"node_that_is_not_there": 1}}, "node_that_is_not_there=1"),
+    ],
+)
 def test_unsatisfiable_resources_fail_fast(resources, expect, tmp_path):
     import torch
 
@@ -181,10 +211,17 @@ def test_run_checks_the_prompt_and_the_store_before_loading_anything(tmp_path):
 
 
 def test_dry_run_prints_the_grid_and_the_sampled_dimensions(tmp_path):
-    spec = _spec(tmp_path, _with(space={"prompt": {"grid": ["a red cube", "a blue sphere"]},
-                                        "seed": {"grid": [0, 1, 2]},
-                                        "sds.guidance_scale": {"loguniform": [5, 100]}},
-                                 tune={"num_samples": 2}))
+    spec = _spec(
+        tmp_path,
+        _with(
+            space={
+                "prompt": {"grid": ["a red cube", "a blue sphere"]},
+                "seed": {"grid": [0, 1, 2]},
+                "sds.guidance_scale": {"loguniform": [5, 100]},
+            },
+            tune={"num_samples": 2},
+        ),
+    )
     result = CliRunner().invoke(app, ["launch", str(spec), "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "12 trials (6 grid point(s) x num_samples 2, sampling sds.guidance_scale)" in result.output
@@ -194,8 +231,15 @@ def test_dry_run_prints_the_grid_and_the_sampled_dimensions(tmp_path):
 
 
 def test_space_overrides_address_dotted_keys():
-    data = apply_spec_overrides(GOOD, ["space.sds.guidance_scale.grid=[10, 50]", "space.seed={randint: [0, 9]}",
-                                       "tune.num_samples=3", "base.steps=7"])
+    data = apply_spec_overrides(
+        GOOD,
+        [
+            "space.sds.guidance_scale.grid=[10, 50]",
+            "space.seed={randint: [0, 9]}",
+            "tune.num_samples=3",
+            "base.steps=7",
+        ],
+    )
     spec = SweepSpec.model_validate(data)
     assert spec.space["sds.guidance_scale"].grid == [10, 50]
     assert spec.space["seed"].randint == (0, 9)
@@ -204,13 +248,21 @@ def test_space_overrides_address_dotted_keys():
 
 
 def test_trial_config_and_names(tmp_path):
-    spec = load_spec(_spec(tmp_path, _with(space={"prompt": {"grid": ["a red cube"]},
-                                                  "sds.timesteps.schedule": {"grid": ["anneal", "uniform"]}})))
+    spec = load_spec(
+        _spec(
+            tmp_path,
+            _with(
+                space={"prompt": {"grid": ["a red cube"]}, "sds.timesteps.schedule": {"grid": ["anneal", "uniform"]}}
+            ),
+        )
+    )
     cfg = spec.trial_config({"prompt": "a red cube", "sds.timesteps.schedule": "uniform"})
     assert cfg.sds.timesteps.schedule == "uniform" and cfg.steps == 10 and cfg.nerf.size == "tiny"
     assert [r["sds.timesteps.schedule"] for r in trial_table(spec)] == ["anneal", "uniform"]
-    assert run_name({"sds.timesteps.schedule": "anneal", "prompt": "a red cube", "seed": 0}) == \
-        "prompt=a red cube,schedule=anneal,seed=0"
+    assert (
+        run_name({"sds.timesteps.schedule": "anneal", "prompt": "a red cube", "seed": 0})
+        == "prompt=a red cube,schedule=anneal,seed=0"
+    )
     assert run_name({"nerf.size": "tiny", "render.size": 1}) == "nerf.size=tiny,render.size=1"
 
 

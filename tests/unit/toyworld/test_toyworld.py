@@ -93,8 +93,12 @@ def test_prior_interface(prior):
 # -- SDS with the shipped prior -----------------------------------------------------------------------------------
 
 SDS = dict(
-    prompt="a blue cube", device="cpu", checkpoint_every=1000, prior={"kind": "toyworld"},
-    nerf={"size": "tiny"}, render={"samples_per_ray": 32},
+    prompt="a blue cube",
+    device="cpu",
+    checkpoint_every=1000,
+    prior={"kind": "toyworld"},
+    nerf={"size": "tiny"},
+    render={"samples_per_ray": 32},
     eval={"views": 2, "turntable_frames": 2, "every": 1000},
 )
 

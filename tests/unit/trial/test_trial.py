@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from sweep_helpers import TINY_RUN, set_args
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
@@ -21,7 +22,11 @@ from dreamfusion.trial.state import latest_checkpoint
 torch.set_num_threads(1)
 
 SMALL = dict(
-    prompt="a red cube", steps=10, device="cpu", checkpoint_every=5, prior="analytic",
+    prompt="a red cube",
+    steps=10,
+    device="cpu",
+    checkpoint_every=5,
+    prior="analytic",
     nerf={"size": "tiny"},
     render={"resolution": 16, "samples_per_ray": 16, "views_per_step": 1},
     eval={"views": 2, "turntable_frames": 2, "every": 5},
@@ -197,10 +202,18 @@ def test_nan_loss_raises_naming_the_step(prior, tmp_path):
 
 def test_cli_run_end_to_end(tmp_path):
     out = tmp_path / "run"
-    args = ["run", "--prompt", "a blue cone", "--steps", "4", "--out", str(out), "--no-tracking",
-            "--set", "device=cpu", "--set", "nerf.size=tiny", "--set", "render.resolution=16",
-            "--set", "render.samples_per_ray=16", "--set", "render.views_per_step=1", "--set", "eval.views=2",
-            "--set", "eval.turntable_frames=2", "--set", "eval.every=2", "--set", "checkpoint_every=2"]
+    args = [
+        "run",
+        "--prompt",
+        "a blue cone",
+        "--steps",
+        "4",
+        "--out",
+        str(out),
+        "--no-tracking",
+        *TINY_RUN,
+        *set_args(device="cpu", eval__every=2, checkpoint_every=2),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "prior: toyworld" in result.output  # the default
