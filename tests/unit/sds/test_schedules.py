@@ -95,7 +95,7 @@ def test_anneal_never_goes_below_t_min():
     cfg = TimestepConfig(schedule="anneal", t_min=0.3, t_max=0.9, anneal_to=0.1)
     assert anneal_t_max(cfg, 99, 100) == pytest.approx(0.3)
     g = torch.Generator().manual_seed(0)
-    assert set(schedule_for(cfg, 100, seed=0)(99, g) for _ in range(20)) == {round(0.3 * (T - 1))}
+    assert {schedule_for(cfg, 100, seed=0)(99, g) for _ in range(20)} == {round(0.3 * (T - 1))}
 
 
 @pytest.mark.parametrize("strata", [8, 5])
@@ -108,7 +108,7 @@ def test_stratified_visits_each_stratum_once_per_cycle(strata):
     ts = _run(schedule_for(cfg, strata * 12, seed=3), torch.Generator().manual_seed(0))
     orders = []
     for c in range(12):
-        cycle = ts[c * strata:(c + 1) * strata]
+        cycle = ts[c * strata : (c + 1) * strata]
         visited = [(t - lo) // width for t in cycle]
         assert sorted(visited) == list(range(strata))
         orders.append(tuple(visited))
@@ -122,7 +122,7 @@ def test_stratified_with_uneven_strata_still_covers_each_once():
     w = (hi + 1 - lo) / 7
     ts = _run(schedule_for(cfg, 7 * 10, seed=1), torch.Generator().manual_seed(1))
     for c in range(10):
-        for j, t in enumerate(sorted(ts[c * 7:(c + 1) * 7])):
+        for j, t in enumerate(sorted(ts[c * 7 : (c + 1) * 7])):
             assert math.floor(lo + j * w) <= t <= math.floor(lo + (j + 1) * w)
             assert t <= hi
 
@@ -171,8 +171,8 @@ def test_dreamtime_weights_integrate_to_one_inside_the_support():
     w = dreamtime_weights(cfg, T)
     assert w.shape == (T,)
     assert float(w.sum()) == pytest.approx(1.0, abs=1e-12)
-    assert (w[:lo] == 0).all() and (w[hi + 1:] == 0).all()
-    assert (w[lo:hi + 1] > 0).all()
+    assert (w[:lo] == 0).all() and (w[hi + 1 :] == 0).all()
+    assert (w[lo : hi + 1] > 0).all()
     # plateau on [m2, m1] = [500, 800] at the maximum; Gaussian tails outside
     plateau = w[500:801]
     assert torch.allclose(plateau, plateau.max().expand_as(plateau))
@@ -189,3 +189,57 @@ def test_dreamtime_spends_steps_in_proportion_to_the_weight():
     for tau in (100, 300, 500, 650, 800, 950):
         expected = math.floor(float(tail[tau]) * (total - 1) + 1e-9) + 1
         assert int((ts >= tau).sum()) == expected
+
+
+def test_uniform_draws_both_ends_of_the_support_and_nothing_outside():
+    """A prior with T = 101 and t ∈ [0.2, 0.23]: the support is exactly {20, 21, 22, 23}, every value drawn."""
+    cfg = TimestepConfig(schedule="uniform", t_min=0.2, t_max=0.23)
+    sampler = make_schedule(cfg, 400, torch.ones(101), seed=0)
+    g = torch.Generator().manual_seed(0)
+    assert {sampler(step, g) for step in range(400)} == {20, 21, 22, 23}  # P(a value never drawn) ≈ 4·0.75⁴⁰⁰
+
+
+@pytest.mark.parametrize("schedule", ["sqrt_anneal", "dreamtime"])
+def test_a_two_step_run_starts_at_the_top_and_ends_at_the_bottom(schedule):
+    """Progress is i/(N − 1): with N = 2 the last step is progress 1, whatever the schedule's shape in between."""
+    cfg = TimestepConfig(schedule=schedule, t_min=0.2, t_max=0.6)
+    lo, hi = _bounds(cfg)
+    sampler = schedule_for(cfg, 2, seed=0)
+    assert [sampler(0, torch.Generator()), sampler(1, torch.Generator())] == [hi, lo]
+    assert schedule_for(cfg, 1, seed=0)(0, torch.Generator()) == hi  # a one-step run stays at the top
+
+
+def test_anneal_reaches_its_end_value_on_the_last_step_of_a_two_step_run():
+    cfg = TimestepConfig(schedule="anneal", t_min=0.02, t_max=0.98, anneal_to=0.5, anneal_start=0.0, anneal_end=1.0)
+    assert anneal_t_max(cfg, 0, 2) == 0.98
+    assert anneal_t_max(cfg, 1, 2) == pytest.approx(0.5)
+
+
+def test_dreamtime_weights_rescale_the_plateau_and_tails_to_the_priors_T():
+    """m1, m2, s1, s2 are given for T = 1000: a prior with T = 500 halves all four (plateau [250, 400], s = 150, 50)."""
+    cfg = TimestepConfig(schedule="dreamtime")
+    t_count = 500
+    lo, hi = round(0.02 * (t_count - 1)), round(0.98 * (t_count - 1))  # 10, 489
+
+    def unnormalised(t: int) -> float:
+        if not lo <= t <= hi:
+            return 0.0
+        if t > 400:
+            return math.exp(-((t - 400) ** 2) / (2 * 150**2))
+        if t < 250:
+            return math.exp(-((t - 250) ** 2) / (2 * 50**2))
+        return 1.0
+
+    expected = torch.tensor([unnormalised(t) for t in range(t_count)], dtype=torch.float64)
+    expected /= expected.sum()
+    assert torch.allclose(dreamtime_weights(cfg, t_count), expected, rtol=1e-12, atol=0)
+
+
+def test_dreamtime_on_a_flat_weight_visits_every_timestep_once():
+    """With the plateau covering the whole support the weight is uniform over its n integers, the tail mass of t
+    is (hi − t + 1)/n, and a run of n + 1 steps steps down one integer per step: hi, hi, hi − 1, …, lo."""
+    cfg = TimestepConfig(schedule="dreamtime", dreamtime_m2=0, dreamtime_m1=1000)
+    lo, hi = _bounds(cfg)
+    n = hi - lo + 1
+    ts = _run(schedule_for(cfg, n + 1, seed=0), torch.Generator())
+    assert ts == [hi] + [hi - i + 1 for i in range(1, n + 1)]
