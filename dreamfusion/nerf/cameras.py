@@ -21,7 +21,7 @@ class Cameras:
     c2w: Tensor  # [B, 4, 4] camera-to-world, OpenGL convention (camera looks down −z, y up)
     fov: float  # vertical field of view, degrees
     elevation: Tensor  # [B] degrees
-    azimuth: Tensor  # [B] degrees in (−180, 180]
+    azimuth: Tensor  # [B] degrees in [−180, 180)
 
     @property
     def position(self) -> Tensor:

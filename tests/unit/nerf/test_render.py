@@ -278,3 +278,12 @@ def test_resize_enlarges_bilinearly_between_pixel_centres():
     images = torch.tensor([[0.0, 1.0], [0.0, 1.0]]).expand(1, 3, 2, 2)
     expected = torch.tensor([0.0, 0.25, 0.75, 1.0]).expand(1, 3, 4, 4)
     assert torch.allclose(resize(images, 4), expected, atol=1e-6)
+
+
+def test_a_ray_pointing_away_from_the_ball_has_zero_length():
+    near, far = ray_sphere(torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([[1.0, 0.0, 0.0]]))
+    assert near.item() == 0.0 and far.item() == 0.0
+
+
+def test_resize_resizes_a_non_square_image_whose_width_already_matches():
+    assert resize(torch.zeros(1, 3, 16, 8), 8).shape == (1, 3, 8, 8)
