@@ -26,6 +26,7 @@ class SDSStep:
         self.schedule = make_schedule(cfg.sds.timesteps, cfg.steps, prior.alphas_cumprod, cfg.seed)
         self.loss = make_loss(cfg.sds)
         self.uncond = prior.text_embedding("")  # [1, ...]
+        self.nonfinite = NonFiniteGuard(cfg.sds.nonfinite_tolerance, cfg.sds.nonfinite_patience)
 
     def __call__(self, state: TrialState) -> dict[str, float]:
         cfg, g, device = self.cfg, state.generator, self.prior.device
@@ -34,17 +35,17 @@ class SDSStep:
             state.occupancy.update(state.field.density)
         cams = sample_cameras(cfg.camera, cfg.render.views_per_step, g)
         lighting = Lighting(
-            self._choose_shading(g), sample_lights(cams, g).to(device), cfg.render.ambient, cfg.render.diffuse
+            self._choose_shading(state.step, g), sample_lights(cams, g).to(device), cfg.render.ambient, cfg.render.diffuse
         )
         bg = torch.rand(3, generator=g).to(device) if cfg.render.background == "random" else None
         out = state.render(cams.to(device), lighting, g, bg, need_normals=cfg.reg.orientation > 0)
-        x = self.prior.to_model_space(out.rgb)  # [B, C, h, w]
+        x = self.prior.to_model_space(out.rgb, g)  # [B, C, h, w]
         b = x.shape[0]
         prompts = [
             view_prompt(cfg.prompt, float(e), float(a), cfg.camera.view_dependent_prompt)
             for e, a in zip(cams.elevation, cams.azimuth)
         ]
-        t = torch.full((b,), self.schedule(state.step, g), dtype=torch.long, device=device)
+        t = self._timesteps(state.step, b, g).to(device)
         noise = torch.randn(x.shape, generator=g).to(device)
         res = self.loss(
             self.prior, x, t, self.prior.text_embeddings(prompts), self.uncond.expand(b, *self.uncond.shape[1:]), noise
@@ -55,7 +56,8 @@ class SDSStep:
             **(state.field.regularisers() if cfg.reg.density_tv > 0 else {}),
         }
         loss = res.loss + sum(getattr(cfg.reg, k) * v for k, v in regs.items())
-        check_finite(loss, res.eps_hat, state.step + 1)
+        check_finite(loss, state.step + 1)
+        self.nonfinite.check(float(res.nonfinite), state.step + 1)
         state.optim.zero_grad(set_to_none=True)
         loss.backward()
         state.optim.step()
@@ -64,24 +66,47 @@ class SDSStep:
             "loss": loss.item(),
             "loss_sds": res.loss.item(),
             "grad_norm": float(res.grad.flatten(1).norm(dim=1).mean()),
-            "t": float(t[0]),
+            "t": float(t.float().mean()),  # the step's t; the mean of its views' with `per_view`
             "opacity": float(out.opacity.detach().mean()),
+            "nonfinite": float(res.nonfinite),
             **{f"reg_{k}": v.item() for k, v in regs.items()},
             "step_ms": (time.perf_counter() - t0) * 1000,
         }
 
-    def _choose_shading(self, generator: torch.Generator) -> str:
+    def _timesteps(self, step: int, views: int, generator: torch.Generator) -> torch.Tensor:
+        """[B] long: one t for the step, or one per view (`sds.timesteps.per_view`, threestudio's draw)."""
+        draws = views if self.cfg.sds.timesteps.per_view else 1
+        t = torch.tensor([self.schedule(step, generator) for _ in range(draws)], dtype=torch.long)
+        return t.expand(views)
+
+    def _choose_shading(self, step: int, generator: torch.Generator) -> str:
+        if step < self.cfg.render.albedo_warmup:
+            return "albedo"
         mix = self.cfg.render.shading
         probs = torch.tensor([mix.albedo, mix.lambertian, mix.textureless])
         return SHADING_MODES[int(torch.multinomial(probs, 1, generator=generator))]
 
 
-def check_finite(loss: torch.Tensor, eps_hat: torch.Tensor, step: int) -> None:
-    """Stop before the update, so the last checkpoint stays clean. The loss zeroes stray non-finite gradient
-    elements, but a prior whose prediction is non-finite would otherwise train on the regularisers alone and
-    report a quiet, meaningless run."""
+def check_finite(loss: torch.Tensor, step: int) -> None:
+    """Stop before the update, so the last checkpoint stays clean: a non-finite loss would reach every
+    parameter."""
     if not torch.isfinite(loss):
         raise FloatingPointError(f"loss became {loss.item()} at step {step}")
-    bad = (~torch.isfinite(eps_hat)).float().mean()
-    if bad > 0:
-        raise FloatingPointError(f"prior prediction became non-finite ({float(bad):.0%} of ε̂) at step {step}")
+
+
+class NonFiniteGuard:
+    """The loss zeroes the gradient elements whose ε̂ is non-finite, as the reference implementations do, so one
+    stray fp16 NaN costs one element of one step. A prior that stays non-finite would instead train on the
+    regularisers alone and report a quiet, meaningless run: above `tolerance` for `patience` steps in a row, the
+    trial fails before that step's update."""
+
+    def __init__(self, tolerance: float, patience: int) -> None:
+        self.tolerance, self.patience, self.streak = tolerance, patience, 0
+
+    def check(self, fraction: float, step: int) -> None:
+        self.streak = self.streak + 1 if fraction > self.tolerance else 0
+        if self.streak >= self.patience:
+            raise FloatingPointError(
+                f"prior prediction became non-finite ({100 * fraction:.3g}% of ε̂ at step {step}; above "
+                f"{100 * self.tolerance:.3g}% for {self.streak} steps in a row)"
+            )
