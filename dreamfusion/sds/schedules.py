@@ -22,8 +22,9 @@ from dreamfusion.config.schema import TimestepConfig
 
 
 def timestep_index(frac: float, num_train_timesteps: int) -> int:
-    """int(frac·T), capped at T − 1 so that t_max = 1 still indexes the prior's ᾱ table."""
-    return min(int(frac * num_train_timesteps), num_train_timesteps - 1)
+    """int(frac·T), capped at T − 1 so that t_max = 1 still indexes the prior's ᾱ table. A hair of slack keeps a
+    fraction that float arithmetic left just under a step (0.9 − 0.8·0.8 = 0.25999…) on that step."""
+    return min(int(frac * num_train_timesteps + 1e-9), num_train_timesteps - 1)
 
 
 def progress(step: int, total: int) -> float:
