@@ -7,12 +7,12 @@ import time
 
 import torch
 
-from dreamfusion.config.schema import TrialConfig
+from dreamfusion.config.schema import RenderConfig, TrialConfig
 from dreamfusion.nerf.cameras import sample_cameras, sample_lights, view_prompt
 from dreamfusion.nerf.render import SHADING_MODES, Lighting
 from dreamfusion.priors.base import Prior
 from dreamfusion.sds.loss import make_loss
-from dreamfusion.sds.schedules import make_schedule
+from dreamfusion.sds.schedules import Schedule, make_schedule
 from dreamfusion.trial.state import TrialState
 
 OCCUPANCY_EVERY = 8  # steps between refreshes of the occupancy grid
@@ -35,7 +35,10 @@ class SDSStep:
             state.occupancy.update(state.field.density)
         cams = sample_cameras(cfg.camera, cfg.render.views_per_step, g)
         lighting = Lighting(
-            self._choose_shading(state.step, g), sample_lights(cams, g).to(device), cfg.render.ambient, cfg.render.diffuse
+            choose_shading(cfg.render, state.step, g),
+            sample_lights(cams, g).to(device),
+            cfg.render.ambient,
+            cfg.render.diffuse,
         )
         bg = torch.rand(3, generator=g).to(device) if cfg.render.background == "random" else None
         out = state.render(cams.to(device), lighting, g, bg, need_normals=cfg.reg.orientation > 0)
@@ -45,7 +48,7 @@ class SDSStep:
             view_prompt(cfg.prompt, float(e), float(a), cfg.camera.view_dependent_prompt)
             for e, a in zip(cams.elevation, cams.azimuth)
         ]
-        t = self._timesteps(state.step, b, g).to(device)
+        t = draw_timesteps(self.schedule, state.step, b, cfg.sds.timesteps.per_view, g).to(device)
         noise = torch.randn(x.shape, generator=g).to(device)
         res = self.loss(
             self.prior, x, t, self.prior.text_embeddings(prompts), self.uncond.expand(b, *self.uncond.shape[1:]), noise
@@ -73,18 +76,23 @@ class SDSStep:
             "step_ms": (time.perf_counter() - t0) * 1000,
         }
 
-    def _timesteps(self, step: int, views: int, generator: torch.Generator) -> torch.Tensor:
-        """[B] long: one t for the step, or one per view (`sds.timesteps.per_view`, threestudio's draw)."""
-        draws = views if self.cfg.sds.timesteps.per_view else 1
-        t = torch.tensor([self.schedule(step, generator) for _ in range(draws)], dtype=torch.long)
-        return t.expand(views)
 
-    def _choose_shading(self, step: int, generator: torch.Generator) -> str:
-        if step < self.cfg.render.albedo_warmup:
-            return "albedo"
-        mix = self.cfg.render.shading
-        probs = torch.tensor([mix.albedo, mix.lambertian, mix.textureless])
-        return SHADING_MODES[int(torch.multinomial(probs, 1, generator=generator))]
+def draw_timesteps(
+    schedule: Schedule, step: int, views: int, per_view: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """[views] long: the schedule's t for the step, once for every view, or drawn per view (`per_view`, threestudio's
+    `randint(min_step, max_step + 1, [batch_size])`)."""
+    t = torch.tensor([schedule(step, generator) for _ in range(views if per_view else 1)], dtype=torch.long)
+    return t.expand(views)
+
+
+def choose_shading(cfg: RenderConfig, step: int, generator: torch.Generator) -> str:
+    """Albedo only during the warm-up (no draw), else a draw from the shading mix."""
+    if step < cfg.albedo_warmup:
+        return "albedo"
+    mix = cfg.shading
+    probs = torch.tensor([mix.albedo, mix.lambertian, mix.textureless])
+    return SHADING_MODES[int(torch.multinomial(probs, 1, generator=generator))]
 
 
 def check_finite(loss: torch.Tensor, step: int) -> None:

@@ -7,12 +7,12 @@ and the fraction f of T is the integer timestep int(f·T), both ends included: [
 
 from __future__ import annotations
 
-import bisect
 import math
 
 import numpy as np
 import pytest
 import torch
+from schedule_reference import dreamtime_weight, plateau, sd_alphas_cumprod, time_prioritized
 
 from dreamfusion.config.schema import TimestepConfig
 from dreamfusion.sds.schedules import (
@@ -30,13 +30,6 @@ T = 1000
 TOTAL = 200
 
 
-def sd_alphas_cumprod() -> np.ndarray:
-    """ᾱ_t of Stable Diffusion's scaled-linear schedule (β from 0.00085 to 0.012, linear in sqrt(β), T = 1000),
-    written out in float64, independently of diffusers."""
-    betas = np.linspace(0.00085**0.5, 0.012**0.5, T) ** 2
-    return np.cumprod(1 - betas)
-
-
 SD_ALPHAS = torch.tensor(sd_alphas_cumprod())
 
 
@@ -52,20 +45,6 @@ def schedule_for(cfg: TimestepConfig, total: int, seed: int) -> Schedule:
 
 def _run(sampler: Schedule, generator: torch.Generator, start: int = 0, stop: int | None = None) -> list[int]:
     return [sampler(step, generator) for step in range(start, sampler.total if stop is None else stop)]
-
-
-def reference_time_prioritized(weight: np.ndarray, lo: int, hi: int, steps: int) -> list[int]:
-    """DreamTime's walk as its paper and the first author's code write it: normalise the weight on [lo, hi],
-    accumulate it from hi down, and step i takes hi − bisect_left(cumulative, i/N), floored at lo."""
-    w = weight[lo : hi + 1] / weight[lo : hi + 1].sum()
-    cumulative = list(np.cumsum(w[::-1]))
-    return [max(hi - bisect.bisect_left(cumulative, i / steps), lo) for i in range(steps)]
-
-
-def reference_plateau(m1=800.0, m2=500.0, s1=300.0, s2=100.0) -> np.ndarray:
-    t = np.arange(T, dtype=np.float64)
-    upper, lower = np.exp(-((t - m1) ** 2) / (2 * s1**2)), np.exp(-((t - m2) ** 2) / (2 * s2**2))
-    return np.where(t > m1, upper, np.where(t < m2, lower, 1.0))
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
@@ -206,7 +185,7 @@ def test_dreamtime_weights_are_the_papers():
     cfg = TimestepConfig()
     lo, hi = _bounds(cfg)
     wp = plateau_weight(cfg, T)
-    assert np.allclose(wp.numpy(), reference_plateau(), rtol=1e-12, atol=0)
+    assert np.allclose(wp.numpy(), plateau(), rtol=1e-12, atol=0)
     assert (wp[500:801] == 1).all()
     assert float(wp[900]) == pytest.approx(math.exp(-(100**2) / (2 * 300**2)), rel=1e-12)
     assert float(wp[400]) == pytest.approx(math.exp(-(100**2) / (2 * 100**2)), rel=1e-12)
@@ -225,7 +204,7 @@ def test_dreamtime_on_stable_diffusion_is_the_published_schedule():
     steps = 10_000
     ours = _run(schedule_for(TimestepConfig(schedule="dreamtime"), steps, seed=0), torch.Generator())
     ab = sd_alphas_cumprod()
-    expected = reference_time_prioritized(reference_plateau() * np.sqrt((1 - ab) / ab), 20, 980, steps)
+    expected = time_prioritized(dreamtime_weight(ab), 20, 980, steps)
     assert ours[5000] == expected[5000] == 832
     assert (ours[0], ours[2500], ours[7500], ours[-1]) == (980, 917, 694, 210)
     assert ours == expected
@@ -234,7 +213,7 @@ def test_dreamtime_on_stable_diffusion_is_the_published_schedule():
 def test_dreamtime_plateau_is_the_walk_without_the_denoiser_weight():
     steps = 10_000
     ours = _run(schedule_for(TimestepConfig(schedule="dreamtime_plateau"), steps, seed=0), torch.Generator())
-    assert ours == reference_time_prioritized(reference_plateau(), 20, 980, steps)
+    assert ours == time_prioritized(plateau(), 20, 980, steps)
     assert ours[5000] == 672
     faithful = _run(schedule_for(TimestepConfig(schedule="dreamtime"), steps, seed=0), torch.Generator())
     gap = np.array(faithful) - np.array(ours)
@@ -245,7 +224,7 @@ def test_dreamtime_spends_steps_in_proportion_to_the_weight():
     """t(i) is the largest t whose tail mass reaches i/N: so #{i : t(i) ≥ τ} = ⌊tail(τ)·N⌋ + 1, tail from numpy."""
     total = 301
     ab = sd_alphas_cumprod()
-    w = (reference_plateau() * np.sqrt((1 - ab) / ab))[20:981]
+    w = dreamtime_weight(ab)[20:981]
     tail = np.cumsum((w / w.sum())[::-1])[::-1]  # tail[t − 20] = Σ_{τ ≥ t} p(τ)
     ts = np.array(_run(schedule_for(TimestepConfig(schedule="dreamtime"), total, seed=0), torch.Generator()))
     for tau in (100, 300, 500, 650, 800, 950):

@@ -266,6 +266,33 @@ def test_cli_run_end_to_end(tmp_path):
     assert latest_checkpoint(out).name == "step_000004"
 
 
+@pytest.mark.parametrize("loss", ["csd", "nfsd"])
+def test_cli_run_with_another_loss_finishes_and_records_which_ran(loss, tmp_path):
+    """On the default toy-world prior, tracked: the console and the run's tags say which loss ran."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    args = ["run", "--steps", "2", "--out", str(tmp_path / "run"), "--tracking-uri", uri, *TINY_RUN]
+    args += set_args(device="cpu", eval__every=2, checkpoint_every=2, sds__loss=loss)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"sds: loss {loss}@1, schedule anneal@2, weighting sds@1" in result.output
+    client = MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("df-sweep-run").experiment_id])[0]
+    assert run.info.status == "FINISHED" and run.data.params["sds.loss"] == loss
+    assert run.data.tags["df.component.loss"] == f"{loss}@1"
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "nonfinite")] == [0.0, 0.0]
+
+
+def test_an_unknown_negative_prompt_is_refused_before_loading(tmp_path):
+    result = CliRunner().invoke(
+        app, ["run", "--no-tracking", "--out", str(tmp_path), *set_args(sds__loss="nfsd", sds__negative_prompt="ugly")]
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith("error: --set: sds.negative_prompt: 'ugly' is not known to the toyworld prior")
+    assert result.output.count("\n") == 1
+
+
 def test_cli_resume_without_checkpoint_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["run", "--resume", "--out", str(tmp_path)])
     assert result.exit_code == 2
