@@ -250,6 +250,9 @@ class RegConfig(Schema):
     """Weight of the binary entropy of per-ray opacity: pushes rays to be empty or opaque."""
     density_tv: float = Field(0.0, ge=0)
     """Weight of total variation on the finest density-feature grid level (removes floaters)."""
+    sparsity: float = Field(0.0, ge=0)
+    """Weight of the mean of sqrt(opacity² + 0.01) over pixels: pushes rays to be empty (threestudio's
+    `lambda_sparsity`, 1 in its dreamfusion configs)."""
 
 
 class EvalConfig(Schema):

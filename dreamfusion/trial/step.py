@@ -57,6 +57,7 @@ class SDSStep:
             "orientation": out.orientation,
             "opacity_entropy": out.opacity_entropy,
             **(state.field.regularisers() if cfg.reg.density_tv > 0 else {}),
+            **({"sparsity": (out.opacity**2 + 0.01).sqrt().mean()} if cfg.reg.sparsity > 0 else {}),
         }
         loss = res.loss + sum(getattr(cfg.reg, k) * v for k, v in regs.items())
         check_finite(loss, state.step + 1)

@@ -162,6 +162,19 @@ def test_only_the_latest_checkpoint_is_kept(straight):
     assert state["step"] == 10 and {"field", "background", "optim", "generator"} <= state.keys()
 
 
+def test_sparsity_regulariser_is_threestudios_and_enters_the_loss(prior, tmp_path):
+    """reg.sparsity · mean(sqrt(opacity² + 0.01)): logged as reg_sparsity, bounded by its values at opacity 0 and
+    1, and the logged loss is the SDS loss plus every weighted regulariser."""
+    cfg = small_config(steps=2, reg={"sparsity": 2.0, "orientation": 0.5, "opacity_entropy": 0.25})
+    steps = Steps()
+    run_trial(cfg, tmp_path, steps, prior=prior)
+    for row in steps.rows.values():
+        assert 0.1 <= row["reg_sparsity"] <= math.sqrt(1.01)
+        regs = 2.0 * row["reg_sparsity"] + 0.5 * row["reg_orientation"] + 0.25 * row["reg_opacity_entropy"]
+        assert row["loss"] == pytest.approx(row["loss_sds"] + regs, rel=1e-5)
+    assert "reg_sparsity" not in run_trial(small_config(steps=1), tmp_path / "off", prior=prior).history[0]
+
+
 # -- NaN from the prior -------------------------------------------------------------------------------------------
 
 
