@@ -49,8 +49,8 @@ class DeepFloydIFPrior(DiffusersPrior):
         self.device = device
         self.dtype = dtype
         self.load_scheduler(model)
-        # Weights before the tokenizer: a wrong path or hub id fails here, whereas a transformers 5 tokenizer with no files
-        # silently falls back to an empty vocabulary.
+        # Weights before the tokenizer: a wrong path or hub id fails here, whereas a transformers 5 tokenizer with
+        # no files silently falls back to an empty vocabulary.
         self.unet: Any = freeze(
             UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=dtype),
             device,

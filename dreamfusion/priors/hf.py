@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-
 from torch import Tensor
 
 from dreamfusion.config.schema import PriorConfig

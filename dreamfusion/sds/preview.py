@@ -68,7 +68,9 @@ def run_schedules(cfg: TrialConfig) -> SchedulePreview:
     alphas = prior_cls.noise_schedule(cfg.prior)  # [T]
     timesteps = {}
     for cls in registry.components("schedule"):
-        schedule: Schedule = cls(cfg.sds.timesteps.model_copy(update={"schedule": cls.name}), cfg.steps, alphas, cfg.seed)
+        schedule: Schedule = cls(
+            cfg.sds.timesteps.model_copy(update={"schedule": cls.name}), cfg.steps, alphas, cfg.seed
+        )
         g = torch.Generator().manual_seed(cfg.seed)
         timesteps[cls.label()] = [schedule(i, g) for i in range(cfg.steps)]
     label = cfg.prior.kind + (f" ({cfg.prior.model})" if cfg.prior.model else "")

@@ -57,7 +57,11 @@ def clip_dir(tmp_path_factory):
     _write_tokenizer_files(vocab_dir)
     tokenizer = CLIPTokenizer.from_pretrained(vocab_dir)
     assert tokenizer.convert_ids_to_tokens(tokenizer("a red cube").input_ids) == [
-        "<|startoftext|>", "a</w>", "red</w>", "cube</w>", "<|endoftext|>"
+        "<|startoftext|>",
+        "a</w>",
+        "red</w>",
+        "cube</w>",
+        "<|endoftext|>",
     ]
     special = dict(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id

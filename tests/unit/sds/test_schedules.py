@@ -108,7 +108,7 @@ def test_anneal_never_goes_below_t_min():
     cfg = TimestepConfig(schedule="anneal", t_min=0.3, t_max=0.9, anneal_to=0.1)
     assert anneal_t_max(cfg, 99, 100) == pytest.approx(0.3)
     g = torch.Generator().manual_seed(0)
-    assert set(schedule_for(cfg, 100, seed=0)(99, g) for _ in range(20)) == {300}
+    assert {schedule_for(cfg, 100, seed=0)(99, g) for _ in range(20)} == {300}
 
 
 @pytest.mark.parametrize("strata", [31, 1])

@@ -98,11 +98,13 @@ def test_analytic_predict_noise_matches_closed_form(prior, images):
     x, t, noise, cond, uncond, members = _inputs(prior, images)
     ab = ddpm_alpha_bar_f64(t).view(-1, 1, 1, 1).float()
     z_t = ab.sqrt() * x.detach() + (1 - ab).sqrt() * noise
-    assert torch.allclose(prior.predict_noise(z_t, t, cond), closed_form_eps(images, members, z_t, t).float(),
-                          atol=2e-4)
+    assert torch.allclose(
+        prior.predict_noise(z_t, t, cond), closed_form_eps(images, members, z_t, t).float(), atol=2e-4
+    )
     everything = torch.ones_like(members)
-    assert torch.allclose(prior.predict_noise(z_t, t, uncond), closed_form_eps(images, everything, z_t, t).float(),
-                          atol=2e-4)
+    assert torch.allclose(
+        prior.predict_noise(z_t, t, uncond), closed_form_eps(images, everything, z_t, t).float(), atol=2e-4
+    )
 
 
 @pytest.mark.parametrize("weighting", ["sds", "uniform", "fantasia3d"])
@@ -270,8 +272,9 @@ def three_images() -> torch.Tensor:
     return torch.rand(3, 3, 16, 16, generator=g)  # far apart in model space (‖x_j − x_k‖² ≈ 500)
 
 
-def _optimise_image(prior: AnalyticPrior, x0: torch.Tensor, prompt: str, cfg: SDSConfig, steps: int = 150,
-                    lr: float = 1.0) -> torch.Tensor:
+def _optimise_image(
+    prior: AnalyticPrior, x0: torch.Tensor, prompt: str, cfg: SDSConfig, steps: int = 150, lr: float = 1.0
+) -> torch.Tensor:
     """Plain gradient descent on x = θ (model space) with the SDS gradient; t ~ U[20, 400]."""
     g = torch.Generator().manual_seed(0)
     x = x0.clone().requires_grad_(True)
@@ -319,9 +322,13 @@ def test_sds_turns_a_tiny_nerf_red():
     red = torch.tensor([0.9, 0.1, 0.1])
     prior = AnalyticPrior(red.view(1, 3, 1, 1).expand(1, 3, 16, 16).clone(), ["a red thing"], "cpu")
     field, background = NeRFField(NerfConfig(size="tiny")), Background("learned")
-    optim = torch.optim.Adam([{"params": field.encoding.parameters(), "lr": 0.05},
-                              {"params": list(field.decoder.parameters()) + list(background.parameters()),
-                               "lr": 0.02}], eps=1e-15)
+    optim = torch.optim.Adam(
+        [
+            {"params": field.encoding.parameters(), "lr": 0.05},
+            {"params": list(field.decoder.parameters()) + list(background.parameters()), "lr": 0.02},
+        ],
+        eps=1e-15,
+    )
     g = torch.Generator().manual_seed(0)
     cond, uncond = prior.text_embeddings(["a red thing"] * 2), prior.text_embeddings([""] * 2)
     light = Lighting("albedo", None)

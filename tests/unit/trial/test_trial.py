@@ -218,8 +218,11 @@ def test_a_prior_that_stays_nan_fails_the_trial_after_its_patience(prior, tmp_pa
     """ε̂ all NaN from step 2 on: steps 2 and 3 train on a zero SDS gradient (logged as nonfinite = 1), step 4 is
     the third in a row and fails before its update, so the last checkpoint (step 3) is finite."""
     steps = Steps()
-    with pytest.raises(FloatingPointError, match=r"^prior prediction became non-finite \(100% of ε̂ at step 4; "
-                       r"above 1% for 3 steps in a row\)$"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"^prior prediction became non-finite \(100% of ε̂ at step 4; "
+        r"above 1% for 3 steps in a row\)$",
+    ):
         run_trial(_nan_config(), tmp_path, steps, prior=NaNOn(prior, range(2, 100)))
     assert [steps.rows[s]["nonfinite"] for s in (1, 2, 3)] == [0.0, 1.0, 1.0]
     assert all(math.isfinite(v) for row in steps.rows.values() for v in row.values())
