@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from dreamfusion.config.schema import RenderConfig, TrialConfig
+from dreamfusion.config.schema import RenderConfig, SDSConfig, TrialConfig
 from dreamfusion.nerf.cameras import sample_cameras, sample_lights, view_prompt
 from dreamfusion.nerf.render import SHADING_MODES, Lighting
 from dreamfusion.priors.base import Prior
@@ -26,7 +26,6 @@ class SDSStep:
         self.schedule = make_schedule(cfg.sds.timesteps, cfg.steps, prior.alphas_cumprod, cfg.seed)
         self.loss = make_loss(cfg.sds)
         self.uncond = prior.text_embedding("")  # [1, ...]
-        self.nonfinite = NonFiniteGuard(cfg.sds.nonfinite_tolerance, cfg.sds.nonfinite_patience)
 
     def __call__(self, state: TrialState) -> dict[str, float]:
         cfg, g, device = self.cfg, state.generator, self.prior.device
@@ -61,7 +60,7 @@ class SDSStep:
         }
         loss = res.loss + sum(getattr(cfg.reg, k) * v for k, v in regs.items())
         check_finite(loss, state.step + 1)
-        self.nonfinite.check(float(res.nonfinite), state.step + 1)
+        state.nonfinite_streak = nonfinite_streak(float(res.nonfinite), state.nonfinite_streak, cfg.sds, state.step + 1)
         state.optim.zero_grad(set_to_none=True)
         loss.backward()
         state.optim.step()
@@ -103,19 +102,16 @@ def check_finite(loss: torch.Tensor, step: int) -> None:
         raise FloatingPointError(f"loss became {loss.item()} at step {step}")
 
 
-class NonFiniteGuard:
+def nonfinite_streak(fraction: float, streak: int, cfg: SDSConfig, step: int) -> int:
     """The loss zeroes the gradient elements whose ε̂ is non-finite, as the reference implementations do, so one
     stray fp16 NaN costs one element of one step. A prior that stays non-finite would instead train on the
-    regularisers alone and report a quiet, meaningless run: above `tolerance` for `patience` steps in a row, the
-    trial fails before that step's update."""
-
-    def __init__(self, tolerance: float, patience: int) -> None:
-        self.tolerance, self.patience, self.streak = tolerance, patience, 0
-
-    def check(self, fraction: float, step: int) -> None:
-        self.streak = self.streak + 1 if fraction > self.tolerance else 0
-        if self.streak >= self.patience:
-            raise FloatingPointError(
-                f"prior prediction became non-finite ({100 * fraction:.3g}% of ε̂ at step {step}; above "
-                f"{100 * self.tolerance:.3g}% for {self.streak} steps in a row)"
-            )
+    regularisers alone and report a quiet, meaningless run: above `nonfinite_tolerance` for `nonfinite_patience`
+    steps in a row, the trial fails before that step's update. Returns the new count of such steps in a row (it is
+    checkpointed with the trial, so a resumed trial does not start counting afresh)."""
+    streak = streak + 1 if fraction > cfg.nonfinite_tolerance else 0
+    if streak >= cfg.nonfinite_patience:
+        raise FloatingPointError(
+            f"prior prediction became non-finite ({100 * fraction:.3g}% of ε̂ at step {step}; above "
+            f"{100 * cfg.nonfinite_tolerance:.3g}% for {streak} steps in a row)"
+        )
+    return streak

@@ -231,6 +231,17 @@ def test_a_prior_that_stays_nan_fails_the_trial_after_its_patience(prior, tmp_pa
     assert all(torch.isfinite(v).all() for v in state["field"].values())
 
 
+def test_the_count_of_non_finite_steps_survives_a_resume(prior, tmp_path):
+    """Interrupted after step 2 (one non-finite step counted) and resumed: the trial still fails at step 4, as the
+    uninterrupted one does, not at step 5 with a count started afresh."""
+    nan_prior = NaNOn(prior, range(2, 100))
+    with pytest.raises(Interrupted):
+        run_trial(_nan_config(), tmp_path, StopAfterCheckpoint(2), prior=nan_prior)
+    assert torch.load(latest_checkpoint(tmp_path) / "state.pt", weights_only=False)["nonfinite_streak"] == 1
+    with pytest.raises(FloatingPointError, match=r"at step 4; above 1% for 3 steps in a row\)$"):
+        run_trial(_nan_config(), tmp_path, prior=nan_prior, resume_from=latest_checkpoint(tmp_path))
+
+
 def test_a_burst_shorter_than_the_patience_and_stray_elements_are_survived(prior, tmp_path):
     """NaN everywhere on steps 2–3 (two in a row, patience three), then a single NaN element of 3·32·32 on every
     step after (0.03%, under the 1% tolerance): the trial finishes, finite, and logs the fraction it zeroed."""
