@@ -83,10 +83,11 @@ def fixed_render(cfg: TrialConfig, prior: Prior, warmup: int) -> torch.Tensor:
         return prior.to_model_space(rgb)
 
 
-def band_of(t: int, t_max: int) -> str:
-    lo = max((e for e in BAND_EDGES if e <= t), default=None)
-    hi = min((e for e in BAND_EDGES if e > t), default=t_max + 1)
-    return f"[{lo if lo is not None else 'min'}, {hi})" if hi <= t_max else f"[{lo}, {t_max}]"
+def band_of(t: int, t_min: int, t_max: int) -> tuple[int, str]:
+    """(lower edge, label) of the band of t: [t_min, 200), [200, 400), …, [800, t_max]."""
+    lo = max((e for e in BAND_EDGES if e <= t), default=t_min)
+    hi = min((e for e in BAND_EDGES if e > t), default=None)
+    return lo, f"[{lo}, {hi})" if hi is not None else f"[{lo}, {t_max}]"
 
 
 def measure(cfg: TrialConfig, prior: Prior, x: torch.Tensor, draws: int, batch: int, seed: int):
@@ -106,12 +107,12 @@ def measure(cfg: TrialConfig, prior: Prior, x: torch.Tensor, draws: int, batch: 
         on = with_baseline(prior, xs, t, *embs, noise).grad.cpu()
         off = without(prior, xs, t, *embs, noise).grad.cpu()
         overall.add(on, off)
-        labels = [band_of(int(v), schedule.hi) for v in t]
+        labels = [band_of(int(v), schedule.lo, schedule.hi) for v in t]
         for label in dict.fromkeys(labels):
             rows = torch.tensor([lab == label for lab in labels])
             bands.setdefault(label, Moments(tuple(x.shape[1:]))).add(on[rows], off[rows])
         print(f"  {start + k}/{draws} draws", flush=True)
-    return overall, dict(sorted(bands.items(), key=lambda kv: kv[0].replace("min", "0").zfill(12)))
+    return overall, {label: m for (_, label), m in sorted(bands.items())}
 
 
 def report_line(label: str, m: Moments) -> str:
