@@ -122,6 +122,27 @@ def priors() -> None:
 
 @app.command()
 @user_errors
+def schedules(
+    prior: str | None = typer.Option(None, help="Prior whose noise schedule to use: a registered name or checkpoint."),
+    steps: int | None = typer.Option(None, help="Optimisation steps of the run (default: the config's)."),
+    seed: int | None = typer.Option(None, help="Seed of the random schedules (default: the config's)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a trial-config key: --set sds.timesteps.t_min=0.2."),
+    csv: bool = typer.Option(False, "--csv", help="Print `schedule,step,t` CSV rows on stdout."),
+    out: Path = typer.Option(Path("schedules"), help="Directory for schedules.png."),
+) -> None:
+    """Every timestep schedule's t per step for a prior's noise schedule, as a plot and CSV; no weights loaded."""
+    from dreamfusion.sds.preview import preview_schedules
+
+    preview = preview_schedules(set_, prior, steps, seed, out)
+    if csv:
+        typer.echo("\n".join(preview.csv_lines()))
+        echo_err(f"plot: {preview.png}")
+    else:
+        typer.echo("\n".join(preview.summary_lines()))
+
+
+@app.command()
+@user_errors
 def launch(
     spec: Path = typer.Argument(..., help="Sweep spec YAML, e.g. sweeps/smoke.yaml."),
     set_: list[str] = typer.Option(

@@ -39,6 +39,8 @@ BUILTINS: tuple[str, ...] = (
     "dreamfusion.sds.weighting",
     "dreamfusion.sds.schedules",
     "dreamfusion.sds.sds",
+    "dreamfusion.sds.csd",
+    "dreamfusion.sds.nfsd",
     "dreamfusion.scoring.clip",
     "dreamfusion.evaluators.clip",
     "dreamfusion.priors.diffusers_sd",

@@ -73,6 +73,7 @@ class ConsoleProgress(TrialCallback):
     def on_start(self, cfg: TrialConfig, start_step: int, info: TrialInfo) -> None:
         self.echo(f"prior: {info.prior}")
         self.echo(f"scorer: {info.scorer}")
+        self.echo("sds: " + ", ".join(f"{k} {info.components[k]}" for k in ("loss", "schedule", "weighting")))
         if start_step:
             self.echo(f"resuming at step {start_step}")
 

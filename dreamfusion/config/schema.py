@@ -137,11 +137,16 @@ class RenderConfig(Schema):
     """Ambient light in lambertian and textureless shading."""
     diffuse: float = Field(0.55, ge=0, le=1)
     """Diffuse light strength in lambertian and textureless shading."""
+    albedo_warmup: int = Field(0, ge=0)
+    """Steps 0 … N−1 render albedo only, whatever `shading` says (threestudio's `ambient_only_steps`: 2001)."""
 
 
 class CameraConfig(Schema):
     elevation: tuple[float, float] = (-10.0, 45.0)
     """Range of camera elevation in degrees."""
+    elevation_sampling: Literal["sphere", "angle", "mixed"] = "sphere"
+    """`sphere`: uniform on the sphere's band (the top is not oversampled); `angle`: uniform in degrees; `mixed`:
+    each step's views all one or the other, half the steps each (threestudio's random-camera sampler)."""
     azimuth: tuple[float, float] = (-180.0, 180.0)
     """Range of camera azimuth in degrees; 0 is the front."""
     distance: tuple[float, float] = (2.2, 2.8)
@@ -175,13 +180,16 @@ class TimestepConfig(Schema):
     strata: int = Field(8, ge=1, le=1000)
     """`stratified`: number of equal strata of [t_min, t_max], each visited once per cycle."""
     dreamtime_m1: float = Field(800, ge=0)
-    """`dreamtime`: upper end of the plateau of the prior weight, in steps of T=1000."""
+    """`dreamtime`, `dreamtime_plateau`: upper end of the plateau of the prior weight, in steps of T=1000."""
     dreamtime_m2: float = Field(500, ge=0)
-    """`dreamtime`: lower end of the plateau."""
+    """`dreamtime`, `dreamtime_plateau`: lower end of the plateau."""
     dreamtime_s1: float = Field(300, gt=0)
-    """`dreamtime`: width of the Gaussian tail above m1."""
+    """`dreamtime`, `dreamtime_plateau`: width of the Gaussian tail above m1."""
     dreamtime_s2: float = Field(100, gt=0)
-    """`dreamtime`: width of the Gaussian tail below m2."""
+    """`dreamtime`, `dreamtime_plateau`: width of the Gaussian tail below m2."""
+    per_view: bool = False
+    """Draw t once per view of a step (threestudio) instead of once per step; deterministic schedules give every
+    view the same t either way."""
 
     @model_validator(mode="after")
     def _check_range(self) -> TimestepConfig:
@@ -202,7 +210,11 @@ class SDSConfig(Schema):
     weighting: WeightingName = "sds"
     """w(t): `sds` = 1 − ᾱ_t (DreamFusion σ_t²); `uniform` = 1; `fantasia3d` = sqrt(ᾱ_t)(1 − ᾱ_t)."""
     loss: LossName = "sds"
-    """The score-distillation residual: `sds` is DreamFusion's w(t)(ε̂ − ε) (`dreamfusion/sds/loss.py`)."""
+    """The score-distillation gradient: `sds` is DreamFusion's w(t)(ε̂ − ε); `csd` Classifier Score Distillation
+    w(t)·s(ε_c − ε_u); `nfsd` Noise-Free Score Distillation w(t)(δ_D + s(ε_c − ε_u)) (`dreamfusion/sds/`)."""
+    negative_prompt: str | None = None
+    """`nfsd`: the negative prompt of its denoising term for t ≥ 0.2·T; null uses the prior's default (the NFSD
+    paper's "unrealistic, blurry, …" for Stable Diffusion and IF; "" for the toy world, which has no such words)."""
     timesteps: TimestepConfig = TimestepConfig()
     """Timestep sampling schedule."""
     baseline: bool = True
@@ -211,6 +223,11 @@ class SDSConfig(Schema):
     """Clamp each element of the SDS gradient to [-grad_clip, grad_clip]; null disables."""
     jacobian: bool = False
     """Ablation: backpropagate through the UNet (the full diffusion-loss gradient) instead of SDS."""
+    nonfinite_tolerance: float = Field(0.01, ge=0, le=1)
+    """Gradient elements whose ε̂ is non-finite (a stray fp16 NaN) are zeroed and counted (step metric
+    `nonfinite`); the trial fails once that fraction is above this for `nonfinite_patience` steps in a row."""
+    nonfinite_patience: int = Field(10, ge=1)
+    """Consecutive steps above `nonfinite_tolerance` after which the trial fails as diverged."""
 
 
 class OptimConfig(Schema):
@@ -233,6 +250,9 @@ class RegConfig(Schema):
     """Weight of the binary entropy of per-ray opacity: pushes rays to be empty or opaque."""
     density_tv: float = Field(0.0, ge=0)
     """Weight of total variation on the finest density-feature grid level (removes floaters)."""
+    sparsity: float = Field(0.0, ge=0)
+    """Weight of the mean of sqrt(opacity² + 0.01) over pixels: pushes rays to be empty (threestudio's
+    `lambda_sparsity`, 1 in its dreamfusion configs)."""
 
 
 class EvalConfig(Schema):
@@ -257,6 +277,9 @@ class PriorConfig(Schema):
     """Hub id or local path for diffusers priors; null uses the kind's default hub id."""
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """`auto`: float16 on CUDA, float32 on CPU."""
+    latents: Literal["mean", "sample"] = "mean"
+    """Latent priors (Stable Diffusion): a render's latent is its VAE posterior's mean (no VAE noise in the SDS
+    gradient) or a sample from it, from the trial's generator (threestudio's `posterior.sample()`)."""
 
     @model_validator(mode="before")
     @classmethod

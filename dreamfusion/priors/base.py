@@ -21,6 +21,9 @@ class Prior(registry.Component, abc.ABC):
     kind = "prior"
     #: The scorer `scoring.model: auto` pairs this prior with.
     scorer: ClassVar[str] = "clip"
+    #: The negative prompt NFSD uses unless `sds.negative_prompt` is set: words this model knows for a bad image.
+    #: "" (the unconditional prompt) for a model that knows none.
+    default_negative_prompt: ClassVar[str] = ""
     device: torch.device
     #: dtype the denoiser runs in (float16 on CUDA for the diffusers priors); SDS always sees float32.
     dtype: torch.dtype
@@ -38,6 +41,13 @@ class Prior(registry.Component, abc.ABC):
     @classmethod
     def check(cls, cfg: PriorConfig) -> None:
         """What can be checked without loading anything (are the weights there?); raises ConfigError."""
+
+    @classmethod
+    def noise_schedule(cls, cfg: PriorConfig) -> Tensor:
+        """[T] float32 ᾱ_t on the CPU of the prior `cfg` describes: what `alphas_cumprod` will be once it is loaded.
+        Priors that know their schedule without their weights override this (`df-sweep schedules` shows a
+        schedule before anything is downloaded); this default loads the prior."""
+        return cls.load(cfg, torch.device("cpu"), torch.float32).alphas_cumprod.cpu()
 
     @classmethod
     def claims(cls, model: str) -> int:
@@ -65,8 +75,9 @@ class Prior(registry.Component, abc.ABC):
         """[B, ...] text conditioning; the empty prompt is the unconditional embedding."""
 
     @abc.abstractmethod
-    def to_model_space(self, rgb: Tensor) -> Tensor:
-        """[B, 3, H, W] in [0, 1] → [B, C, h, w] the denoiser's space; differentiable (VAE encoder included)."""
+    def to_model_space(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """[B, 3, H, W] in [0, 1] → [B, C, h, w] the denoiser's space; differentiable (VAE encoder included). A
+        prior whose encoding is random (a VAE posterior sample) draws from `generator`; the others ignore it."""
 
     @abc.abstractmethod
     def from_model_space(self, z: Tensor) -> Tensor:

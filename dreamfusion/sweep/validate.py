@@ -116,8 +116,10 @@ def check_options(spec: SweepSpec, base: TrialConfig, source: str) -> None:
     for key in spec.space:
         owners = registry.owners(key)
         if owners and not any(_selected(spec, base_flat, c) for c in owners):
-            names = ", ".join(f"the {c.name} {c.kind}" for c in owners)
-            raise ConfigError(f"{source}: space.{key}: only {names} reads it, and no trial of the sweep selects it")
+            kinds = {c.kind for c in owners}
+            names = " or ".join(c.name if len(kinds) == 1 else f"{c.name} {c.kind}" for c in owners)
+            which = f"the {names} {kinds.pop()}" if len(kinds) == 1 else f"the {names}"
+            raise ConfigError(f"{source}: space.{key}: only {which} reads it, and no trial of the sweep selects it")
 
 
 def _selected(spec: SweepSpec, base_flat: dict[str, Any], component: type[registry.Component]) -> bool:

@@ -31,7 +31,7 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
 # -- metrics -------------------------------------------------------------------------------------------------------
 #: What every optimisation step logs (plus `reg_<name>` for each active regulariser).
-STEP_METRICS = ("loss", "loss_sds", "grad_norm", "t", "opacity", "step_ms")
+STEP_METRICS = ("loss", "loss_sds", "grad_norm", "t", "opacity", "nonfinite", "step_ms")
 #: Metrics that measure time, not the optimisation: excluded when determinism is compared.
 TIMING_METRICS = ("step_ms",)
 

@@ -27,6 +27,7 @@ class TrialState:
         self.optim = torch.optim.Adam(self._param_groups(), betas=cfg.optim.betas, eps=cfg.optim.eps)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
+        self.nonfinite_streak = 0  # steps in a row whose ε̂ was too often non-finite (see trial.step)
 
     def _param_groups(self) -> list[dict[str, Any]]:
         o = self.cfg.optim
@@ -69,6 +70,7 @@ class TrialState:
             "optim": self.optim.state_dict(),
             "step": self.step,
             "generator": self.generator.get_state(),
+            "nonfinite_streak": self.nonfinite_streak,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -78,6 +80,7 @@ class TrialState:
         self.optim.load_state_dict(state["optim"])
         self.step = int(state["step"])
         self.generator.set_state(state["generator"])
+        self.nonfinite_streak = int(state.get("nonfinite_streak", 0))
 
 
 def save_checkpoint(state: TrialState, out: Path) -> Path:

@@ -115,7 +115,8 @@ SPEC_CASES = {
     "bad name": (_with(name="my sweep/1"), "name: String should match pattern"),
     "an option no trial's component reads": (
         _with(space={"sds.timesteps.dreamtime_m1": {"grid": [700, 800]}}),
-        "space.sds.timesteps.dreamtime_m1: only the dreamtime schedule reads it, and no trial of the sweep selects it",
+        "space.sds.timesteps.dreamtime_m1: only the dreamtime or dreamtime_plateau schedule reads it, and no trial of "
+        "the sweep selects it",
     ),
     "the opposite direction of a known metric": (
         _with(tune={"metric": "gt_colour_error", "mode": "max"}),
