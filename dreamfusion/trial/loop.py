@@ -14,6 +14,7 @@ from pathlib import Path
 from dreamfusion import images
 from dreamfusion.config.files import to_yaml
 from dreamfusion.config.schema import TrialConfig
+from dreamfusion.export.weights import find_weights, load_weights
 from dreamfusion.priors.base import Prior, load_prior, resolve_device
 from dreamfusion.scoring.metrics import Scorer, load_scorer
 from dreamfusion.trial.evaluation import Evaluation
@@ -60,8 +61,11 @@ def run_trial(
     prior: Prior | None = None,
     scorer: Scorer | None = None,
     resume_from: Path | None = None,
+    init_weights: Path | None = None,
 ) -> TrialResult:
-    """Run (or continue, from `resume_from`) one trial, writing renders, checkpoints and final artifacts to `out`."""
+    """Run (or continue, from `resume_from`) one trial, writing renders, checkpoints and final artifacts to `out`.
+    A trial with `init_from` starts from `init_weights`, the local file its run id was fetched to, or else from the
+    path `init_from` names; a resumed one from its checkpoint alone."""
     callback = callback or TrialCallback()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,6 +78,8 @@ def run_trial(
     evaluation = Evaluation(cfg, scorer, prior.device)
     if resume_from is not None:
         load_checkpoint(state, resume_from)
+    elif cfg.init_from is not None:
+        state.start_from(load_weights(find_weights(init_weights or Path(cfg.init_from))))
     (out / "config.yaml").write_text(to_yaml(cfg))
     callback.on_start(
         cfg, state.step, TrialInfo(prior.describe(), scorer.describe(), components(step, prior, scorer, evaluation))
