@@ -257,7 +257,8 @@ class ExportConfig(Schema):
     """Write the final field's weights (`final/field.pt`: field, background and occupancy grid with the config, no
     optimiser state) and log them: what `df-sweep export` and `init_from` read."""
     mesh: bool = True
-    """Write the final surface as a mesh by marching cubes (`final/mesh.<mesh_format>`, vertex colours from the albedo)."""
+    """Write the final surface as a mesh by marching cubes (`final/mesh.<mesh_format>`, vertex colours from the
+    albedo)."""
     mesh_format: Literal["glb", "obj", "ply"] = "glb"
     """glb (binary glTF: Blender, three.js, the MLflow UI's download), obj or ply."""
     mesh_resolution: int = Field(64, ge=16, le=512)

@@ -48,7 +48,7 @@ class Scene:
             raise ValueError(f"unknown render mode {mode!r}; expected one of {', '.join(MODES)}")
         resolution = resolution or self.cfg.render.resolution
         samples = samples or self.cfg.render.samples_per_ray
-        views = [self._render_one(cams_at(cams, i), mode, resolution, samples) for i in range(len(cams))]
+        views = [self._render_one(cams_slice(cams, i, i + 1), mode, resolution, samples) for i in range(len(cams))]
         return torch.cat(views).clamp(0, 1)
 
     @torch.no_grad()
@@ -103,8 +103,8 @@ class Scene:
         )
 
 
-def cams_at(cams: Cameras, i: int) -> Cameras:
-    return Cameras(cams.c2w[i : i + 1], cams.fov, cams.elevation[i : i + 1], cams.azimuth[i : i + 1])
+def cams_slice(cams: Cameras, start: int, stop: int) -> Cameras:
+    return Cameras(cams.c2w[start:stop], cams.fov, cams.elevation[start:stop], cams.azimuth[start:stop])
 
 
 def lights_above(cams: Cameras) -> Tensor:
