@@ -8,9 +8,12 @@ from typing import Any
 
 import numpy as np
 
-#: Points sampled on each surface for the Chamfer distance: its sampling error is about 1% of the distance measured
-#: for the toy world's shapes (the unit tests check the value against concentric spheres).
-CHAMFER_POINTS = 10_000
+#: Points sampled on each surface for the Chamfer distance: QUERY_POINTS whose distance is measured, to the nearest of
+#: REFERENCE_POINTS on the other surface. The dense side keeps the error of measuring to points instead of the surface
+#: under 0.003 for the toy world's shapes (about 1 m per 300 m of object); the unit tests check it against
+#: concentric spheres.
+QUERY_POINTS = 10_000
+REFERENCE_POINTS = 100_000
 
 
 @dataclass(frozen=True)
@@ -26,11 +29,15 @@ def topology(mesh: Any) -> Topology:
     loops (0 on a closed surface). A mesh with no faces has no components and genus 0."""
     if len(mesh.faces) == 0:
         return Topology(0, False, 0, 0)
-    parts = mesh.split(only_watertight=False)
-    main = max(parts, key=lambda p: len(p.faces))
+    import trimesh.graph
+
+    # pieces by shared edges (trimesh's own `split` closes small holes of the pieces it returns)
+    labels = trimesh.graph.connected_component_labels(mesh.face_adjacency, node_count=len(mesh.faces))
+    sizes = np.bincount(labels)
+    main = mesh.submesh([np.flatnonzero(labels == sizes.argmax())], append=True)
     euler = int(main.euler_number)
     genus = (2 - euler - boundary_loops(main)) // 2
-    return Topology(len(parts), bool(mesh.is_watertight), int(genus), euler)
+    return Topology(len(sizes), bool(mesh.is_watertight), int(genus), euler)
 
 
 def boundary_loops(mesh: Any) -> int:
@@ -49,7 +56,7 @@ def boundary_loops(mesh: Any) -> int:
     return int(connected_components(graph, directed=False)[0])
 
 
-def surface_points(mesh: Any, count: int = CHAMFER_POINTS, seed: int = 0) -> np.ndarray:
+def surface_points(mesh: Any, count: int, seed: int = 0) -> np.ndarray:
     """[count, 3] points drawn uniformly by area on the mesh's surface, the same ones for the same seed."""
     import trimesh.sample
 
@@ -57,21 +64,23 @@ def surface_points(mesh: Any, count: int = CHAMFER_POINTS, seed: int = 0) -> np.
     return np.asarray(points)
 
 
-def chamfer(a: np.ndarray, b: np.ndarray) -> float:
+def chamfer(a: np.ndarray, b: np.ndarray, a_dense: np.ndarray | None = None, b_dense: np.ndarray | None = None) -> float:
     """Symmetric Chamfer distance of point sets a [N, 3] and b [M, 3]: ½(mean_a min_b ‖a − b‖ + mean_b min_a ‖b − a‖),
     in scene units (Euclidean, not squared: the average distance between the surfaces; the Chamfer-L1 of the
-    Occupancy Networks and DMTet papers). Infinite when either set is empty."""
+    Occupancy Networks and DMTet papers). The nearest points may be sought in denser samples of the same surfaces
+    (`a_dense`, `b_dense`). Infinite when either set is empty."""
     if len(a) == 0 or len(b) == 0:
         return float("inf")
     from scipy.spatial import cKDTree
 
-    a_to_b, _ = cKDTree(b).query(a)
-    b_to_a, _ = cKDTree(a).query(b)
+    a_to_b, _ = cKDTree(b if b_dense is None else b_dense).query(a)
+    b_to_a, _ = cKDTree(a if a_dense is None else a_dense).query(b)
     return 0.5 * float(a_to_b.mean() + b_to_a.mean())
 
 
-def mesh_chamfer(mesh: Any, truth: Any, count: int = CHAMFER_POINTS) -> float:
+def mesh_chamfer(mesh: Any, truth: Any) -> float:
     """Chamfer distance between two meshes' surfaces (infinite when the first has no faces: nothing was made)."""
     if len(mesh.faces) == 0:
         return float("inf")
-    return chamfer(surface_points(mesh, count), surface_points(truth, count, seed=1))
+    a, b = surface_points(mesh, REFERENCE_POINTS), surface_points(truth, REFERENCE_POINTS, seed=1)
+    return chamfer(a[:QUERY_POINTS], b[:QUERY_POINTS], a, b)

@@ -67,7 +67,8 @@ def grow_field(source: NeRFField, target: NeRFField) -> None:
     if source.cfg.encoding != "dense_grid":
         target.load_state_dict(source.state_dict())
         return
-    for old, new in zip(source.encoding.levels, target.encoding.levels):
+    levels = zip(_levels(source), _levels(target))
+    for old, new in levels:
         f = old.shape[1]
         new[:, :f] = old if old.shape == new[:, :f].shape else resample(old, new.shape[-1])
     old_features = _feature_index(source.cfg, target.cfg)
@@ -81,6 +82,11 @@ def resample(grid: Tensor, resolution: int) -> Tensor:
     z, y, x = torch.meshgrid(c, c, c, indexing="ij")
     points = torch.stack([x, y, z], -1)[None]  # [1, R, R, R, 3], (x, y, z) as grid_sample reads them
     return F.grid_sample(grid, points, mode="bilinear", align_corners=True)
+
+
+def _levels(field: NeRFField) -> list[nn.Parameter]:
+    levels: nn.ParameterList = field.encoding.levels  # type: ignore[assignment]
+    return list(levels)
 
 
 def _feature_index(source: NerfConfig, target: NerfConfig) -> Tensor:
@@ -100,10 +106,10 @@ def _grow_decoder(source: list[nn.Linear], target: list[nn.Linear], old_features
     width = source[0].out_features if hidden_s else 0
     old_inputs = old_features
     for k, layer in enumerate(hidden_t):
+        weight: Tensor = torch.eye(width)  # a layer the source lacks passes the old units through
+        bias: Tensor = torch.zeros(width)
         if k < len(hidden_s):
             weight, bias = hidden_s[k].weight, hidden_s[k].bias
-        else:  # a layer the source lacks: pass the old units through
-            weight, bias = torch.eye(width, dtype=layer.weight.dtype), torch.zeros(width)
         layer.weight[:width] = 0
         layer.weight[:width, old_inputs] = weight.to(layer.weight)
         layer.bias[:width] = bias.to(layer.bias)
