@@ -263,8 +263,8 @@ class ExportConfig(Schema):
     """glb (binary glTF: Blender, three.js, the MLflow UI's download), obj or ply."""
     mesh_resolution: int = Field(64, ge=16, le=512)
     """Marching-cubes grid points per side over [-1, 1]³ (also the grid of the toy world's mesh scores)."""
-    threshold: float = Field(10.0, gt=0)
-    """Density of the surface: where a slab one render sample deep is about a third opaque; on the toy world's true
+    threshold: float = Field(5.0, gt=0)
+    """Density of the mesh's surface: where the initial blob is half opaque seen head-on; on the toy world's true
     shapes every mesh is watertight, in one piece, genus 0 (torus 1) (`dreamfusion/export/mesh.py` says how)."""
     mesh_max_mb: float = Field(5.0, gt=0)
     """Size cap of the mesh file: a larger mesh is extracted again on a coarser grid until it fits."""

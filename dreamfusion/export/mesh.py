@@ -1,11 +1,14 @@
 """A field's surface as a triangle mesh: marching cubes (scikit-image's topology-preserving Lewiner variant) on the
 density sampled over [-1, 1]³, vertex colours from the albedo, written as glb, obj or ply by trimesh.
 
-The surface is the level set σ = τ (`export.threshold`). The default τ = 10 is where a slab one render sample deep
-(2/48 of the scene at the default 48 samples per ray) is about a third opaque (1 − exp(−10·2/48) ≈ 0.34): denser is
-what renders as solid. On the toy world's true shapes (VolSDF density, β = 0.015) it draws the surface 0.026
-outside the true one, and every shape comes out watertight, in one component, with genus 0 (the torus 1) at every
-grid from 32 to 256 points per side (`tests/unit/export/test_mesh.py` checks it on each true shape).
+The surface is the level set σ = τ (`export.threshold`). No single density is "the surface" of every field: a
+ray's opacity is the integral of σ, so a sharp field turns opaque at a high density and a soft one at a low one.
+The default τ = 5 is where the field every trial starts from (the blob, σ = softplus(10·(1 − r/0.5))) is half opaque
+seen head-on: its opacity reaches 0.5 at r = 0.5 − √(ln 2/10) = 0.237, where σ = 5.3; so a fresh field's mesh is
+the object its first renders show (radius 0.25), and a trained one's is where its density rises through the blob's
+scale. On the toy world's true shapes (VolSDF density, β = 0.015: σ = 5 lies 0.038 outside the true surface) every
+shape comes out watertight, in one piece, with genus 0 (the torus 1) on grids of 32 to 128 points a side
+(`tests/unit/export/test_mesh.py` checks each shape).
 """
 
 from __future__ import annotations

@@ -68,3 +68,19 @@ def test_a_mesh_over_its_size_cap_is_made_again_coarser(tmp_path):
     path, mesh = write_mesh(field, tmp_path / "mesh.glb", 64, THRESHOLD, max_bytes=cap)
     assert path.stat().st_size <= cap and len(mesh.faces) > 0
     assert topology(mesh).watertight
+
+
+def test_a_fresh_field_meshes_as_the_blob_its_renders_show():
+    """The documented reason for τ: the initial blob σ = softplus(10(1 − 2r)) is half opaque head-on at
+    r = 0.5 − √(ln 2/10) ≈ 0.237, and its mesh at τ sits at softplus⁻¹(τ) = 10(1 − 2r), r ≈ 0.25 (give or take the
+    decoder's random initial output, which adds to the blob)."""
+    from dreamfusion.config.schema import NerfConfig
+    from dreamfusion.nerf.field import NeRFField
+
+    torch.manual_seed(0)
+    field = NeRFField(NerfConfig())
+    mesh = extract_mesh(field, 64, THRESHOLD)
+    expected = (1 - math.log(math.expm1(THRESHOLD)) / 10) / 2
+    radius = np.linalg.norm(mesh.vertices, axis=1)
+    assert abs(radius.mean() - expected) < 0.02 and abs(expected - (0.5 - math.sqrt(math.log(2) / 10))) < 0.015
+    assert topology(mesh) == topology(trimesh.creation.icosphere(2))

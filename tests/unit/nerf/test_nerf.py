@@ -76,12 +76,30 @@ def test_field_outputs_positive_density_and_unit_range_albedo():
 # -- cameras ------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("elevation, azimuth, label", [
-    (0, 0, "front"), (0, 45, "front"), (0, -45, "front"), (0, 45.1, "side"), (0, -45.1, "side"),
-    (0, 90, "side"), (0, -90, "side"), (0, 134.9, "side"), (0, 135, "back"), (0, -135, "back"),
-    (0, 180, "back"), (0, -180, "back"), (0, 225, "back"), (0, 315, "front"), (0, 360, "front"),
-    (60, 0, "front"), (60.1, 0, "overhead"), (89, 180, "overhead"), (-10, 180, "back"),
-])
+@pytest.mark.parametrize(
+    "elevation, azimuth, label",
+    [
+        (0, 0, "front"),
+        (0, 45, "front"),
+        (0, -45, "front"),
+        (0, 45.1, "side"),
+        (0, -45.1, "side"),
+        (0, 90, "side"),
+        (0, -90, "side"),
+        (0, 134.9, "side"),
+        (0, 135, "back"),
+        (0, -135, "back"),
+        (0, 180, "back"),
+        (0, -180, "back"),
+        (0, 225, "back"),
+        (0, 315, "front"),
+        (0, 360, "front"),
+        (60, 0, "front"),
+        (60.1, 0, "overhead"),
+        (89, 180, "overhead"),
+        (-10, 180, "back"),
+    ],
+)
 def test_view_label_boundaries(elevation, azimuth, label):
     """DreamFusion's split: overhead strictly above 60°, front/back within ±45° (inclusive) of 0°/180°."""
     assert view_label(elevation, azimuth) == label
@@ -116,8 +134,12 @@ def test_camera_looks_at_the_origin_with_z_up():
 
 
 def test_centre_ray_passes_through_the_origin():
-    cams = make_cameras(torch.tensor([0.0, 30.0, -10.0, 89.0]), torch.tensor([0.0, 120.0, -75.0, 10.0]),
-                        torch.tensor([2.5, 2.2, 3.0, 2.8]), fov=40.0)
+    cams = make_cameras(
+        torch.tensor([0.0, 30.0, -10.0, 89.0]),
+        torch.tensor([0.0, 120.0, -75.0, 10.0]),
+        torch.tensor([2.5, 2.2, 3.0, 2.8]),
+        fov=40.0,
+    )
     origins, dirs = rays(cams, 5)  # odd resolution: pixel (2, 2) is the exact image centre
     o, d = origins[:, 12], dirs[:, 12]
     s = -(o * d).sum(-1)  # distance along the ray of the closest approach to the origin
@@ -221,8 +243,16 @@ def test_composite_weights_sum_to_the_opacity_formula():
 def test_render_of_a_random_field_has_opacity_in_unit_range():
     torch.manual_seed(0)
     field = NeRFField(NerfConfig(size="tiny"))
-    out = render(field, _solid((1.0, 1.0, 1.0)), _cams(2.5), 8, 16, Lighting("albedo", None),
-                 torch.Generator().manual_seed(0), need_normals=False)
+    out = render(
+        field,
+        _solid((1.0, 1.0, 1.0)),
+        _cams(2.5),
+        8,
+        16,
+        Lighting("albedo", None),
+        torch.Generator().manual_seed(0),
+        need_normals=False,
+    )
     assert (out.opacity >= 0).all() and (out.opacity <= 1 + 1e-6).all()
     assert (out.rgb >= 0).all() and (out.rgb <= 1 + 1e-6).all()
     assert out.opacity.max() > 0.5  # the init blob is visible
