@@ -64,7 +64,9 @@ def surface_points(mesh: Any, count: int, seed: int = 0) -> np.ndarray:
     return np.asarray(points)
 
 
-def chamfer(a: np.ndarray, b: np.ndarray, a_dense: np.ndarray | None = None, b_dense: np.ndarray | None = None) -> float:
+def chamfer(
+    a: np.ndarray, b: np.ndarray, a_dense: np.ndarray | None = None, b_dense: np.ndarray | None = None
+) -> float:
     """Symmetric Chamfer distance of point sets a [N, 3] and b [M, 3]: ½(mean_a min_b ‖a − b‖ + mean_b min_a ‖b − a‖),
     in scene units (Euclidean, not squared: the average distance between the surfaces; the Chamfer-L1 of the
     Occupancy Networks and DMTet papers). The nearest points may be sought in denser samples of the same surfaces
