@@ -29,7 +29,7 @@ from dreamfusion.export.video import write_mp4
 from dreamfusion.toyworld.mesh_truth import MeshTruth
 from dreamfusion.trial.evaluation import scene
 from dreamfusion.trial.loop import run_trial
-from dreamfusion.trial.state import TrialState, load_checkpoint, latest_checkpoint
+from dreamfusion.trial.state import TrialState, latest_checkpoint, load_checkpoint
 
 MB = 1 << 20
 
