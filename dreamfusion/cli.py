@@ -17,6 +17,7 @@ from dreamfusion.toyworld.cli import app as toyworld_app
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # export and --from-run print their own lines
 
 app = typer.Typer(
     add_completion=False,
