@@ -250,22 +250,18 @@ class EvalConfig(Schema):
 
 
 class ExportConfig(Schema):
-    """What a trial leaves to take away, each switchable off: `final/field.pt`, `final/mesh.glb`, `final/turntable.mp4`
-    (and `df-sweep export` makes more from a logged trial)."""
+    """What a trial leaves to take away, each switchable off (`df-sweep export` makes more from a logged trial)."""
 
     weights: bool = True
-    """Write the final field's weights (`final/field.pt`: field, background and occupancy grid with the config, no
-    optimiser state) and log them: what `df-sweep export` and `init_from` read."""
+    """Write the final field's weights (`final/field.pt`, no optimiser state): what `export` and `init_from` read."""
     mesh: bool = True
-    """Write the final surface as a mesh by marching cubes (`final/mesh.<mesh_format>`, vertex colours from the
-    albedo)."""
+    """Write the final surface by marching cubes (`final/mesh.<mesh_format>`, vertex colours from the albedo)."""
     mesh_format: Literal["glb", "obj", "ply"] = "glb"
     """glb (binary glTF: Blender, three.js, the MLflow UI's download), obj or ply."""
     mesh_resolution: int = Field(64, ge=16, le=512)
     """Marching-cubes grid points per side over [-1, 1]³ (also the grid of the toy world's mesh scores)."""
     threshold: float = Field(5.0, gt=0)
-    """Density of the mesh's surface: where the initial blob is half opaque seen head-on; on the toy world's true
-    shapes every mesh is watertight, in one piece, genus 0 (torus 1) (`dreamfusion/export/mesh.py` says how)."""
+    """Density of the mesh's surface: where the initial blob is half opaque head-on (`dreamfusion/export/mesh.py`)."""
     mesh_max_mb: float = Field(5.0, gt=0)
     """Size cap of the mesh file: a larger mesh is extracted again on a coarser grid until it fits."""
     video: bool = True
@@ -273,9 +269,8 @@ class ExportConfig(Schema):
     video_frames: int | None = Field(None, ge=2, le=720)
     """Frames of the mp4 (one full turn); null: the GIF's frames (`eval.turntable_frames`), rendered once for both."""
     video_resolution: int | None = Field(None, ge=16, le=2048, multiple_of=2)
-    """Side of the mp4's rendered frames in pixels (even, as H.264 needs); null: the GIF's, at `render.resolution`,
-    shown enlarged. A turntable costs its frames × pixels in renders: 48 frames at 128 px are about eight hundred
-    32 px training renders, so a trial's own mp4 stays small and `df-sweep export` makes the large one."""
+    """Side of the mp4's frames in pixels (even); null: the GIF's, shown enlarged. 48 frames at 128 px cost about
+    800 training renders at 32 px: a trial's own mp4 stays small, `df-sweep export` makes the large one."""
     video_fps: int = Field(12, ge=1, le=120)
     """Frames per second of the mp4."""
     video_max_mb: float = Field(2.0, gt=0)
@@ -330,9 +325,8 @@ class TrialConfig(Schema):
     plugins: list[str] = []
     """Modules to import before the config is read, so the components they register can be named in it."""
     init_from: str | None = Field(None, min_length=1)
-    """Start from another trial's field: an MLflow run id (its `final/field.pt`), or a path (a trial directory, a
-    checkpoint directory or a weights file). A fresh optimiser, step 0, this trial's seed; a larger `nerf` size grows
-    the source's grids and MLP into it (`dreamfusion/nerf/grow.py`). Null: a fresh field."""
+    """Start from another trial's field (an MLflow run id, a trial or checkpoint directory, a weights file) with a fresh
+    optimiser, step 0 and this trial's seed; a larger `nerf` grows the source into it (`dreamfusion/nerf/grow.py`)."""
     prior: PriorConfig = PriorConfig()
     """The frozen text-to-image prior."""
     scoring: ScoringConfig = ScoringConfig()

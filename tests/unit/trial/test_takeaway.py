@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import trimesh
+from sweep_helpers import TINY_BASE
 
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.errors import ConfigError
@@ -21,15 +22,12 @@ from dreamfusion.trial.state import TrialState
 
 torch.set_num_threads(1)
 
+#: The sweep tests' tiny trial (12 steps, 16 px, analytic prior) on a torus, with a few more turntable frames.
 SOURCE = dict(
+    TINY_BASE,
     prompt="a green torus",
-    steps=10,
     device="cpu",
-    checkpoint_every=5,
-    prior="analytic",
-    nerf={"size": "tiny"},
-    render={"resolution": 16, "samples_per_ray": 16, "views_per_step": 1},
-    eval={"views": 2, "turntable_frames": 4, "every": 5},
+    eval={**TINY_BASE["eval"], "turntable_frames": 4},
     export={"mesh_resolution": 32},
 )
 #: How close a grown field's first render is to its source's last (mean absolute difference of RGB in [0, 1], over
@@ -57,7 +55,7 @@ def source(prior, tmp_path_factory) -> Path:
 def test_a_trial_leaves_weights_a_mesh_and_an_mp4(source):
     final = source / "final"
     weights = load_weights(final / "field.pt")  # weights_only: a weights file runs no code
-    assert weights.step == 10 and weights.config == config()
+    assert weights.step == 12 and weights.config == config()
     assert "optim" not in torch.load(final / "field.pt", weights_only=True)
     mesh = trimesh.load(final / "mesh.glb", force="mesh")
     assert len(mesh.faces) > 0 and (final / "mesh.glb").stat().st_size <= 5 << 20
@@ -66,7 +64,7 @@ def test_a_trial_leaves_weights_a_mesh_and_an_mp4(source):
 
 
 def test_each_artifact_switches_off(prior, tmp_path):
-    result = run_trial(config(steps=5, export={"weights": False, "mesh": False, "video": False}), tmp_path, prior=prior)
+    result = run_trial(config(steps=4, export={"weights": False, "mesh": False, "video": False}), tmp_path, prior=prior)
     assert not {"weights", "mesh", "video"} & result.artifacts.keys()
     assert sorted(p.name for p in (tmp_path / "final").iterdir()) == ["metrics.json", "turntable.gif", "views.png"]
 
@@ -99,10 +97,10 @@ def test_same_size_starts_from_exactly_the_source_field(source):
 
 
 def test_a_trial_with_init_from_runs_from_the_source(prior, source, tmp_path):
-    fresh = run_trial(config(steps=5), tmp_path / "fresh", prior=prior)
-    started = run_trial(config(steps=5, init_from=str(source)), tmp_path / "started", prior=prior)
-    again = run_trial(config(steps=5, init_from=str(source)), tmp_path / "again", prior=prior)
-    assert [r["step"] for r in started.history] == list(range(1, 6))
+    fresh = run_trial(config(steps=4), tmp_path / "fresh", prior=prior)
+    started = run_trial(config(steps=4, init_from=str(source)), tmp_path / "started", prior=prior)
+    again = run_trial(config(steps=4, init_from=str(source)), tmp_path / "again", prior=prior)
+    assert [r["step"] for r in started.history] == list(range(1, 5))
     assert started.history[0]["loss"] != fresh.history[0]["loss"]
     assert started.metrics == again.metrics  # deterministic from the same source
 
@@ -128,7 +126,7 @@ def test_a_smaller_field_cannot_start_from_a_larger_one(source):
 
 def test_weights_are_found_in_a_trial_a_checkpoint_or_a_file(source, tmp_path):
     assert find_weights(source) == source / "final" / "field.pt"
-    checkpoint = source / "checkpoints" / "step_000010"
+    checkpoint = source / "checkpoints" / "step_000012"
     assert find_weights(checkpoint) == checkpoint / "state.pt"
     assert load_weights(checkpoint / "state.pt").config == config()  # a full checkpoint serves too
     with pytest.raises(ConfigError, match="no field weights here"):
