@@ -19,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dreamfusion.tracking.runs import MAX_TAG_VALUE
 from dreamfusion.tracking.schema import (
     CODE_CHANGED_TAG,
     COMMAND_TAG,
@@ -61,9 +62,10 @@ class Provenance:
         return {k: self.tags.get(k, "") for k in CODE_TAGS}
 
     def record(self, mlflow: MlflowClient, run_id: str) -> None:
-        """Tag a new run with where it came from; log the diff if the tree was dirty."""
-        for key, value in self.tags.items():
-            mlflow.set_tag(run_id, key, value[:6000])
+        """Tag a new run with where it came from (one write); log the diff if the tree was dirty."""
+        from mlflow.entities import RunTag
+
+        mlflow.log_batch(run_id, tags=[RunTag(k, v[:MAX_TAG_VALUE]) for k, v in self.tags.items()])
         if self.diff:
             mlflow.log_text(run_id, self.diff, DIFF_ARTIFACT)
 
@@ -75,7 +77,7 @@ class Provenance:
             return []
         history = [h for h in recorded.get(CODE_CHANGED_TAG, "").split("; ") if h]
         history.append(f"{when}: {', '.join(changes)}")
-        mlflow.set_tag(run_id, CODE_CHANGED_TAG, "; ".join(history)[-6000:])
+        mlflow.set_tag(run_id, CODE_CHANGED_TAG, "; ".join(history)[-MAX_TAG_VALUE:])
         if self.diff:
             mlflow.log_text(run_id, self.diff, f"{PROVENANCE_DIR}/changed_{len(history)}.diff")
         for key, value in self.code.items():

@@ -6,7 +6,9 @@ holds its weights, mesh and mp4 and its provenance; `df-sweep export` makes a me
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,7 +68,8 @@ def test_every_run_records_the_source_commit_and_versions(launched):
         tags = run.data.tags
         assert tags["df.git.commit"] == tags["mlflow.source.git.commit"] == commit.strip()
         assert tags["df.package.torch"] == torch.__version__
-        assert "launch" in tags["df.command"] and tags["df.git.dirty"] in ("true", "false")
+        # the driver's own command line: here pytest's, which ran `launch` in-process
+        assert tags["df.command"] == shlex.join(sys.argv) and tags["df.git.dirty"] in ("true", "false")
     for run in children.values():
         assert len(run.data.tags["df.prior.sha256"]) == 64 and run.data.tags["df.device"].startswith("cpu")
 
