@@ -232,11 +232,11 @@ def export(
     mesh: str | None = typer.Option("glb", help="Mesh format: glb, obj or ply; 'none' for no mesh."),
     video: str | None = typer.Option("mp4", help="Video format: mp4; 'none' for no video."),
     resolution: int = typer.Option(256, help="Side in pixels of the renders and the video."),
-    frames: int = typer.Option(60, help="Frames of the turntable video (one full turn)."),
+    frames: int = typer.Option(48, help="Frames of the turntable video (one full turn)."),
     views: int = typer.Option(4, help="Views of the re-renders, each in albedo, shaded, textureless, depth, normals."),
     mesh_resolution: int = typer.Option(256, help="Marching-cubes grid points per side."),
     threshold: float | None = typer.Option(None, help="Surface density τ (default: the trial's export.threshold)."),
-    samples: int = typer.Option(128, help="Samples per ray of the renders."),
+    samples: int = typer.Option(64, help="Samples per ray of the renders (more: crisper, slower on a CPU)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1."),
     tracking_uri: str | None = typer.Option(None, help=URI_HELP),
 ) -> None:

@@ -33,7 +33,7 @@ class ExportRequest:
     """Video format (mp4), or None for no video."""
     resolution: int = 256
     """Side in pixels of the renders and the video's frames."""
-    frames: int = 60
+    frames: int = 48
     """Frames of the turntable (one full turn)."""
     views: int = 4
     """Views on the ring of the re-renders, each in every mode."""
@@ -41,9 +41,9 @@ class ExportRequest:
     """Marching-cubes grid points per side."""
     threshold: float | None = None
     """Surface density; None: the trial's own `export.threshold`."""
-    samples: int = 128
+    samples: int = 64
     """Samples per ray of the renders."""
-    fps: int = 30
+    fps: int = 24
     device: str = "auto"
 
 

@@ -2,8 +2,8 @@
 depth and normals, from a ring of cameras at the trial's own distance and field of view, lit from above each camera
 (the eval renders' lights, so an export matches what the trial was scored on).
 
-Each view is rendered on its own and the field read in chunks, so a 512² view needs about 3 GB at 128 samples per
-ray, not the activations of every sample at once."""
+Each view is rendered on its own and the field read in chunks, so memory grows with one view's samples (a 512² view
+at 128 samples per ray is 33 M samples), not with the decoder's activations of all of them at once."""
 
 from __future__ import annotations
 
