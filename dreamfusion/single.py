@@ -14,7 +14,10 @@ from dreamfusion.config.files import load_trial_config
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.errors import ConfigError
 from dreamfusion.sweep.table import run_name
+from dreamfusion.tracking import provenance
+from dreamfusion.tracking.artifacts import fetch_config, fetch_init, get_run, looks_like_run_id
 from dreamfusion.tracking.callback import TrialTracker
+from dreamfusion.tracking.schema import FROM_RUN_TAG, INIT_RUN_TAG
 from dreamfusion.tracking.store import (
     RUN_EXPERIMENT,
     check_reachable,
@@ -36,22 +39,36 @@ def run_single(
     tracking_uri: str | None,
     tracked: bool,
     echo: Echo,
+    from_run: str | None = None,
 ) -> TrialResult:
-    """Run one trial; user mistakes raise ConfigError before the prior loads (a bad URI costs no minutes)."""
+    """Run one trial; user mistakes raise ConfigError before the prior loads (a bad URI costs no minutes).
+    `from_run`: re-run a logged trial with exactly its config (and `overrides`), saying how today's code differs."""
+    uri = resolve_uri(tracking_uri)
+    if from_run is not None:
+        if config is not None:
+            raise ConfigError("--from-run: takes the run's own config; leave out --config (--set still applies)")
+        config = fetch_config(uri, from_run, out / "from_run", "--from-run")
     cfg = load_trial_config(config, quote_prompt(overrides))
     check_trial(cfg, str(config) if config else "--set")
     resume_from = latest_checkpoint(out) if resume else None
     if resume and resume_from is None:
         raise ConfigError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+    init = fetch_init(cfg, uri, out / "init") if resume_from is None else None
     progress = ConsoleProgress(cfg.steps, echo)
     if not tracked:
-        return run_trial(cfg, out, progress, resume_from=resume_from)
-    uri = resolve_uri(tracking_uri)
+        return run_trial(cfg, out, progress, resume_from=resume_from, init_weights=init)
     check_reachable(uri)
-    tracker = TrialTracker(uri, open_experiment(uri, RUN_EXPERIMENT))
+    origin = provenance.collect()
+    tags = {FROM_RUN_TAG: from_run} if from_run else {}
+    if from_run:
+        for change in provenance.differences(get_run(uri, from_run, "--from-run").data.tags, origin.code):
+            echo(f"differs from run {from_run}: {change}")
+    if cfg.init_from and looks_like_run_id(cfg.init_from) and not Path(cfg.init_from).exists():
+        tags[INIT_RUN_TAG] = cfg.init_from
+    tracker = TrialTracker(uri, open_experiment(uri, RUN_EXPERIMENT), provenance=origin)
     name = run_name({"prompt": cfg.prompt, "seed": cfg.seed})
-    with tracker.run(run_key(out), name, continue_existing=resume, then=progress) as callback:
-        return run_trial(cfg, out, callback, resume_from=resume_from)
+    with tracker.run(run_key(out), name, continue_existing=resume, then=progress, tags=tags) as callback:
+        return run_trial(cfg, out, callback, resume_from=resume_from, init_weights=init)
 
 
 def quote_prompt(overrides: list[str]) -> list[str]:

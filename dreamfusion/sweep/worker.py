@@ -20,8 +20,9 @@ from dreamfusion.priors.base import Prior, load_prior, resolve_device
 from dreamfusion.scoring.metrics import Scorer, load_scorer
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.table import run_name
+from dreamfusion.tracking.artifacts import fetch_init, looks_like_run_id
 from dreamfusion.tracking.callback import TrackingCallback, TrialTracker
-from dreamfusion.tracking.schema import DIVERGED_TAG, FAILURE_TAG, NODE_TAG
+from dreamfusion.tracking.schema import DIVERGED_TAG, FAILURE_TAG, INIT_RUN_TAG, NODE_TAG
 from dreamfusion.trial.loop import TrialCallback, TrialResult, run_trial
 
 
@@ -99,15 +100,19 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     cfg = ctx.spec.trial_config(values)
     prior, scorer = _prior_and_scorer(cfg.prior.model_dump_json(), cfg.scoring.model_dump_json(), cfg.device)
     trial = tune.get_context()
-    node = {NODE_TAG: ray.get_runtime_context().get_node_id()}
+    tags = {NODE_TAG: ray.get_runtime_context().get_node_id()}
+    if cfg.init_from and looks_like_run_id(cfg.init_from):
+        tags[INIT_RUN_TAG] = cfg.init_from
+    out = Path(trial.get_trial_dir())
     with (
         ctx.tracker.run(
-            trial.get_trial_id(), run_name(values), continue_existing=True, then=TuneReporter(cfg.steps), tags=node
+            trial.get_trial_id(), run_name(values), continue_existing=True, then=TuneReporter(cfg.steps), tags=tags
         ) as callback,
         _restored_checkpoint() as (resume_from, start),
         _no_second_divergence(callback, start),
     ):
-        run_trial(cfg, Path(trial.get_trial_dir()), callback, prior, scorer, resume_from)
+        init = fetch_init(cfg, ctx.tracker.uri, out / "init") if resume_from is None else None
+        run_trial(cfg, out, callback, prior, scorer, resume_from, init)
 
 
 @contextmanager

@@ -23,6 +23,30 @@ PRIOR_TAG = "df.prior"
 SCORER_TAG = "df.scorer"
 #: `df.component.<kind>` = "name@version" of each registered component a trial ran (evaluators comma-separated).
 COMPONENT_TAG_PREFIX = "df.component."
+#: Provenance, on every run (taken on the driver of a sweep): the df-sweep source's git commit (absent for a
+#: non-editable install), whether its tree had changes (their diff is the artifact `DIFF_ARTIFACT`), a hash of that
+#: diff, df-sweep's version, `df.package.<name>` for each package in `PROVENANCE_PACKAGES`, and the command line.
+GIT_COMMIT_TAG = "df.git.commit"
+GIT_DIRTY_TAG = "df.git.dirty"
+GIT_DIFF_HASH_TAG = "df.git.diff_sha256"
+VERSION_TAG = "df.version"
+PACKAGE_TAG_PREFIX = "df.package."
+COMMAND_TAG = "df.command"
+#: The host that launched a sweep (or ran `df-sweep run`); a trial's own host and device, where it ran.
+DRIVER_HOST_TAG = "df.driver_host"
+HOST_TAG = "df.host"
+DEVICE_TAG = "df.device"
+#: sha256 of the prior's weights as loaded (what ran, whatever the checkpoint was called).
+PRIOR_HASH_TAG = "df.prior.sha256"
+#: On a run continued under other code or packages (a resume after an edit): each change, `;`-separated, oldest first.
+CODE_CHANGED_TAG = "df.code_changed"
+#: The run a `df-sweep run --from-run` re-ran, and the run whose field an `init_from` trial started from.
+FROM_RUN_TAG = "df.from_run"
+INIT_RUN_TAG = "df.init_run"
+#: Set by `df-sweep gc` on a run whose heavy artifacts it deleted: what, and when.
+GC_TAG = "df.gc"
+#: MLflow's own: the git commit its UI shows on a run's page.
+MLFLOW_COMMIT_TAG = "mlflow.source.git.commit"
 #: MLflow's own: a child run's parent, and the note shown on a run's page.
 PARENT_TAG = "mlflow.parentRunId"
 NOTE_TAG = "mlflow.note.content"
@@ -41,6 +65,19 @@ SPEC_ARTIFACT = "spec.yaml"
 RENDERS_DIR = "renders"
 FINAL_DIR = "final"
 TURNTABLE_ARTIFACT = f"{FINAL_DIR}/turntable.gif"
+#: The final field's weights (`df-sweep export` and `init_from` read them), mp4 turntable and mesh (`mesh.<format>`).
+WEIGHTS_ARTIFACT = f"{FINAL_DIR}/field.pt"
+VIDEO_ARTIFACT = f"{FINAL_DIR}/turntable.mp4"
+MESH_ARTIFACT_STEM = f"{FINAL_DIR}/mesh"
+#: What `df-sweep gc` deletes from the runs it does not keep: the large files under `final/`.
+HEAVY_SUFFIXES = (".pt", ".mp4", ".glb", ".obj", ".ply")
+#: The git diff of a dirty source tree; and of the tree a continued run went on under (`provenance/changed_N.diff`).
+DIFF_ARTIFACT = "provenance/git.diff"
+PROVENANCE_DIR = "provenance"
+#: The key of the eval renders in MLflow's image viewer (`log_image` with a step: the UI steps through them).
+RENDERS_IMAGE_KEY = "renders"
+#: Packages whose versions every run records.
+PROVENANCE_PACKAGES = ("torch", "diffusers", "transformers", "ray", "mlflow", "numpy")
 
 
 def component_tag(kind: str) -> str:

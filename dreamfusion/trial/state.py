@@ -11,8 +11,10 @@ import torch
 
 from dreamfusion.config.files import to_yaml
 from dreamfusion.config.schema import TrialConfig
+from dreamfusion.export.weights import FieldWeights
 from dreamfusion.nerf.cameras import Cameras
 from dreamfusion.nerf.field import Background, NeRFField, finest_voxel
+from dreamfusion.nerf.grow import grow_field
 from dreamfusion.nerf.occupancy import OccupancyGrid
 from dreamfusion.nerf.render import Lighting, RenderOutput, render
 
@@ -61,6 +63,26 @@ class TrialState:
             need_normals=need_normals,
             occupancy=self.occupancy,
         )
+
+    def weights(self) -> FieldWeights:
+        """The field, background and occupancy grid alone: what the trial leaves to re-render or start from."""
+        return FieldWeights(
+            self.cfg,
+            self.field.state_dict(),
+            self.background.state_dict(),
+            self.occupancy.state_dict(),
+            self.step,
+        )
+
+    def start_from(self, source: FieldWeights) -> None:
+        """Take another trial's field (`init_from`), grown to this trial's size when larger; the optimiser, step
+        and RNG stay this trial's own, fresh. A background of the same kind is taken too; the occupancy grid is
+        taken because it describes the field (the first step refreshes it anyway)."""
+        field, background, occupancy = source.build(self.occupancy.occupied.device)
+        grow_field(field, self.field)
+        if source.config.render.background == self.cfg.render.background:
+            self.background.load_state_dict(background.state_dict())
+        self.occupancy.load_state_dict(occupancy.state_dict())
 
     def state_dict(self) -> dict[str, Any]:
         return {
