@@ -25,9 +25,7 @@ def _finished(sweep: Sweep) -> pd.DataFrame:
 
 def _hover(frame: pd.DataFrame, sweep: Sweep) -> list[str]:
     keys = [k for k in [*sweep.varied, "sweep"] if k in frame]
-    return [
-        "<br>".join([str(r["run_name"]), *(f"{k}: {r[k]}" for k in keys)]) for _, r in frame.iterrows()
-    ]
+    return ["<br>".join([str(r["run_name"]), *(f"{k}: {r[k]}" for k in keys)]) for _, r in frame.iterrows()]
 
 
 def metric_by_level(sweep: Sweep) -> go.Figure | None:

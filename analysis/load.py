@@ -136,7 +136,7 @@ def _global_tracking_uri(uri: str) -> Iterator[None]:
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(before)
+        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # None is MLflow's "unset"
 
 
 def _search(uri: str, experiment_id: str) -> pd.DataFrame:
@@ -283,7 +283,9 @@ def _missing(sweep: Sweep, source: Source) -> list[str]:
     t = sweep.trials[sweep.trials["sweep"] == source.label]
     if t.empty:
         return [f"{prefix}no trial runs yet"]
-    notes = [f"{prefix}{n} trial(s) {status}" for status, n in t["status"].value_counts().items() if status != "FINISHED"]
+    notes = [
+        f"{prefix}{n} trial(s) {status}" for status, n in t["status"].value_counts().items() if status != "FINISHED"
+    ]
     expected = _expected_trials(source.spec)
     if expected and len(t) < expected:
         notes.append(f"{prefix}{expected - len(t)} of {expected} trials have no run yet")

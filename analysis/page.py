@@ -97,10 +97,10 @@ def render(
     for heading, content in sections:
         body.append(f"<h2>{html.escape(heading)}</h2>")
         if heading in figures:
-            body.append(div(figures[heading]))  # type: ignore[arg-type]
+            body.append(div(figures[heading]))
         body.append(content)
     for heading in (h for h in figures if h not in {s for s, _ in sections}):
-        body += [f"<h2>{html.escape(heading)}</h2>", div(figures[heading])]  # type: ignore[arg-type]
+        body += [f"<h2>{html.escape(heading)}</h2>", div(figures[heading])]
     links = ", ".join(f'<a href="{html.escape(f, quote=True)}">{html.escape(f)}</a>' for f in files)
     body.append(f"<p>Files: {links}.</p>")
     return (

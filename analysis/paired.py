@@ -45,6 +45,7 @@ COLUMNS = [
     "p",
     "direction",
 ]
+TREND_COLUMNS = ["axis", "metric", "scale", "slope", "ci_low", "ci_high", "p_adj", "verdict", "n", "p"]
 
 
 def compared_metrics(sweep: Sweep) -> dict[str, str]:
@@ -157,7 +158,7 @@ def trends(sweep: Sweep, seed: int = 0) -> pd.DataFrame:
     mean per-block slope, sign-flip tested and Holm-adjusted over all (axis, metric) rows, CI as in comparisons."""
     frame = varied_frame(sweep)
     frame = frame[frame["status"] == "FINISHED"]
-    rows = []
+    found: list[tuple[dict[str, object], np.ndarray]] = []
     for metric in compared_metrics(sweep):
         for axis in axes_to_compare(sweep):
             values = pd.to_numeric(frame[axis], errors="coerce") if axis in frame else pd.Series(dtype=float)
@@ -166,15 +167,23 @@ def trends(sweep: Sweep, seed: int = 0) -> pd.DataFrame:
             scale = _scale(values)
             slopes = block_slopes(frame.assign(**{axis: values}), axis, metric, blocks(sweep, axis), scale)
             if len(slopes):
-                rows.append({"axis": axis, "metric": metric, "scale": scale, "slopes": slopes})
-    if not rows:
-        return pd.DataFrame(columns=["axis", "metric", "scale", "slope", "ci_low", "ci_high", "p_adj", "verdict", "n"])
-    slopes = [r.pop("slopes") for r in rows]
-    tests = [stats.paired(s, seed) for s in slopes]
+                found.append(({"axis": axis, "metric": metric, "scale": scale}, slopes))
+    tests = [stats.paired(slopes, seed) for _, slopes in found]
     adjusted, alphas = stats.holm([t.p for t in tests])
-    for r, s, test, p_adj, alpha in zip(rows, slopes, tests, adjusted, alphas):
-        low, high = stats.permutation_ci(s, float(alpha), seed)
+    rows = []
+    for (key, slopes), test, p_adj, alpha in zip(found, tests, adjusted, alphas):
+        low, high = stats.permutation_ci(slopes, float(alpha), seed)
         word = {"a>b": "rises", "a<b": "falls", "same": "flat"}[stats.verdict(float(p_adj), low, high)]
-        r |= {"slope": test.delta, "ci_low": low, "ci_high": high, "p_adj": float(p_adj), "verdict": word}
-        r |= {"n": test.n, "p": test.p}
-    return pd.DataFrame(rows)
+        rows.append(
+            {
+                **key,
+                "slope": test.delta,
+                "ci_low": low,
+                "ci_high": high,
+                "p_adj": float(p_adj),
+                "verdict": word,
+                "n": test.n,
+                "p": test.p,
+            }
+        )
+    return pd.DataFrame(rows, columns=TREND_COLUMNS)

@@ -12,8 +12,8 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from analysis.compare import axes_to_compare, group_summary
-from analysis.paired import compared_metrics
 from analysis.load import Sweep, varied_frame
+from analysis.paired import compared_metrics
 
 
 def _numeric(frame: pd.DataFrame, key: str) -> bool:

@@ -97,7 +97,7 @@ def summary_lines(sweep: Sweep, findings: Findings) -> list[str]:
 
 def _cell(v: object) -> object:
     """Floats to 4 significant digits; missing values (None, NaN, pd.NA) blank."""
-    if v is None or (not isinstance(v, str) and pd.isna(v)):  # type: ignore[arg-type]
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
         return ""
     return f"{v:.4g}" if isinstance(v, float) else v
 

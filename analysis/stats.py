@@ -32,7 +32,7 @@ def sign_flips(n: int, seed: int = 0) -> np.ndarray:
         flips = 1.0 - 2.0 * bits
     else:
         rng = np.random.default_rng(seed)
-        draws = rng.integers(0, 2, size=(RANDOM_FLIPS, n)) * 2.0 - 1.0
+        draws = np.where(rng.random((RANDOM_FLIPS, n)) < 0.5, -1.0, 1.0)
         flips = np.vstack([np.ones((1, n)), draws])
     flips.setflags(write=False)
     return flips

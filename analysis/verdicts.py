@@ -64,7 +64,9 @@ def _difference(row: pd.Series, how: str) -> str:
     else:
         word = "higher" if row["verdict"] == "a>b" else "lower"
         claim = f"**{row['level_a']}** has {word} {row['metric']} than {row['level_b']} by {size}"
-    return f"{claim} (95% CI {_number(low)} to {_number(high)}, Holm-adjusted p = {row['p_adj']:.3g}, paired over {how})"
+    return (
+        f"{claim} (95% CI {_number(low)} to {_number(high)}, Holm-adjusted p = {row['p_adj']:.3g}, paired over {how})"
+    )
 
 
 def family_sentence(sweep: Sweep, family: pd.DataFrame) -> str:

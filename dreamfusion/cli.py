@@ -209,7 +209,9 @@ def ui(
 @app.command()
 @user_errors
 def report(
-    names: list[str] = typer.Argument(..., metavar="NAME...", help="Sweeps to report on, or NAME@LAUNCH for one launch."),
+    names: list[str] = typer.Argument(
+        ..., metavar="NAME...", help="Sweeps to report on, or NAME@LAUNCH for one launch."
+    ),
     out: Path = typer.Option(Path("report"), help="Directory for report.html, report.md, CSVs and plots."),
     tracking_uri: str | None = typer.Option(None, help=URI_HELP),
 ) -> None:

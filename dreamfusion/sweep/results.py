@@ -78,7 +78,9 @@ def summary(outcome: Outcome, ui: str = DEFAULT_UI) -> list[str]:
     link_base = ui if sqlite_path(tracker.uri) is not None else tracker.uri
     open_ui = "df-sweep ui, then open " if sqlite_path(tracker.uri) is not None else "open "
     lines.append(f"compare runs: {open_ui}{runs_link(link_base, tracker.experiment_id)}")
-    lines.append(f"which configs differ (paired tests over seeds and prompts): df-sweep report {spec.name} --out report")
+    lines.append(
+        f"which configs differ (paired tests over seeds and prompts): df-sweep report {spec.name} --out report"
+    )
     if not outcome.ok:
         lines.append(f"resume: df-sweep resume {spec.name}")
     return lines
