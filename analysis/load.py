@@ -52,7 +52,8 @@ class Source:
 
     @property
     def tune(self) -> dict:
-        return self.spec.get("tune") if isinstance(self.spec.get("tune"), dict) else {}  # type: ignore[return-value]
+        tune = self.spec.get("tune")
+        return tune if isinstance(tune, dict) else {}
 
 
 @dataclass

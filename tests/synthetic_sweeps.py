@@ -81,3 +81,17 @@ def noisy(
         return fixed + blocks[block] + float(rng.normal(0, sd))
 
     return value
+
+
+def colour_error_sweep() -> Sweep:
+    """A lower-is-better metric where anneal (0.2) beats uniform (0.3) on every prompt and seed."""
+    return sweep(
+        {
+            "schedule": ["uniform", "anneal"],
+            "prompt": ["a red cube", "a green torus", "a blue cone"],
+            "seed": [0, 1, 2],
+        },
+        lambda c: (0.3 if c["schedule"] == "uniform" else 0.2) + 0.01 * c["seed"],
+        metric="gt_colour_error",
+        mode="min",
+    )

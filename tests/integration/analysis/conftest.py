@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 from dreamfusion.cli import app
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def sweep_store(tmp_path_factory):
-    """The store's folder and tracking URI; the one local Ray is stopped when the package's tests are done."""
+    """The store's folder and tracking URI. Ray runs only while the sweeps launch: a report reads MLflow alone,
+    and other test modules start their own Ray."""
     path = tmp_path_factory.mktemp("analysis")
     with sweep_workdir(path):
         short = {**ANALYSED_SPACE, "seed": {"grid": [0]}}
@@ -21,7 +22,7 @@ def sweep_store(tmp_path_factory):
             spec = write_spec(path / f"{name}.yaml", name, space)
             result = CliRunner().invoke(app, ["launch", str(spec), "--set", f"base.steps={steps}"])
             assert result.exit_code == 0, result.output
-        yield path, f"sqlite:///{path / 'mlruns.db'}"
+    return path, f"sqlite:///{path / 'mlruns.db'}"
 
 
 def write_report(sweep_store, out_name: str, *names: str) -> tuple:
@@ -32,11 +33,11 @@ def write_report(sweep_store, out_name: str, *names: str) -> tuple:
     return out, result.output
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def report(sweep_store):
     return write_report(sweep_store, "report", ANALYSED)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def cross_report(sweep_store):
     return write_report(sweep_store, "cross", ANALYSED, ANALYSED_SHORT)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from synthetic_sweeps import combine, noisy, sweep
+from synthetic_sweeps import colour_error_sweep, combine, noisy, sweep
 
 from analysis.compare import levels
 from analysis.differences import differences
@@ -105,12 +105,7 @@ def test_headline_names_the_best_only_when_it_beats_every_other_level():
 
 
 def test_headline_for_lower_is_better_says_who_wins():
-    s = sweep(
-        {"schedule": ["uniform", "anneal"], "prompt": PROMPTS, "seed": [0, 1, 2]},
-        lambda c: (0.3 if c["schedule"] == "uniform" else 0.2) + 0.01 * c["seed"],
-        metric="gt_colour_error",
-        mode="min",
-    )
+    s = colour_error_sweep()
     assert headline(s, comparisons(s), trends(s))[0].startswith("**anneal** is the best schedule on gt_colour_error")
 
 

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 import pytest
-from synthetic_sweeps import noisy, sweep
+from synthetic_sweeps import colour_error_sweep, noisy, sweep
 
 from analysis import stats
 from analysis.load import varied_frame
@@ -80,12 +80,7 @@ def test_seeds_needed_gives_the_promised_power():
 
 def test_lower_is_better_metrics_keep_the_value_convention():
     """delta and the verdict are about the values; `direction` says which way is better."""
-    s = sweep(
-        {"schedule": ["uniform", "anneal"], "prompt": PROMPTS, "seed": [0, 1, 2]},
-        lambda c: (0.3 if c["schedule"] == "uniform" else 0.2) + 0.01 * c["seed"],
-        metric="gt_colour_error",
-        mode="min",
-    )
+    s = colour_error_sweep()
     row = comparisons(s).query("axis == 'schedule'").iloc[0]
     assert row["delta"] == pytest.approx(0.1) and row["verdict"] == "a>b" and row["direction"] == "min"
 
