@@ -54,6 +54,8 @@ def metric_by_level(sweep: Sweep) -> go.Figure | None:
                 i,
                 j,
             )
+            order = [str(level) for level in levels(sweep, axis)]
+            fig.update_xaxes(categoryorder="array", categoryarray=order, row=i, col=j)
     fig.update_layout(height=320 * len(axes), title="Every finished trial, by level")
     return fig
 

@@ -89,6 +89,12 @@ def summary_lines(sweep: Sweep, findings: Findings) -> list[str]:
         lines.insert(0, " ".join(str(sweep.spec["description"]).split()))
     if len(sweep.sources) > 1:
         lines.append(_settings_line(findings.settings))
+    for source in (s for s in sweep.sources if len(s.parent_run_ids) > 1):
+        n = len(source.parent_run_ids)
+        lines.append(
+            f"`{source.label}` pools its {n} launches; to see whether they differ: "
+            f"df-sweep report {source.label}@1 {source.label}@-1"
+        )
     lines += headline(sweep, findings.comparisons, findings.trends)
     if sweep.missing:
         lines.append("Partial sweep: " + "; ".join(sweep.missing) + ".")
@@ -145,7 +151,9 @@ def _html(sweep: Sweep, findings: Findings, out: Path, media: pd.DataFrame, file
     captions = sweep.trials.set_index("run_id")
     media = media.assign(caption=[_caption(captions.loc[r], sweep.metric) for r in media["run_id"]])
     grid = out / "render_grid.png"
-    sections.insert(3, ("Renders", (page.embedded_png(grid) if grid.is_file() else "") + page.gallery(media)))
+    renders = (page.embedded_png(grid) if grid.is_file() else "") + page.gallery(media)
+    after = next(i for i, (title, _) in enumerate(sections) if title == "What mattered") + 1
+    sections[after:after] = [("Config → metric", ""), ("Trials by level", ""), ("Renders", renders)]
     shown = sweep.trials.drop(columns=["artifact_uri"]).rename(columns=lambda c: c.removeprefix("param:"))
     keep = ["run_name", "sweep", "status", "compute_s", *sweep.varied, sweep.metric, "gt_iou", "gt_colour_error"]
     sections.append(("Trials", page.trial_table(_fmt(shown[[c for c in dict.fromkeys(keep) if c in shown]]))))

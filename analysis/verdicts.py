@@ -11,10 +11,20 @@ from analysis.load import Sweep, varied_frame
 from analysis.paired import blocks
 
 MAX_LISTED = 4
+MANY_SEEDS = 1000
 
 
 def _number(x: float) -> str:
     return f"{x:.3g}" if abs(x) >= 1e-3 or x == 0 else f"{x:.2e}"
+
+
+def _seeds_range(seeds: pd.Series) -> str:
+    """`6`, `6–40`, `6–more than 1,000`: a near-zero difference asks for millions, which is a way of saying never."""
+    if seeds.empty:
+        return ""
+    low, high = (int(seeds.min()), int(seeds.max()))
+    text = [str(n) if n <= MANY_SEEDS else f"more than {MANY_SEEDS:,}" for n in dict.fromkeys((low, high))]
+    return "–".join(dict.fromkeys(text))
 
 
 def _pairs(n: int) -> str:
@@ -81,9 +91,7 @@ def family_sentence(sweep: Sweep, family: pd.DataFrame) -> str:
         listed = [_difference(row, how) for _, row in passed.head(MAX_LISTED).iterrows()]
         more = f"; and {len(passed) - MAX_LISTED} more in comparisons.csv" if len(passed) > MAX_LISTED else ""
         return f"{axis}: " + "; ".join(listed) + more + ". No level beats all others."
-    seeds = family["seeds_needed"].dropna()
-    need = f"{int(seeds.min())}–{int(seeds.max())}" if len(seeds) and seeds.min() != seeds.max() else ""
-    need = need or (f"{int(seeds.min())}" if len(seeds) else "")
+    need = _seeds_range(family["seeds_needed"].dropna())
     power = f"; 80% power at the observed differences would take {need} seeds" if need else ""
     return (
         f"No {axis} differs from another on {metric} at 95% (Holm over {_pairs(len(family))}, "
