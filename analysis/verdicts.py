@@ -38,8 +38,8 @@ def pairing(sweep: Sweep, axis: str) -> str:
     parts = []
     for key in blocks(sweep, axis):
         n = frame[key].nunique() if key in frame else 0
-        noun = {"prompt": "prompts", "seed": "seeds", "sweep": "sweeps"}.get(key, f"values of {key}")
-        parts.append(f"{n} {noun}")
+        plural = "s" * (n != 1)
+        parts.append(f"{n} {key}{plural}" if key in ("prompt", "seed", "sweep") else f"{n} value{plural} of {key}")
     return " × ".join(parts) or "one trial per level"
 
 
@@ -99,16 +99,17 @@ def family_sentence(sweep: Sweep, family: pd.DataFrame) -> str:
     )
 
 
-def trend_sentences(trends: pd.DataFrame) -> list[str]:
+def trend_sentences(sweep: Sweep, trends: pd.DataFrame) -> list[str]:
     lines = []
     for _, row in trends.iterrows():
         unit = "per decade of" if row["scale"] == "log10" else "per unit of"
         ci = f"95% CI {_number(row['ci_low'])} to {_number(row['ci_high'])}, Holm-adjusted p = {row['p_adj']:.3g}"
+        how = f"slopes over {pairing(sweep, row['axis'])}"
         if row["verdict"] == "flat":
-            lines.append(f"{row['metric']} shows no trend along {row['axis']} at 95% ({ci}).")
+            lines.append(f"{row['metric']} shows no trend along {row['axis']} at 95% ({ci}; {how}).")
         else:
             slope = _number(row["slope"])
-            lines.append(f"{row['metric']} **{row['verdict']}** with {row['axis']}: {slope} {unit} it ({ci}).")
+            lines.append(f"{row['metric']} **{row['verdict']}** with {row['axis']}: {slope} {unit} it ({ci}; {how}).")
     return lines
 
 
@@ -123,4 +124,4 @@ def headline(sweep: Sweep, comparisons: pd.DataFrame, trends: pd.DataFrame) -> l
     for (axis, _metric), family in comparisons.groupby(["axis", "metric"], sort=False):
         if axis in asked:
             lines.append(family_sentence(sweep, family.reset_index(drop=True)))
-    return lines + trend_sentences(trends[trends["axis"].isin(asked)] if len(trends) else trends)
+    return lines + trend_sentences(sweep, trends[trends["axis"].isin(asked)] if len(trends) else trends)
