@@ -210,7 +210,7 @@ def ui(
 @user_errors
 def report(
     names: list[str] = typer.Argument(
-        ..., metavar="NAME...", help="Sweeps to report on, or NAME@LAUNCH for one launch."
+        ..., metavar="NAME", help="Sweeps to report on, or NAME@LAUNCH for one launch."
     ),
     out: Path = typer.Option(Path("report"), help="Directory for report.html, report.md, CSVs and plots."),
     tracking_uri: str | None = typer.Option(None, help=URI_HELP),
