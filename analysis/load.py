@@ -26,7 +26,9 @@ from dreamfusion.tracking.schema import (
     FAILURE_TAG,
     LAUNCH_TAG,
     PARENT_TAG,
+    RUN_NAME_TAG,
     SPEC_ARTIFACT,
+    STEP_TIME,
     SWEEP_TAG,
 )
 
@@ -34,7 +36,6 @@ DEFAULT_URI = "sqlite:///mlruns.db"  # where `df-sweep launch` writes by default
 #: Search-space kinds whose values are levels to compare pairwise; the others (uniform, loguniform, quniform)
 #: draw a new value per trial, so they are covariates: importance and plots use them, pairing cannot.
 DISCRETE_KINDS = ("grid", "choice", "randint")
-STEP_TIME = "step_ms"
 
 
 class SweepNotFound(ConfigError):
@@ -219,7 +220,7 @@ def _trial_frame(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     frame = pd.DataFrame(
         {
             "run_id": runs["run_id"],
-            "run_name": _tag(runs, "mlflow.runName"),
+            "run_name": _tag(runs, RUN_NAME_TAG),
             "sweep": runs["sweep"],
             "status": runs["status"],
             "compute_s": runs["run_id"].map(step_time),
