@@ -234,15 +234,16 @@ def ui(
 @app.command()
 @user_errors
 def report(
-    name: str = typer.Argument(..., help="Sweep name (the MLflow experiment)."),
+    names: list[str] = typer.Argument(..., metavar="NAME", help="Sweeps to report on, or NAME@LAUNCH for one launch."),
     out: Path = typer.Option(Path("report"), help="Directory for report.html, report.md, CSVs and plots."),
     tracking_uri: str | None = typer.Option(None, help=URI_HELP),
-    launch_id: str | None = typer.Option(None, "--launch", help="Only this launch (its parent run id)."),
 ) -> None:
-    """Turn a sweep in MLflow into tables, plots and a render grid: report.html, report.md, trials.csv, curves.csv."""
+    """What a sweep found: paired comparisons with Holm-adjusted tests, what mattered, and what differs between
+    sweeps or launches (NAME@LAUNCH: parent run id, launch name, or number, -1 the newest), as an offline
+    report.html, report.md and CSVs."""
     from analysis.report import report as write
 
-    typer.echo("\n".join(write(name, out, tracking_uri, launch_id)))
+    typer.echo("\n".join(write(names, out, tracking_uri, typer.echo)))
 
 
 @app.command()

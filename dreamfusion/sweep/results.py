@@ -63,15 +63,11 @@ def trial_rows(experiment_dir: str, spec: SweepSpec) -> list[TrialRow]:
 
 
 def summary(outcome: Outcome, ui: str = DEFAULT_UI) -> list[str]:
-    """The closing lines of a launch: the best trial, where results are, how to look at them."""
+    """The closing lines of a launch: where results are and how to look at them. No "best trial": one trial's
+    score says nothing of seed noise; `df-sweep report` says which configs differ, with paired tests."""
     launch, spec = outcome.launch, outcome.launch.sweep
-    metric, tracker = spec.tune.metric, launch.tracker
-    scored = [(r.metric, r) for r in outcome.rows if r.metric is not None]
+    tracker = launch.tracker
     lines = []
-    if scored:
-        value, best = (max if spec.tune.mode == "max" else min)(scored, key=lambda pair: pair[0])
-        values = ", ".join(f"{k}={v}" for k, v in best.values.items())
-        lines.append(f"best trial: {best.trial_id}  {metric}={value:.4f}  ({values})")
     states = ", ".join(f"{n} {s}" for s, n in Counter(r.state for r in outcome.rows).items())
     lines.append(f"trials: {states}")
     lines.append(f"tune results: {launch.experiment_dir}")
@@ -82,7 +78,9 @@ def summary(outcome: Outcome, ui: str = DEFAULT_UI) -> list[str]:
     link_base = ui if sqlite_path(tracker.uri) is not None else tracker.uri
     open_ui = "df-sweep ui, then open " if sqlite_path(tracker.uri) is not None else "open "
     lines.append(f"compare runs: {open_ui}{runs_link(link_base, tracker.experiment_id)}")
-    lines.append(f"report: df-sweep report {spec.name} --out report")
+    lines.append(
+        f"which configs differ (paired tests over seeds and prompts): df-sweep report {spec.name} --out report"
+    )
     if not outcome.ok:
         lines.append(f"resume: df-sweep resume {spec.name}")
     return lines

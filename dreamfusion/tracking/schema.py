@@ -47,17 +47,20 @@ INIT_RUN_TAG = "df.init_run"
 GC_TAG = "df.gc"
 #: MLflow's own: the git commit its UI shows on a run's page.
 MLFLOW_COMMIT_TAG = "mlflow.source.git.commit"
-#: MLflow's own: a child run's parent, and the note shown on a run's page.
+#: MLflow's own: a child run's parent, a run's name, and the note shown on a run's page.
 PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
 NOTE_TAG = "mlflow.note.content"
 #: MLflow 3's UI opens an experiment on its GenAI pages unless the experiment says it is model training.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
 # -- metrics -------------------------------------------------------------------------------------------------------
+#: A step's own time in ms: summed over a run's steps, the trial's compute (what a report counts, not wall time).
+STEP_TIME = "step_ms"
 #: What every optimisation step logs (plus `reg_<name>` for each active regulariser).
-STEP_METRICS = ("loss", "loss_sds", "grad_norm", "t", "opacity", "nonfinite", "step_ms")
+STEP_METRICS = ("loss", "loss_sds", "grad_norm", "t", "opacity", "nonfinite", STEP_TIME)
 #: Metrics that measure time, not the optimisation: excluded when determinism is compared.
-TIMING_METRICS = ("step_ms",)
+TIMING_METRICS = (STEP_TIME,)
 
 # -- artifacts -----------------------------------------------------------------------------------------------------
 CONFIG_ARTIFACT = "config.yaml"

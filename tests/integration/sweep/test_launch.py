@@ -50,9 +50,10 @@ def launched(workdir):
     return result, f"sqlite:///{workdir / 'mlruns.db'}", spec
 
 
-def test_summary_names_the_best_trial_and_the_next_steps(launched):
+def test_summary_names_no_best_trial_and_gives_the_next_steps(launched):
+    """A launch cannot tell noise from a difference: it points to the report's paired tests instead."""
     output = launched[0].output
-    assert "best trial:" in output and "clip_r_precision=" in output
+    assert "best" not in output.split("trials: 4 TERMINATED")[-1].lower()
     assert "trials: 4 TERMINATED" in output
     assert "#/experiments/" in output and "runs?workflowType=machine_learning" in output
     assert f"df-sweep report {NAME} --out report" in output
