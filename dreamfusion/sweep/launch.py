@@ -48,7 +48,7 @@ def launch_sweep(
         launch = Launch(
             spec.model_dump(mode="json"),
             join(sweep_dir, name),
-            TrialTracker(uri, experiment_id, parent, spec.tracking.flush_every),
+            TrialTracker(uri, experiment_id, parent, spec.tracking.flush_every, spec.tracking.system_every_s),
         )
         launch.save()
         return _run(launch, lambda ctx: build_tuner(ctx, sweep_dir, name), echo)

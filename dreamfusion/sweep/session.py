@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import socket
 from collections.abc import Iterator
@@ -37,6 +38,12 @@ def preflight(spec: SweepSpec, uri: str, address: str | None) -> None:
 def local_node() -> dict[str, float]:
     """What an embedded Ray on this machine offers."""
     return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
+def local_slots(resources: Resources) -> int:
+    """Trials an embedded Ray on this machine runs at once."""
+    node = local_node()
+    return max(1, int(min(node["CPU"] / resources.cpu, node["GPU"] / resources.gpu if resources.gpu else math.inf)))
 
 
 def check_resources(resources: Resources, nodes: list[dict[str, float]]) -> None:
@@ -90,7 +97,8 @@ def ray_session(
 
 
 def start_local_ray(root: str | Path, runtime_env: dict[str, Any] | None = None) -> None:
-    """An embedded Ray on this machine: no dashboard, no usage stats, temp files by the results."""
+    """An embedded Ray on this machine: no dashboard, no usage stats, temp files by the results. Workers' output
+    reaches the driver (each trial prints a line per evaluation), as on a cluster."""
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -102,13 +110,14 @@ def start_local_ray(root: str | Path, runtime_env: dict[str, Any] | None = None)
         _temp_dir=str(ray_temp_dir(root)),
         configure_logging=True,
         logging_level=logging.ERROR,
-        log_to_driver=False,
+        log_to_driver=True,
         runtime_env=runtime_env,
     )
 
 
 def connect_ray(address: str, runtime_env: dict[str, Any] | None = None) -> None:
-    """An existing cluster (`auto`, `HOST:PORT`, `ray://HOST:PORT`); no cluster there is a user mistake."""
+    """An existing cluster (`auto`, `HOST:PORT`, `ray://HOST:PORT`); no cluster there is a user mistake. Workers'
+    output is forwarded to the driver, so each trial's eval lines are in the driver's log (`ray job logs`)."""
     import ray
 
     _check_listening(address)
@@ -116,7 +125,7 @@ def connect_ray(address: str, runtime_env: dict[str, Any] | None = None) -> None
         ray.init(
             address=address,
             logging_level=logging.ERROR,
-            log_to_driver=False,
+            log_to_driver=True,
             runtime_env=with_project_code(runtime_env),
         )
     except (ConnectionError, TimeoutError, ValueError) as exc:
