@@ -10,15 +10,17 @@ config's optimiser hyperparameters over the checkpoint's, so a mutated learning 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dreamfusion.sweep.space import Dimension, dependents, fmt_value
 from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.tracking.callback import TrackingCallback
 from dreamfusion.tracking.schema import PBT_COUNT_TAG, PBT_DIR, PBT_LAST_TAG, PBT_METRIC_PREFIX, PBT_VALUES_TAG
 
 #: Config sections whose values a trial can change while continuing another trial's checkpoint; what the
 #: checkpoint's shapes depend on (the NeRF, the learned background) and what a trial is scored on cannot.
+if TYPE_CHECKING:
+    from dreamfusion.tracking.callback import TrackingCallback
+
 MUTABLE = ("sds.", "optim.", "reg.", "camera.", "render.")
 FROZEN = ("render.background",)
 

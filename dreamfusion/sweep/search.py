@@ -24,11 +24,11 @@ SCALARS = (str, int, float, bool)
 def search_problem(spec: SweepSpec) -> tuple[str, str] | None:
     """(spec key, why) for the first thing the chosen search algorithm or scheduler cannot do with this space."""
     t = spec.tune
+    if t.search == "bohb" and t.scheduler != "hyperband":
+        return "tune.scheduler", "search bohb needs its HyperBand scheduler (HyperBandForBOHB); expected hyperband"
     missing = [m for m in SEARCHER_MODULES.get(t.search, ()) if importlib.util.find_spec(m) is None]
     if missing:
         return "tune.search", f"{t.search} needs {', '.join(missing)}: pip install 'df-sweep[{t.search}]'"
-    if t.search == "bohb" and t.scheduler != "hyperband":
-        return "tune.scheduler", "search bohb needs its HyperBand scheduler (HyperBandForBOHB); expected hyperband"
     for key, dim in spec.space.items():
         why = _inexpressible(t.search, dim)
         if why:
