@@ -175,7 +175,8 @@ class SweepSpec(Schema):
                 flat.update(value)
             else:
                 flat[key] = value
-        return {k: flat[k] for k in self.space if k in flat}
+        # searchers may hand back numpy scalars (BOHB's np.str_): plain values for configs, names and JSON
+        return {k: flat[k].item() if hasattr(flat[k], "item") else flat[k] for k in self.space if k in flat}
 
     def trial_config(self, values: dict[str, Any], source: str = "sweep") -> TrialConfig:
         """The base with the varied dotted keys set to `values`, as one validated trial config."""
