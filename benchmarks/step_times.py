@@ -19,7 +19,6 @@ import os
 import resource
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
@@ -56,8 +55,14 @@ def measure(prior_name: str, size: str, device: str, steps: int) -> dict:
     eval_ms = median_ms(lambda: evaluation(state), 3) / cfg.eval.views
     cams = evaluation.cameras(FRAMES)
     frame_ms = median_ms(lambda: evaluation.render_views(state, cams, "lambertian"), 3) / FRAMES
-    return {"prior": prior_name, "nerf": size, "device": "gpu" if device == "cuda" else "cpu",
-            "step_ms": round(step_ms, 2), "eval_view_ms": round(eval_ms, 2), "frame_ms": round(frame_ms, 2)}
+    return {
+        "prior": prior_name,
+        "nerf": size,
+        "device": "gpu" if device == "cuda" else "cpu",
+        "step_ms": round(step_ms, 2),
+        "eval_view_ms": round(eval_ms, 2),
+        "frame_ms": round(frame_ms, 2),
+    }
 
 
 def write(rows: list[dict], device: str, load: float) -> None:
@@ -86,10 +91,14 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"{'prior':10s} {'nerf':7s} {'device':6s} {'step ms':>9s} {'eval view ms':>13s} {'frame ms':>9s}")
     for r in rows:
-        print(f"{r['prior']:10s} {r['nerf']:7s} {r['device']:6s} {r['step_ms']:9.1f} {r['eval_view_ms']:13.1f} "
-              f"{r['frame_ms']:9.1f}")
-    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
-          + (f", CUDA peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if device == "cuda" else ""))
+        print(
+            f"{r['prior']:10s} {r['nerf']:7s} {r['device']:6s} {r['step_ms']:9.1f} {r['eval_view_ms']:13.1f} "
+            f"{r['frame_ms']:9.1f}"
+        )
+    print(
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+        + (f", CUDA peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if device == "cuda" else "")
+    )
     if args.write:
         write(rows, rows[0]["device"], load)
     print(f"step_times rows={len(rows)} device={rows[0]['device']} load={load:.2f}")

@@ -82,10 +82,10 @@ def estimate(spec: SweepSpec) -> Estimate | None:
     if count(spec.space, options) > MAX_ESTIMATED:
         return None
     rows, _ = table()
-    total, missing = 0.0, set()
+    total, missing = 0.0, set[tuple[str, str, str]]()
     for values in combinations(spec.space, options):
         cfg = spec.trial_config(values)
-        key = (cfg.prior.kind, cfg.nerf.size, device)
+        key = (cfg.prior.kind, str(cfg.nerf.size), device)
         times = rows.get(key)
         if times is None:
             missing.add(key)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from dreamfusion.sweep.tuner import build_tuner, trainable
 from dreamfusion.sweep.worker import TrialContext
 from dreamfusion.tracking.callback import TrialTracker
 from dreamfusion.tracking.runs import close_runs, end_run, reopen_run, start_parent_run
-from dreamfusion.tracking.store import open_experiment, resolve_uri
+from dreamfusion.tracking.store import open_experiment, open_store, resolve_uri
 
 Echo = Callable[[str], None]
 
@@ -40,18 +41,22 @@ def launch_sweep(
     uri = resolve_uri(tracking_uri or spec.tracking.uri)
     preflight(spec, uri, address)
     root = storage_root(storage)
-    with ray_session(address, root, spec.resources, runtime_env):
-        experiment_id = open_experiment(uri, spec.tracking.experiment or spec.name)
-        sweep_dir = join(root, spec.name)
-        name = _new_launch_name(sweep_dir)
-        parent = start_parent_run(uri, experiment_id, spec.name, name, spec.description, _spec_yaml(spec))
-        launch = Launch(
-            spec.model_dump(mode="json"),
-            join(sweep_dir, name),
-            TrialTracker(uri, experiment_id, parent, spec.tracking.flush_every, spec.tracking.system_every_s),
-        )
-        launch.save()
-        return _run(launch, lambda ctx: build_tuner(ctx, sweep_dir, name), echo)
+    # Opening the store (creating a fresh SQLite file's schema takes seconds) needs no Ray: it runs while Ray starts.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        store_ready = pool.submit(open_store, uri)
+        with ray_session(address, root, spec.resources, runtime_env):
+            store_ready.result()
+            experiment_id = open_experiment(uri, spec.tracking.experiment or spec.name)
+            sweep_dir = join(root, spec.name)
+            name = _new_launch_name(sweep_dir)
+            parent = start_parent_run(uri, experiment_id, spec.name, name, spec.description, _spec_yaml(spec))
+            launch = Launch(
+                spec.model_dump(mode="json"),
+                join(sweep_dir, name),
+                TrialTracker(uri, experiment_id, parent, spec.tracking.flush_every, spec.tracking.system_every_s),
+            )
+            launch.save()
+            return _run(launch, lambda ctx: build_tuner(ctx, sweep_dir, name), echo)
 
 
 def resume_sweep(

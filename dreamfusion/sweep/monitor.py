@@ -20,7 +20,7 @@ class SweepMonitor(Callback):
         self.finished: set[str] = set()
         self.printed = 0.0
 
-    def setup(self, **info: Any) -> None:
+    def setup(self, *args: Any, **info: Any) -> None:
         """A resumed sweep is timed from its resume: Tune restores this callback as it was pickled."""
         self.clock, self.finished = SweepClock(self.total), set()
         self.printed = time.monotonic()

@@ -109,7 +109,8 @@ def record_perturbation(
     now = json.dumps(values, sort_keys=True)
     previous = callback.previous_tags.get(PBT_VALUES_TAG)
     copied = source is not None and source != trial_id
-    if previous is not None and (previous != now or copied):
+    perturbed = previous is not None and (previous != now or copied)
+    if perturbed:
         count = int(callback.previous_tags.get(PBT_COUNT_TAG, "0")) + 1
         before = json.loads(previous)
         event = {"step": step, "copied_trial": source if copied else None, "before": before, "after": values}
@@ -118,6 +119,7 @@ def record_perturbation(
         callback.set_tag(PBT_LAST_TAG, describe(event))
     if previous != now:
         callback.set_tag(PBT_VALUES_TAG, now)
+    if previous is None or perturbed:
         numeric = {f"{PBT_METRIC_PREFIX}{k}": v for k, v in values.items() if isinstance(v, (int, float))}
         callback.log_values(numeric, step)
 

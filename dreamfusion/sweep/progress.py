@@ -11,6 +11,9 @@ from dataclasses import dataclass, field
 #: A log (not a terminal) gets a progress line at least this often, so no long command looks hung.
 LOG_EVERY_S = 15.0
 BAR_WIDTH = 20
+#: How a sweep trial's lines begin (`[trial <id> <name>] step 100/400 ...`); Ray's log deduplication, which would
+#: fold lines of different workers that differ only in numbers into one, passes lines matching this by.
+TRIAL_LINE_REGEX = r"^\[trial "
 
 
 def duration(seconds: float) -> str:
@@ -21,6 +24,10 @@ def duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def trial_line(label: str, line: str) -> str:
+    return f"[trial {label}] {line}"
 
 
 def eval_line(step: int, total: int, elapsed_s: float, metrics: dict[str, float]) -> str:
@@ -44,13 +51,12 @@ class StepRate:
 
     def bar(self, step: int, now: float) -> str:
         """`step 120/400 [######--------------]  30%  3.1 steps/s  ETA 1m30s`."""
-        filled = BAR_WIDTH * step // max(self.total, 1)
+        total = max(self.total, 1)
+        filled = BAR_WIDTH * step // total
         rate = self.rate(step, now)
         eta = duration((self.total - step) / rate) if rate > 0 else "?"
-        return (
-            f"step {step}/{self.total} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {100 * step // max(self.total, 1):3d}%"
-            f"  {rate:.1f} steps/s  ETA {eta}"
-        )
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        return f"step {step}/{self.total} [{bar}] {100 * step // total:3d}%  {rate:.1f} steps/s  ETA {eta}"
 
 
 @dataclass

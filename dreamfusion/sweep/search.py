@@ -43,7 +43,7 @@ def _inexpressible(search: str, dim: Dimension) -> str | None:
         return f"search grid enumerates every dimension, and {dim.kind} draws; expected {{grid: [...]}}, or random"
     if search in MODEL_BASED and dim.kind == "grid":
         return f"{search} draws every value itself and cannot cross a grid; expected {{choice: [...]}}"
-    if search in ("optuna", "bohb") and dim.kind == "choice" and not all(isinstance(v, SCALARS) for v in dim.choice):
+    if search in ("optuna", "bohb") and dim.kind == "choice" and not all(isinstance(v, SCALARS) for v in dim.argument):
         return f"{search} chooses among strings, numbers and booleans only; expected such values"
     if search == "bohb" and dim.kind == "quniform":
         return "bohb (ConfigSpace) has no quantized range; expected uniform or randint"
@@ -97,8 +97,7 @@ def variant_space(space: Space) -> dict[str, Any]:
             out[key] = dim.tune_domain()
             continue
         branches = [
-            {key: v, **{d: space[d].tune_domain() for d in under if space[d].holds({key: v})}}
-            for v in dim.argument
+            {key: v, **{d: space[d].tune_domain() for d in under if space[d].holds({key: v})}} for v in dim.argument
         ]
         out[BRANCH_PREFIX + key] = tune_domain(dim.kind, branches)
     return out
@@ -135,7 +134,9 @@ class OptunaSpace:
 def _optuna(spec: SweepSpec) -> Any:
     from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch(space=OptunaSpace(spec.space), metric=spec.tune.metric, mode=spec.tune.mode, seed=spec.tune.seed)
+    return OptunaSearch(
+        space=OptunaSpace(spec.space), metric=spec.tune.metric, mode=spec.tune.mode, seed=spec.tune.seed
+    )
 
 
 def _hyperopt_expr(label: str, dim: Dimension) -> Any:
@@ -173,9 +174,7 @@ def _hyperopt(spec: SweepSpec) -> Any:
     from ray.tune.search.hyperopt import HyperOptSearch
 
     t = spec.tune
-    return HyperOptSearch(
-        space=hyperopt_space(spec.space), metric=t.metric, mode=t.mode, random_state_seed=t.seed
-    )
+    return HyperOptSearch(space=hyperopt_space(spec.space), metric=t.metric, mode=t.mode, random_state_seed=t.seed)
 
 
 def bohb_space(space: Space, seed: int | None) -> Any:

@@ -21,7 +21,7 @@ def trial_table(spec: SweepSpec) -> list[dict[str, str]]:
         n = spec.tune.num_samples
         return [{"#": f"0-{n - 1}" if n > 1 else "0", **{k: _drawn(d) for k, d in spec.space.items()}}]
     points = spec.grid_points()
-    rows = []
+    rows: list[dict[str, str]] = []
     for _ in range(spec.tune.num_samples):
         for point in points:
             cells = {k: fmt_value(point[k]) if k in point else _cell(d, point) for k, d in spec.space.items()}
@@ -75,7 +75,9 @@ def count_text(spec: SweepSpec) -> str:
         seed = f", seed {t.seed}" if t.seed is not None else ""
         return f"{spec.num_trials()} trials drawn one by one by {t.search}{seed} from {', '.join(sampled)}"
     points = spec.num_trials() // t.num_samples
-    how = f"{points} grid point(s) x num_samples {t.num_samples}" + (f", sampling {', '.join(sampled)}" if sampled else "")
+    how = f"{points} grid point(s) x num_samples {t.num_samples}" + (
+        f", sampling {', '.join(sampled)}" if sampled else ""
+    )
     return f"{spec.num_trials()} trials ({how})"
 
 
@@ -84,6 +86,8 @@ def dry_run_lines(spec: SweepSpec, slots: int | None = None) -> list[str]:
     on `slots` trials at once, where known)."""
     t = spec.tune
     how = f"search {t.search}, scheduler {t.scheduler}" + (
-        f" (perturbing {', '.join(t.pbt.mutate)} every {t.pbt.perturbation_interval} steps)" if t.scheduler == "pbt" else ""
+        f" (perturbing {', '.join(t.pbt.mutate)} every {t.pbt.perturbation_interval} steps)"
+        if t.scheduler == "pbt"
+        else ""
     )
     return [f"sweep {spec.name}: {count_text(spec)}; {how}", format_table(trial_table(spec)), *cost_lines(spec, slots)]

@@ -47,13 +47,10 @@ def build_tuner(ctx: TrialContext, sweep_dir: str, name: str) -> Any:
 
 
 def config_path(spec: SweepSpec, key: str) -> str:
-    """Where a varied key sits in a trial's Tune config, as Tune's progress table looks it up: at the top, or
-    (Ray's variant generator and HyperOpt) under the `when:KEY` branch of the condition it belongs to."""
-    if spec.tune.search in ("optuna", "bohb"):
-        return key
-    condition = spec.space[key].condition
-    on = condition[0] if condition else key
-    return f"{BRANCH_PREFIX}{on}/{key}" if condition or dependents(spec.space, key) else key
+    """Where an unconditional key sits in a trial's Tune config, as Tune's progress table looks it up: at the
+    top, or (Ray's variant generator and HyperOpt) inside its own `when:KEY` branch when others depend on it."""
+    nested = spec.tune.search not in ("optuna", "bohb") and dependents(spec.space, key)
+    return f"{BRANCH_PREFIX}{key}/{key}" if nested else key
 
 
 def _run_config(spec: SweepSpec, sweep_dir: str, name: str) -> Any:
@@ -63,7 +60,11 @@ def _run_config(spec: SweepSpec, sweep_dir: str, name: str) -> Any:
 
     reporter = tune.CLIReporter(
         metric_columns={spec.tune.metric: spec.tune.metric, "step": "step"},
-        parameter_columns={config_path(spec, k): n for k, n in short_names(spec.varied).items()},
+        # Tune's "current best trial" line looks every column up without a default: a key a condition switches
+        # off in that trial would end the sweep with a KeyError, so conditional keys are left to the run names.
+        parameter_columns={
+            config_path(spec, k): n for k, n in short_names(spec.varied).items() if spec.space[k].when is None
+        },
         max_report_frequency=30,
         sort_by_metric=True,
     )

@@ -5,6 +5,7 @@ Ray retries or `df-sweep resume` restores the trial."""
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import posixpath
 import time
@@ -20,7 +21,7 @@ from dreamfusion.config.schema import PriorConfig, ScoringConfig, TrialConfig
 from dreamfusion.priors.base import Prior, load_prior, resolve_device
 from dreamfusion.scoring.metrics import Scorer, load_scorer
 from dreamfusion.sweep.pbt import record_perturbation
-from dreamfusion.sweep.progress import eval_line
+from dreamfusion.sweep.progress import eval_line, trial_line
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.table import run_name
 from dreamfusion.tracking.callback import TrackingCallback, TrialTracker
@@ -64,7 +65,7 @@ class TuneReporter(TrialCallback):
             self.started(start_step)
 
     def on_eval(self, step: int, metrics: dict[str, float], render_path: Path, checkpoint: Path | None) -> None:
-        print(f"[{self.label}] {eval_line(step, self.steps, time.perf_counter() - self.clock, metrics)}", flush=True)
+        print(trial_line(self.label, eval_line(step, self.steps, time.perf_counter() - self.clock, metrics)), flush=True)
         if step >= self.steps:
             self.final_checkpoint = checkpoint
         else:
@@ -117,6 +118,8 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     from ray import tune
 
     torch.set_num_threads(max(1, int(ctx.spec.resources.cpu)))
+    # What a trial prints reaches the driver's log: its eval lines, not Ray Train's line per saved checkpoint.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     values = ctx.spec.trial_values(config)
     cfg = ctx.spec.trial_config(values)
     prior, scorer = _prior_and_scorer(cfg.prior.model_dump_json(), cfg.scoring.model_dump_json(), cfg.device)

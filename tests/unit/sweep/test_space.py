@@ -42,7 +42,7 @@ def _brute_force(space: dict) -> list[tuple]:
         point = dict(zip(keys, combo))
         for key, dim in space.items():
             if "when" in dim:
-                (on, allowed), = dim["when"].items()
+                ((on, allowed),) = dim["when"].items()
                 allowed = allowed if isinstance(allowed, list) else [allowed]
                 if point[on] not in allowed:
                     point[key] = "-"
@@ -143,7 +143,9 @@ def test_hyperopt_nests_a_conditional_value_under_its_condition():
 
     spec = _spec(SAMPLED, search="hyperopt", num_samples=20)
     space = hyperopt_space(spec.space)
-    drawn = [spec.trial_values(stochastic.sample(space, rng=__import__("numpy").random.default_rng(i))) for i in range(20)]
+    drawn = [
+        spec.trial_values(stochastic.sample(space, rng=__import__("numpy").random.default_rng(i))) for i in range(20)
+    ]
     for trial in drawn:
         _check_drawn(trial)
     assert {t["sds.timesteps.schedule"] for t in drawn} == {"anneal", "dreamtime"}

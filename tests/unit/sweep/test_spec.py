@@ -136,7 +136,12 @@ CONDITION_CASES = {
         f"space.{DREAMTIME_M1}.when: {SCHEDULE} is not another dimension of the space",
     ),
     "a condition on a value the key never takes": (
-        _with(space={SCHEDULE: {"grid": ["anneal", "dreamtime"]}, DREAMTIME_M1: {"grid": [700], "when": {SCHEDULE: "dreamtyme"}}}),
+        _with(
+            space={
+                SCHEDULE: {"grid": ["anneal", "dreamtime"]},
+                DREAMTIME_M1: {"grid": [700], "when": {SCHEDULE: "dreamtyme"}},
+            }
+        ),
         f"space.{DREAMTIME_M1}.when: dreamtyme is not one of the values of {SCHEDULE} (anneal, dreamtime)",
     ),
     "a condition on a drawn range": (
@@ -144,7 +149,12 @@ CONDITION_CASES = {
         f"space.seed.when: {GUIDANCE} is uniform; expected a grid or choice dimension to depend on",
     ),
     "a grid under a drawn condition": (
-        _with(space={SCHEDULE: {"choice": ["anneal", "dreamtime"]}, DREAMTIME_M1: {"grid": [700], "when": {SCHEDULE: "dreamtime"}}}),
+        _with(
+            space={
+                SCHEDULE: {"choice": ["anneal", "dreamtime"]},
+                DREAMTIME_M1: {"grid": [700], "when": {SCHEDULE: "dreamtime"}},
+            }
+        ),
         "a grid can depend only on a grid",
     ),
     "a chain of conditions": (
@@ -162,7 +172,12 @@ CONDITION_CASES = {
         "space.seed.when: expected one condition",
     ),
     "an option varied only where its component is not selected": (
-        _with(space={SCHEDULE: {"grid": ["anneal", "dreamtime"]}, DREAMTIME_M1: {"grid": [700], "when": {SCHEDULE: "anneal"}}}),
+        _with(
+            space={
+                SCHEDULE: {"grid": ["anneal", "dreamtime"]},
+                DREAMTIME_M1: {"grid": [700], "when": {SCHEDULE: "anneal"}},
+            }
+        ),
         f"space.{DREAMTIME_M1}: only the dreamtime schedule reads it, and no trial it varies in selects it",
     ),
 }
@@ -189,11 +204,17 @@ SEARCH_CASES = {
         "tune.pbt.mutate: expected the space keys PBT perturbs",
     ),
     "pbt perturbing the model": (
-        _with(space={"nerf.blob_radius": {"uniform": [0.3, 0.6]}}, tune={"scheduler": "pbt", "pbt": {"mutate": ["nerf.blob_radius"]}}),
+        _with(
+            space={"nerf.blob_radius": {"uniform": [0.3, 0.6]}},
+            tune={"scheduler": "pbt", "pbt": {"mutate": ["nerf.blob_radius"]}},
+        ),
         "tune.pbt.mutate: nerf.blob_radius: a trial continuing another's checkpoint keeps its model",
     ),
     "pbt with a dimension it does not perturb": (
-        _with(space={"prompt": {"grid": ["a red cube", "a blue sphere"]}, GUIDANCE: {"uniform": [5, 50]}}, tune={"scheduler": "pbt", "pbt": {"mutate": [GUIDANCE]}}),
+        _with(
+            space={"prompt": {"grid": ["a red cube", "a blue sphere"]}, GUIDANCE: {"uniform": [5, 50]}},
+            tune={"scheduler": "pbt", "pbt": {"mutate": [GUIDANCE]}},
+        ),
         "space.prompt: pbt: a trial that exploits another takes on its whole config",
     ),
     "pbt perturbing between checkpoints": (
