@@ -65,7 +65,8 @@ class TuneReporter(TrialCallback):
             self.started(start_step)
 
     def on_eval(self, step: int, metrics: dict[str, float], render_path: Path, checkpoint: Path | None) -> None:
-        print(trial_line(self.label, eval_line(step, self.steps, time.perf_counter() - self.clock, metrics)), flush=True)
+        line = eval_line(step, self.steps, time.perf_counter() - self.clock, metrics)
+        print(trial_line(self.label, line), flush=True)
         if step >= self.steps:
             self.final_checkpoint = checkpoint
         else:
