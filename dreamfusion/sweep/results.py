@@ -11,7 +11,7 @@ from typing import Any
 from dreamfusion.errors import ConfigError
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.storage import Launch, find_launch, storage_root, sweep_names
-from dreamfusion.sweep.table import format_table
+from dreamfusion.sweep.table import OFF, format_table
 from dreamfusion.tracking.store import runs_link, sqlite_path
 
 DEFAULT_UI = "http://127.0.0.1:5000"
@@ -50,11 +50,12 @@ def trial_rows(experiment_dir: str, spec: SweepSpec) -> list[TrialRow]:
     rows = []
     for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
         result = trial.last_result or {}
+        values = spec.trial_values(trial.config)
         rows.append(
             TrialRow(
                 trial.trial_id,
                 trial.status,
-                {k: trial.config.get(k) for k in spec.varied},
+                {k: values.get(k) for k in spec.varied},  # None: a condition left the key at its base value
                 result.get(spec.tune.metric),
                 result.get("step"),
             )
@@ -70,7 +71,7 @@ def summary(outcome: Outcome, ui: str = DEFAULT_UI) -> list[str]:
     lines = []
     if scored:
         value, best = (max if spec.tune.mode == "max" else min)(scored, key=lambda pair: pair[0])
-        values = ", ".join(f"{k}={v}" for k, v in best.values.items())
+        values = ", ".join(f"{k}={v}" for k, v in best.values.items() if v is not None)
         lines.append(f"best trial: {best.trial_id}  {metric}={value:.4f}  ({values})")
     states = ", ".join(f"{n} {s}" for s, n in Counter(r.state for r in outcome.rows).items())
     lines.append(f"trials: {states}")
@@ -108,7 +109,7 @@ def status_lines(name: str | None, storage: str | None) -> list[str]:
                         {
                             "trial": r.trial_id,
                             "state": r.state,
-                            **{k: str(v) for k, v in r.values.items()},
+                            **{k: OFF if v is None else str(v) for k, v in r.values.items()},
                             metric: "" if r.metric is None else f"{r.metric:.4f}",
                             "step": str(r.step or ""),
                         }
