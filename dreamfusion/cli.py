@@ -12,11 +12,9 @@ from typing import Any
 import typer
 
 from dreamfusion.errors import ConfigError
-from dreamfusion.sweep.progress import TRIAL_LINE_REGEX
 from dreamfusion.toyworld.cli import app as toyworld_app
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", TRIAL_LINE_REGEX)  # read when Ray is imported, so set first
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 

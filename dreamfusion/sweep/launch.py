@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from dreamfusion.sweep.results import Outcome, TrialRow, trial_rows
+from dreamfusion.sweep.results import Outcome, TrialRow, live_rows, trial_rows
 from dreamfusion.sweep.session import preflight, ray_session
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.storage import Launch, exists, find_launch, join, storage_root
@@ -94,8 +94,8 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo) 
     )
     rows: list[TrialRow] | None = None
     try:
-        make_tuner(TrialContext(spec, tracker)).fit()
-        rows = trial_rows(launch.experiment_dir, spec)
+        grid = make_tuner(TrialContext(spec, tracker)).fit()
+        rows = live_rows(grid, spec) or trial_rows(launch.experiment_dir, spec)
         return Outcome(launch, rows)
     finally:
         rows = rows if rows is not None else _stored_rows(launch)

@@ -109,8 +109,9 @@ def record_perturbation(
     now = json.dumps(values, sort_keys=True)
     previous = callback.previous_tags.get(PBT_VALUES_TAG)
     copied = source is not None and source != trial_id
-    perturbed = previous is not None and (previous != now or copied)
-    if perturbed:
+    perturbed = False
+    if previous is not None and (previous != now or copied):
+        perturbed = True
         count = int(callback.previous_tags.get(PBT_COUNT_TAG, "0")) + 1
         before = json.loads(previous)
         event = {"step": step, "copied_trial": source if copied else None, "before": before, "after": values}

@@ -47,8 +47,20 @@ def trial_rows(experiment_dir: str, spec: SweepSpec) -> list[TrialRow]:
         analysis = ExperimentAnalysis(str(experiment_dir))
     finally:
         tune_logger.setLevel(level)
+    return rows_of(analysis.trials, spec)
+
+
+def live_rows(result_grid: Any, spec: SweepSpec) -> list[TrialRow] | None:
+    """The trials as Tune's loop left them, from what `Tuner.fit` returned. The stored state can lag behind: a
+    trial HyperBand stops while it is paused stays PAUSED there (Ray 2.60 saves a stopped trial again only if it
+    had a live actor). None where the result grid does not carry its trials."""
+    trials = getattr(getattr(result_grid, "_experiment_analysis", None), "trials", None)
+    return None if trials is None else rows_of(trials, spec)
+
+
+def rows_of(trials: list[Any], spec: SweepSpec) -> list[TrialRow]:
     rows = []
-    for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
+    for trial in sorted(trials, key=lambda t: t.trial_id):
         result = trial.last_result or {}
         values = spec.trial_values(trial.config)
         rows.append(

@@ -17,9 +17,14 @@ from typing import Any
 import torch
 
 from dreamfusion.errors import ConfigError, first_line
+from dreamfusion.sweep.progress import TRIAL_LINE_REGEX
 from dreamfusion.sweep.spec import Resources, SweepSpec
 from dreamfusion.sweep.storage import is_uri
 from dreamfusion.tracking.store import check_reachable
+
+# Ray folds lines of different workers that differ only in numbers into one ("[repeated 2x across cluster]"); every
+# trial's eval lines must come through. Ray reads this when it is imported, so it is set before that.
+os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", TRIAL_LINE_REGEX)
 
 #: Ray's session dir adds ~64 characters of socket path (`session_<date>_<pid>/sockets/plasma_store`) to its
 #: temp dir, and a unix socket path must fit in 107 bytes.

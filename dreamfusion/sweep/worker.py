@@ -119,8 +119,9 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     from ray import tune
 
     torch.set_num_threads(max(1, int(ctx.spec.resources.cpu)))
-    # What a trial prints reaches the driver's log: its eval lines, not Ray Train's line per saved checkpoint.
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    # What a trial prints reaches the driver's log: its eval lines, not Ray's line per saved or restored checkpoint.
+    for name in ("ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     values = ctx.spec.trial_values(config)
     cfg = ctx.spec.trial_config(values)
     prior, scorer = _prior_and_scorer(cfg.prior.model_dump_json(), cfg.scoring.model_dump_json(), cfg.device)
