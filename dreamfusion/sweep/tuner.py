@@ -11,6 +11,10 @@ from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.table import short_names
 from dreamfusion.sweep.worker import TrialContext, sweep_trial
 
+#: Checkpoints kept per trial under PBT: Ray warns that two or fewer lose checkpoints before they are copied (seen
+#: here: a copy failed with "does not exist on storage anymore" at two).
+PBT_CHECKPOINTS = 4
+
 
 def _trial_id(trial: Any) -> str:
     """Trial names and directories are the trial id: short paths, whatever the sampled values are."""
@@ -69,13 +73,13 @@ def _run_config(spec: SweepSpec, sweep_dir: str, name: str) -> Any:
         sort_by_metric=True,
     )
     # Renders and final artifacts go to MLflow; copying each trial's folder into storage at every checkpoint
-    # (Tune's default) would only duplicate them and the trial's own checkpoints. Under PBT a trial may be copying
-    # another's newest checkpoint while that one writes the next: two are kept.
+    # (Tune's default) would only duplicate them and the trial's own checkpoints. Under PBT the checkpoint a trial
+    # is to copy must outlive the copying trial's restart while its owner goes on saving (PBT's own saves count).
     return tune.RunConfig(
         name=name,
         storage_path=sweep_dir,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2 if spec.tune.scheduler == "pbt" else 1),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=PBT_CHECKPOINTS if spec.tune.scheduler == "pbt" else 1),
         sync_config=tune.SyncConfig(sync_artifacts_on_checkpoint=False),
         progress_reporter=reporter,
         callbacks=[SweepMonitor(spec.num_trials())],
