@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+from collections.abc import Callable
 from typing import Any
 
 from dreamfusion.sweep.pbt import pbt_problem, pbt_scheduler
@@ -84,23 +85,34 @@ def build_scheduler(spec: SweepSpec) -> Any:
     return FIFOScheduler()
 
 
-def variant_space(space: Space) -> dict[str, Any]:
-    """The param_space of Ray's variant generator. A key others depend on becomes `when:KEY`, a grid (or choice)
-    over its branches: `{KEY: value, DEPENDENT: its domain, ...}` with the dependents that value switches on,
-    which the generator resolves in turn (nested grids are crossed, nested domains drawn with the same seed)."""
+def nested_space(
+    space: Space, leaf: Callable[[str, Dimension], Any], branch: Callable[[str, Dimension, list], Any]
+) -> dict[str, Any]:
+    """A space in which a key others depend on becomes `when:KEY`: `branch` over one mapping per value,
+    `{KEY: value, DEPENDENT: leaf, ...}` with the dependents that value switches on; every other unconditional key
+    is its `leaf`. A leaf's label is its key, in a branch `DEPENDENT|KEY=value` (unique, as hyperopt needs)."""
     out: dict[str, Any] = {}
     for key, dim in space.items():
         if dim.when is not None:
             continue
         under = dependents(space, key)
         if not under:
-            out[key] = dim.tune_domain()
+            out[key] = leaf(key, dim)
             continue
         branches = [
-            {key: v, **{d: space[d].tune_domain() for d in under if space[d].holds({key: v})}} for v in dim.argument
+            {key: v, **{d: leaf(f"{d}|{key}={v}", space[d]) for d in under if space[d].holds({key: v})}}
+            for v in dim.argument
         ]
-        out[BRANCH_PREFIX + key] = tune_domain(dim.kind, branches)
+        out[BRANCH_PREFIX + key] = branch(key, dim, branches)
     return out
+
+
+def variant_space(space: Space) -> dict[str, Any]:
+    """The param_space of Ray's variant generator: a branch is a grid (or choice) over its mappings, which the
+    generator resolves in turn (nested grids are crossed, nested domains drawn with the same seed)."""
+    return nested_space(
+        space, lambda _, dim: dim.tune_domain(), lambda _, dim, branches: tune_domain(dim.kind, branches)
+    )
 
 
 def _ordered(space: Space) -> list[str]:
@@ -150,24 +162,10 @@ def _hyperopt_expr(label: str, dim: Dimension) -> Any:
 
 
 def hyperopt_space(space: Space) -> dict[str, Any]:
-    """HyperOpt's nested space: a key others depend on is an `hp.choice` over its branches, as in
-    `variant_space`. Labels are unique per branch (`KEY|COND=VALUE`), as hyperopt requires."""
-    out: dict[str, Any] = {}
-    for key, dim in space.items():
-        if dim.when is not None:
-            continue
-        under = dependents(space, key)
-        if not under:
-            out[key] = _hyperopt_expr(key, dim)
-            continue
-        from hyperopt import hp
+    """HyperOpt's nested space: a branch is an `hp.choice` over its mappings."""
+    from hyperopt import hp
 
-        branches = [
-            {key: v, **{d: _hyperopt_expr(f"{d}|{key}={v}", space[d]) for d in under if space[d].holds({key: v})}}
-            for v in dim.argument
-        ]
-        out[BRANCH_PREFIX + key] = hp.choice(key, branches)
-    return out
+    return nested_space(space, _hyperopt_expr, lambda key, _, branches: hp.choice(key, branches))
 
 
 def _hyperopt(spec: SweepSpec) -> Any:
