@@ -8,6 +8,7 @@ import functools
 import logging
 import os
 import posixpath
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.table import run_name
 from dreamfusion.tracking.callback import TrackingCallback, TrialTracker
 from dreamfusion.tracking.schema import DIVERGED_TAG, FAILURE_TAG, NODE_TAG
+from dreamfusion.tracking.store import open_store
 from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult, run_trial
 
 
@@ -124,7 +126,11 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     values = ctx.spec.trial_values(config)
     cfg = ctx.spec.trial_config(values)
+    # A fresh worker imports MLflow and opens the store while it loads the prior: the two overlap.
+    store = threading.Thread(target=_open_store_quietly, args=(ctx.tracker.uri,), name="open-store")
+    store.start()
     prior, scorer = _prior_and_scorer(cfg.prior.model_dump_json(), cfg.scoring.model_dump_json(), cfg.device)
+    store.join()
     trial = tune.get_context()
     trial_id, name = trial.get_trial_id(), run_name(values)
     node = {NODE_TAG: ray.get_runtime_context().get_node_id()}
@@ -138,6 +144,13 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             mutated = {k: values[k] for k in ctx.spec.tune.pbt.mutate}
             reporter.started = functools.partial(record_perturbation, callback, mutated, trial_id, restore.source_trial)
         run_trial(cfg, Path(trial.get_trial_dir()), callback, prior, scorer, restore.path)
+
+
+def _open_store_quietly(uri: str) -> None:
+    try:
+        open_store(uri)
+    except Exception:  # the trial's own opening of its run, next, reports what is wrong with the store
+        pass
 
 
 @contextmanager
