@@ -41,11 +41,13 @@ def launch_sweep(
     uri = resolve_uri(tracking_uri or spec.tracking.uri)
     preflight(spec, uri, address)
     root = storage_root(storage)
-    # Opening the store (creating a fresh SQLite file's schema takes seconds) needs no Ray: it runs while Ray starts.
+    # Opening the store (creating a fresh SQLite file's schema takes seconds) needs no Ray: it runs while an embedded
+    # Ray starts, whose every check `preflight` has made. A cluster is checked once connected: the store waits.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        store_ready = pool.submit(open_store, uri)
+        store_ready = pool.submit(open_store, uri) if address is None else None
         with ray_session(address, root, spec.resources, runtime_env):
-            store_ready.result()
+            if store_ready is not None:
+                store_ready.result()
             experiment_id = open_experiment(uri, spec.tracking.experiment or spec.name)
             sweep_dir = join(root, spec.name)
             name = _new_launch_name(sweep_dir)
