@@ -2,7 +2,7 @@
 CPU- or GPU-hours from (`dreamfusion/sweep/step_times.json`).
 
     python benchmarks/step_times.py [--priors toyworld,analytic] [--sizes tiny,small,medium,large] [--steps 10]
-                                    [--write]
+                                    [--threads 1] [--write]
 
 For each (prior, NeRF size) on this machine's device (CUDA where present): the median ms of one SDS step, of one
 eval view (rendered in colour and textureless, and scored) and of one turntable frame, at the reference settings
@@ -82,8 +82,10 @@ def main() -> None:
     parser.add_argument("--priors", default="toyworld,analytic")
     parser.add_argument("--sizes", default="tiny,small,medium,large")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per row (after 2 warm-up steps)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads: a trial's resources.cpu (default 1)")
     parser.add_argument("--write", action="store_true", help=f"update {TABLE}")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)  # as a sweep trial runs: its CPU resource is its torch threads
     device = "cuda" if torch.cuda.is_available() else "cpu"
     rows = [
         measure(prior, size, device, args.steps) for prior in args.priors.split(",") for size in args.sizes.split(",")
