@@ -6,7 +6,8 @@ CPU- or GPU-hours from (`dreamfusion/sweep/step_times.json`).
 
 For each (prior, NeRF size) on this machine's device (CUDA where present): the median ms of one SDS step, of one
 eval view (rendered in colour and textureless, and scored) and of one turntable frame, at the reference settings
-(32 px, 32 samples per ray, one view per step). `--write` puts the rows into the table, keeping the other devices'
+(32 px, 32 samples per ray, one view per step): CPU time on a CPU (robust to a shared machine's load), wall time
+on a GPU. `--write` puts the rows into the table, keeping the other devices'
 rows (GPU rows stay "not yet measured" until a GPU runs this). Prints a table, peak RSS (and CUDA peak) and, as
 its last line, `step_times rows=<n> device=<cpu|gpu> load=<1-minute load average>`.
 """
@@ -34,13 +35,18 @@ REFERENCE = {"render": {"resolution": 32, "samples_per_ray": 32, "views_per_step
 FRAMES = 8
 
 
-def median_ms(fn, repeats: int) -> float:
+def median_ms(fn, repeats: int, clock=time.perf_counter) -> float:
     times = []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started = clock()
         fn()
-        times.append((time.perf_counter() - started) * 1000)
+        times.append((clock() - started) * 1000)
     return statistics.median(times)
+
+
+def _synced_wall() -> float:
+    torch.cuda.synchronize()
+    return time.perf_counter()
 
 
 def measure(prior_name: str, size: str, device: str, steps: int) -> dict:
@@ -51,10 +57,13 @@ def measure(prior_name: str, size: str, device: str, steps: int) -> dict:
     evaluation = Evaluation(cfg, scorer, prior.device)
     for _ in range(2):  # warm-up: first calls allocate and (on CUDA) pick kernels
         step(state)
-    step_ms = median_ms(lambda: step(state), steps)
-    eval_ms = median_ms(lambda: evaluation(state), 3) / cfg.eval.views
+    # On a CPU, the process's CPU time: what CPU-hours count, and what a one-thread trial's wall time is on a quiet
+    # machine (a shared machine's load stretches wall time, not CPU time). On a GPU, wall time.
+    clock = time.process_time if device == "cpu" else _synced_wall
+    step_ms = median_ms(lambda: step(state), steps, clock)
+    eval_ms = median_ms(lambda: evaluation(state), 3, clock) / cfg.eval.views
     cams = evaluation.cameras(FRAMES)
-    frame_ms = median_ms(lambda: evaluation.render_views(state, cams, "lambertian"), 3) / FRAMES
+    frame_ms = median_ms(lambda: evaluation.render_views(state, cams, "lambertian"), 3, clock) / FRAMES
     return {
         "prior": prior_name,
         "nerf": size,

@@ -1,5 +1,6 @@
 """What a sweep will cost before it runs: CPU- or GPU-hours from step times measured per prior, NeRF size and
-device (`step_times.json`, written by `benchmarks/step_times.py`), scaled to each trial's settings.
+device (`step_times.json`, written by `benchmarks/step_times.py`: CPU time of one torch thread on a CPU, which a
+shared machine's load does not stretch; wall time on a GPU), scaled to each trial's settings.
 
 A trial costs `steps` steps, an evaluation every `eval.every` steps (`eval.views` views, each rendered in colour
 and textureless and scored) and the final turntable. Measured at 32 px, 32 samples per ray and one view per step;
