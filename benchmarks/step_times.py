@@ -80,7 +80,9 @@ def write(rows: list[dict], device: str, load: float) -> None:
     measured = {(r["prior"], r["nerf"], r["device"]) for r in rows}
     kept = [r for r in table["rows"] if (r["prior"], r["nerf"], r["device"]) not in measured]
     cores = os.cpu_count()
-    where = f"on a {cores}-core CPU" if device == "cpu" else f"on {torch.cuda.get_device_name()}"
+    where = (
+        f"as CPU time on a {cores}-core CPU" if device == "cpu" else f"as wall time on {torch.cuda.get_device_name()}"
+    )
     table["measured"] = f"{where} (load {load:.1f}) by benchmarks/step_times.py, {time.strftime('%Y-%m-%d')}"
     table["rows"] = sorted(kept + rows, key=lambda r: (r["device"], r["prior"], r["nerf"]))
     TABLE.write_text(json.dumps(table, indent=1) + "\n")
