@@ -69,6 +69,7 @@ def pbt_scheduler(spec: SweepSpec) -> Any:
         quantile_fraction=p.quantile_fraction,
         resample_probability=p.resample_probability,
         custom_explore_fn=KeepInRange(mutated),
+        synch=p.synch,
     )
 
 

@@ -37,6 +37,10 @@ class PBTBlock(Schema):
     """The fraction of trials in the top (copied) and the bottom (copying) quantile."""
     resample_probability: float = Field(0.25, ge=0, le=1)
     """The probability that a perturbed value is drawn afresh from its dimension instead of moved."""
+    synch: bool = False
+    """Wait at every perturbation until all trials have reached it, then perturb: the same decisions every time
+    (metrics are deterministic), at the cost of slots idling while the slowest trial catches up. Asynchronous
+    (false) decides as each trial reports, against whatever the others last reported."""
 
 
 class TuneBlock(Schema):

@@ -79,29 +79,25 @@ def test_bohb_runs_under_its_hyperband_with_a_conditional_key(workdir):
 
 
 def test_pbt_exploits_the_better_trial_and_records_it_in_the_run(workdir):
-    """Two trials, one quantile each: at a perturbation (steps 4 and 8) the worse one continues from the better
-    one's latest checkpoint, its guidance shifted along the list."""
-    space = {GUIDANCE: {"choice": [5, 20, 50]}, "seed": {"grid": [0, 1]}}
-    pbt = {"perturbation_interval": 4, "mutate": [GUIDANCE], "quantile_fraction": 0.5, "resample_probability": 0}
-    _, children = _launch(workdir, "pbt", space, scheduler="pbt", pbt=pbt, seed=0)
+    """Made deterministic by synchronous PBT: both trials stop at step 8 until the other is there. A grid learning
+    rate of 1e-6 leaves the second trial's field where it started, below the first trial's gt_iou at step 8, so the
+    second continues from the first's step-8 checkpoint, its learning rate moved along the list."""
+    lr, at = "optim.lr_grid", 8
+    space = {lr: {"grid": [0.03, 1e-6]}, "seed": {"grid": [1]}}
+    pbt = {"perturbation_interval": at, "mutate": [lr], "quantile_fraction": 0.5, "resample_probability": 0}
+    _, children = _launch(workdir, "pbt", space, scheduler="pbt", pbt={**pbt, "synch": True}, seed=0)
+    first, second = sorted(children, key=lambda run: -float(run.data.params[lr]))
     client = MlflowClient(f"sqlite:///{workdir / 'mlruns.db'}")
-    trial_ids = {run.data.tags["df.trial_id"] for run in children}
-    events = []
-    for run in children:
-        count = int(run.data.tags.get("df.pbt.perturbations", 0))
-        files = sorted(f for f in run_artifacts(client, run.info.run_id) if f.startswith("pbt/"))
-        assert files == [f"pbt/perturbation_{n:03d}.json" for n in range(1, count + 1)]
-        own = [_event(client, run.info.run_id, path, workdir) for path in files]
-        for event in own:
-            assert event["copied_trial"] in trial_ids - {run.data.tags["df.trial_id"]}
-            # the step of the checkpoint it copied: the other trial's latest, its final one if it finished first
-            assert event["step"] in (4, 8, 12) and event["after"][GUIDANCE] in (5, 20, 50)
-        # the starting value at step 0, then the value after each perturbation, at the step it applies from
-        history = client.get_metric_history(run.info.run_id, f"pbt/{GUIDANCE}")
-        assert [(m.step, m.value) for m in history][1:] == [(e["step"], e["after"][GUIDANCE]) for e in own]
-        assert history[0].step == 0
-        events += own
-    assert events  # the worse trial copied the better one at least once
+    assert "df.pbt.perturbations" not in first.data.tags  # the better trial copies no one
+    assert second.data.tags["df.pbt.perturbations"] == "1"
+    files = sorted(f for f in run_artifacts(client, second.info.run_id) if f.startswith("pbt/"))
+    assert files == ["pbt/perturbation_001.json"]
+    event = _event(client, second.info.run_id, files[0], workdir)
+    assert event["copied_trial"] == first.data.tags["df.trial_id"] and event["step"] == at
+    assert event["before"] == {lr: 1e-6} and event["after"][lr] in (0.03, 1e-6)
+    assert second.data.tags["df.pbt.last"].startswith(f"step {at}: copied trial {event['copied_trial']}")
+    history = client.get_metric_history(second.info.run_id, f"pbt/{lr}")
+    assert [(m.step, m.value) for m in history] == [(0, 1e-6), (at, event["after"][lr])]
     steps = TINY_BASE["steps"]
-    for run in children:  # every trial reached the last step (a copy of a finished trial's final checkpoint too)
-        assert max(m.step for m in client.get_metric_history(run.info.run_id, "gt_iou")) == steps
+    for run in children:  # both ran to the last step, the second from the first's checkpoint on
+        assert max(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == steps
