@@ -60,10 +60,19 @@ def trial_table(trials: pd.DataFrame) -> str:
     return f'<table class="t" id="trials"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
 
 
+#: When a run logged its turntable in several formats, the gallery shows the first of these it has: a GIF plays in
+#: every browser, a build without the H.264 decoder included.
+GALLERY_PREFERENCE = ("gif", "webm", "mp4")
+
+
 def gallery(media: pd.DataFrame) -> str:
-    """Each turntable with its run's name and metric: GIFs as images, videos (mp4, webm) as looping videos."""
+    """One turntable per run with its name and metric: GIFs as images, videos (mp4, webm) as looping videos."""
     if media.empty:
         return "<p><em>no turntables logged</em></p>"
+    rank = media["format"].map(
+        lambda f: GALLERY_PREFERENCE.index(f) if f in GALLERY_PREFERENCE else len(GALLERY_PREFERENCE)
+    )
+    media = media.assign(_rank=rank).sort_values("_rank", kind="stable").drop_duplicates("run_id")
     items = []
     for _, m in media.iterrows():
         src = html.escape(m["path"], quote=True)

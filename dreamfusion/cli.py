@@ -164,12 +164,12 @@ def launch(
 
     sweep = load_spec(spec, set_)
     if dry_run:
-        from dreamfusion.sweep.session import preflight
+        from dreamfusion.sweep.session import local_slots, preflight
         from dreamfusion.sweep.table import dry_run_lines
         from dreamfusion.tracking.store import resolve_uri
 
         preflight(sweep, resolve_uri(tracking_uri or sweep.tracking.uri), address)
-        typer.echo("\n".join(dry_run_lines(sweep)))
+        typer.echo("\n".join(dry_run_lines(sweep, local_slots(sweep.resources) if address is None else None)))
         return
     from dreamfusion.sweep.launch import launch_sweep
 

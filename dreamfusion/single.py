@@ -13,6 +13,7 @@ from pathlib import Path
 from dreamfusion.config.files import load_trial_config
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.errors import ConfigError
+from dreamfusion.sweep.progress import LOG_EVERY_S, StepRate, eval_line
 from dreamfusion.sweep.table import run_name
 from dreamfusion.tracking import provenance
 from dreamfusion.tracking.artifacts import fetch_config, fetch_init, get_run, looks_like_run_id
@@ -29,6 +30,8 @@ from dreamfusion.trial.preflight import check_trial
 from dreamfusion.trial.state import latest_checkpoint
 
 Echo = Callable[[str], None]
+#: How often a terminal's progress bar is redrawn.
+BAR_REDRAW_S = 0.1
 
 
 def run_single(
@@ -82,10 +85,15 @@ def run_key(out: Path) -> str:
 
 
 class ConsoleProgress(TrialCallback):
-    """Progress of one trial: which models ran, a line per eval with the metrics, a step counter in between."""
+    """Progress of one trial: which models ran, a bar with the step rate and the ETA (redrawn in place on a
+    terminal, a line every LOG_EVERY_S in a log), and a line per eval with its metrics."""
 
-    def __init__(self, total: int, echo: Echo) -> None:
-        self.total, self.echo, self.started = total, echo, time.perf_counter()
+    def __init__(self, total: int, echo: Echo, tty: bool | None = None) -> None:
+        self.total, self.echo = total, echo
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.started = self.shown = time.perf_counter()
+        self.rate = StepRate(total, 0, self.started)
+        self.width = 0  # of the bar last drawn in place, which the next line must cover
 
     def on_start(self, cfg: TrialConfig, start_step: int, info: TrialInfo) -> None:
         self.echo(f"prior: {info.prior}")
@@ -93,15 +101,20 @@ class ConsoleProgress(TrialCallback):
         self.echo("sds: " + ", ".join(f"{k} {info.components[k]}" for k in ("loss", "schedule", "weighting")))
         if start_step:
             self.echo(f"resuming at step {start_step}")
+        self.rate = StepRate(self.total, start_step, time.perf_counter())
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write(
-                f"\rstep {step}/{self.total}  loss {metrics['loss']:.4f}  t {metrics['t']:.0f}  "
-                f"{metrics['step_ms']:.0f} ms/step"
-            )
+        now = time.perf_counter()
+        if now - self.shown < (BAR_REDRAW_S if self.tty else LOG_EVERY_S) and step < self.total:
+            return
+        self.shown = now
+        line = f"{self.rate.bar(step, now)}  loss {metrics['loss']:.4f}  t {metrics['t']:.0f}"
+        if self.tty:
+            sys.stderr.write(f"\r{line}")
+            self.width = len(line)
+        else:
+            self.echo(line)
 
     def on_eval(self, step: int, metrics: dict[str, float], render_path: Path, checkpoint: Path | None) -> None:
-        shown = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
-        elapsed = time.perf_counter() - self.started
-        self.echo(f"\rstep {step}/{self.total} [{elapsed:.0f}s]  {shown}")
+        line = eval_line(step, self.total, time.perf_counter() - self.started, metrics)
+        self.echo(f"\r{line:<{self.width}}" if self.tty else line)

@@ -25,6 +25,7 @@ from dreamfusion.tracking.schema import (
     DEVICE_TAG,
     FINAL_DIR,
     HOST_TAG,
+    OTHER_METRIC_PREFIXES,
     PARENT_TAG,
     PRIOR_HASH_TAG,
     PRIOR_TAG,
@@ -36,6 +37,7 @@ from dreamfusion.tracking.schema import (
     component_tag,
 )
 from dreamfusion.tracking.store import client
+from dreamfusion.tracking.system import SystemSampler
 from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ class TrialTracker:
     parent_run_id: str | None = None
     flush_every: int = 25
     provenance: Provenance = Provenance()
+    system_every_s: float = 2.0
 
     @contextmanager
     def run(
@@ -84,18 +87,19 @@ class TrialTracker:
         for tag, value in {HOST_TAG: socket.gethostname(), **(tags or {})}.items():
             mlflow.set_tag(run_id, tag, value)
         callback = TrackingCallback(mlflow, run_id, self.flush_every, then, existing)
+        callback.system = SystemSampler(self.system_every_s).start()
         try:
             yield callback
         except SystemExit as exc:
-            callback.flush()
+            callback.close()
             if exc.code not in (0, None):
                 end_run(self.uri, run_id, failure_reason(exc))
             raise
         except BaseException as exc:
-            callback.flush()
+            callback.close()
             end_run(self.uri, run_id, failure_reason(exc))
             raise
-        callback.flush()
+        callback.close()
         end_run(self.uri, run_id)
 
     def _find(self, key: str) -> Run | None:
@@ -112,7 +116,7 @@ def _last_step(mlflow: MlflowClient, run_id: str, key: str) -> int:
 
 def _last_eval_step(mlflow: MlflowClient, run: Run) -> int:
     """The last step a continued run holds evaluation metrics for (any metric the steps do not log)."""
-    evals = [k for k in run.data.metrics if k not in STEP_METRICS and not k.startswith("reg_")]
+    evals = [k for k in run.data.metrics if k not in STEP_METRICS and not k.startswith(OTHER_METRIC_PREFIXES)]
     return max((_last_step(mlflow, run.info.run_id, k) for k in evals), default=0)
 
 
@@ -138,9 +142,17 @@ class TrackingCallback(TrialCallback):
         self.logged_eval_keys: set[str] = set(existing.data.metrics) if existing else set()
         self.logged_image_step = self.logged_eval_step
         self.pending: list[Metric] = []  # step metrics not yet written
+        self.system: SystemSampler | None = None  # the trial process's resources, written with each flush
 
     def set_tag(self, key: str, value: str) -> None:
         self.mlflow.set_tag(self.run_id, key, value[:MAX_TAG_VALUE])
+
+    def log_text(self, text: str, path: str) -> None:
+        self.mlflow.log_text(self.run_id, text, path)
+
+    def log_values(self, values: dict[str, float], step: int) -> None:
+        """Metrics outside the step and eval bookkeeping (PBT's mutated values), written at once."""
+        self._write(_metrics(values, step))
 
     def on_start(self, cfg: TrialConfig, start_step: int, info: TrialInfo) -> None:
         from mlflow.entities import Param, RunTag
@@ -159,6 +171,8 @@ class TrackingCallback(TrialCallback):
         self.then.on_start(cfg, start_step, info)
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        if self.system is not None:
+            self.system.step = step
         if step > self.logged_step:
             self.pending += _metrics(metrics, step)
             if step % self.flush_every == 0:
@@ -196,11 +210,24 @@ class TrackingCallback(TrialCallback):
             self.logged_eval_keys |= set(new)
 
     def flush(self) -> None:
-        """Write the batched step metrics (one `log_batch` per flush_every steps, not one call per value)."""
+        """Write the batched step metrics (one `log_batch` per flush_every steps, not one call per value) and the
+        system samples taken since the last flush."""
         pending, self.pending = self.pending, []
-        self._write(pending)
+        self._write(pending + self._system_metrics())
         if pending:
             self.logged_step = max(m.step for m in pending)
+
+    def close(self) -> None:
+        """The last system sample (the trial's peak memory as it ends), then everything not yet written."""
+        if self.system is not None:
+            self.system.stop()
+        self.flush()
+
+    def _system_metrics(self) -> list[Metric]:
+        from mlflow.entities import Metric
+
+        samples = self.system.drain() if self.system is not None else []
+        return [Metric(k, float(v), ms, step) for ms, step, values in samples for k, v in values.items()]
 
     def _write(self, metrics: list[Any]) -> None:
         for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):

@@ -15,6 +15,10 @@ DIVERGED_TAG = "df.diverged_from"
 NODE_TAG = "df.node"
 #: Set on a run whose trial a scheduler stopped before its last step (ASHA), at that step.
 STOPPED_TAG = "df.stopped_early_at_step"
+#: PBT (sweep.pbt): the mutated values a trial runs with now (JSON), how many perturbations it has had, the last one.
+PBT_VALUES_TAG = "df.pbt.values"
+PBT_COUNT_TAG = "df.pbt.perturbations"
+PBT_LAST_TAG = "df.pbt.last"
 #: The sweep a parent run launched; and the launch's name (its start time).
 SWEEP_TAG = "df.sweep"
 LAUNCH_TAG = "df.launch"
@@ -61,6 +65,12 @@ STEP_TIME = "step_ms"
 STEP_METRICS = ("loss", "loss_sds", "grad_norm", "t", "opacity", "nonfinite", STEP_TIME)
 #: Metrics that measure time, not the optimisation: excluded when determinism is compared.
 TIMING_METRICS = (STEP_TIME,)
+#: The trial process's own resources (tracking.system), sampled in time; the MLflow UI's "System metrics" tab.
+SYSTEM_PREFIX = "system/"
+#: A mutated value of a PBT trial from the step it applies at.
+PBT_METRIC_PREFIX = "pbt/"
+#: Metrics that are neither a step's nor an evaluation's.
+OTHER_METRIC_PREFIXES = ("reg_", SYSTEM_PREFIX, PBT_METRIC_PREFIX)
 
 # -- artifacts -----------------------------------------------------------------------------------------------------
 CONFIG_ARTIFACT = "config.yaml"
@@ -81,6 +91,8 @@ PROVENANCE_DIR = "provenance"
 RENDERS_IMAGE_KEY = "renders"
 #: Packages whose versions every run records.
 PROVENANCE_PACKAGES = ("torch", "diffusers", "transformers", "ray", "mlflow", "numpy")
+#: One JSON file per PBT perturbation of a trial: `pbt/perturbation_NNN.json`.
+PBT_DIR = "pbt"
 
 
 def component_tag(kind: str) -> str:

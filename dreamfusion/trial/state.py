@@ -26,17 +26,18 @@ class TrialState:
         self.field = NeRFField(cfg.nerf).to(device)
         self.background = Background(cfg.render.background).to(device)
         self.occupancy = OccupancyGrid().to(device)
-        self.optim = torch.optim.Adam(self._param_groups(), betas=cfg.optim.betas, eps=cfg.optim.eps)
+        self.optim = torch.optim.Adam(self._param_groups())
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         self.nonfinite_streak = 0  # steps in a row whose ε̂ was too often non-finite (see trial.step)
 
     def _param_groups(self) -> list[dict[str, Any]]:
         o = self.cfg.optim
+        adam = {"betas": tuple(o.betas), "eps": o.eps}
         groups = [
-            {"params": list(self.field.encoding.parameters()), "lr": o.lr_grid, "name": "grid"},
-            {"params": list(self.field.decoder.parameters()), "lr": o.lr_mlp, "name": "mlp"},
-            {"params": list(self.background.parameters()), "lr": o.lr_background, "name": "background"},
+            {"params": list(self.field.encoding.parameters()), "lr": o.lr_grid, "name": "grid", **adam},
+            {"params": list(self.field.decoder.parameters()), "lr": o.lr_mlp, "name": "mlp", **adam},
+            {"params": list(self.background.parameters()), "lr": o.lr_background, "name": "background", **adam},
         ]
         return [g for g in groups if g["params"]]
 
@@ -100,6 +101,10 @@ class TrialState:
         self.background.load_state_dict(state["background"])
         self.occupancy.load_state_dict(state["occupancy"])
         self.optim.load_state_dict(state["optim"])
+        # The config's learning rates, betas and eps win over the checkpoint's: the same on a retry or a resume,
+        # new ones when a PBT trial continues another trial's checkpoint with a perturbed config.
+        for group, configured in zip(self.optim.param_groups, self._param_groups()):
+            group.update({k: v for k, v in configured.items() if k != "params"})
         self.step = int(state["step"])
         self.generator.set_state(state["generator"])
         self.nonfinite_streak = int(state.get("nonfinite_streak", 0))

@@ -197,11 +197,13 @@ def test_launches_are_selected_by_number(sweep_store):
         ([NAME, NAME], "a sweep is named twice"),
     ],
 )
-def test_naming_mistakes_are_one_line_errors(sweep_store, names, message):
-    result = CliRunner().invoke(app, ["report", *names, "--out", "x", "--tracking-uri", sweep_store[1]])
+def test_naming_mistakes_are_one_line_errors(sweep_store, names, message, tmp_path):
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", *names, "--out", str(out), "--tracking-uri", sweep_store[1]])
     assert result.exit_code != 0
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) <= 2  # the progress line at most, then the error
+    assert not out.exists()  # nothing written for a mistake
     if len(names) == 1:
         with pytest.raises(SweepNotFound):
             load_sweep(names[0], sweep_store[1])

@@ -324,3 +324,26 @@ def test_cli_resume_without_checkpoint_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["run", "--resume", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: --resume: no checkpoint under {tmp_path / 'checkpoints'}"
+
+
+def test_the_configs_optimiser_settings_win_over_the_checkpoints(tmp_path):
+    """What lets a PBT trial continue another's checkpoint with a perturbed learning rate: the checkpoint brings
+    the weights and Adam's moments, the config its learning rates, betas and eps."""
+    from dreamfusion.config.files import build_trial_config
+    from dreamfusion.trial.state import TrialState, load_checkpoint, save_checkpoint
+
+    base = {"nerf": {"size": "tiny"}, "render": {"background": "learned"}}
+    saved = TrialState(build_trial_config(base, "saved"), torch.device("cpu"))
+    for p in saved.field.parameters():
+        p.grad = torch.ones_like(p)
+    saved.optim.step()
+    checkpoint = save_checkpoint(saved, tmp_path)
+    optim = {"lr_grid": 0.06, "lr_mlp": 0.002, "lr_background": 0.05, "betas": [0.8, 0.9], "eps": 1e-8}
+    loaded = TrialState(build_trial_config({**base, "optim": optim}, "loaded"), torch.device("cpu"))
+    load_checkpoint(loaded, checkpoint)
+    groups = {g["name"]: g for g in loaded.optim.param_groups}
+    assert [groups[n]["lr"] for n in ("grid", "mlp", "background")] == [0.06, 0.002, 0.05]
+    assert all(g["betas"] == (0.8, 0.9) and g["eps"] == 1e-8 for g in groups.values())
+    first = next(iter(saved.field.parameters()))
+    moment = loaded.optim.state[next(iter(loaded.field.parameters()))]["exp_avg"]
+    assert torch.equal(moment, saved.optim.state[first]["exp_avg"])
