@@ -45,12 +45,17 @@ def test_a_paused_trial_is_not_counted_as_finished():
 def test_run_progress_in_a_log_prints_the_bar_at_the_end_and_each_eval():
     lines: list[str] = []
     progress = ConsoleProgress(3, lines.append, tty=False)
-    progress.on_start(None, 0, TrialInfo("toy prior", "toy clip", {}))  # type: ignore[arg-type]
+    parts = {"loss": "sds@2", "schedule": "dreamtime@2", "weighting": "dreamfusion@1"}
+    progress.on_start(None, 0, TrialInfo("toy prior", "toy clip", parts))  # type: ignore[arg-type]
     for step in (1, 2, 3):
         progress.on_step(step, {"loss": 0.5, "t": 500.0})
     progress.on_eval(3, {"clip_score": 0.25}, None, None)  # type: ignore[arg-type]
-    assert lines[:2] == ["prior: toy prior", "scorer: toy clip"]
-    assert lines[2].startswith("step 3/3 [####################] 100%") and "steps/s  ETA 0s  loss 0.5000" in lines[2]
-    assert lines[3].startswith("step 3/3 [") and lines[3].endswith("clip_score 0.250")
-    assert len(lines) == 4  # steps 1 and 2 came within LOG_EVERY_S of the start: no line for them
+    assert lines[:3] == [
+        "prior: toy prior",
+        "scorer: toy clip",
+        "sds: loss sds@2, schedule dreamtime@2, weighting dreamfusion@1",
+    ]
+    assert lines[3].startswith("step 3/3 [####################] 100%") and "steps/s  ETA 0s  loss 0.5000" in lines[3]
+    assert lines[4].startswith("step 3/3 [") and lines[4].endswith("clip_score 0.250")
+    assert len(lines) == 5  # steps 1 and 2 came within LOG_EVERY_S of the start: no line for them
     assert eval_line(100, 400, 12.4, {"gt_iou": 0.8}) == "step 100/400 [12s]  gt_iou 0.800"

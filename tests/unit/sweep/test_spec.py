@@ -179,7 +179,7 @@ CONDITION_CASES = {
                 DREAMTIME_M1: {"grid": [700], "when": {SCHEDULE: "anneal"}},
             }
         ),
-        f"space.{DREAMTIME_M1}: only the dreamtime schedule reads it, and no trial it varies in selects it",
+        f"space.{DREAMTIME_M1}: only the dreamtime or dreamtime_plateau schedule reads it, and no trial it varies in selects it",
     ),
 }
 
