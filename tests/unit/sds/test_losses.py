@@ -127,6 +127,19 @@ def test_nfsd_negative_prompt_is_configurable(prior):
     assert torch.allclose(out.grad.double(), _w(prior, t) * (b_0 - b_neg + (b_y - b_0)), rtol=1e-5, atol=1e-6)
 
 
+def test_nfsd_with_the_empty_negative_prompt_reuses_the_unconditional_prediction(prior):
+    """ε̂(z_t; "") is ε_u: with y_neg = "" the gradient is the same as with a third prediction, from one call of 2B."""
+    x, t, noise, cond, uncond = _batch(prior, [20, 500])
+    out = _run(prior, x, t, noise, cond, uncond, loss="nfsd", guidance_scale=7.5, negative_prompt="")
+    assert prior.calls == [4]
+    ab = prior.alphas_cumprod[t].double().view(-1, 1, 1, 1)
+    z_t = ab.sqrt() * x.detach().double() + (1 - ab).sqrt() * noise.double()
+    b_y, b_0 = prior.bias("a red cube").double(), prior.bias("").double()
+    eps_u = (t.double() / T).view(-1, 1, 1, 1) * z_t + b_0
+    delta_d = torch.cat([eps_u[:1], torch.zeros_like(eps_u[1:])])  # t = 20 < 200: ε_u; t = 500: ε_u − ε_u
+    assert torch.allclose(out.grad.double(), _w(prior, t) * (delta_d + 7.5 * (b_y - b_0)), rtol=1e-5, atol=1e-5)
+
+
 def test_on_the_toy_world_nfsd_defaults_to_csd_above_t_200():
     """The toy priors know no words for a bad image, so y_neg = "": ε_neg = ε_u, δ_D = 0 for t ≥ 200 and NFSD is
     CSD there; below 200 it adds w(t)·ε_u. Checked on the analytic prior, whose ε̂ is the exact posterior mean."""
