@@ -1,18 +1,21 @@
-"""`df-sweep run`: one trial without Ray. The config from a file and overrides, checked like a sweep's trials, an
-MLflow run in the `df-sweep-run` experiment (continued by `--resume` in the same --out), progress on stderr."""
+"""`df-sweep run`: one trial without Ray. The config from a file and overrides, checked like a sweep's trials, a
+run directory of its own (never one holding another run), an MLflow run in the `df-sweep-run` experiment
+(continued when the same directory is), progress on stderr."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dreamfusion.config.files import load_trial_config
+from dreamfusion.config.files import flatten, load_trial_config
 from dreamfusion.config.schema import TrialConfig
-from dreamfusion.errors import ConfigError
+from dreamfusion.errors import ConfigError, shorten
+from dreamfusion.sweep.storage import claim_new_dir
 from dreamfusion.sweep.table import run_name
 from dreamfusion.tracking.callback import TrialTracker
 from dreamfusion.tracking.store import (
@@ -27,31 +30,88 @@ from dreamfusion.trial.state import latest_checkpoint
 
 Echo = Callable[[str], None]
 
+#: Where runs go without --out: one new directory per run, named by its prompt and start time.
+RUNS_DIR = Path("runs")
+MAX_SLUG = 40
+
 
 def run_single(
     config: Path | None,
     overrides: list[str],
-    out: Path,
+    out: Path | None,
     resume: bool,
     tracking_uri: str | None,
     tracked: bool,
     echo: Echo,
 ) -> TrialResult:
-    """Run one trial; user mistakes raise ConfigError before the prior loads (a bad URI costs no minutes)."""
+    """Run one trial; user mistakes raise ConfigError before the prior loads (a bad URI costs no minutes) and
+    before anything is written."""
     cfg = load_trial_config(config, quote_prompt(overrides))
     check_trial(cfg, str(config) if config else "--set")
-    resume_from = latest_checkpoint(out) if resume else None
-    if resume and resume_from is None:
-        raise ConfigError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+    uri = resolve_uri(tracking_uri)
+    if tracked:
+        check_reachable(uri)
+    out, existing = run_dir(out, cfg)
+    if resume and not existing:
+        raise ConfigError(f"--resume: {out} holds no run to continue")
+    resume_from = latest_checkpoint(out) if existing else None
+    echo(f"run directory: {out}" + (f" (continuing from {resume_from.name})" if resume_from else ""))
     progress = ConsoleProgress(cfg.steps, echo)
     if not tracked:
         return run_trial(cfg, out, progress, resume_from=resume_from)
-    uri = resolve_uri(tracking_uri)
-    check_reachable(uri)
     tracker = TrialTracker(uri, open_experiment(uri, RUN_EXPERIMENT))
     name = run_name({"prompt": cfg.prompt, "seed": cfg.seed})
-    with tracker.run(run_key(out), name, continue_existing=resume, then=progress) as callback:
+    with tracker.run(run_key(out), name, continue_existing=existing, then=progress) as callback:
         return run_trial(cfg, out, callback, resume_from=resume_from)
+
+
+def run_dir(out: Path | None, cfg: TrialConfig) -> tuple[Path, bool]:
+    """The run's directory and whether it holds this run already (to continue). Without --out, a new one; a
+    directory holding anything else, another config's run or a finished run is refused, never written into."""
+    if out is None:
+        stem = f"{slug(cfg.prompt)}_{time.strftime('%Y%m%d-%H%M%S')}"
+        return RUNS_DIR / claim_new_dir(str(RUNS_DIR.absolute()), stem), False
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; expected a directory for the run")
+    if out.is_dir() and any(out.iterdir()):
+        _check_same_run(out, cfg)
+        return out, True
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".write-test").touch()
+        (out / ".write-test").unlink()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    return out, False
+
+
+def _check_same_run(out: Path, cfg: TrialConfig) -> None:
+    """An existing directory is continued only if it holds an unfinished run of exactly this config."""
+    another = f"pass another --out (or none: each run then gets a new directory under {RUNS_DIR}/)"
+    stored = out / "config.yaml"
+    if not stored.is_file():
+        raise ConfigError(f"--out {out}: holds files that are not a df-sweep run; {another}")
+    try:
+        theirs = flatten(load_trial_config(stored))
+    except ConfigError:
+        raise ConfigError(f"--out {out}: holds a run whose config.yaml this version cannot read; {another}") from None
+    ours = flatten(cfg)
+    differ = [k for k in ours if theirs.get(k) != ours[k]]
+    if differ:
+        key = differ[0]
+        raise ConfigError(
+            f"--out {out}: holds a run of another config ({key}: {shorten(theirs.get(key))} there, "
+            f"{shorten(ours[key])} here{f', and {len(differ) - 1} more' if len(differ) > 1 else ''}); {another}"
+        )
+    checkpoint = latest_checkpoint(out)
+    if checkpoint is not None and checkpoint.name == f"step_{cfg.steps:06d}" and (out / "final" / "metrics.json").is_file():
+        raise ConfigError(f"--out {out}: holds this run, finished; {another} to run it again")
+
+
+def slug(prompt: str) -> str:
+    """A prompt as a directory name: lowercase letters, digits and dashes, short; a prompt is data, not a path."""
+    text = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:MAX_SLUG].rstrip("-")
+    return text or "run"
 
 
 def quote_prompt(overrides: list[str]) -> list[str]:

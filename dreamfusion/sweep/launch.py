@@ -7,21 +7,22 @@ what a killed worker left open and return the outcome (`results.py`). The worker
 
 from __future__ import annotations
 
+import logging
 import os
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dreamfusion.sweep.results import Outcome, TrialRow, trial_rows
+from dreamfusion.errors import ConfigError, RunError, first_line
+from dreamfusion.sweep.results import NOTHING_TO_RESUME, Outcome, TrialRow, trial_rows
 from dreamfusion.sweep.session import preflight, ray_session
 from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.sweep.storage import Launch, exists, find_launch, join, storage_root
+from dreamfusion.sweep.storage import Launch, check_storage, join, load_launch, new_launch, storage_root
 from dreamfusion.sweep.tuner import build_tuner, trainable
 from dreamfusion.sweep.worker import TrialContext
 from dreamfusion.tracking.callback import TrialTracker
-from dreamfusion.tracking.runs import close_runs, end_run, reopen_run, start_parent_run
+from dreamfusion.tracking.runs import close_runs, end_run, failure_reason, reopen_run, start_parent_run
 from dreamfusion.tracking.store import open_experiment, resolve_uri
 
 Echo = Callable[[str], None]
@@ -40,18 +41,18 @@ def launch_sweep(
     uri = resolve_uri(tracking_uri or spec.tracking.uri)
     preflight(spec, uri, address)
     root = storage_root(storage)
+    check_storage(root)
     with ray_session(address, root, spec.resources, runtime_env):
         experiment_id = open_experiment(uri, spec.tracking.experiment or spec.name)
         sweep_dir = join(root, spec.name)
-        name = _new_launch_name(sweep_dir)
+        name = new_launch(sweep_dir)
         parent = start_parent_run(uri, experiment_id, spec.name, name, spec.description, _spec_yaml(spec))
         launch = Launch(
             spec.model_dump(mode="json"),
             join(sweep_dir, name),
             TrialTracker(uri, experiment_id, parent, spec.tracking.flush_every),
         )
-        launch.save()
-        return _run(launch, lambda ctx: build_tuner(ctx, sweep_dir, name), echo)
+        return _run(launch, lambda ctx: build_tuner(ctx, sweep_dir, name), echo, new=True)
 
 
 def resume_sweep(
@@ -66,72 +67,106 @@ def resume_sweep(
     from their last checkpoint, each in its own MLflow run."""
     from ray import tune
 
-    experiment_dir = find_launch(name, storage)
-    launch = Launch.load(experiment_dir)
+    launch = load_launch(name, storage)
+    if not launch.resumable():
+        raise ConfigError(f"{name}: {NOTHING_TO_RESUME} ({launch.experiment_dir} stopped before Tune saved its state)")
     spec = launch.sweep
     preflight(spec, launch.tracker.uri, address)
     with ray_session(address, storage_root(storage), spec.resources, runtime_env):
         reopen_run(launch.tracker.uri, launch.parent_run_id)
         return _run(
             launch,
-            lambda ctx: tune.Tuner.restore(experiment_dir, trainable(ctx), resume_unfinished=True, resume_errored=True),
+            lambda ctx: tune.Tuner.restore(
+                launch.experiment_dir, trainable(ctx), resume_unfinished=True, resume_errored=True
+            ),
             echo,
         )
 
 
-def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo) -> Outcome:
-    """Fit, then make MLflow agree with Tune whatever happened: no run RUNNING, the parent's outcome recorded."""
+def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, new: bool = False) -> Outcome:
+    """Fit, then make MLflow agree with Tune whatever happened: no run RUNNING, the parent's outcome recorded. A
+    new launch is recorded inside, so that an interrupt at any point after its parent run exists still closes it."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter: one table, not a box per event
     spec, tracker = launch.sweep, launch.tracker
-    echo(
-        f"sweep {spec.name}: {spec.num_trials()} trials; tune results in {launch.experiment_dir}; "
-        f"mlflow {tracker.uri} (experiment id {tracker.experiment_id})"
-    )
     rows: list[TrialRow] | None = None
+    tune_log = logging.getLogger(TUNE_CONTROLLER_LOGGER)
+    one_line = OneLineErrors()
+    tune_log.addFilter(one_line)
     try:
+        if new:
+            launch.save()
+        echo(
+            f"sweep {spec.name}: {spec.num_trials()} trials; tune results in {launch.experiment_dir}; "
+            f"mlflow {tracker.uri} (experiment id {tracker.experiment_id})"
+        )
         make_tuner(TrialContext(spec, tracker)).fit()
         rows = trial_rows(launch.experiment_dir, spec)
-        return Outcome(launch, rows)
     finally:
+        tune_log.removeFilter(one_line)
         rows = rows if rows is not None else _stored_rows(launch)
-        finished = None if rows is None else {r.trial_id: r.step or 0 for r in rows if r.state == "TERMINATED"}
+        _close(launch, rows)
+    return Outcome(launch, rows)
+
+
+#: Where Tune logs each failed trial attempt, traceback and all.
+TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
+
+
+class OneLineErrors(logging.Filter):
+    """A trial's failure on the console in one line, not Tune's traceback per attempt: the traceback stays in the
+    trial's `error.txt` (Tune writes it) and the reason in its run's `df.failure` tag."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            cause = getattr(error, "cause", None)  # a RayTaskError carries the trial's own exception
+            reason = failure_reason(cause if isinstance(cause, BaseException) else error)
+            record.msg, record.args = f"{record.getMessage()}: {reason}", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _close(launch: Launch, rows: list[TrialRow] | None) -> None:
+    """End the launch's runs as Tune left its trials. A store that refuses the writes (gone read-only, full) is
+    said in one line: the runs it leaves RUNNING are closed by the resume once it accepts writes again."""
+    spec, tracker = launch.sweep, launch.tracker
+    resumable = launch.resumable()
+    finished = None if rows is None else {r.trial_id: r.step or 0 for r in rows if r.state == "TERMINATED"}
+    how = f"df-sweep resume {spec.name} continues it" if resumable else NOTHING_TO_RESUME
+    try:
         close_runs(
             tracker.uri,
             tracker.experiment_id,
             launch.parent_run_id,
             finished,
-            f"interrupted before the trial finished; df-sweep resume {spec.name} continues it",
+            f"interrupted before the trial finished; {how}",
         )
-        end_run(tracker.uri, launch.parent_run_id, _failure(rows, spec.name))
+        end_run(tracker.uri, launch.parent_run_id, _failure(rows, how))
+    except Exception as exc:  # MLflow's and its database driver's errors alike: the store said no
+        raise RunError(
+            f"tracking: {tracker.uri} refused to record how the sweep ended ({first_line(exc)}); "
+            f"runs may be left RUNNING until df-sweep resume {spec.name} runs with the store writable"
+        ) from None
 
 
 def _stored_rows(launch: Launch) -> list[TrialRow] | None:
     """The trials as Tune last saved them, when `fit` itself was interrupted (a second Ctrl-C) or failed."""
+    if not launch.resumable():
+        return None
     try:
         return trial_rows(launch.experiment_dir, launch.sweep)
-    except Exception:  # nothing saved yet, or a half-written state: the caller then knows nothing of the trials
+    except Exception:  # a half-written state: the caller then knows nothing of the trials
         return None
 
 
-def _failure(rows: list[TrialRow] | None, name: str) -> str | None:
+def _failure(rows: list[TrialRow] | None, how: str) -> str | None:
     """Why a launch did not complete, in words that say how to go on; None when every trial finished."""
-    resume = f"df-sweep resume {name} continues it"
     if rows is None:
-        return f"interrupted; {resume}"
+        return f"interrupted; {how}"
     counts = Counter("errored" if r.state == "ERROR" else "unfinished" for r in rows if r.state != "TERMINATED")
     if not counts:
         return None
-    return f"{' and '.join(f'{n} {what}' for what, n in counts.items())} of {len(rows)} trials; {resume}"
-
-
-def _new_launch_name(sweep_dir: str) -> str:
-    """A fresh directory name per launch, its start time: every launch is a parent run of its own."""
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    candidate, n = stamp, 1
-    while exists(join(sweep_dir, candidate)):
-        n += 1
-        candidate = f"{stamp}_{n}"
-    return candidate
+    return f"{' and '.join(f'{n} {what}' for what, n in counts.items())} of {len(rows)} trials; {how}"
 
 
 def _spec_yaml(spec: SweepSpec) -> str:

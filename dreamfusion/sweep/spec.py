@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -186,13 +187,17 @@ class SweepSpec(Schema):
     def grid_keys(self) -> list[str]:
         return [k for k, d in self.space.items() if d.kind == "grid"]
 
-    def grid_points(self) -> list[dict[str, Any]]:
-        """The grid's combinations, as `itertools.product` orders them."""
+    def grid_points(self) -> Iterator[dict[str, Any]]:
+        """The grid's combinations, lazily, as `itertools.product` orders them: a grid may be huge."""
         keys = self.grid_keys()
-        return [dict(zip(keys, values)) for values in itertools.product(*(self.space[k].argument for k in keys))]
+        return (dict(zip(keys, values)) for values in itertools.product(*(self.space[k].argument for k in keys)))
+
+    def grid_size(self) -> int:
+        """How many grid points, from the dimensions' sizes alone (nothing is enumerated)."""
+        return math.prod(len(self.space[k].argument) for k in self.grid_keys())
 
     def num_trials(self) -> int:
-        return math.prod(len(self.space[k].argument) for k in self.grid_keys()) * self.tune.num_samples
+        return self.grid_size() * self.tune.num_samples
 
     def trial_config(self, values: dict[str, Any], source: str = "sweep") -> TrialConfig:
         """The base with the varied dotted keys set to `values`, as one validated trial config."""

@@ -9,6 +9,7 @@ run already holds, so no run and no metric point is ever logged twice.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,13 +77,10 @@ class TrialTracker:
         try:
             yield callback
         except SystemExit as exc:
-            callback.flush()
-            if exc.code not in (0, None):
-                end_run(self.uri, run_id, failure_reason(exc))
+            _record_stop(callback, self.uri, run_id, None if exc.code in (0, None) else failure_reason(exc))
             raise
         except BaseException as exc:
-            callback.flush()
-            end_run(self.uri, run_id, failure_reason(exc))
+            _record_stop(callback, self.uri, run_id, failure_reason(exc))
             raise
         callback.flush()
         end_run(self.uri, run_id)
@@ -93,6 +91,16 @@ class TrialTracker:
             query += f" and tags.{PARENT_TAG} = '{self.parent_run_id}'"
         found = client(self.uri).search_runs([self.experiment_id], query, max_results=1)
         return found[0] if found else None
+
+
+def _record_stop(callback: TrackingCallback, uri: str, run_id: str, failure: str | None) -> None:
+    """Write what the stopped trial logged and, for a failure, end its run FAILED with the reason, as far as the
+    store lets us: when the store is what failed, the trial's own error is the one to raise, and the driver (or a
+    resume) closes the run."""
+    with contextlib.suppress(Exception):
+        callback.flush()
+        if failure is not None:
+            end_run(uri, run_id, failure)
 
 
 def _last_step(mlflow: MlflowClient, run_id: str, key: str) -> int:
