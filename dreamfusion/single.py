@@ -104,7 +104,11 @@ def _check_same_run(out: Path, cfg: TrialConfig) -> None:
             f"{shorten(ours[key])} here{f', and {len(differ) - 1} more' if len(differ) > 1 else ''}); {another}"
         )
     checkpoint = latest_checkpoint(out)
-    if checkpoint is not None and checkpoint.name == f"step_{cfg.steps:06d}" and (out / "final" / "metrics.json").is_file():
+    if (
+        checkpoint is not None
+        and checkpoint.name == f"step_{cfg.steps:06d}"
+        and (out / "final" / "metrics.json").is_file()
+    ):
         raise ConfigError(f"--out {out}: holds this run, finished; {another} to run it again")
 
 

@@ -1,36 +1,24 @@
-"""The Ray a sweep runs on: checks before anything starts, an embedded Ray on this machine or a connection to a
-cluster (shipping this code to its workers), and checks of the live nodes once connected."""
+"""The Ray a sweep runs on: checks before anything starts, an embedded Ray on this machine (`embedded.py`) or a
+connection to a cluster (shipping this code to its workers), and checks of the live nodes once connected."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import secrets
 import socket
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from dreamfusion.errors import ConfigError, first_line
-from dreamfusion.sweep import reaper
+from dreamfusion.sweep.embedded import embedded_ray, local_node
 from dreamfusion.sweep.spec import Resources, SweepSpec
 from dreamfusion.sweep.storage import is_uri
 from dreamfusion.tracking.store import check_reachable
 
-#: Ray's session dir adds ~64 characters of socket path (`session_<date>_<pid>/sockets/plasma_store`) to its
-#: temp dir, and a unix socket path must fit in 107 bytes.
-MAX_RAY_TEMP_DIR = 40
 ADDRESS_TIMEOUT_S = 3.0
-LOOPBACK = "127.0.0.1"
-#: How long a stopping driver waits for its reaper to find nothing left (Ray stopped itself).
-REAPER_WAIT_S = 10.0
 
 
 def preflight(spec: SweepSpec, uri: str, address: str | None) -> None:
@@ -39,11 +27,6 @@ def preflight(spec: SweepSpec, uri: str, address: str | None) -> None:
     check_reachable(uri)
     if address is None and not _ray_initialized():
         check_resources(spec.resources, [local_node()])
-
-
-def local_node() -> dict[str, float]:
-    """What an embedded Ray on this machine offers."""
-    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
 
 
 def check_resources(resources: Resources, nodes: list[dict[str, float]]) -> None:
@@ -57,14 +40,6 @@ def check_resources(resources: Resources, nodes: list[dict[str, float]]) -> None
         f"resources: no node can ever run a trial needing "
         f"{', '.join(f'{k}={v:g}' for k, v in need.items())}; the largest node has {have}"
     )
-
-
-def ray_temp_dir(root: str | Path) -> Path:
-    """Ray's temp files under a local results root, unless that path would push its sockets past 107 bytes."""
-    preferred = Path(root) / ".ray"
-    if not is_uri(root) and len(str(preferred)) <= MAX_RAY_TEMP_DIR:
-        return preferred
-    return Path("/tmp") / f"dfs-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
 
 
 def _ray_initialized() -> bool:
@@ -96,100 +71,6 @@ def ray_session(
         yield
     finally:
         ray.shutdown()
-
-
-@contextmanager
-def embedded_ray(root: str | Path, runtime_env: dict[str, Any] | None = None) -> Iterator[None]:
-    """An embedded Ray on this machine, for as long as the context lasts. Ray 2.60 listens on every interface
-    whatever node IP it is given, so df-sweep makes it refuse anyone without the session's token (token auth,
-    with a fresh token in a file only this user reads), whatever RAY_AUTH_MODE says; and a reaper stops its
-    processes if this driver dies without shutting it down. The environment is restored afterwards."""
-    import ray
-
-    temp = ray_temp_dir(root)
-    temp.mkdir(parents=True, exist_ok=True)
-    token = write_token(temp / f"auth_token_{os.getpid()}")
-    marker = secrets.token_hex(8)
-    saved = {key: os.environ.get(key) for key in (*AUTH_ENV, reaper.MARKER_VAR)}
-    _set_env({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), reaper.MARKER_VAR: marker})
-    stop_reaper = start_reaper(marker, token)
-    try:
-        start_local_ray(temp, runtime_env)
-        yield
-    finally:
-        ray.shutdown()
-        _set_env(saved)
-        stop_reaper()
-
-
-#: What decides Ray's auth: the mode, and the token (RAY_AUTH_TOKEN, the highest precedence, is cleared).
-AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")
-
-
-def write_token(path: Path) -> Path:
-    """A fresh random token in a file only this user may read or write (0600, whatever the umask)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an older file of that name may have had wider permissions
-    with os.fdopen(fd, "w") as out:
-        out.write(secrets.token_hex(32))
-    return path
-
-
-def _set_env(values: dict[str, str | None]) -> None:
-    """Set (None: unset) environment variables, then have Ray re-read its auth settings, which it caches."""
-    from ray._raylet import AuthenticationTokenLoader, Config
-
-    for key in AUTH_ENV:
-        values.setdefault(key, None)
-    for key, value in values.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
-
-
-def start_reaper(marker: str, token: Path) -> Callable[[], None]:
-    """Start `reaper.py` beside this driver; returns how to stop it (closing the pipe it waits on, which the
-    driver's exit closes too, however it exits)."""
-    read_end, write_end = os.pipe()  # not inherited: only this process holds the write end
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dreamfusion.sweep.reaper", str(read_end), marker, str(token)],
-        pass_fds=(read_end,),
-        start_new_session=True,  # out of the terminal's process group: a Ctrl-C is for the driver
-        stdin=subprocess.DEVNULL,
-    )
-    os.close(read_end)
-
-    def stop() -> None:
-        os.close(write_end)
-        try:
-            process.wait(timeout=REAPER_WAIT_S)
-        except subprocess.TimeoutExpired:  # still stopping stragglers: it finishes on its own
-            pass
-
-    return stop
-
-
-def start_local_ray(temp_dir: Path, runtime_env: dict[str, Any] | None = None) -> None:
-    """`ray.init` of the embedded Ray: no dashboard, no usage stats, temp files in `temp_dir`, every address it
-    advertises on 127.0.0.1."""
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    node = local_node()
-    ray.init(
-        num_cpus=int(node["CPU"]),
-        num_gpus=int(node["GPU"]),
-        include_dashboard=False,
-        _node_ip_address=LOOPBACK,
-        _temp_dir=str(temp_dir),
-        configure_logging=True,
-        logging_level=logging.ERROR,
-        log_to_driver=False,
-        runtime_env=runtime_env,
-    )
 
 
 def connect_ray(address: str, runtime_env: dict[str, Any] | None = None) -> None:

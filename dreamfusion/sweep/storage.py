@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import posixpath
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -103,21 +103,30 @@ def filesystem(location: str) -> tuple[Any, str]:
 
 
 def check_storage(root: str) -> None:
-    """Fail before Ray starts: Tune's storage root must be a directory this process can create and write in."""
+    """Fail before Ray starts, creating nothing: Tune's storage root must be a directory this process can write
+    in, or one it can create (its nearest existing parent then takes a probe file, removed at once). A URI must be
+    reachable."""
     import pyarrow
     import pyarrow.fs
 
-    fs, path = filesystem(root)
-    probe = posixpath.join(path, f".df-sweep-probe-{os.getpid()}")
-    try:
-        if fs.get_file_info(path).type == pyarrow.fs.FileType.File:
+    if is_uri(root):
+        fs, path = filesystem(root)
+        try:
+            kind = fs.get_file_info(path).type
+        except (OSError, pyarrow.ArrowException) as exc:
+            raise ConfigError(f"--storage {root}: cannot reach it ({_reason(exc)})") from None
+        if kind == pyarrow.fs.FileType.File:
             raise ConfigError(f"--storage {root}: is a file; expected a directory for the sweeps' results")
-        fs.create_dir(path)
-        with fs.open_output_stream(probe) as out:
-            out.write(b"")
-        fs.delete_file(probe)
-    except (OSError, pyarrow.ArrowException) as exc:
-        raise ConfigError(f"--storage {root}: cannot write there ({_reason(exc)})") from None
+        return
+    existing = Path(root)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--storage {root}: {existing} is a file; expected a directory for the sweeps' results")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise ConfigError(f"--storage {root}: cannot write in {existing} ({_reason(exc)})") from None
 
 
 def _reason(exc: BaseException) -> str:
