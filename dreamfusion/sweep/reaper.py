@@ -32,12 +32,13 @@ class Session:
         self.needle = f"{MARKER_VAR}={marker}".encode()
         self.temp_dir = os.path.realpath(temp_dir) + os.sep
         self.session_suffix = f"_{driver_pid}"
+        self.spared = {os.getpid(), driver_pid}  # a driver that stops normally is still finishing its work
 
     def pids(self) -> list[int]:
-        """Live processes of the session (zombies excluded), this one aside."""
+        """Live processes of the session (zombies excluded), this one and the driver aside."""
         found = []
         for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) != os.getpid() and self._holds(entry):
+            if entry.isdigit() and int(entry) not in self.spared and self._holds(entry):
                 found.append(int(entry))
         return found
 
