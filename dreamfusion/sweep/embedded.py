@@ -85,7 +85,7 @@ def write_token(path: Path) -> Path:
 
 def _set_env(values: dict[str, str | None]) -> None:
     """Set (None: unset) environment variables, then have Ray re-read its auth settings, which it caches."""
-    from ray._raylet import AuthenticationTokenLoader, Config
+    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]  # compiled, no stubs
 
     for key, value in {**dict.fromkeys(AUTH_ENV), **values}.items():
         if value is None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +90,6 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, 
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter: one table, not a box per event
     spec, tracker = launch.sweep, launch.tracker
     rows: list[TrialRow] | None = None
-    tune_log = logging.getLogger(TUNE_CONTROLLER_LOGGER)
-    one_line = OneLineErrors()
-    tune_log.addFilter(one_line)
     try:
         if new:
             launch.save()
@@ -99,17 +97,35 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, 
             f"sweep {spec.name}: {spec.num_trials()} trials; tune results in {launch.experiment_dir}; "
             f"mlflow {tracker.uri} (experiment id {tracker.experiment_id})"
         )
-        make_tuner(TrialContext(spec, tracker)).fit()
+        with errors_in_one_line():
+            make_tuner(TrialContext(spec, tracker)).fit()
         rows = trial_rows(launch.experiment_dir, spec)
     finally:
-        tune_log.removeFilter(one_line)
         rows = rows if rows is not None else _stored_rows(launch)
-        _close(launch, rows)
+        with errors_in_one_line():
+            _close(launch, rows)
     return Outcome(launch, rows)
 
 
 #: Where Tune logs each failed trial attempt, traceback and all.
 TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
+#: Where MLflow logs a database error, SQL and traceback, before it raises it (which df-sweep reports in one line).
+MLFLOW_STORE_LOGGER = "mlflow.store.db.utils"
+
+
+@contextmanager
+def errors_in_one_line() -> Iterator[None]:
+    """The driver's console without tracebacks: Tune's trial failures in one line each, MLflow's logging of a
+    database error it then raises left out."""
+    tune_log, store_log = logging.getLogger(TUNE_CONTROLLER_LOGGER), logging.getLogger(MLFLOW_STORE_LOGGER)
+    one_line, raised_anyway = OneLineErrors(), lambda record: False
+    tune_log.addFilter(one_line)
+    store_log.addFilter(raised_anyway)
+    try:
+        yield
+    finally:
+        tune_log.removeFilter(one_line)
+        store_log.removeFilter(raised_anyway)
 
 
 class OneLineErrors(logging.Filter):

@@ -94,7 +94,8 @@ def _sqlite_problem(db: Path) -> str | None:
     if db.stat().st_size < pages * page_size:
         return f"truncated: {db.stat().st_size:,} bytes of the {pages * page_size:,} its header counts"
     try:
-        with contextlib.closing(sqlite3.connect(f"{db.absolute().as_uri()}?mode=ro", uri=True)) as conn:
+        # read-write, as MLflow opens it: SQLite then rolls back a transaction a crash or a full disk left behind
+        with contextlib.closing(sqlite3.connect(db)) as conn:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlite3.Error as exc:
         return str(exc)
