@@ -10,6 +10,8 @@ run already holds, so no run and no metric point is ever logged twice.
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,8 +84,9 @@ class TrialTracker:
         except BaseException as exc:
             _record_stop(callback, self.uri, run_id, failure_reason(exc))
             raise
-        callback.flush()
-        end_run(self.uri, run_id)
+        with held_interrupt():
+            callback.flush()
+            end_run(self.uri, run_id)
 
     def _find(self, key: str) -> Run | None:
         query = f"tags.`{TRIAL_KEY_TAG}` = '{key}'"
@@ -93,11 +96,30 @@ class TrialTracker:
         return found[0] if found else None
 
 
+@contextmanager
+def held_interrupt() -> Iterator[None]:
+    """A Ctrl-C that arrives while MLflow writes is raised once the write is done: interrupted inside a
+    transaction, a SQLite store stays locked by the interrupted connection, and every later write of this process
+    (the one recording the interrupt included) fails with "database is locked". Signals reach the main thread
+    only; elsewhere (a Tune trial's thread) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(signal.SIGINT, None)
+
+
 def _record_stop(callback: TrackingCallback, uri: str, run_id: str, failure: str | None) -> None:
     """Write what the stopped trial logged and, for a failure, end its run FAILED with the reason, as far as the
     store lets us: when the store is what failed, the trial's own error is the one to raise, and the driver (or a
     resume) closes the run."""
-    with contextlib.suppress(Exception):
+    with held_interrupt(), contextlib.suppress(Exception):
         callback.flush()
         if failure is not None:
             end_run(uri, run_id, failure)
@@ -136,9 +158,15 @@ class TrackingCallback(TrialCallback):
         self.pending: list[Metric] = []  # step metrics not yet written
 
     def set_tag(self, key: str, value: str) -> None:
-        self.mlflow.set_tag(self.run_id, key, value[:MAX_TAG_VALUE])
+        with held_interrupt():
+            self.mlflow.set_tag(self.run_id, key, value[:MAX_TAG_VALUE])
 
     def on_start(self, cfg: TrialConfig, start_step: int, info: TrialInfo) -> None:
+        with held_interrupt():
+            self._log_start(cfg, info)
+        self.then.on_start(cfg, start_step, info)
+
+    def _log_start(self, cfg: TrialConfig, info: TrialInfo) -> None:
         from mlflow.entities import Param, RunTag
 
         params = [Param(k, str(v)[:MAX_TAG_VALUE]) for k, v in flatten(cfg).items()]
@@ -150,7 +178,6 @@ class TrackingCallback(TrialCallback):
         for i in range(0, len(params) if self.fresh else 0, MAX_PARAMS_PER_BATCH):
             self.mlflow.log_batch(self.run_id, params=params[i : i + MAX_PARAMS_PER_BATCH])
         self.mlflow.log_batch(self.run_id, tags=[RunTag(k, v[:MAX_TAG_VALUE]) for k, v in tags.items()])
-        self.then.on_start(cfg, start_step, info)
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         if step > self.logged_step:
@@ -160,15 +187,17 @@ class TrackingCallback(TrialCallback):
         self.then.on_step(step, metrics)
 
     def on_eval(self, step: int, metrics: dict[str, float], render_path: Path, checkpoint: Path | None) -> None:
-        self._log_eval(step, metrics)
-        self.mlflow.log_artifact(self.run_id, str(render_path), RENDERS_DIR)
+        with held_interrupt():
+            self._log_eval(step, metrics)
+            self.mlflow.log_artifact(self.run_id, str(render_path), RENDERS_DIR)
         self.then.on_eval(step, metrics, render_path, checkpoint)
 
     def on_end(self, result: TrialResult) -> None:
-        self._log_eval(result.steps, result.metrics)  # the last eval's metrics, and any final-only ones
-        self.mlflow.log_artifact(self.run_id, str(result.artifacts["config"]))
-        for name in ("views", "turntable", "metrics"):
-            self.mlflow.log_artifact(self.run_id, str(result.artifacts[name]), FINAL_DIR)
+        with held_interrupt():
+            self._log_eval(result.steps, result.metrics)  # the last eval's metrics, and any final-only ones
+            self.mlflow.log_artifact(self.run_id, str(result.artifacts["config"]))
+            for name in ("views", "turntable", "metrics"):
+                self.mlflow.log_artifact(self.run_id, str(result.artifacts[name]), FINAL_DIR)
         self.then.on_end(result)
 
     def _log_eval(self, step: int, metrics: dict[str, float]) -> None:
@@ -183,11 +212,14 @@ class TrackingCallback(TrialCallback):
             self.logged_eval_keys |= set(new)
 
     def flush(self) -> None:
-        """Write the batched step metrics (one `log_batch` per flush_every steps, not one call per value)."""
-        pending, self.pending = self.pending, []
-        self._write(pending)
-        if pending:
-            self.logged_step = max(m.step for m in pending)
+        """Write the batched step metrics (one `log_batch` per flush_every steps, not one call per value). They
+        stay pending until written: a Ctrl-C inside the write leaves them for the flush that closes the run."""
+        if not self.pending:
+            return
+        with held_interrupt():
+            self._write(self.pending)
+            self.logged_step = max(m.step for m in self.pending)
+            self.pending = []
 
     def _write(self, metrics: list[Any]) -> None:
         for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
