@@ -51,14 +51,14 @@ def serve_ui(
 ) -> int:
     """Run the UI in the foreground until Ctrl-C or SIGTERM, then stop the server and its workers; returns the
     server's exit code when it stops by itself (0 when stopped by a signal)."""
-    command = server_command(uri, host, port)
-    base = f"http://{host}:{port}"
     if not is_loopback(host):
         (warn or echo)(
             f"warning: --host {host}: the MLflow UI is served to every machine that reaches this one, with no "
             f"authentication: anyone can read, change and delete runs. Keep 127.0.0.1 and use an SSH tunnel, or "
             f"put auth in front (README: Sharing the MLflow UI)"
         )
+    command = server_command(uri, host, port)
+    base = f"http://{host}:{port}"
     child = subprocess.Popen(
         command, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, start_new_session=True
     )
