@@ -107,8 +107,12 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, 
     return Outcome(launch, rows)
 
 
-#: Where Tune logs each failed trial attempt, traceback and all.
-TUNE_CONTROLLER_LOGGER = "ray.tune.execution.tune_controller"
+#: Where Tune logs with a traceback: each failed trial attempt, a checkpoint or state it could not save or delete.
+TUNE_LOGGERS = (
+    "ray.tune.execution.tune_controller",
+    "ray.tune.execution.experiment_state",
+    "ray.train._internal.storage",
+)
 #: Where MLflow logs a database error, SQL and traceback, before it raises it (which df-sweep reports in one line).
 MLFLOW_STORE_LOGGER = "mlflow.store.db.utils"
 
@@ -117,14 +121,16 @@ MLFLOW_STORE_LOGGER = "mlflow.store.db.utils"
 def errors_in_one_line() -> Iterator[None]:
     """The driver's console without tracebacks: Tune's trial failures in one line each, MLflow's logging of a
     database error it then raises left out."""
-    tune_log, store_log = logging.getLogger(TUNE_CONTROLLER_LOGGER), logging.getLogger(MLFLOW_STORE_LOGGER)
+    tune_logs, store_log = [logging.getLogger(name) for name in TUNE_LOGGERS], logging.getLogger(MLFLOW_STORE_LOGGER)
     one_line, raised_anyway = OneLineErrors(), lambda record: False
-    tune_log.addFilter(one_line)
+    for log in tune_logs:
+        log.addFilter(one_line)
     store_log.addFilter(raised_anyway)
     try:
         yield
     finally:
-        tune_log.removeFilter(one_line)
+        for log in tune_logs:
+            log.removeFilter(one_line)
         store_log.removeFilter(raised_anyway)
 
 

@@ -64,14 +64,14 @@ class Launch:
         import pyarrow.fs
 
         fs, path = filesystem(self.experiment_dir)
-        names = {f.base_name for f in fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))}
-        states = sorted(n for n in names if fnmatch.fnmatch(n, TUNE_STATE_FILES))  # Tune restores the newest
-        if TUNER_FILE not in names or not states:
-            return False
         try:
+            names = {f.base_name for f in fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))}
+            states = sorted(n for n in names if fnmatch.fnmatch(n, TUNE_STATE_FILES))  # Tune restores the newest
+            if TUNER_FILE not in names or not states:
+                return False
             with fs.open_input_stream(posixpath.join(path, states[-1])) as stored:
                 return bool(json.loads(stored.read()).get("trial_data"))
-        except (OSError, ValueError):  # cut short by a kill while Tune wrote it
+        except (OSError, ValueError):  # unreachable storage, or a state cut short by a kill while Tune wrote it
             return False
 
 
