@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -68,20 +69,20 @@ def run_single(
 def run_dir(out: Path | None, cfg: TrialConfig) -> tuple[Path, bool]:
     """The run's directory and whether it holds this run already (to continue). Without --out, a new one; a
     directory holding anything else, another config's run or a finished run is refused, never written into."""
-    if out is None:
-        stem = f"{slug(cfg.prompt)}_{time.strftime('%Y%m%d-%H%M%S')}"
-        return RUNS_DIR / claim_new_dir(str(RUNS_DIR.absolute()), stem), False
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: is a file; expected a directory for the run")
-    if out.is_dir() and any(out.iterdir()):
-        _check_same_run(out, cfg)
-        return out, True
     try:
+        if out is None:
+            stem = f"{slug(cfg.prompt)}_{time.strftime('%Y%m%d-%H%M%S')}"
+            return RUNS_DIR / claim_new_dir(str(RUNS_DIR.absolute()), stem), False
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out}: is a file; expected a directory for the run")
+        if out.is_dir() and any(out.iterdir()):
+            _check_same_run(out, cfg)
+            return out, True
         out.mkdir(parents=True, exist_ok=True)
-        (out / ".write-test").touch()
-        (out / ".write-test").unlink()
+        tempfile.TemporaryFile(dir=out).close()  # can we write in it? (nothing is left behind)
     except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+        where = out or RUNS_DIR
+        raise ConfigError(f"--out {where}: cannot write there ({exc.strerror or exc})") from None
     return out, False
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamfusion.errors import ConfigError, RunError, first_line
-from dreamfusion.sweep.results import NOTHING_TO_RESUME, Outcome, TrialRow, trial_rows
+from dreamfusion.sweep.results import NOTHING_TO_RESUME, Outcome, TrialRow, stored_rows, trial_rows
 from dreamfusion.sweep.session import preflight, ray_session
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.storage import Launch, check_storage, join, load_launch, new_launch, storage_root
@@ -66,8 +66,6 @@ def resume_sweep(
 ) -> Outcome:
     """Continue the newest launch of `name`: finished trials stay finished, errored and unfinished ones go on
     from their last checkpoint, each in its own MLflow run."""
-    from ray import tune
-
     launch = load_launch(name, storage)
     if not launch.resumable():
         raise ConfigError(f"{name}: {NOTHING_TO_RESUME} ({launch.experiment_dir} stopped before Tune saved its state)")
@@ -75,13 +73,18 @@ def resume_sweep(
     preflight(spec, launch.tracker.uri, address)
     with ray_session(address, storage_root(storage), spec.resources, runtime_env):
         reopen_run(launch.tracker.uri, launch.parent_run_id)
-        return _run(
-            launch,
-            lambda ctx: tune.Tuner.restore(
-                launch.experiment_dir, trainable(ctx), resume_unfinished=True, resume_errored=True
-            ),
-            echo,
-        )
+        return _run(launch, lambda ctx: _restore(launch, ctx), echo)
+
+
+def _restore(launch: Launch, ctx: TrialContext) -> Any:
+    """Tune's `Tuner.restore` of the launch; a Tuner it cannot read back is one line, not Tune's traceback."""
+    from ray import tune
+
+    try:
+        return tune.Tuner.restore(launch.experiment_dir, trainable(ctx), resume_unfinished=True, resume_errored=True)
+    except Exception as exc:  # unpickling and storage errors alike
+        where = f"{launch.sweep.name}: Tune cannot restore {launch.experiment_dir}"
+        raise RunError(f"{where} ({first_line(exc)})") from None
 
 
 def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, new: bool = False) -> Outcome:
@@ -101,7 +104,7 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, 
             make_tuner(TrialContext(spec, tracker)).fit()
         rows = trial_rows(launch.experiment_dir, spec)
     finally:
-        rows = rows if rows is not None else _stored_rows(launch)
+        rows = rows if rows is not None else stored_rows(launch)[0]
         with errors_in_one_line():
             _close(launch, rows)
     return Outcome(launch, rows)
@@ -169,16 +172,6 @@ def _close(launch: Launch, rows: list[TrialRow] | None) -> None:
             f"tracking: {tracker.uri} refused to record how the sweep ended ({first_line(exc)}); "
             f"runs may be left RUNNING until df-sweep resume {spec.name} runs with the store writable"
         ) from None
-
-
-def _stored_rows(launch: Launch) -> list[TrialRow] | None:
-    """The trials as Tune last saved them, when `fit` itself was interrupted (a second Ctrl-C) or failed."""
-    if not launch.resumable():
-        return None
-    try:
-        return trial_rows(launch.experiment_dir, launch.sweep)
-    except Exception:  # a half-written state: the caller then knows nothing of the trials
-        return None
 
 
 def _failure(rows: list[TrialRow] | None, how: str) -> str | None:

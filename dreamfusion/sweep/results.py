@@ -105,7 +105,7 @@ def status_lines(name: str | None, storage: str | None) -> list[str]:
                 raise
             lines.append(str(exc))
             continue
-        rows, problem = _readable_rows(launch)
+        rows, problem = stored_rows(launch)
         if rows is None:
             lines.append(f"{sweep_name}  ({launch.experiment_dir}): {problem}")
             continue
@@ -116,8 +116,9 @@ def status_lines(name: str | None, storage: str | None) -> list[str]:
     return lines
 
 
-def _readable_rows(launch: Launch) -> tuple[list[TrialRow] | None, str]:
-    """The launch's trials, or None and why not."""
+def stored_rows(launch: Launch) -> tuple[list[TrialRow] | None, str]:
+    """The launch's trials as Tune last saved them, or None and why not (nothing saved yet, or a state cut
+    short or from another version)."""
     if not launch.resumable():
         return None, NOTHING_TO_RESUME
     try:
