@@ -111,7 +111,8 @@ def _loopback() -> Iterator[None]:
 
 
 def _init(temp_dir: Path, runtime_env: dict[str, Any] | None) -> None:
-    """`ray.init` of the embedded Ray: no dashboard, no usage stats, temp files in `temp_dir`."""
+    """`ray.init` of the embedded Ray: no dashboard, no usage stats, temp files in `temp_dir`. Workers' output
+    reaches the driver (each trial prints a line per evaluation), as on a cluster."""
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -123,7 +124,7 @@ def _init(temp_dir: Path, runtime_env: dict[str, Any] | None) -> None:
         _temp_dir=str(temp_dir),
         configure_logging=True,
         logging_level=logging.ERROR,
-        log_to_driver=False,
+        log_to_driver=True,
         runtime_env=runtime_env,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 from collections.abc import Iterator
@@ -14,9 +15,14 @@ from typing import Any
 
 from dreamfusion.errors import ConfigError, first_line
 from dreamfusion.sweep.embedded import embedded_ray, local_node
+from dreamfusion.sweep.progress import TRIAL_LINE_REGEX
 from dreamfusion.sweep.spec import Resources, SweepSpec
 from dreamfusion.sweep.storage import is_uri
 from dreamfusion.tracking.store import check_reachable
+
+# Ray folds lines of different workers that differ only in numbers into one ("[repeated 2x across cluster]"); every
+# trial's eval lines must come through. Ray reads this when it is imported, so it is set before that.
+os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", TRIAL_LINE_REGEX)
 
 ADDRESS_TIMEOUT_S = 3.0
 
@@ -27,6 +33,12 @@ def preflight(spec: SweepSpec, uri: str, address: str | None) -> None:
     check_reachable(uri)
     if address is None and not _ray_initialized():
         check_resources(spec.resources, [local_node()])
+
+
+def local_slots(resources: Resources) -> int:
+    """Trials an embedded Ray on this machine runs at once."""
+    node = local_node()
+    return max(1, int(min(node["CPU"] / resources.cpu, node["GPU"] / resources.gpu if resources.gpu else math.inf)))
 
 
 def check_resources(resources: Resources, nodes: list[dict[str, float]]) -> None:
@@ -74,7 +86,8 @@ def ray_session(
 
 
 def connect_ray(address: str, runtime_env: dict[str, Any] | None = None) -> None:
-    """An existing cluster (`auto`, `HOST:PORT`, `ray://HOST:PORT`); no cluster there is a user mistake."""
+    """An existing cluster (`auto`, `HOST:PORT`, `ray://HOST:PORT`); no cluster there is a user mistake. Workers'
+    output is forwarded to the driver, so each trial's eval lines are in the driver's log (`ray job logs`)."""
     import ray
 
     _check_listening(address)
@@ -82,7 +95,7 @@ def connect_ray(address: str, runtime_env: dict[str, Any] | None = None) -> None
         ray.init(
             address=address,
             logging_level=logging.ERROR,
-            log_to_driver=False,
+            log_to_driver=True,
             runtime_env=with_project_code(runtime_env),
         )
     except (ConnectionError, TimeoutError, ValueError) as exc:

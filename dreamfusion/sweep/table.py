@@ -6,20 +6,44 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from dreamfusion.sweep.spec import SweepSpec, fmt_value
+from dreamfusion.sweep.cost import cost_lines
+from dreamfusion.sweep.space import Dimension, fmt_value
+from dreamfusion.sweep.spec import MODEL_BASED, SweepSpec
 
-#: A dry run prints every grid point up to this many; past it, the first rows and a summary of each dimension.
+#: What the table shows for a dimension whose condition does not hold in a trial (the key keeps its base value).
+OFF = "-"
+
+#: A dry run prints every trial up to this many; past it, the first rows and a summary of each dimension.
 DRY_RUN_ROWS = 50
 
 
 def trial_table(spec: SweepSpec, limit: int | None = None) -> list[dict[str, str]]:
-    """The expanded trials as rows (the first `limit`): grid points enumerated, sampled dimensions shown as their
-    distribution."""
-    sampled = {k: d.describe() for k, d in spec.space.items() if d.kind != "grid"}
+    """The trials as rows (the first `limit`), as many as the sweep runs: grid points enumerated (`num_samples`
+    times over, lazily: a grid may be huge), sampled dimensions shown as their distribution, a dimension whose
+    condition fails as `-`. A model-based searcher draws its trials one by one from the results so far: one row
+    stands for all of them."""
+    if spec.tune.search in MODEL_BASED:
+        n = spec.tune.num_samples
+        return [{"#": f"0-{n - 1}" if n > 1 else "0", **{k: _drawn(d) for k, d in spec.space.items()}}]
+    points = itertools.chain.from_iterable(spec.grid_points() for _ in range(spec.tune.num_samples))
     return [
-        {"#": str(i), **{k: fmt_value(point[k]) if k in point else sampled[k] for k in spec.space}}
-        for i, point in enumerate(itertools.islice(spec.grid_points(), limit))
+        {"#": str(i), **{k: fmt_value(point[k]) if k in point else _cell(d, point) for k, d in spec.space.items()}}
+        for i, point in enumerate(itertools.islice(points, limit))
     ]
+
+
+def _cell(dim: Dimension, point: dict[str, Any]) -> str:
+    """A dimension the grid point does not fix: off, drawn, or drawn where a drawn condition holds."""
+    if dim.condition is not None and dim.condition[0] in point:
+        return dim.describe() if dim.holds(point) else OFF
+    return _drawn(dim)
+
+
+def _drawn(dim: Dimension) -> str:
+    if dim.condition is None:
+        return dim.describe()
+    key, values = dim.condition
+    return f"{dim.describe()} if {key.rpartition('.')[2]} in {{{', '.join(fmt_value(v) for v in values)}}}"
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -46,9 +70,14 @@ def format_table(rows: list[dict[str, str]]) -> str:
 
 
 def count_text(spec: SweepSpec) -> str:
-    """`6 trials (3 grid point(s) x num_samples 2, sampling sds.guidance_scale)`, counted without enumerating."""
+    """`6 trials (3 grid point(s) x num_samples 2, sampling sds.guidance_scale)`, or for a model-based searcher
+    `12 trials drawn by optuna (seed 0) from sds.guidance_scale, ...`; counted without enumerating."""
     sampled = [k for k, d in spec.space.items() if d.kind != "grid"]
-    how = f"{spec.grid_size():,} grid point(s) x num_samples {spec.tune.num_samples}" + (
+    t = spec.tune
+    if t.search in MODEL_BASED:
+        seed = f", seed {t.seed}" if t.seed is not None else ""
+        return f"{spec.num_trials():,} trials drawn one by one by {t.search}{seed} from {', '.join(sampled)}"
+    how = f"{spec.grid_size():,} grid point(s) x num_samples {t.num_samples}" + (
         f", sampling {', '.join(sampled)}" if sampled else ""
     )
     return f"{spec.num_trials():,} trials ({how})"
@@ -66,16 +95,25 @@ def dimension_lines(spec: SweepSpec) -> list[str]:
     return lines
 
 
-def dry_run_lines(spec: SweepSpec) -> list[str]:
-    """The header and the grid's table; a grid over DRY_RUN_ROWS points shows its first rows and its dimensions."""
-    points = spec.grid_size()
-    lines = [f"sweep {spec.name}: {count_text(spec)}"]
-    if points <= DRY_RUN_ROWS:
-        return [*lines, format_table(trial_table(spec))]
+def dry_run_lines(spec: SweepSpec, slots: int | None = None) -> list[str]:
+    """The count, the search and scheduler, the table of trials, and what they will cost (and how long they take
+    on `slots` trials at once, where known). Over DRY_RUN_ROWS trials, the table is the first rows and a line per
+    dimension: a dry run of a large sweep is a summary, not every row."""
+    t = spec.tune
+    how = f"search {t.search}, scheduler {t.scheduler}" + (
+        f" (perturbing {', '.join(t.pbt.mutate)} every {t.pbt.perturbation_interval} steps)"
+        if t.scheduler == "pbt"
+        else ""
+    )
+    header = f"sweep {spec.name}: {count_text(spec)}; {how}"
+    rows = 1 if t.search in MODEL_BASED else spec.num_trials()  # a model-based search is one row
+    if rows <= DRY_RUN_ROWS:
+        return [header, format_table(trial_table(spec)), *cost_lines(spec, slots)]
     shown = DRY_RUN_ROWS // 2
     return [
-        *lines,
+        header,
         *dimension_lines(spec),
         format_table(trial_table(spec, shown)),
-        f"... and {points - shown:,} more grid point(s)",
+        f"... and {rows - shown:,} more trial(s)",
+        *cost_lines(spec, slots),
     ]
