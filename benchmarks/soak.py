@@ -17,6 +17,7 @@ are taken every few seconds, several at one step). All but trials, finished and 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import signal
@@ -42,6 +43,8 @@ BASE = {
     "eval": {"every": 10, "views": 2, "turntable_frames": 2},
 }
 ORPHAN_WAIT_S = 30
+#: A resume that fails (Ray's memory monitor stopping Tune on a node others fill) is run again, up to this often.
+MAX_RESUMES = 3
 TIMEOUT_S = 1800
 
 
@@ -125,29 +128,42 @@ def kill_a_worker(driver: Driver, soak_id: str, rng: random.Random, db: Path, af
         workers = trial_workers(soak_id)
         if workers:
             victim = rng.choice(workers)
-            os.kill(victim, signal.SIGKILL)
+            try:
+                os.kill(victim, signal.SIGKILL)
+            except ProcessLookupError:  # its trial ended between the listing and the kill: draw again
+                continue
             print(f"  killed trial worker {victim} after {finished_trials(db)} finished trials", flush=True)
             return True
         time.sleep(0.2)
     return False
 
 
-def kill_the_driver(driver: Driver, soak_id: str, rng: random.Random, db: Path, after: int) -> int:
-    """SIGKILL the driver alone once `after` trials have finished; returns how many of its processes are still
-    alive ORPHAN_WAIT_S later (they are then killed here, by PID)."""
+def kill_the_driver(driver: Driver, soak_id: str, rng: random.Random, db: Path, after: int) -> tuple[bool, int]:
+    """SIGKILL the driver alone once `after` trials have finished; returns whether it was killed (it may have ended
+    by itself before) and how many of its processes are still alive ORPHAN_WAIT_S later (then killed here, by
+    PID)."""
     while driver.running() and finished_trials(db) < after:
         time.sleep(0.5)
     time.sleep(rng.uniform(0.5, 3.0))
-    os.kill(driver.proc.pid, signal.SIGKILL)
+    killed = driver.running()
+    if killed:
+        os.kill(driver.proc.pid, signal.SIGKILL)
     driver.proc.wait()
-    print(f"  killed the driver {driver.proc.pid} after {finished_trials(db)} finished trials", flush=True)
+    what = "killed the driver" if killed else f"the driver had ended by itself (exit code {driver.proc.returncode})"
+    print(f"  {what} {driver.proc.pid} after {finished_trials(db)} finished trials: {last_line(driver)}", flush=True)
     deadline = time.monotonic() + ORPHAN_WAIT_S
     while marked(soak_id) and time.monotonic() < deadline:
         time.sleep(0.5)
     left = marked(soak_id)
     for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    return len(left)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return killed, len(left)
+
+
+def last_line(driver: Driver) -> str:
+    lines = driver.log.read_text(errors="replace").strip().splitlines()
+    return lines[-1][:300] if lines else ""
 
 
 def counts(db: Path, spec_trials: list[str]) -> dict[str, int]:
@@ -203,16 +219,22 @@ def main() -> None:
     driver = Driver(["launch", str(folder / "soak.yaml")], folder, soak_id)
     for after in (a for a in worker_at if a < driver_at):
         kills += kill_a_worker(driver, soak_id, rng, db, after)
-    orphans = kill_the_driver(driver, soak_id, rng, db, driver_at)
-    kills += 1
-    resumed = Driver(["resume", "soak"], folder, soak_id)
-    for after in (a for a in worker_at if a >= driver_at):
-        kills += kill_a_worker(resumed, soak_id, rng, db, after)
-    code = resumed.proc.wait(timeout=TIMEOUT_S)
+    killed, orphans = kill_the_driver(driver, soak_id, rng, db, driver_at)
+    kills += killed
+    pending = [a for a in worker_at if a >= driver_at]
+    for resumes in range(1, MAX_RESUMES + 1):
+        resumed = Driver(["resume", "soak"], folder, soak_id)
+        while pending and kill_a_worker(resumed, soak_id, rng, db, pending[0]):
+            kills += 1
+            pending.pop(0)
+        code = resumed.proc.wait(timeout=TIMEOUT_S)
+        if code == 0:
+            break
+        print(f"  resume {resumes} ended with exit code {code}: {last_line(resumed)}", flush=True)
     wall = time.monotonic() - started
     result = counts(db, spec_trials)
     load = os.getloadavg()
-    print(f"resume exit code {code}; wall {wall:.0f} s; processes of the killed launch alive "
+    print(f"resume exit code {code} after {resumes} resume(s); wall {wall:.0f} s; processes of the killed launch alive "
           f"{ORPHAN_WAIT_S} s after its driver's kill: {orphans}; load average {load[0]:.2f} {load[1]:.2f} "
           f"{load[2]:.2f} (2-core machine shared with others)", flush=True)  # fmt: skip
     print(

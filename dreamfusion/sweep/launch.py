@@ -126,13 +126,25 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, 
             f"mlflow {tracker.uri} (experiment id {tracker.experiment_id})"
         )
         with errors_in_one_line():
-            grid = make_tuner(TrialContext(spec, tracker)).fit()
+            grid = fit_tuner(launch, make_tuner(TrialContext(spec, tracker)))
         rows = live_rows(grid, spec) or trial_rows(launch.experiment_dir, spec)
     finally:
         rows = rows if rows is not None else stored_rows(launch)[0]
         with errors_in_one_line():
             _close(launch, rows)
     return Outcome(launch, rows)
+
+
+def fit_tuner(launch: Launch, tuner: Any) -> Any:
+    """`Tuner.fit`, its own failures in one line: Tune's loop raises what it did not expect (Ray's memory monitor
+    killing a trial's worker while it starts, on a node others fill) as a bare RuntimeError."""
+    try:
+        return tuner.fit()
+    except (ConfigError, RunError):
+        raise
+    except Exception as exc:  # Tune's and Ray's errors alike; a Ctrl-C (not an Exception) goes on as it is
+        how = f"df-sweep resume {launch.sweep.name} continues it" if launch.resumable() else NOTHING_TO_RESUME
+        raise RunError(f"{launch.sweep.name}: Ray Tune stopped ({first_line(exc)}); {how}") from None
 
 
 #: Where Tune logs with a traceback: each failed trial attempt, a checkpoint or state it could not save or delete.
