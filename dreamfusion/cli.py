@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from dreamfusion.errors import ConfigError
+from dreamfusion.errors import ConfigError, RunError
 from dreamfusion.toyworld.cli import app as toyworld_app
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -32,6 +32,7 @@ STORAGE_HELP = (
     "s3://BUCKET/PATH, gs://BUCKET/PATH, or file:///PATH on a filesystem every node mounts (NFS)."
 )
 URI_HELP = "MLflow tracking URI (default sqlite:///mlruns.db)."
+MAX_TRIALS_HELP = "Refuse a spec that expands to more trials than this (default 10000)."
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -40,7 +41,7 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn ConfigError (and a Ctrl-C) into a one-line message and exit code instead of a traceback."""
+    """Turn ConfigError (exit 2), RunError (exit 1) and a Ctrl-C (exit 130) into one line instead of a traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -48,6 +49,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except ConfigError as exc:
             fail(str(exc))
+        except RunError as exc:
+            fail(str(exc), 1)
         except KeyboardInterrupt:
             fail("interrupted", 130)
 
@@ -65,9 +68,13 @@ def run(
     prompt: str | None = typer.Option(None, help="Text prompt (overrides the config)."),
     steps: int | None = typer.Option(None, help="Optimisation steps (overrides the config)."),
     seed: int | None = typer.Option(None, help="Random seed (overrides the config)."),
-    out: Path = typer.Option(Path("runs/trial"), help="Directory for renders, checkpoints and final artifacts."),
+    out: Path | None = typer.Option(
+        None,
+        help="Directory for renders, checkpoints and final artifacts (default: a new runs/<prompt>_<time>). "
+        "A directory holding an unfinished run of the same config continues it; any other is refused.",
+    ),
     set_: list[str] = typer.Option([], "--set", help="Override a config key: --set sds.guidance_scale=50."),
-    resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
+    resume: bool = typer.Option(False, help="Fail unless --out holds a run to continue."),
     tracking_uri: str | None = typer.Option(None, help=URI_HELP),
     no_tracking: bool = typer.Option(False, help="Do not log to MLflow."),
     from_run: str | None = typer.Option(
@@ -158,11 +165,12 @@ def launch(
     tracking_uri: str | None = typer.Option(None, help=URI_HELP),
     storage: str | None = typer.Option(None, help=STORAGE_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the expanded trial table and exit."),
+    max_trials: int = typer.Option(10_000, "--max-trials", min=1, help=MAX_TRIALS_HELP),
 ) -> None:
     """Run a sweep on Ray Tune, every trial tracked in MLflow."""
     from dreamfusion.sweep.validate import load_spec
 
-    sweep = load_spec(spec, set_)
+    sweep = load_spec(spec, set_, max_trials)
     if dry_run:
         from dreamfusion.sweep.session import local_slots, preflight
         from dreamfusion.sweep.table import dry_run_lines
@@ -181,12 +189,13 @@ def launch(
 def validate(
     spec: Path = typer.Argument(..., help="Sweep spec YAML."),
     set_: list[str] = typer.Option([], "--set", help="Override a spec key, as for launch."),
+    max_trials: int = typer.Option(10_000, "--max-trials", min=1, help=MAX_TRIALS_HELP),
 ) -> None:
     """Check a sweep spec (schema, keys, every value and combination) without running anything."""
     from dreamfusion.sweep.table import count_text
     from dreamfusion.sweep.validate import load_spec
 
-    sweep = load_spec(spec, set_)
+    sweep = load_spec(spec, set_, max_trials)
     typer.echo(f"{spec}: ok: sweep {sweep.name!r}, {count_text(sweep)}, varying {', '.join(sweep.varied)}")
 
 
@@ -226,7 +235,7 @@ def ui(
     from dreamfusion.tracking.server import serve_ui
     from dreamfusion.tracking.store import resolve_uri
 
-    code = serve_ui(resolve_uri(tracking_uri), host, port, typer.echo)
+    code = serve_ui(resolve_uri(tracking_uri), host, port, typer.echo, echo_err)
     if code:
         fail(f"the MLflow server exited with code {code}", code)
 

@@ -1,19 +1,23 @@
-"""`df-sweep run`: one trial without Ray. The config from a file and overrides, checked like a sweep's trials, an
-MLflow run in the `df-sweep-run` experiment (continued by `--resume` in the same --out), progress on stderr."""
+"""`df-sweep run`: one trial without Ray. The config from a file and overrides, checked like a sweep's trials, a
+run directory of its own (never one holding another run), an MLflow run in the `df-sweep-run` experiment
+(continued when the same directory is), progress on stderr."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dreamfusion.config.files import load_trial_config
+from dreamfusion.config.files import flatten, load_trial_config
 from dreamfusion.config.schema import TrialConfig
-from dreamfusion.errors import ConfigError
+from dreamfusion.errors import ConfigError, shorten
 from dreamfusion.sweep.progress import LOG_EVERY_S, StepRate, eval_line
+from dreamfusion.sweep.storage import claim_new_dir
 from dreamfusion.sweep.table import run_name
 from dreamfusion.tracking import provenance
 from dreamfusion.tracking.artifacts import fetch_config, fetch_init, get_run, looks_like_run_id
@@ -33,45 +37,109 @@ Echo = Callable[[str], None]
 #: How often a terminal's progress bar is redrawn.
 BAR_REDRAW_S = 0.1
 
+#: Where runs go without --out: one new directory per run, named by its prompt and start time.
+RUNS_DIR = Path("runs")
+MAX_SLUG = 40
+
 
 def run_single(
     config: Path | None,
     overrides: list[str],
-    out: Path,
+    out: Path | None,
     resume: bool,
     tracking_uri: str | None,
     tracked: bool,
     echo: Echo,
     from_run: str | None = None,
 ) -> TrialResult:
-    """Run one trial; user mistakes raise ConfigError before the prior loads (a bad URI costs no minutes).
-    `from_run`: re-run a logged trial with exactly its config (and `overrides`), saying how today's code differs."""
+    """Run one trial; user mistakes raise ConfigError before the prior loads (a bad URI costs no minutes) and
+    before anything is written. `from_run`: re-run a logged trial with exactly its config (and `overrides`), saying
+    how today's code differs. What is fetched from MLflow (that config, `init_from` weights) goes to a temporary
+    directory: the run directory is chosen only once the config is known, and holds only the run."""
     uri = resolve_uri(tracking_uri)
-    if from_run is not None:
-        if config is not None:
-            raise ConfigError("--from-run: takes the run's own config; leave out --config (--set still applies)")
-        config = fetch_config(uri, from_run, out / "from_run", "--from-run")
-    cfg = load_trial_config(config, quote_prompt(overrides))
-    check_trial(cfg, str(config) if config else "--set")
-    resume_from = latest_checkpoint(out) if resume else None
-    if resume and resume_from is None:
-        raise ConfigError(f"--resume: no checkpoint under {out / 'checkpoints'}")
-    init = fetch_init(cfg, uri, out / "init") if resume_from is None else None
-    progress = ConsoleProgress(cfg.steps, echo)
-    if not tracked:
-        return run_trial(cfg, out, progress, resume_from=resume_from, init_weights=init)
-    check_reachable(uri)
-    origin = provenance.collect()
-    tags = {FROM_RUN_TAG: from_run} if from_run else {}
-    if from_run:
-        for change in provenance.differences(get_run(uri, from_run, "--from-run").data.tags, origin.code):
-            echo(f"differs from run {from_run}: {change}")
-    if cfg.init_from and looks_like_run_id(cfg.init_from) and not Path(cfg.init_from).exists():
-        tags[INIT_RUN_TAG] = cfg.init_from
-    tracker = TrialTracker(uri, open_experiment(uri, RUN_EXPERIMENT), provenance=origin)
-    name = run_name({"prompt": cfg.prompt, "seed": cfg.seed})
-    with tracker.run(run_key(out), name, continue_existing=resume, then=progress, tags=tags) as callback:
-        return run_trial(cfg, out, callback, resume_from=resume_from, init_weights=init)
+    with tempfile.TemporaryDirectory(prefix="df-fetch-") as fetched:
+        if from_run is not None:
+            if config is not None:
+                raise ConfigError("--from-run: takes the run's own config; leave out --config (--set still applies)")
+            config = fetch_config(uri, from_run, Path(fetched) / "from_run", "--from-run")
+        cfg = load_trial_config(config, quote_prompt(overrides))
+        check_trial(cfg, str(config) if config else "--set")
+        if tracked:
+            check_reachable(uri)
+        init = fetch_init(cfg, uri, Path(fetched) / "init")  # checked before a run directory is made
+        out, existing = run_dir(out, cfg)
+        if resume and not existing:
+            raise ConfigError(f"--resume: {out} holds no run to continue")
+        resume_from = latest_checkpoint(out) if existing else None
+        init = init if resume_from is None else None  # a continued run has its own weights
+        echo(f"run directory: {out}" + (f" (continuing from {resume_from.name})" if resume_from else ""))
+        progress = ConsoleProgress(cfg.steps, echo)
+        if not tracked:
+            return run_trial(cfg, out, progress, resume_from=resume_from, init_weights=init)
+        origin = provenance.collect()
+        tags = {FROM_RUN_TAG: from_run} if from_run else {}
+        if from_run:
+            for change in provenance.differences(get_run(uri, from_run, "--from-run").data.tags, origin.code):
+                echo(f"differs from run {from_run}: {change}")
+        if cfg.init_from and looks_like_run_id(cfg.init_from) and not Path(cfg.init_from).exists():
+            tags[INIT_RUN_TAG] = cfg.init_from
+        tracker = TrialTracker(uri, open_experiment(uri, RUN_EXPERIMENT), provenance=origin)
+        name = run_name({"prompt": cfg.prompt, "seed": cfg.seed})
+        with tracker.run(run_key(out), name, continue_existing=existing, then=progress, tags=tags) as callback:
+            return run_trial(cfg, out, callback, resume_from=resume_from, init_weights=init)
+
+
+def run_dir(out: Path | None, cfg: TrialConfig) -> tuple[Path, bool]:
+    """The run's directory and whether it holds this run already (to continue). Without --out, a new one; a
+    directory holding anything else, another config's run or a finished run is refused, never written into."""
+    try:
+        if out is None:
+            stem = f"{slug(cfg.prompt)}_{time.strftime('%Y%m%d-%H%M%S')}"
+            return RUNS_DIR / claim_new_dir(str(RUNS_DIR.absolute()), stem), False
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"--out {out}: is a file; expected a directory for the run")
+        if out.is_dir() and any(out.iterdir()):
+            _check_same_run(out, cfg)
+            return out, True
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()  # can we write in it? (nothing is left behind)
+    except OSError as exc:
+        where = out or RUNS_DIR
+        raise ConfigError(f"--out {where}: cannot write there ({exc.strerror or exc})") from None
+    return out, False
+
+
+def _check_same_run(out: Path, cfg: TrialConfig) -> None:
+    """An existing directory is continued only if it holds an unfinished run of exactly this config."""
+    another = f"pass another --out (or none: each run then gets a new directory under {RUNS_DIR}/)"
+    stored = out / "config.yaml"
+    if not stored.is_file():
+        raise ConfigError(f"--out {out}: holds files that are not a df-sweep run; {another}")
+    try:
+        theirs = flatten(load_trial_config(stored))
+    except ConfigError:
+        raise ConfigError(f"--out {out}: holds a run whose config.yaml this version cannot read; {another}") from None
+    ours = flatten(cfg)
+    differ = [k for k in ours if theirs.get(k) != ours[k]]
+    if differ:
+        key = differ[0]
+        raise ConfigError(
+            f"--out {out}: holds a run of another config ({key}: {shorten(theirs.get(key))} there, "
+            f"{shorten(ours[key])} here{f', and {len(differ) - 1} more' if len(differ) > 1 else ''}); {another}"
+        )
+    checkpoint = latest_checkpoint(out)
+    if (
+        checkpoint is not None
+        and checkpoint.name == f"step_{cfg.steps:06d}"
+        and (out / "final" / "metrics.json").is_file()
+    ):
+        raise ConfigError(f"--out {out}: holds this run, finished; {another} to run it again")
+
+
+def slug(prompt: str) -> str:
+    """A prompt as a directory name: lowercase letters, digits and dashes, short; a prompt is data, not a path."""
+    text = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:MAX_SLUG].rstrip("-")
+    return text or "run"
 
 
 def quote_prompt(overrides: list[str]) -> list[str]:

@@ -158,15 +158,10 @@ def worker_runtime_env(hook: str, env: dict[str, str]) -> dict[str, Any]:
 def local_ray(root: Path, hook: str = "sweep_helpers.small_world", env: dict[str, str] | None = None) -> Iterator[None]:
     """One embedded Ray for a test module, started the way `df-sweep launch` starts it; `hook` runs in every
     worker before its first trial."""
-    import ray
+    from dreamfusion.sweep.embedded import embedded_ray
 
-    from dreamfusion.sweep.session import start_local_ray
-
-    start_local_ray(root, runtime_env=worker_runtime_env(hook, {"DF_SWEEP_CACHE": str(root / "cache"), **(env or {})}))
-    try:
+    with embedded_ray(root, worker_runtime_env(hook, {"DF_SWEEP_CACHE": str(root / "cache"), **(env or {})})):
         yield
-    finally:
-        ray.shutdown()
 
 
 @contextmanager

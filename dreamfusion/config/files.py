@@ -31,10 +31,16 @@ def describe_error(err: ValidationError, source: str, prefix: str = "") -> str:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Safe-load a YAML mapping, turning every failure into a one-line ConfigError."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; expected a YAML file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
         data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: expected a YAML text file, got bytes that are not UTF-8") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

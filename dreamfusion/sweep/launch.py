@@ -8,24 +8,26 @@ what a killed worker left open and return the outcome (`results.py`). The worker
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from dreamfusion.sweep.results import Outcome, TrialRow, live_rows, trial_rows
+from dreamfusion.errors import ConfigError, RunError, first_line
+from dreamfusion.sweep.results import NOTHING_TO_RESUME, Outcome, TrialRow, live_rows, stored_rows, trial_rows
 from dreamfusion.sweep.session import preflight, ray_session
 from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.sweep.storage import Launch, exists, find_launch, join, storage_root
+from dreamfusion.sweep.storage import Launch, check_storage, join, load_launch, new_launch, storage_root
 from dreamfusion.sweep.tuner import build_tuner, trainable
 from dreamfusion.sweep.worker import TrialContext
 from dreamfusion.tracking import provenance
 from dreamfusion.tracking.artifacts import check_source
 from dreamfusion.tracking.callback import TrialTracker
-from dreamfusion.tracking.runs import close_runs, end_run, reopen_run, start_parent_run
+from dreamfusion.tracking.runs import close_runs, end_run, failure_reason, reopen_run, start_parent_run
 from dreamfusion.tracking.store import client, open_experiment, open_store, resolve_uri
 
 Echo = Callable[[str], None]
@@ -47,6 +49,7 @@ def launch_sweep(
         check_source(source, uri, "init_from")
     origin = provenance.collect()  # here, on the driver: workers run a copy of the code without its .git
     root = storage_root(storage)
+    check_storage(root)
     # Opening the store (creating a fresh SQLite file's schema takes seconds) needs no Ray: it runs while an embedded
     # Ray starts, whose every check `preflight` has made. A cluster is checked once connected: the store waits.
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -56,9 +59,8 @@ def launch_sweep(
                 store_ready.result()
             experiment_id = open_experiment(uri, spec.tracking.experiment or spec.name)
             sweep_dir = join(root, spec.name)
-            name = _new_launch_name(sweep_dir)
+            name = new_launch(sweep_dir)
             parent = start_parent_run(uri, experiment_id, spec.name, name, spec.description, _spec_yaml(spec))
-            origin.record(client(uri), parent)
             tracker = TrialTracker(
                 uri,
                 experiment_id,
@@ -68,8 +70,7 @@ def launch_sweep(
                 system_every_s=spec.tracking.system_every_s,
             )
             launch = Launch(spec.model_dump(mode="json"), join(sweep_dir, name), tracker)
-            launch.save()
-            return _run(launch, lambda ctx: build_tuner(ctx, sweep_dir, name), echo)
+            return _run(launch, lambda ctx: build_tuner(ctx, sweep_dir, name), echo, new=True)
 
 
 def resume_sweep(
@@ -82,10 +83,9 @@ def resume_sweep(
 ) -> Outcome:
     """Continue the newest launch of `name`: finished trials stay finished, errored and unfinished ones go on
     from their last checkpoint, each in its own MLflow run."""
-    from ray import tune
-
-    experiment_dir = find_launch(name, storage)
-    launch = Launch.load(experiment_dir)
+    launch = load_launch(name, storage)
+    if not launch.resumable():
+        raise ConfigError(f"{name}: {NOTHING_TO_RESUME} ({launch.experiment_dir} stopped before Tune saved its state)")
     spec = launch.sweep
     preflight(spec, launch.tracker.uri, address)
     now = provenance.collect()
@@ -97,37 +97,118 @@ def resume_sweep(
             echo(f"code changed since the launch: {change} (recorded on its runs as df.code_changed)")
         # the trials go on under today's code, and each run records the change when it reopens
         launch = dataclasses.replace(launch, tracker=dataclasses.replace(launch.tracker, provenance=now))
-        return _run(
-            launch,
-            lambda ctx: tune.Tuner.restore(experiment_dir, trainable(ctx), resume_unfinished=True, resume_errored=True),
-            echo,
-        )
+        return _run(launch, lambda ctx: _restore(launch, ctx), echo)
 
 
-def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo) -> Outcome:
-    """Fit, then make MLflow agree with Tune whatever happened: no run RUNNING, the parent's outcome recorded."""
+def _restore(launch: Launch, ctx: TrialContext) -> Any:
+    """Tune's `Tuner.restore` of the launch; a Tuner it cannot read back is one line, not Tune's traceback."""
+    from ray import tune
+
+    try:
+        return tune.Tuner.restore(launch.experiment_dir, trainable(ctx), resume_unfinished=True, resume_errored=True)
+    except Exception as exc:  # unpickling and storage errors alike
+        where = f"{launch.sweep.name}: Tune cannot restore {launch.experiment_dir}"
+        raise RunError(f"{where} ({first_line(exc)})") from None
+
+
+def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, new: bool = False) -> Outcome:
+    """Fit, then make MLflow agree with Tune whatever happened: no run RUNNING, the parent's outcome recorded. A
+    new launch is recorded inside, so that an interrupt at any point after its parent run exists still closes it."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter: one table, not a box per event
     spec, tracker = launch.sweep, launch.tracker
-    echo(
-        f"sweep {spec.name}: {spec.num_trials()} trials; tune results in {launch.experiment_dir}; "
-        f"mlflow {tracker.uri} (experiment id {tracker.experiment_id})"
-    )
     rows: list[TrialRow] | None = None
     try:
-        grid = make_tuner(TrialContext(spec, tracker)).fit()
+        if new:
+            launch.save()
+            tracker.provenance.record(client(tracker.uri), launch.parent_run_id)  # the code it runs
+        echo(
+            f"sweep {spec.name}: {spec.num_trials()} trials; tune results in {launch.experiment_dir}; "
+            f"mlflow {tracker.uri} (experiment id {tracker.experiment_id})"
+        )
+        with errors_in_one_line():
+            grid = fit_tuner(launch, make_tuner(TrialContext(spec, tracker)))
         rows = live_rows(grid, spec) or trial_rows(launch.experiment_dir, spec)
-        return Outcome(launch, rows)
     finally:
-        rows = rows if rows is not None else _stored_rows(launch)
-        finished = None if rows is None else {r.trial_id: r.step or 0 for r in rows if r.state == "TERMINATED"}
+        rows = rows if rows is not None else stored_rows(launch)[0]
+        with errors_in_one_line():
+            _close(launch, rows)
+    return Outcome(launch, rows)
+
+
+def fit_tuner(launch: Launch, tuner: Any) -> Any:
+    """`Tuner.fit`, its own failures in one line: Tune's loop raises what it did not expect (Ray's memory monitor
+    killing a trial's worker while it starts, on a node others fill) as a bare RuntimeError."""
+    try:
+        return tuner.fit()
+    except (ConfigError, RunError):
+        raise
+    except Exception as exc:  # Tune's and Ray's errors alike; a Ctrl-C (not an Exception) goes on as it is
+        how = f"df-sweep resume {launch.sweep.name} continues it" if launch.resumable() else NOTHING_TO_RESUME
+        raise RunError(f"{launch.sweep.name}: Ray Tune stopped ({first_line(exc)}); {how}") from None
+
+
+#: Where Tune logs with a traceback: each failed trial attempt, a checkpoint or state it could not save or delete.
+TUNE_LOGGERS = (
+    "ray.tune.execution.tune_controller",
+    "ray.tune.execution.experiment_state",
+    "ray.train._internal.storage",
+)
+#: Where MLflow logs a database error, SQL and traceback, before it raises it (which df-sweep reports in one line).
+MLFLOW_STORE_LOGGER = "mlflow.store.db.utils"
+
+
+@contextmanager
+def errors_in_one_line() -> Iterator[None]:
+    """The driver's console without tracebacks: Tune's trial failures in one line each, MLflow's logging of a
+    database error it then raises left out."""
+    tune_logs, store_log = [logging.getLogger(name) for name in TUNE_LOGGERS], logging.getLogger(MLFLOW_STORE_LOGGER)
+    one_line, raised_anyway = OneLineErrors(), lambda record: False
+    for log in tune_logs:
+        log.addFilter(one_line)
+    store_log.addFilter(raised_anyway)
+    try:
+        yield
+    finally:
+        for log in tune_logs:
+            log.removeFilter(one_line)
+        store_log.removeFilter(raised_anyway)
+
+
+class OneLineErrors(logging.Filter):
+    """A trial's failure on the console in one line, not Tune's traceback per attempt: the traceback stays in the
+    trial's `error.txt` (Tune writes it) and the reason in its run's `df.failure` tag."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            cause = getattr(error, "cause", None)  # a RayTaskError carries the trial's own exception
+            reason = failure_reason(cause if isinstance(cause, BaseException) else error)
+            record.msg, record.args = f"{record.getMessage()}: {reason}", None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _close(launch: Launch, rows: list[TrialRow] | None) -> None:
+    """End the launch's runs as Tune left its trials. A store that refuses the writes (gone read-only, full) is
+    said in one line: the runs it leaves RUNNING are closed by the resume once it accepts writes again."""
+    spec, tracker = launch.sweep, launch.tracker
+    resumable = launch.resumable()
+    finished = None if rows is None else {r.trial_id: r.step or 0 for r in rows if r.state == "TERMINATED"}
+    how = f"df-sweep resume {spec.name} continues it" if resumable else NOTHING_TO_RESUME
+    try:
         close_runs(
             tracker.uri,
             tracker.experiment_id,
             launch.parent_run_id,
             finished,
-            f"interrupted before the trial finished; df-sweep resume {spec.name} continues it",
+            f"interrupted before the trial finished; {how}",
         )
-        end_run(tracker.uri, launch.parent_run_id, _failure(rows, spec.name))
+        end_run(tracker.uri, launch.parent_run_id, _failure(rows, how))
+    except Exception as exc:  # MLflow's and its database driver's errors alike: the store said no
+        raise RunError(
+            f"tracking: {tracker.uri} refused to record how the sweep ended ({first_line(exc)}); "
+            f"runs may be left RUNNING until df-sweep resume {spec.name} runs with the store writable"
+        ) from None
 
 
 def init_sources(spec: SweepSpec) -> list[str]:
@@ -138,33 +219,14 @@ def init_sources(spec: SweepSpec) -> list[str]:
     return [v for v in values if isinstance(v, str)]
 
 
-def _stored_rows(launch: Launch) -> list[TrialRow] | None:
-    """The trials as Tune last saved them, when `fit` itself was interrupted (a second Ctrl-C) or failed."""
-    try:
-        return trial_rows(launch.experiment_dir, launch.sweep)
-    except Exception:  # nothing saved yet, or a half-written state: the caller then knows nothing of the trials
-        return None
-
-
-def _failure(rows: list[TrialRow] | None, name: str) -> str | None:
+def _failure(rows: list[TrialRow] | None, how: str) -> str | None:
     """Why a launch did not complete, in words that say how to go on; None when every trial finished."""
-    resume = f"df-sweep resume {name} continues it"
     if rows is None:
-        return f"interrupted; {resume}"
+        return f"interrupted; {how}"
     counts = Counter("errored" if r.state == "ERROR" else "unfinished" for r in rows if r.state != "TERMINATED")
     if not counts:
         return None
-    return f"{' and '.join(f'{n} {what}' for what, n in counts.items())} of {len(rows)} trials; {resume}"
-
-
-def _new_launch_name(sweep_dir: str) -> str:
-    """A fresh directory name per launch, its start time: every launch is a parent run of its own."""
-    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    candidate, n = stamp, 1
-    while exists(join(sweep_dir, candidate)):
-        n += 1
-        candidate = f"{stamp}_{n}"
-    return candidate
+    return f"{' and '.join(f'{n} {what}' for what, n in counts.items())} of {len(rows)} trials; {how}"
 
 
 def _spec_yaml(spec: SweepSpec) -> str:

@@ -8,13 +8,15 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from dreamfusion.errors import ConfigError
+from dreamfusion.errors import ConfigError, first_line
 from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.sweep.storage import Launch, find_launch, storage_root, sweep_names
+from dreamfusion.sweep.storage import Launch, load_launch, storage_root, sweep_names
 from dreamfusion.sweep.table import OFF, format_table
 from dreamfusion.tracking.store import runs_link, sqlite_path
 
 DEFAULT_UI = "http://127.0.0.1:5000"
+#: What `status` and `resume` say of a launch stopped before Tune saved anything it could restore.
+NOTHING_TO_RESUME = "nothing to resume: launch it again"
 
 
 @dataclass
@@ -100,31 +102,52 @@ def summary(outcome: Outcome, ui: str = DEFAULT_UI) -> list[str]:
 
 
 def status_lines(name: str | None, storage: str | None) -> list[str]:
-    """`df-sweep status`: one line per sweep under the storage root, or one sweep's trial table."""
+    """`df-sweep status`: one line per sweep under the storage root, or one sweep's trial table. A sweep whose
+    state cannot be read is one line saying so, and the others are listed all the same."""
     names = [name] if name else sweep_names(storage_root(storage))
     if not names:
         raise ConfigError(f"no sweeps under {storage_root(storage)}; df-sweep launch SPEC starts one")
     lines = []
     for sweep_name in names:
-        launch = Launch.load(find_launch(sweep_name, storage))
-        spec = launch.sweep
-        rows = trial_rows(launch.experiment_dir, spec)
+        try:
+            launch = load_launch(sweep_name, storage)
+        except ConfigError as exc:
+            if name:
+                raise
+            lines.append(str(exc))
+            continue
+        rows, problem = stored_rows(launch)
+        if rows is None:
+            lines.append(f"{sweep_name}  ({launch.experiment_dir}): {problem}")
+            continue
         states = ", ".join(f"{n} {s}" for s, n in Counter(r.state for r in rows).items()) or "no trials yet"
-        lines.append(f"{spec.name}  ({launch.experiment_dir}): {states}")
+        lines.append(f"{sweep_name}  ({launch.experiment_dir}): {states}")
         if name:
-            metric = spec.tune.metric
-            lines.append(
-                format_table(
-                    [
-                        {
-                            "trial": r.trial_id,
-                            "state": r.state,
-                            **{k: OFF if v is None else str(v) for k, v in r.values.items()},
-                            metric: "" if r.metric is None else f"{r.metric:.4f}",
-                            "step": str(r.step or ""),
-                        }
-                        for r in rows
-                    ]
-                )
-            )
+            lines.append(_trial_table(rows, launch.sweep.tune.metric))
     return lines
+
+
+def stored_rows(launch: Launch) -> tuple[list[TrialRow] | None, str]:
+    """The launch's trials as Tune last saved them, or None and why not (nothing saved yet, or a state cut
+    short or from another version)."""
+    if not launch.resumable():
+        return None, NOTHING_TO_RESUME
+    try:
+        return trial_rows(launch.experiment_dir, launch.sweep), ""
+    except Exception as exc:  # Tune's and pydantic's errors alike: a state this version cannot read
+        return None, f"cannot read its Tune state ({first_line(exc)})"
+
+
+def _trial_table(rows: list[TrialRow], metric: str) -> str:
+    return format_table(
+        [
+            {
+                "trial": r.trial_id,
+                "state": r.state,
+                **{k: OFF if v is None else str(v) for k, v in r.values.items()},
+                metric: "" if r.metric is None else f"{r.metric:.4f}",
+                "step": str(r.step or ""),
+            }
+            for r in rows
+        ]
+    )

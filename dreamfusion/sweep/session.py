@@ -1,9 +1,8 @@
-"""The Ray a sweep runs on: checks before anything starts, an embedded Ray on this machine or a connection to a
-cluster (shipping this code to its workers), and checks of the live nodes once connected."""
+"""The Ray a sweep runs on: checks before anything starts, an embedded Ray on this machine (`embedded.py`) or a
+connection to a cluster (shipping this code to its workers), and checks of the live nodes once connected."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -14,9 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from dreamfusion.errors import ConfigError, first_line
+from dreamfusion.sweep.embedded import embedded_ray, local_node
 from dreamfusion.sweep.progress import TRIAL_LINE_REGEX
 from dreamfusion.sweep.spec import Resources, SweepSpec
 from dreamfusion.sweep.storage import is_uri
@@ -26,9 +24,6 @@ from dreamfusion.tracking.store import check_reachable
 # trial's eval lines must come through. Ray reads this when it is imported, so it is set before that.
 os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", TRIAL_LINE_REGEX)
 
-#: Ray's session dir adds ~64 characters of socket path (`session_<date>_<pid>/sockets/plasma_store`) to its
-#: temp dir, and a unix socket path must fit in 107 bytes.
-MAX_RAY_TEMP_DIR = 40
 ADDRESS_TIMEOUT_S = 3.0
 
 
@@ -38,11 +33,6 @@ def preflight(spec: SweepSpec, uri: str, address: str | None) -> None:
     check_reachable(uri)
     if address is None and not _ray_initialized():
         check_resources(spec.resources, [local_node()])
-
-
-def local_node() -> dict[str, float]:
-    """What an embedded Ray on this machine offers."""
-    return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
 
 
 def local_slots(resources: Resources) -> int:
@@ -64,14 +54,6 @@ def check_resources(resources: Resources, nodes: list[dict[str, float]]) -> None
     )
 
 
-def ray_temp_dir(root: str | Path) -> Path:
-    """Ray's temp files under a local results root, unless that path would push its sockets past 107 bytes."""
-    preferred = Path(root) / ".ray"
-    if not is_uri(root) and len(str(preferred)) <= MAX_RAY_TEMP_DIR:
-        return preferred
-    return Path("/tmp") / f"dfs-{hashlib.sha1(str(root).encode()).hexdigest()[:10]}"
-
-
 def _ray_initialized() -> bool:
     import ray
 
@@ -91,33 +73,16 @@ def ray_session(
         yield
         return
     if address is None:
-        start_local_ray(root, runtime_env)
-    else:
-        connect_ray(address, runtime_env)
+        with embedded_ray(root, runtime_env):
+            check_cluster(resources, root)
+            yield
+        return
+    connect_ray(address, runtime_env)
     try:
         check_cluster(resources, root)
         yield
     finally:
         ray.shutdown()
-
-
-def start_local_ray(root: str | Path, runtime_env: dict[str, Any] | None = None) -> None:
-    """An embedded Ray on this machine: no dashboard, no usage stats, temp files by the results. Workers' output
-    reaches the driver (each trial prints a line per evaluation), as on a cluster."""
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    node = local_node()
-    ray.init(
-        num_cpus=int(node["CPU"]),
-        num_gpus=int(node["GPU"]),
-        include_dashboard=False,
-        _temp_dir=str(ray_temp_dir(root)),
-        configure_logging=True,
-        logging_level=logging.ERROR,
-        log_to_driver=True,
-        runtime_env=runtime_env,
-    )
 
 
 def connect_ray(address: str, runtime_env: dict[str, Any] | None = None) -> None:

@@ -7,6 +7,7 @@ imports Ray, so `df-sweep validate` and `--dry-run` stay fast.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -159,16 +160,21 @@ class SweepSpec(Schema):
     def grid_options(self) -> dict[str, list[Any]]:
         return {k: list(d.argument) for k, d in self.space.items() if d.kind == "grid"}
 
-    def grid_points(self) -> list[dict[str, Any]]:
-        """The grid's combinations, a conditional grid crossed only where its condition holds."""
-        return list(combinations(self.space, self.grid_options()))
+    def grid_points(self) -> Iterator[dict[str, Any]]:
+        """The grid's combinations, lazily (a grid may be huge), a conditional grid crossed only where its
+        condition holds."""
+        return combinations(self.space, self.grid_options())
+
+    def grid_size(self) -> int:
+        """How many grid points, from the dimensions alone (nothing is enumerated)."""
+        return count(self.space, self.grid_options())
 
     def num_trials(self) -> int:
-        """The exact number of trials, computed from the dimensions without enumerating them: what a trial-count
+        """The exact number of trials, computed from the dimensions without enumerating them: what the trial-count
         limit and the dry run read."""
         if self.tune.search in MODEL_BASED:
             return self.tune.num_samples
-        return count(self.space, self.grid_options()) * self.tune.num_samples
+        return self.grid_size() * self.tune.num_samples
 
     def trial_values(self, config: dict[str, Any]) -> dict[str, Any]:
         """The varied values of a trial from its Tune config, whatever the searcher's layout: flat keys, or a

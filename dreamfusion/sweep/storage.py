@@ -6,19 +6,25 @@ Paths may be URIs (s3://, gs://, file://): they are opened with pyarrow, the way
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import posixpath
+import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from dreamfusion.errors import ConfigError
+from dreamfusion.errors import ConfigError, first_line
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.tracking.callback import TrialTracker
 from dreamfusion.tracking.provenance import Provenance
 
 #: What a launch stores beside Tune's experiment state, so that `resume` and `status` need only the name.
 LAUNCH_FILE = "df_sweep.json"
+#: What Tune writes into a launch: its Tuner when built, then the trials' state at its first save and on.
+TUNER_FILE = "tuner.pkl"
+TUNE_STATE_FILES = "experiment_state-*.json"
 DEFAULT_STORAGE = "ray_results"
 
 
@@ -55,6 +61,22 @@ class Launch:
         origin = Provenance(**tracker.get("provenance", {}))
         return cls(data["spec"], data["experiment_dir"], TrialTracker(**{**tracker, "provenance": origin}))
 
+    def resumable(self) -> bool:
+        """Whether Tune saved enough of this launch to restore it: its Tuner and a state that lists trials. A launch
+        stopped in its first seconds has neither, and Tune, asked to restore it, starts an empty experiment."""
+        import pyarrow.fs
+
+        fs, path = filesystem(self.experiment_dir)
+        try:
+            names = {f.base_name for f in fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))}
+            states = sorted(n for n in names if fnmatch.fnmatch(n, TUNE_STATE_FILES))  # Tune restores the newest
+            if TUNER_FILE not in names or not states:
+                return False
+            with fs.open_input_stream(posixpath.join(path, states[-1])) as stored:
+                return bool(json.loads(stored.read()).get("trial_data"))
+        except (OSError, ValueError):  # unreachable storage, or a state cut short by a kill while Tune wrote it
+            return False
+
 
 def is_uri(location: str | Path) -> bool:
     """s3://, gs://, file://, or any other filesystem pyarrow (and so Tune) opens by URI."""
@@ -81,6 +103,37 @@ def filesystem(location: str) -> tuple[Any, str]:
     if is_uri(location):
         return pyarrow.fs.FileSystem.from_uri(location)
     return pyarrow.fs.LocalFileSystem(), str(Path(location).expanduser().absolute())
+
+
+def check_storage(root: str) -> None:
+    """Fail before Ray starts, creating nothing: Tune's storage root must be a directory this process can write
+    in, or one it can create (its nearest existing parent then takes a probe file, removed at once). A URI must be
+    reachable."""
+    import pyarrow
+    import pyarrow.fs
+
+    if is_uri(root):
+        fs, path = filesystem(root)
+        try:
+            kind = fs.get_file_info(path).type
+        except (OSError, pyarrow.ArrowException) as exc:
+            raise ConfigError(f"--storage {root}: cannot reach it ({_reason(exc)})") from None
+        if kind == pyarrow.fs.FileType.File:
+            raise ConfigError(f"--storage {root}: is a file; expected a directory for the sweeps' results")
+        return
+    existing = Path(root)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--storage {root}: {existing} is a file; expected a directory for the sweeps' results")
+    try:
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as exc:
+        raise ConfigError(f"--storage {root}: cannot write in {existing} ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
 
 
 def exists(location: str) -> bool:
@@ -113,6 +166,45 @@ def find_launch(name: str, storage: str | Path | None) -> str:
         known = ", ".join(sweep_names(root)) or "none"
         raise ConfigError(f"{name}: no sweep of that name under {root} (sweeps there: {known})")
     return launches[-1]
+
+
+def new_launch(sweep_dir: str) -> str:
+    """A fresh directory per launch, named by its start time and claimed atomically where the disk is local: two
+    launches of one sweep in the same second get one directory each."""
+    return claim_new_dir(sweep_dir, time.strftime("%Y-%m-%d_%H-%M-%S"))
+
+
+def claim_new_dir(parent: str, stem: str) -> str:
+    """The name of a directory created under `parent` for the caller alone: `stem`, else `stem_2`, `stem_3`..."""
+    name, n = stem, 1
+    while not _claim(join(parent, name)):
+        n += 1
+        name = f"{stem}_{n}"
+    return name
+
+
+def _claim(location: str) -> bool:
+    """Create the directory unless it exists: `mkdir` decides between racing launches on a local disk; object
+    storage has no such test, and there a check has to do."""
+    if is_uri(location):
+        return not exists(location)
+    path = Path(location)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return False
+    return True
+
+
+def load_launch(name: str, storage: str | Path | None) -> Launch:
+    """The newest launch of `name` (see `find_launch`), its record read back; a record that cannot be read (cut
+    short, or written by another version) is a one-line error, not a traceback."""
+    experiment_dir = find_launch(name, storage)
+    try:
+        return Launch.load(experiment_dir)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"{name}: cannot read {join(experiment_dir, LAUNCH_FILE)} ({first_line(exc)})") from None
 
 
 def sweep_names(root: str) -> list[str]:

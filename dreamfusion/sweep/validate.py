@@ -25,27 +25,42 @@ from dreamfusion.config.files import (
     read_yaml,
 )
 from dreamfusion.config.schema import TrialConfig
-from dreamfusion.errors import ConfigError
+from dreamfusion.errors import ConfigError, shorten
 from dreamfusion.evaluators.base import metric_owner
 from dreamfusion.sweep.search import search_problem
 from dreamfusion.sweep.space import KINDS, combinations, condition_problem, count
 from dreamfusion.sweep.spec import SweepSpec
+from dreamfusion.sweep.table import count_text
 from dreamfusion.trial.preflight import check_trial
 
+#: The most trials a spec may expand to unless `--max-trials` says more.
+DEFAULT_MAX_TRIALS = 10_000
 #: Above this many combinations the cross product is not validated; each value still is, one at a time.
 MAX_VALIDATED_COMBINATIONS = 4096
 
 
-def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
-    """Read, override (`--set`), validate the schema, then validate every trial the space can produce."""
+def load_spec(path: str | Path, overrides: Sequence[str] = (), max_trials: int = DEFAULT_MAX_TRIALS) -> SweepSpec:
+    """Read, override (`--set`), validate the schema, count the trials (at most `max_trials`), then validate every
+    trial the space can produce."""
     source = str(path)
     data = apply_spec_overrides(read_yaml(path), list(overrides))
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as err:
         raise ConfigError(describe_error(err, source)) from None
+    check_size(spec, source, max_trials)
     check_space(spec, source)
     return spec
+
+
+def check_size(spec: SweepSpec, source: str, max_trials: int) -> None:
+    """Refuse a sweep larger than `max_trials`, counted from the dimensions' sizes before anything is enumerated:
+    a grid of a million points would otherwise fill the driver's memory before the first trial starts."""
+    if spec.num_trials() > max_trials:
+        raise ConfigError(
+            f"{source}: space: {count_text(spec)} is over the limit of {max_trials:,}; "
+            f"pass --max-trials {spec.num_trials()} to run them all"
+        )
 
 
 def apply_spec_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -55,6 +70,8 @@ def apply_spec_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str
     the kind when it names one (`space.sds.guidance_scale.grid=[10, 50]`, keeping the dimension's condition) or
     the condition (`space.KEY.when={sds.timesteps.schedule: dreamtime}`), else the value is a whole dimension.
     """
+    for text in (o for o in overrides if not o.startswith("space.")):
+        _check_spec_key(text)
     out = apply_overrides(data, [o for o in overrides if not o.startswith("space.")])
     for text in (o for o in overrides if o.startswith("space.")):
         key, value = parse_override(text)
@@ -71,6 +88,17 @@ def apply_spec_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str
         else:
             space[key.removeprefix("space.")] = value
     return out
+
+
+def _check_spec_key(text: str) -> None:
+    """`--set steps=5` on a spec means the trials' steps: name the override (not the file) and suggest `base.`."""
+    key, _ = parse_override(text)
+    top = key.partition(".")[0]
+    if top in SweepSpec.model_fields:
+        return
+    if top in TrialConfig.model_fields:
+        raise ConfigError(f"--set {key}: not a spec key; the trial config is under base: expected --set base.{key}=...")
+    raise ConfigError(f"--set {key}: unknown spec key; expected one of {', '.join(SweepSpec.model_fields)}")
 
 
 def check_space(spec: SweepSpec, source: str) -> None:
@@ -93,10 +121,10 @@ def check_space(spec: SweepSpec, source: str) -> None:
         # a conditional value is checked in a trial its condition holds in
         condition = {dim.condition[0]: dim.condition[1][0]} if dim.condition else {}
         for value in dim.extremes():
-            label = f"{source}: space.{key}={value!r}"
+            label = f"{source}: space.{key}={shorten(value)}"
             check_trial(spec.trial_config({**condition, key: value}, label), label)
     for values in _combinations(spec):
-        label = f"{source}: space combination " + ", ".join(f"{k}={v!r}" for k, v in values.items())
+        label = f"{source}: space combination " + ", ".join(f"{k}={shorten(v)}" for k, v in values.items())
         check_trial(spec.trial_config(values, label), label)
     check_metric(spec, base, source)
     check_options(spec, base, source)
@@ -117,7 +145,7 @@ def check_metric(spec: SweepSpec, base: TrialConfig, source: str) -> None:
         if (chosen is not None and owner.name not in chosen) or (chosen is None and not owner.applies(cfg)):
             raise ConfigError(
                 f"{source}: tune.metric: {spec.tune.metric} is logged by the {owner.name} evaluator, "
-                f"which does not run for prompt {prompt!r}; expected a metric every trial logs, "
+                f"which does not run for prompt {shorten(prompt)}; expected a metric every trial logs, "
                 f"such as clip_score"
             )
 

@@ -18,7 +18,7 @@ from torch import Tensor
 
 from dreamfusion import registry
 from dreamfusion.config.schema import PriorConfig
-from dreamfusion.errors import ConfigError
+from dreamfusion.errors import ConfigError, shorten
 from dreamfusion.nerf.render import resize
 from dreamfusion.priors.base import Prior
 from dreamfusion.scoring.metrics import Scorer
@@ -81,7 +81,7 @@ class AnalyticPrior(Prior):
         members = torch.tensor([c == key for c in self.captions], device=self.device)
         if not members.any():
             raise ConfigError(
-                f"prompt: {prompt!r} is not known to the {self.name} prior; it knows "
+                f"prompt: {shorten(prompt)} is not known to the {self.name} prior; it knows "
                 f"{len(self.known_prompts)} prompts such as {self.known_prompts[:3]}"
             )
         return torch.where(members, 0.0, NEG)

@@ -9,7 +9,10 @@ run already holds, so no run and no metric point is ever logged twice.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -91,16 +94,14 @@ class TrialTracker:
         try:
             yield callback
         except SystemExit as exc:
-            callback.close()
-            if exc.code not in (0, None):
-                end_run(self.uri, run_id, failure_reason(exc))
+            _record_stop(callback, self.uri, run_id, None if exc.code in (0, None) else failure_reason(exc))
             raise
         except BaseException as exc:
-            callback.close()
-            end_run(self.uri, run_id, failure_reason(exc))
+            _record_stop(callback, self.uri, run_id, failure_reason(exc))
             raise
-        callback.close()
-        end_run(self.uri, run_id)
+        with held_interrupt():
+            callback.close()
+            end_run(self.uri, run_id)
 
     def _find(self, key: str) -> Run | None:
         query = f"tags.`{TRIAL_KEY_TAG}` = '{key}'"
@@ -108,6 +109,35 @@ class TrialTracker:
             query += f" and tags.{PARENT_TAG} = '{self.parent_run_id}'"
         found = client(self.uri).search_runs([self.experiment_id], query, max_results=1)
         return found[0] if found else None
+
+
+@contextmanager
+def held_interrupt() -> Iterator[None]:
+    """A Ctrl-C that arrives while MLflow writes is raised once the write is done: interrupted inside a
+    transaction, a SQLite store stays locked by the interrupted connection, and every later write of this process
+    (the one recording the interrupt included) fails with "database is locked". Signals reach the main thread
+    only; elsewhere (a Tune trial's thread) this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(signal.SIGINT, None)
+
+
+def _record_stop(callback: TrackingCallback, uri: str, run_id: str, failure: str | None) -> None:
+    """Write what the stopped trial logged and, for a failure, end its run FAILED with the reason, as far as the
+    store lets us: when the store is what failed, the trial's own error is the one to raise, and the driver (or a
+    resume) closes the run."""
+    with held_interrupt(), contextlib.suppress(Exception):
+        callback.close()
+        if failure is not None:
+            end_run(uri, run_id, failure)
 
 
 def _last_step(mlflow: MlflowClient, run_id: str, key: str) -> int:
@@ -145,16 +175,24 @@ class TrackingCallback(TrialCallback):
         self.system: SystemSampler | None = None  # the trial process's resources, written with each flush
 
     def set_tag(self, key: str, value: str) -> None:
-        self.mlflow.set_tag(self.run_id, key, value[:MAX_TAG_VALUE])
+        with held_interrupt():
+            self.mlflow.set_tag(self.run_id, key, value[:MAX_TAG_VALUE])
 
     def log_text(self, text: str, path: str) -> None:
-        self.mlflow.log_text(self.run_id, text, path)
+        with held_interrupt():
+            self.mlflow.log_text(self.run_id, text, path)
 
     def log_values(self, values: dict[str, float], step: int) -> None:
         """Metrics outside the step and eval bookkeeping (PBT's mutated values), written at once."""
-        self._write(_metrics(values, step))
+        with held_interrupt():
+            self._write(_metrics(values, step))
 
     def on_start(self, cfg: TrialConfig, start_step: int, info: TrialInfo) -> None:
+        with held_interrupt():
+            self._log_start(cfg, info)
+        self.then.on_start(cfg, start_step, info)
+
+    def _log_start(self, cfg: TrialConfig, info: TrialInfo) -> None:
         from mlflow.entities import Param, RunTag
 
         params = [Param(k, str(v)[:MAX_TAG_VALUE]) for k, v in flatten(cfg).items()]
@@ -168,7 +206,6 @@ class TrackingCallback(TrialCallback):
         for i in range(0, len(params) if self.fresh else 0, MAX_PARAMS_PER_BATCH):
             self.mlflow.log_batch(self.run_id, params=params[i : i + MAX_PARAMS_PER_BATCH])
         self.mlflow.log_batch(self.run_id, tags=[RunTag(k, v[:MAX_TAG_VALUE]) for k, v in tags.items()])
-        self.then.on_start(cfg, start_step, info)
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
         if self.system is not None:
@@ -182,20 +219,22 @@ class TrackingCallback(TrialCallback):
     def on_eval(self, step: int, metrics: dict[str, float], render_path: Path, checkpoint: Path | None) -> None:
         from PIL import Image
 
-        self._log_eval(step, metrics)
-        self.mlflow.log_artifact(self.run_id, str(render_path), RENDERS_DIR)
-        if step > self.logged_image_step:  # MLflow's image viewer steps through these
-            with Image.open(render_path) as image:
-                self.mlflow.log_image(self.run_id, image.convert("RGB"), key=RENDERS_IMAGE_KEY, step=step)
-            self.logged_image_step = step
+        with held_interrupt():
+            self._log_eval(step, metrics)
+            self.mlflow.log_artifact(self.run_id, str(render_path), RENDERS_DIR)
+            if step > self.logged_image_step:  # MLflow's image viewer steps through these
+                with Image.open(render_path) as image:
+                    self.mlflow.log_image(self.run_id, image.convert("RGB"), key=RENDERS_IMAGE_KEY, step=step)
+                self.logged_image_step = step
         self.then.on_eval(step, metrics, render_path, checkpoint)
 
     def on_end(self, result: TrialResult) -> None:
-        self._log_eval(result.steps, result.metrics)  # the last eval's metrics, and any final-only ones
-        self.mlflow.log_artifact(self.run_id, str(result.artifacts["config"]))
-        for name, path in result.artifacts.items():  # views, turntables, metrics, and the weights and mesh if made
-            if name != "config":
-                self.mlflow.log_artifact(self.run_id, str(path), FINAL_DIR)
+        with held_interrupt():
+            self._log_eval(result.steps, result.metrics)  # the last eval's metrics, and any final-only ones
+            self.mlflow.log_artifact(self.run_id, str(result.artifacts["config"]))
+            for name, path in result.artifacts.items():  # views, turntables, metrics, and the weights and mesh if made
+                if name != "config":
+                    self.mlflow.log_artifact(self.run_id, str(path), FINAL_DIR)
         self.then.on_end(result)
 
     def _log_eval(self, step: int, metrics: dict[str, float]) -> None:
@@ -211,11 +250,16 @@ class TrackingCallback(TrialCallback):
 
     def flush(self) -> None:
         """Write the batched step metrics (one `log_batch` per flush_every steps, not one call per value) and the
-        system samples taken since the last flush."""
-        pending, self.pending = self.pending, []
-        self._write(pending + self._system_metrics())
-        if pending:
-            self.logged_step = max(m.step for m in pending)
+        system samples taken since the last flush. Step metrics stay pending until written: a Ctrl-C inside the
+        write leaves them for the flush that closes the run (system samples are not kept: the next ones follow)."""
+        system = self._system_metrics()
+        if not self.pending and not system:
+            return
+        with held_interrupt():
+            self._write(self.pending + system)
+            if self.pending:
+                self.logged_step = max(m.step for m in self.pending)
+            self.pending = []
 
     def close(self) -> None:
         """The last system sample (the trial's peak memory as it ends), then everything not yet written."""

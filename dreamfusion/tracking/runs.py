@@ -28,7 +28,11 @@ def start_parent_run(uri: str, experiment_id: str, sweep: str, launch: str, desc
     mlflow = client(uri)
     tags = {SWEEP_TAG: sweep, LAUNCH_TAG: launch, NOTE_TAG: description}
     run = mlflow.create_run(experiment_id, run_name=f"{sweep} {launch}", tags=tags)
-    mlflow.log_text(run.info.run_id, spec_yaml, SPEC_ARTIFACT)
+    try:
+        mlflow.log_text(run.info.run_id, spec_yaml, SPEC_ARTIFACT)
+    except BaseException as exc:  # a Ctrl-C here too: no parent run is left RUNNING without its launch
+        end_run(uri, run.info.run_id, f"{failure_reason(exc)} before the launch started; launch it again")
+        raise
     return str(run.info.run_id)
 
 

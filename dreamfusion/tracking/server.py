@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import socket
@@ -45,9 +46,17 @@ def server_command(uri: str, host: str, port: int) -> list[str]:
     ]
 
 
-def serve_ui(uri: str, host: str, port: int, echo: Callable[[str], None]) -> int:
+def serve_ui(
+    uri: str, host: str, port: int, echo: Callable[[str], None], warn: Callable[[str], None] | None = None
+) -> int:
     """Run the UI in the foreground until Ctrl-C or SIGTERM, then stop the server and its workers; returns the
     server's exit code when it stops by itself (0 when stopped by a signal)."""
+    if not is_loopback(host):
+        (warn or echo)(
+            f"warning: --host {host}: the MLflow UI is served to every machine that reaches this one, with no "
+            f"authentication: anyone can read, change and delete runs. Keep 127.0.0.1 and use an SSH tunnel, or "
+            f"put auth in front (README: Sharing the MLflow UI)"
+        )
     command = server_command(uri, host, port)
     base = f"http://{host}:{port}"
     child = subprocess.Popen(
@@ -68,6 +77,16 @@ def serve_ui(uri: str, host: str, port: int, echo: Callable[[str], None]) -> int
         except subprocess.TimeoutExpired:
             os.killpg(child.pid, signal.SIGKILL)
         return 0
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only: a loopback address, or `localhost`."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
 
 
 def _interrupt(signum: int, frame: object) -> None:

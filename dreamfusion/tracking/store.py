@@ -3,8 +3,10 @@ and the UI links into them."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import sqlite3
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,6 +25,8 @@ ARTIFACTS_DIR = "mlartifacts"
 #: The experiment `df-sweep run` logs its single runs to.
 RUN_EXPERIMENT = "df-sweep-run"
 REACH_TIMEOUT_S = 3.0
+SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_HEADER_BYTES = 100
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -45,6 +49,8 @@ def check_reachable(uri: str) -> None:
         _check_writable(db.parent, uri)
         if db.exists() and not os.access(db, os.W_OK):
             raise ConfigError(f"tracking.uri: {db} is not writable ({uri})")
+        if db.exists():
+            _check_sqlite(db)
     elif scheme == "sqlite":
         raise ConfigError(f"tracking.uri: expected sqlite:///PATH to a database file, got {uri}")
     elif scheme in ("http", "https"):
@@ -58,6 +64,42 @@ def _check_writable(folder: Path, uri: str) -> None:
         raise ConfigError(f"tracking.uri: directory {folder} does not exist ({uri})")
     if not os.access(folder, os.W_OK):
         raise ConfigError(f"tracking.uri: directory {folder} is not writable ({uri})")
+
+
+def _check_sqlite(db: Path) -> None:
+    """An existing store must be a whole SQLite database: a truncated or overwritten mlruns.db would otherwise
+    fail deep inside MLflow, after Ray has started. Cheap whatever the store's size: the header, the file's length
+    against the pages the header counts, and the schema."""
+    problem = _sqlite_problem(db)
+    if problem:
+        raise ConfigError(
+            f"tracking.uri: {db} is not a usable SQLite database ({problem}); move it aside, or pass another "
+            f"--tracking-uri"
+        )
+
+
+def _sqlite_problem(db: Path) -> str | None:
+    if not db.is_file():
+        return "not a file"
+    with db.open("rb") as f:
+        header = f.read(SQLITE_HEADER_BYTES)
+    if len(header) == 0:
+        return None  # an empty file: SQLite makes it a fresh database
+    if len(header) < SQLITE_HEADER_BYTES or not header.startswith(SQLITE_MAGIC):
+        return "not a SQLite file"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size  # the format's way of writing 65536 in two bytes
+    # the page count is valid when its "version-valid-for" number matches the change counter
+    pages = int.from_bytes(header[28:32], "big") if header[92:96] == header[24:28] else 0
+    if db.stat().st_size < pages * page_size:
+        return f"truncated: {db.stat().st_size:,} bytes of the {pages * page_size:,} its header counts"
+    try:
+        # read-write, as MLflow opens it: SQLite then rolls back a transaction a crash or a full disk left behind
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error as exc:
+        return str(exc)
+    return None
 
 
 def _check_server(uri: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dreamfusion import registry
 from dreamfusion.config.schema import TrialConfig
-from dreamfusion.errors import ConfigError
+from dreamfusion.errors import ConfigError, shorten
 from dreamfusion.scoring.metrics import check_pairing, scorer_class
 
 
@@ -24,7 +24,7 @@ def check_trial(cfg: TrialConfig, label: str) -> None:
         vocabulary = component.needs.vocabulary
         if vocabulary is not None and not vocabulary.knows(cfg.prompt):
             raise ConfigError(
-                f"{label}: prompt: {cfg.prompt!r} is not known to the {component.name} "
+                f"{label}: prompt: {shorten(cfg.prompt)} is not known to the {component.name} "
                 f"{component.kind}; expected {vocabulary.describe()} (see df-sweep priors)"
             )
     check_negative_prompt(cfg, prior, label)

@@ -54,6 +54,12 @@ def _yaml(tmp_path: Path, text: str, name: str = "trial.yaml") -> Path:
         (["sds.guidance_scale=.inf"], "sds.guidance_scale", "finite number"),
         (["sds.guidance_scale=.nan"], "sds.guidance_scale", "finite number"),
         (["camera.elevation=[0, .inf]"], "camera.elevation.1", "finite number"),
+        # what a shell user types: YAML reads these as strings, which a float field must not take as inf or NaN
+        (["sds.guidance_scale=inf"], "sds.guidance_scale", "finite number"),
+        (["sds.guidance_scale=nan"], "sds.guidance_scale", "finite number"),
+        (["sds.guidance_scale=-inf"], "sds.guidance_scale", "finite number"),
+        (["sds.guidance_scale=1e309"], "sds.guidance_scale", "finite number"),
+        (["camera.distance=[nan, 2]"], "camera.distance.0", "finite number"),
         (
             ["checkpoint_every=150", "eval.every=100"],
             "checkpoint_every (150) must be a multiple of eval.every (100)",

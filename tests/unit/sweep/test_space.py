@@ -55,7 +55,7 @@ def test_a_conditional_grid_is_crossed_only_where_its_condition_holds():
     expected = len(_brute_force(CONDITIONAL)) * 3
     assert expected == (1 + 3 + 2) * 2 * 2 * 3  # uniform; anneal x 3 anneal_to; dreamtime x 2 m1
     assert spec.num_trials() == expected
-    assert len(spec.grid_points()) * 3 == expected
+    assert len(list(spec.grid_points())) * 3 == expected
     rows = trial_table(spec)
     assert len(rows) == expected and rows[-1]["#"] == str(expected - 1)
     uniform = [r for r in rows if r["sds.timesteps.schedule"] == "uniform"]

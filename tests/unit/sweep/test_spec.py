@@ -126,6 +126,21 @@ SPEC_CASES = {
         _with(base__checkpoint_every=3),
         "base: checkpoint_every (3) must be a multiple of eval.every",
     ),
+    "an infinite uniform bound": (
+        "name: x\nspace: {sds.guidance_scale: {uniform: [0, .inf]}}\n",
+        "space.sds.guidance_scale.uniform.1: Input should be a finite number",
+    ),
+    "NaN in a grid": (
+        "name: x\nspace: {sds.guidance_scale: {grid: [20, .nan]}}\n",
+        "space.sds.guidance_scale=nan: sds.guidance_scale: Input should be a finite number",
+    ),
+    "an overflowing number in a choice": (
+        "name: x\nspace: {sds.guidance_scale: {choice: [20, 1e309]}}\n",
+        "sds.guidance_scale: Input should be a finite number",
+    ),
+    "an infinite tune field": (_with(tune={"reduction_factor": float("inf")}), "tune.reduction_factor: Input should"),
+    "NaN in a custom resource": (_with(resources={"custom": {"node2": float("nan")}}), "resources.custom.node2"),
+    "NaN in a base camera range": (_with(base__camera={"distance": [2, float("nan")]}), "base.camera.distance.1"),
 }
 
 DREAMTIME_M1 = "sds.timesteps.dreamtime_m1"
@@ -179,7 +194,8 @@ CONDITION_CASES = {
                 DREAMTIME_M1: {"grid": [700], "when": {SCHEDULE: "anneal"}},
             }
         ),
-        f"space.{DREAMTIME_M1}: only the dreamtime or dreamtime_plateau schedule reads it, and no trial it varies in selects it",
+        f"space.{DREAMTIME_M1}: only the dreamtime or dreamtime_plateau schedule reads it, "
+        "and no trial it varies in selects it",
     ),
 }
 
@@ -258,6 +274,56 @@ def test_bad_spec_fails_in_one_line_and_starts_nothing(case, tmp_path):
 
 def test_missing_spec_file(tmp_path):
     _fails(tmp_path, ["launch", str(tmp_path / "nope.yaml")], "nope.yaml: no such file")
+
+
+def test_a_directory_given_as_the_spec(tmp_path):
+    _fails(tmp_path, ["validate", str(tmp_path)], f"{tmp_path}: is a directory; expected a YAML file")
+
+
+def test_a_trial_key_set_on_a_spec_suggests_base(tmp_path):
+    message = _fails(tmp_path, ["launch", str(_spec(tmp_path, GOOD)), "--set", "steps=5"], "--set steps: ")
+    assert "expected --set base.steps=" in message and str(tmp_path) not in message  # the override is to blame
+    _fails(tmp_path, ["validate", str(_spec(tmp_path, GOOD)), "--set", "stepz=5"], "--set stepz: unknown spec key")
+
+
+def test_a_long_prompt_is_not_repeated_whole(tmp_path):
+    prompt = "a red cube " * 1000
+    spec = _spec(tmp_path, _with(space={"prompt": {"grid": ["a red cube", prompt]}}))
+    message = _fails(tmp_path, ["validate", str(spec)], "is not known to the toyworld prior")
+    assert len(message) < 600 and "(11,000 characters)" in message
+    message = _fails(tmp_path, ["run", "--prompt", prompt, "--no-tracking"], "is not known to the toyworld prior")
+    assert len(message) < 600
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# How many trials
+
+
+def _grid(*sizes: int) -> dict:
+    keys = ["seed", "sds.guidance_scale", "optim.lr_grid"]
+    return _with(space={k: {"grid": [i + 1 for i in range(n)]} for k, n in zip(keys, sizes)})
+
+
+def test_a_huge_grid_is_refused_at_once_with_its_count(tmp_path):
+    """10^12 trials: enumerated, this would never end; counted from the dimensions' sizes, it is refused at once."""
+    spec = _spec(tmp_path, _grid(10_000, 10_000, 10_000))
+    count = "1,000,000,000,000 trials (1,000,000,000,000 grid point(s) x num_samples 1) is over the limit of 10,000"
+    for args in (["validate", str(spec)], ["launch", str(spec)], ["launch", str(spec), "--dry-run"]):
+        message = _fails(tmp_path, args, count)
+        assert message.endswith("pass --max-trials 1000000000000 to run them all")
+
+
+def test_max_trials_raises_the_limit_and_a_large_dry_run_prints_a_summary(tmp_path):
+    spec = str(_spec(tmp_path, _grid(100, 200)))
+    _fails(tmp_path, ["validate", spec], "20,000 trials")
+    assert CliRunner().invoke(app, ["validate", spec, "--max-trials", "20000"]).exit_code == 0
+    result = CliRunner().invoke(app, ["launch", spec, "--dry-run", "--max-trials", "20000"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) < 40
+    assert "  seed: grid of 100 value(s) (1, 2, 3, ...)" in lines
+    assert "... and 19,975 more trial(s)" in lines  # 25 rows shown
+    assert lines[-1].startswith("cost: ")
 
 
 def test_malformed_override(tmp_path):
