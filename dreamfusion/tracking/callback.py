@@ -128,6 +128,8 @@ def held_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
         if received and callable(previous):
             previous(signal.SIGINT, None)
+        elif received and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)  # the default action, now that the write is done
 
 
 def _record_stop(callback: TrackingCallback, uri: str, run_id: str, failure: str | None) -> None:

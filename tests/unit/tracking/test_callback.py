@@ -11,6 +11,14 @@ import pytest
 from dreamfusion.tracking.callback import held_interrupt
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own SIGINT handler (raise KeyboardInterrupt) for each test, whatever an earlier test left."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_a_ctrl_c_inside_the_block_is_raised_after_it():
     done = []
     with pytest.raises(KeyboardInterrupt):
