@@ -40,6 +40,7 @@ BUILTINS: tuple[str, ...] = (
     "dreamfusion.sds.schedules",
     "dreamfusion.sds.sds",
     "dreamfusion.scoring.clip",
+    "dreamfusion.scoring.none",
     "dreamfusion.evaluators.clip",
     "dreamfusion.priors.diffusers_sd",
     "dreamfusion.priors.diffusers_if",

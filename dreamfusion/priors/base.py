@@ -8,13 +8,18 @@ a registered component: `prior.kind` names it, and its class says what can be ch
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from dreamfusion import registry
 from dreamfusion.config.schema import PriorConfig
+
+#: What a load holds: the whole prior, or one side of a served one (`prior.placement: shared`): the `denoiser`
+#: (text → embeddings, (z_t, t, emb) → ε̂) a prior service holds once per GPU, or the `codec` (image ↔ model
+#: space, ᾱ_t) each trial keeps, because SDS's gradient passes through it (SD's VAE encoder).
+Part = Literal["all", "denoiser", "codec"]
 
 
 class Prior(registry.Component, abc.ABC):
@@ -36,6 +41,12 @@ class Prior(registry.Component, abc.ABC):
         """The prior `cfg` describes, on `device`; a checkpoint that cannot be loaded is a one-line ConfigError."""
 
     @classmethod
+    def load_part(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype, part: Part) -> Prior:
+        """One part of the prior. By default every part is the whole prior: correct on either side of a served
+        prior, only without the memory it could save; an adapter that can split overrides this."""
+        return cls.load(cfg, device, dtype)
+
+    @classmethod
     def check(cls, cfg: PriorConfig) -> None:
         """What can be checked without loading anything (are the weights there?); raises ConfigError."""
 
@@ -44,6 +55,11 @@ class Prior(registry.Component, abc.ABC):
         """How specifically this prior loads checkpoint `model` (for the `prior: MODEL` shorthand): 0 not at all,
         1 as one of many it could load, 2 as its own kind of checkpoint."""
         return 0
+
+    @property
+    def component(self) -> type[Prior]:
+        """The registered class that computes this prior's ε̂ (a served prior's is the class the service loaded)."""
+        return type(self)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -107,9 +123,11 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
-def load_prior(cfg: PriorConfig, device: str = "auto") -> Prior:
-    """The one place a `PriorConfig` becomes a `Prior`: the registered class of `prior.kind` loads it."""
+def load_prior(cfg: PriorConfig, device: str = "auto", part: Part = "all") -> Prior:
+    """The one place a `PriorConfig` becomes a `Prior` (or one part of it): the registered class of `prior.kind`
+    loads it."""
     dev = resolve_device(device)
     cls: type[Prior] = registry.find("prior", cfg.kind)
     cls.check(cfg)
-    return cls.load(cfg, dev, resolve_dtype(cfg.dtype, dev))
+    dtype = resolve_dtype(cfg.dtype, dev)
+    return cls.load(cfg, dev, dtype) if part == "all" else cls.load_part(cfg, dev, dtype, part)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from dreamfusion.sweep.prior_service import prior_services
 from dreamfusion.sweep.results import Outcome, TrialRow, trial_rows
 from dreamfusion.sweep.session import preflight, ray_session
 from dreamfusion.sweep.spec import SweepSpec
@@ -89,7 +90,8 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo) 
     )
     rows: list[TrialRow] | None = None
     try:
-        make_tuner(TrialContext(spec, tracker)).fit()
+        with prior_services(spec):
+            make_tuner(TrialContext(spec, tracker)).fit()
         rows = trial_rows(launch.experiment_dir, spec)
         return Outcome(launch, rows)
     finally:
