@@ -31,7 +31,10 @@ MAX_TOKENS = 77
 @registry.register
 class DeepFloydIFPrior(DiffusersPrior):
     name = "deepfloyd-if"
-    summary = "DeepFloyd IF stage I through diffusers: a pixel-space UNet at 64×64, T5 text (default IF-I-XL)"
+    summary = (
+        "DeepFloyd IF stage I through diffusers: a pixel-space UNet at 64×64, T5 text (default IF-I-XL; "
+        "random:if-i-xl: its architecture with random weights, no download)"
+    )
     needs = registry.Needs(gpu=True)
     default_model = DEFAULT_MODEL
 

@@ -29,7 +29,10 @@ DEFAULT_MODEL = "stabilityai/stable-diffusion-2-1-base"
 @registry.register
 class StableDiffusionPrior(DiffusersPrior):
     name = "stable-diffusion"
-    summary = "Stable Diffusion through diffusers: a latent UNet behind a VAE, CLIP text (default SD 2.1 base)"
+    summary = (
+        "Stable Diffusion through diffusers: a latent UNet behind a VAE, CLIP text (default SD 2.1 base; "
+        "random:sd-2.1-base: its architecture with random weights, no download)"
+    )
     needs = registry.Needs(gpu=True)
     default_model = DEFAULT_MODEL
     architectures = ("sd-2.1-base",)
