@@ -83,6 +83,10 @@ class PipeDenoiser:
         description: str = self._call("describe")
         return description
 
+    def weight_digests(self) -> dict[str, str]:
+        digests: dict[str, str] = self._call("weight_digests")
+        return digests
+
     def _call(self, method: str, *args: Any) -> Any:
         self.conn.send((method, args))
         status, value = self.conn.recv()
@@ -97,6 +101,7 @@ def _serve_one(conn: Connection, batcher: BatchingDenoiser) -> None:
         "encode_text": lambda prompts: batcher.encode_text(prompts).cpu(),
         "predict_noise": lambda z_t, t, emb: batcher.predict_noise(z_t, t, emb).cpu(),
         "describe": lambda: f"{batcher.prior.describe()}, served by pid {os.getpid()} (harness)",
+        "weight_digests": batcher.prior.weight_digests,
     }
     while True:
         try:

@@ -32,6 +32,10 @@ class Denoiser(Protocol):
         """The serving prior's own description, and which process serves it."""
         ...
 
+    def weight_digests(self) -> dict[str, str]:
+        """The serving prior's `Prior.weight_digests`."""
+        ...
+
 
 class ServedPrior(Prior):
     name = "served"  # never registered: `component` names the class that computes ε̂
@@ -40,6 +44,7 @@ class ServedPrior(Prior):
         super().__init__()
         self.codec, self.denoiser = codec, denoiser
         self.device, self.dtype, self.alphas_cumprod = codec.device, codec.dtype, codec.alphas_cumprod
+        self.default_negative_prompt = codec.default_negative_prompt  # type: ignore[misc]  # the served class's
 
     @classmethod
     def load(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype) -> Prior:
@@ -52,8 +57,8 @@ class ServedPrior(Prior):
     def encode_text(self, prompts: list[str]) -> Tensor:
         return self.denoiser.encode_text(prompts).to(self.device)
 
-    def to_model_space(self, rgb: Tensor) -> Tensor:
-        return self.codec.to_model_space(rgb)
+    def to_model_space(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        return self.codec.to_model_space(rgb, generator)
 
     def from_model_space(self, z: Tensor) -> Tensor:
         return self.codec.from_model_space(z)
@@ -67,3 +72,7 @@ class ServedPrior(Prior):
 
     def describe(self) -> str:
         return self.denoiser.describe()
+
+    def weight_digests(self) -> dict[str, str]:
+        """Both parts' weights: the same fingerprint as the whole prior loaded locally."""
+        return {**self.codec.weight_digests(), **self.denoiser.weight_digests()}

@@ -64,6 +64,9 @@ class PriorService:
         node = ray.get_runtime_context().get_node_id()
         return f"{self.prior.describe()}, served by pid {os.getpid()} on node {node[:12]}"
 
+    def weight_digests(self) -> dict[str, str]:
+        return self.prior.weight_digests()
+
     def stats(self) -> dict[str, float]:
         """How much batching happened, and the process (for tests and benchmarks)."""
         return {**self.batcher.stats.as_dict(), "pid": os.getpid()}
@@ -129,6 +132,10 @@ class RayDenoiser:
     def describe(self) -> str:
         description: str = self._call("describe")
         return description
+
+    def weight_digests(self) -> dict[str, str]:
+        digests: dict[str, str] = self._call("weight_digests")
+        return digests
 
     def _call(self, method: str, *args: Any) -> Any:
         import ray

@@ -7,12 +7,13 @@ import math
 import pytest
 import torch
 
-from dreamfusion.config.schema import NerfConfig
+from dreamfusion.config.schema import CameraConfig, NerfConfig
 from dreamfusion.nerf.cameras import (
     Cameras,
     look_at,
     make_cameras,
     rays,
+    sample_elevation,
     spherical,
     view_label,
 )
@@ -76,12 +77,30 @@ def test_field_outputs_positive_density_and_unit_range_albedo():
 # -- cameras ------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("elevation, azimuth, label", [
-    (0, 0, "front"), (0, 45, "front"), (0, -45, "front"), (0, 45.1, "side"), (0, -45.1, "side"),
-    (0, 90, "side"), (0, -90, "side"), (0, 134.9, "side"), (0, 135, "back"), (0, -135, "back"),
-    (0, 180, "back"), (0, -180, "back"), (0, 225, "back"), (0, 315, "front"), (0, 360, "front"),
-    (60, 0, "front"), (60.1, 0, "overhead"), (89, 180, "overhead"), (-10, 180, "back"),
-])
+@pytest.mark.parametrize(
+    "elevation, azimuth, label",
+    [
+        (0, 0, "front"),
+        (0, 45, "front"),
+        (0, -45, "front"),
+        (0, 45.1, "side"),
+        (0, -45.1, "side"),
+        (0, 90, "side"),
+        (0, -90, "side"),
+        (0, 134.9, "side"),
+        (0, 135, "back"),
+        (0, -135, "back"),
+        (0, 180, "back"),
+        (0, -180, "back"),
+        (0, 225, "back"),
+        (0, 315, "front"),
+        (0, 360, "front"),
+        (60, 0, "front"),
+        (60.1, 0, "overhead"),
+        (89, 180, "overhead"),
+        (-10, 180, "back"),
+    ],
+)
 def test_view_label_boundaries(elevation, azimuth, label):
     """DreamFusion's split: overhead strictly above 60°, front/back within ±45° (inclusive) of 0°/180°."""
     assert view_label(elevation, azimuth) == label
@@ -116,8 +135,12 @@ def test_camera_looks_at_the_origin_with_z_up():
 
 
 def test_centre_ray_passes_through_the_origin():
-    cams = make_cameras(torch.tensor([0.0, 30.0, -10.0, 89.0]), torch.tensor([0.0, 120.0, -75.0, 10.0]),
-                        torch.tensor([2.5, 2.2, 3.0, 2.8]), fov=40.0)
+    cams = make_cameras(
+        torch.tensor([0.0, 30.0, -10.0, 89.0]),
+        torch.tensor([0.0, 120.0, -75.0, 10.0]),
+        torch.tensor([2.5, 2.2, 3.0, 2.8]),
+        fov=40.0,
+    )
     origins, dirs = rays(cams, 5)  # odd resolution: pixel (2, 2) is the exact image centre
     o, d = origins[:, 12], dirs[:, 12]
     s = -(o * d).sum(-1)  # distance along the ray of the closest approach to the origin
@@ -221,8 +244,48 @@ def test_composite_weights_sum_to_the_opacity_formula():
 def test_render_of_a_random_field_has_opacity_in_unit_range():
     torch.manual_seed(0)
     field = NeRFField(NerfConfig(size="tiny"))
-    out = render(field, _solid((1.0, 1.0, 1.0)), _cams(2.5), 8, 16, Lighting("albedo", None),
-                 torch.Generator().manual_seed(0), need_normals=False)
+    out = render(
+        field,
+        _solid((1.0, 1.0, 1.0)),
+        _cams(2.5),
+        8,
+        16,
+        Lighting("albedo", None),
+        torch.Generator().manual_seed(0),
+        need_normals=False,
+    )
     assert (out.opacity >= 0).all() and (out.opacity <= 1 + 1e-6).all()
     assert (out.rgb >= 0).all() and (out.rgb <= 1 + 1e-6).all()
     assert out.opacity.max() > 0.5  # the init blob is visible
+
+
+@pytest.mark.parametrize("mode", ["sphere", "angle"])
+def test_elevation_sampling_modes_have_their_distributions(mode):
+    """Over (−10°, 90°): `angle` is uniform in degrees (mean 40°), `sphere` uniform in sin(elevation), so its mean
+    is the band's mean latitude ∫ asin(u) du / (1 − sin(−10°)), ≈ 28.4°, and a quarter of the draws lie below
+    asin(sin(−10°) + (1 + sin 10°)/4) ≈ 7.37°."""
+    cfg = CameraConfig(elevation=(-10.0, 90.0), elevation_sampling=mode)
+    e = sample_elevation(cfg, 100_000, torch.Generator().manual_seed(0)).double()
+    assert e.min() >= -10 and e.max() <= 90
+    lo = math.sin(math.radians(-10))
+    if mode == "angle":
+        assert float(e.mean()) == pytest.approx(40.0, abs=0.3)
+        return
+    asin_integral = lambda u: u * math.asin(u) + math.sqrt(1 - u * u)  # ∫ asin(u) du
+    mean = math.degrees((asin_integral(1.0) - asin_integral(lo)) / (1 - lo))
+    assert float(e.mean()) == pytest.approx(mean, abs=0.3)
+    quartile = math.degrees(math.asin(lo + (1 - lo) / 4))
+    assert float((e < quartile).double().mean()) == pytest.approx(0.25, abs=0.01)
+
+
+def test_mixed_elevation_sampling_picks_one_mode_per_batch_with_one_draw():
+    """threestudio's sampler: a coin (one draw of the generator) decides angle or sphere for the whole batch, and the
+    batch is then exactly what that mode draws next."""
+    picked = []
+    for seed in range(200):
+        got = sample_elevation(CameraConfig(elevation_sampling="mixed"), 4, torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)
+        mode = "angle" if float(torch.rand((), generator=g)) < 0.5 else "sphere"
+        assert torch.equal(got, sample_elevation(CameraConfig(elevation_sampling=mode), 4, g))
+        picked.append(mode)
+    assert 70 < picked.count("angle") < 130

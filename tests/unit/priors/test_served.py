@@ -42,6 +42,9 @@ class Direct:
     def describe(self):
         return f"{self.batcher.prior.describe()}, served in-process"
 
+    def weight_digests(self):
+        return self.batcher.prior.weight_digests()
+
 
 def _requests(prior, n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """n CFG-shaped requests (2 rows each: unconditional and conditional) with different latents and timesteps."""
@@ -84,9 +87,25 @@ def test_one_sds_step_through_the_served_prior_equals_the_local_one(parts):
         grads.append(rgb.grad)
     assert torch.equal(grads[0], grads[1]) and grads[0].abs().sum() > 0
     assert served.component is type(whole) and served.describe().endswith(
-        "of the denoiser, T=1000, float32 on cpu, served in-process"
+        "of the denoiser, T=1000, epsilon, float32 on cpu, served in-process"
     )
     batcher.close()
+
+
+def test_a_served_prior_has_the_fingerprint_of_the_whole_and_samples_its_latents_alike(parts):
+    """The run's df.prior.sha256 does not depend on placement; `prior.latents: sample` draws from the trial's
+    generator in the trial's codec, so the draws are the same too."""
+    whole, codec, denoiser = parts
+    served = ServedPrior(codec, Direct(BatchingDenoiser(denoiser, 1, 0.0)))
+    assert served.fingerprint() == whole.fingerprint() != codec.fingerprint()
+    whole.latents = codec.latents = "sample"
+    try:
+        rgb = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(3))
+        drawn = [p.to_model_space(rgb, torch.Generator().manual_seed(4)) for p in (whole, served)]
+        assert torch.equal(drawn[0], drawn[1]) and not torch.equal(drawn[0], whole.to_model_space(rgb, None))
+    finally:
+        whole.latents = codec.latents = "mean"
+    served.denoiser.batcher.close()
 
 
 def test_parts_split_the_modules(parts):
