@@ -26,7 +26,7 @@ from torch import Tensor
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.priors.base import load_prior, resolve_device
 from dreamfusion.priors.batching import BatchingDenoiser
-from dreamfusion.priors.served import ServedPrior
+from dreamfusion.priors.served import RemoteDenoiser, ServedPrior
 from dreamfusion.scoring.metrics import load_scorer
 from dreamfusion.trial.loop import run_trial
 
@@ -65,27 +65,11 @@ class Packing:
         return sum(t.steps_per_s for t in self.trials)
 
 
-class PipeDenoiser:
+class PipeDenoiser(RemoteDenoiser):
     """A trial's end of the harness's service: the `Denoiser` protocol over a pipe."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
-
-    def encode_text(self, prompts: list[str]) -> Tensor:
-        result: Tensor = self._call("encode_text", prompts)
-        return result
-
-    def predict_noise(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
-        result: Tensor = self._call("predict_noise", z_t.detach().cpu(), t.cpu(), emb.detach().cpu())
-        return result
-
-    def describe(self) -> str:
-        description: str = self._call("describe")
-        return description
-
-    def weight_digests(self) -> dict[str, str]:
-        digests: dict[str, str] = self._call("weight_digests")
-        return digests
 
     def _call(self, method: str, *args: Any) -> Any:
         self.conn.send((method, args))

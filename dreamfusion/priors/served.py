@@ -8,7 +8,8 @@ per node or GPU in a sweep (`dreamfusion/sweep/prior_service.py`), pipes in the 
 
 from __future__ import annotations
 
-from typing import Protocol
+import abc
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -35,6 +36,31 @@ class Denoiser(Protocol):
     def weight_digests(self) -> dict[str, str]:
         """The serving prior's `Prior.weight_digests`."""
         ...
+
+
+class RemoteDenoiser(abc.ABC):
+    """A `Denoiser` in another process: each method is one call through the transport's `_call`, with CPU tensors
+    (what crosses a process boundary cheaply), waited for."""
+
+    @abc.abstractmethod
+    def _call(self, method: str, *args: Any) -> Any:
+        """The result of `method(*args)` on the serving side; the transport's failures as its own error."""
+
+    def encode_text(self, prompts: list[str]) -> Tensor:
+        result: Tensor = self._call("encode_text", prompts)
+        return result
+
+    def predict_noise(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
+        result: Tensor = self._call("predict_noise", z_t.detach().cpu(), t.cpu(), emb.detach().cpu())
+        return result
+
+    def describe(self) -> str:
+        description: str = self._call("describe")
+        return description
+
+    def weight_digests(self) -> dict[str, str]:
+        digests: dict[str, str] = self._call("weight_digests")
+        return digests
 
 
 class ServedPrior(Prior):

@@ -30,6 +30,7 @@ from dreamfusion.config.schema import PriorConfig
 from dreamfusion.errors import first_line
 from dreamfusion.priors.base import load_prior
 from dreamfusion.priors.batching import BatchingDenoiser
+from dreamfusion.priors.served import RemoteDenoiser
 from dreamfusion.sweep.spec import SweepSpec
 
 DIRECTORY = "df-prior-services"
@@ -115,27 +116,11 @@ def service_name(prior_json: str, node_id: str, gpu: str | None) -> str:
     return f"df-prior-{digest}-{node_id[:12]}-{'cpu' if gpu is None else f'gpu{gpu}'}"
 
 
-class RayDenoiser:
-    """A trial's end of its service: each call sends CPU tensors and waits; a dead service is PriorServiceError."""
+class RayDenoiser(RemoteDenoiser):
+    """A trial's end of its service: each call goes to the actor and waits; a dead service is PriorServiceError."""
 
     def __init__(self, handle: Any, where: str) -> None:
         self.handle, self.where = handle, where
-
-    def encode_text(self, prompts: list[str]) -> Tensor:
-        result: Tensor = self._call("encode_text", prompts)
-        return result
-
-    def predict_noise(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
-        result: Tensor = self._call("predict_noise", z_t.detach().cpu(), t.cpu(), emb.detach().cpu())
-        return result
-
-    def describe(self) -> str:
-        description: str = self._call("describe")
-        return description
-
-    def weight_digests(self) -> dict[str, str]:
-        digests: dict[str, str] = self._call("weight_digests")
-        return digests
 
     def _call(self, method: str, *args: Any) -> Any:
         import ray

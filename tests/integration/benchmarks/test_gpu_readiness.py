@@ -1,6 +1,6 @@
-"""The GPU-readiness scripts, run here as a GPU machine would run them, on the CPU with the tiny pipelines
-(tests/tiny_pipelines.py): the Ray-free packing harness (k trial processes, and one prior service process for the
-shared placement) and the adapter check. A GPU run differs only in the device and the full-size models."""
+"""The GPU-readiness script, run here as a GPU machine would run it, on the CPU with the tiny pipelines
+(tests/tiny_pipelines.py): the adapter check, and the Ray-free packing harness (k trial processes, and one prior
+service process for the shared placement). A GPU run differs only in the device, the full-size models, and k."""
 
 from __future__ import annotations
 
@@ -21,30 +21,26 @@ CPU_LAST_LINE = re.compile(
 )
 
 
-def _run(script: str, *args: str) -> list[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "benchmarks")])}
+def test_device_check_runs_both_scripts_and_prints_the_tables():
+    """`benchmarks/device_check.sh` as a GPU machine runs it (its own interpreter, PYTHONPATH to the checkout, the
+    installs skipped since everything is there), in its smoke mode: the adapter check, then the packing table at
+    k = 1 and 2, local and shared (max batch 1 on a CPU: identical metrics, one request per call)."""
+    env = {**os.environ, "PYTHON": sys.executable, "DEVICE_CHECK_SMOKE": "1"}
     done = subprocess.run(
-        [sys.executable, f"benchmarks/{script}", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+        ["bash", "benchmarks/device_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout.strip().splitlines()
-
-
-def test_packing_harness_runs_local_and_shared_trials_and_they_agree():
-    lines = _run("gpu_packing.py", "--cpu", "--tiny", "--ks", "2", "--steps", "2")
-    rows = [line for line in lines if line.startswith("| 2 |")]
-    assert [row.split("|")[2].strip() for row in rows] == ["local", "shared"]
-    assert rows[1].split("|")[-2].strip() == "1.00"  # max batch 1 on a CPU: every request alone
+    lines = done.stdout.strip().splitlines()
+    adapters = [line for line in lines if line.startswith(("| stable-diffusion", "| deepfloyd-if"))]
+    assert len(adapters) == 2 and all(row.split("|")[8].strip() == "yes" for row in adapters)  # finite
+    assert all(row.split("|")[10].strip() == "yes" for row in adapters)  # no prior parameter got a gradient
+    assert "adapters ok=1" in lines
+    packing = [[cell.strip() for cell in line.split("|")[1:3]] for line in lines if line.startswith(("| 1 |", "| 2 |"))]
+    assert packing == [["1", "local"], ["1", "shared"], ["2", "local"], ["2", "shared"]]
+    assert all(line.split("|")[-2].strip() == "1.00" for line in lines if line.startswith("| 2 | shared"))
     found = CPU_LAST_LINE.fullmatch(lines[-1])
     assert found, lines[-1]
     local_mb, shared_mb, ratio, identical, diff = found.groups()
     assert identical == "1"
     assert abs(float(ratio) - int(shared_mb) / int(local_mb)) < 0.01
     assert float(diff) <= BATCHED_TOLERANCE[torch.float32]
-
-
-def test_adapter_check_takes_sds_steps_through_both_adapters():
-    lines = _run("adapter_check.py", "--cpu", "--tiny", "--steps", "2")
-    rows = [line for line in lines if line.startswith("| stable-diffusion") or line.startswith("| deepfloyd-if")]
-    assert len(rows) == 2 and all(row.split("|")[8].strip() == "yes" for row in rows)  # finite
-    assert lines[-1] == "adapters ok=1"

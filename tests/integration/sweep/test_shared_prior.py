@@ -107,7 +107,8 @@ def test_shared_placement_gives_the_local_metrics_bit_for_bit(workdir, tiny_sd):
         for key in STEP_KEYS:
             assert _history(workdir, twin, key) == _history(workdir, run, key)
         assert twin.data.tags["df.component.prior"] == run.data.tags["df.component.prior"] == "stable-diffusion@1"
-        assert "of the denoiser, T=1000, float32 on cpu, served by pid" in twin.data.tags["df.prior"]
+        assert "of the denoiser, T=1000, epsilon, float32 on cpu, served by pid" in twin.data.tags["df.prior"]
+        assert twin.data.tags["df.prior.sha256"] == run.data.tags["df.prior.sha256"]  # the same weights
     assert _history(workdir, runs["local"]["0"], "loss") != _history(workdir, runs["local"]["1"], "loss")
     assert _services() == []  # the services went with the launch's directory
 
