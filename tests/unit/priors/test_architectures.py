@@ -5,6 +5,8 @@ are the published sizes of the real checkpoints (SD 2.1: UNet 865,910,724, VAE 8
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -93,3 +95,22 @@ def test_codec_and_denoiser_parts_hold_only_their_modules(sd):
     assert denoiser.unet is not None and denoiser.text_encoder is not None
     assert codec.image_size == sd.image_size and codec.alphas_cumprod.shape == sd.alphas_cumprod.shape == (1000,)
     assert "83.7M params of the codec" in codec.describe()
+
+
+def test_random_architectures_know_their_published_noise_schedules_without_loading():
+    """ᾱ_t from the shipped scheduler configs, against the published β schedules computed here: SD's scaled-linear
+    β (√β linear from √0.00085 to √0.012) and IF's squared cosine (Nichol & Dhariwal 2021, β capped at 0.999)."""
+    from dreamfusion.priors.diffusers_if import DeepFloydIFPrior
+    from dreamfusion.priors.diffusers_sd import StableDiffusionPrior
+
+    T = 1000
+    sd_betas = torch.linspace(0.00085**0.5, 0.012**0.5, T, dtype=torch.float64) ** 2
+    bar = [math.cos((i / T + 0.008) / 1.008 * math.pi / 2) ** 2 for i in range(T + 1)]
+    if_betas = torch.tensor([min(1 - bar[i + 1] / bar[i], 0.999) for i in range(T)], dtype=torch.float64)
+    for cls, model, betas in (
+        (StableDiffusionPrior, "random:sd-2.1-base", sd_betas),
+        (DeepFloydIFPrior, "random:if-i-xl", if_betas),
+    ):
+        found = cls.noise_schedule(PriorConfig(kind=cls.name, model=model))
+        assert found.dtype == torch.float32 and found.shape == (T,)
+        torch.testing.assert_close(found.double(), torch.cumprod(1 - betas, 0), rtol=1e-5, atol=1e-7)
