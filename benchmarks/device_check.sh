@@ -21,9 +21,11 @@ deps=(diffusers==0.42.1 transformers==5.24.0 "pydantic>=2.6" "pyyaml>=6" pillow)
 
 smoke=()
 ks=1,2,4,8
-if [ -n "${DEVICE_CHECK_SMOKE:-}" ]; then
+steps=20
+if [ -n "${DEVICE_CHECK_SMOKE:-}" ]; then  # the script's own test: tiny pipelines on the CPU, the fewest steps
   smoke=(--cpu --tiny)
-  ks=1,2
+  ks=2
+  steps=2
 elif ! "$python" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
   echo "device_check: $python has no torch with CUDA here; set PYTHON to the interpreter that has"
   exit 1
@@ -45,7 +47,7 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 "$python" -c "import torch; print(f'## {torch.cuda.get_device_name(0) if torch.cuda.is_available() else \"CPU\"}, torch {torch.__version__}, CUDA {torch.version.cuda}')"
 echo
 echo "### Adapters at full size, random weights, float16"
-timeout 150 "$python" benchmarks/adapter_check.py --steps 5 ${smoke[@]+"${smoke[@]}"}
+timeout 150 "$python" benchmarks/adapter_check.py --steps "$(( steps < 5 ? steps : 5 ))" ${smoke[@]+"${smoke[@]}"}
 echo
-echo "### Trials sharing one GPU: local vs shared prior (random:sd-2.1-base, float16, 20 steps per trial)"
-timeout 300 "$python" benchmarks/gpu_packing.py --ks "$ks" --steps 20 ${smoke[@]+"${smoke[@]}"}
+echo "### Trials sharing one GPU: local vs shared prior (random:sd-2.1-base, float16, $steps steps per trial)"
+timeout 300 "$python" benchmarks/gpu_packing.py --ks "$ks" --steps "$steps" ${smoke[@]+"${smoke[@]}"}
