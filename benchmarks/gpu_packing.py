@@ -1,22 +1,24 @@
-"""How many SDS trials one GPU should hold: 1, 2 and 4 trials at once on one GPU (`resources.gpu` = 1/k), with the
-Stable Diffusion prior in fp16.
+"""What sharing one prior saves when several SDS trials share a device: k = 1, 2, 4, 8 trials at once, each
+loading its own prior (`local`) or all served by one batching prior service (`shared`, `prior.placement: shared`),
+with the full-size Stable Diffusion 2.1-base architecture and random weights (`random:sd-2.1-base`: the real
+shapes, FLOPs and memory, no download), in float16 on a GPU.
 
-    python benchmarks/gpu_packing.py [--prior PATH_OR_ID] [--steps 200] [--tiny] [--cpu]
+    python benchmarks/gpu_packing.py [--cpu] [--ks 1,2,4,8] [--steps 30] [--max-batch 8] [--tiny]
 
-Each k is a k-trial sweep through `launch_sweep` on an embedded Ray: the real sweep path, with Tune placing the
-trials by their fractional GPU and each worker loading its own prior. The trial config is the base of
-sweeps/gpu/stable_diffusion.yaml (64 px renders, 512 samples per ray, the large NeRF). A trial's steps/s is 1000 /
-its median `step_ms` (optimisation steps only: start-up and evals excluded); the total is the sum over the k
-trials, which run at once. Peak GPU memory is the device's memory in use (every process), sampled every 0.2 s
-during the sweep, less what was in use before it. Last line:
-    packing steps_per_s_1=<total> steps_per_s_2=<total> steps_per_s_4=<total>
+Trials run in the Ray-free harness (packing_harness.py): k processes running the sweep's `run_trial`, plus one
+service process holding the denoiser behind the sweep service's batcher when shared. Per (k, placement): steps/s
+per trial (1000 / median step time) and in total, peak memory in use (GPU: the whole device, sampled; CPU: the
+resident memory of the trial and service processes, sampled), and the batching achieved (mean requests per UNet
+call). Then max |ε̂ stacked − ε̂ alone| of k requests stacked into one call.
 
---prior: a diffusers Stable Diffusion hub id or local folder (default: the stable-diffusion prior's default,
-stabilityai/stable-diffusion-2-1-base). --tiny: a tiny random SD pipeline (tests/tiny_pipelines.py) built in a
-temp dir, with small renders: a smoke run of the script. --cpu: trials on the CPU in float32 (gpu resources 0),
-to exercise the script where there is no GPU; its numbers say nothing about packing. Without CUDA and without
---cpu it prints one line and exits 0. Scoring uses the toy world's small CLIP (shipped, offline): it runs only at
-the final eval and does not touch the steps/s.
+On a GPU: a Markdown table for the README, and the last line
+    gpu k=<ks> local_steps_per_s=<…> shared_steps_per_s=<…> shared_over_local_memory=<…> batched_max_abs_diff=<x>
+(totals and ratio at the largest k). With --cpu (default k = 2, float32, 2 steps, a small NeRF: the prior is what
+is measured) the shared run uses max batch 1, so its trials must equal the local ones bit for bit; last line
+    cpu k=<k> local_rss_mb=<m> shared_rss_mb=<m> shared_over_local_rss=<r> identical_metrics=<0|1> \
+        batched_max_abs_diff=<x>   (one line)
+--tiny: the tiny random SD pipeline of tests/tiny_pipelines.py instead of the full-size one (a smoke run of this
+script: the test suite's). The load average is printed beside the numbers: on a shared machine they are noisy.
 """
 
 from __future__ import annotations
@@ -24,140 +26,145 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import statistics
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")  # one GPU: on a bigger node, Ray could spread the k trials
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from packing_harness import Packing, rss_bytes, run_packing, stacked_max_abs_diff
 from peak import PeakSampler
 
 from dreamfusion.config.files import read_yaml
-from dreamfusion.sweep.launch import launch_sweep
-from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.sweep.validate import check_space
-from dreamfusion.toyworld.assets import WEIGHTS
-from dreamfusion.tracking.runs import child_runs
-from dreamfusion.tracking.store import client
+from dreamfusion.config.schema import TrialConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_SPEC = ROOT / "sweeps" / "gpu" / "stable_diffusion.yaml"
-PACKINGS = (1, 2, 4)
-#: Small renders and field for --tiny: the tiny pipeline's 16 px images need no more.
-TINY = {"nerf": {"size": "tiny"}, "render": {"resolution": 16, "samples_per_ray": 16, "views_per_step": 1}}
-GIB = 1024**3
+MB, GIB = 1024**2, 1024**3
+#: On a CPU the NeRF is kept small: what is measured is the prior (a 64 px render → 512 px → VAE → UNet).
+CPU_TRIAL = {"nerf": {"size": "small"}, "render": {"resolution": 64, "samples_per_ray": 32, "views_per_step": 1}}
+TINY_TRIAL = {"nerf": {"size": "tiny"}, "render": {"resolution": 16, "samples_per_ray": 16, "views_per_step": 1}}
 
 
-def gpu_memory_in_use() -> int:
-    """Bytes in use on GPU 0 by every process (trials run in Ray workers, not here)."""
-    free, total = torch.cuda.mem_get_info(0)
-    return total - free
-
-
-def peak_gpu_memory() -> PeakSampler:
-    """Peak GPU memory in use, less what was in use at start."""
-    baseline = gpu_memory_in_use()
-    return PeakSampler(lambda: gpu_memory_in_use() - baseline, period_s=0.2)
-
-
-def base_config(args: argparse.Namespace, model: str | None) -> dict:
-    """The GPU sweep's trial config, for `--steps` steps with one eval at the end and a light final render."""
+def trial_configs(args: argparse.Namespace, k: int, placement: str, model: str) -> list[TrialConfig]:
+    """k trials of the GPU sweep's settings (seeds 0..k-1), on `model`, without a scorer; toy-world prompt, so
+    the exact ground-truth metrics are there to compare."""
     base = read_yaml(GPU_SPEC)["base"]
-    base.update(TINY if args.tiny else {})
+    base.update(CPU_TRIAL if args.cpu else {})
+    base.update(TINY_TRIAL if args.tiny else {})
+    max_batch = 1 if args.cpu else args.max_batch  # on a CPU the point is identical metrics
     base.update(
         {
-            "prior": {"kind": "stable-diffusion", "model": model, "dtype": "float32" if args.cpu else "float16"},
+            "prompt": "a red cube",
+            "prior": {"kind": "stable-diffusion", "model": model, "placement": placement, "max_batch": max_batch},
+            "scoring": {"model": "none"},
             "device": "cpu" if args.cpu else "cuda",
-            "scoring": {"model": str(WEIGHTS / "clip")},
-            "prompt": "a hamburger",
             "steps": args.steps,
             "checkpoint_every": args.steps,
             "eval": {"every": args.steps, "views": 2, "turntable_frames": 2},
         }
     )
-    return base
+    return [TrialConfig.model_validate({**base, "seed": seed}) for seed in range(k)]
 
 
-def packing_spec(k: int, base: dict, cpu: bool) -> SweepSpec:
-    """k trials, each asking for 1/k of the GPU (with --cpu: 1/k of this machine's CPUs, no GPU)."""
-    cpus = os.cpu_count() or 1
-    resources = {"cpu": cpus / k, "gpu": 0} if cpu else {"cpu": max(1, min(4, cpus // k)), "gpu": 1 / k}
-    spec = SweepSpec.model_validate(
-        {
-            "name": f"packing-{k}",
-            "base": base,
-            "space": {"seed": {"grid": list(range(k))}},
-            "resources": resources,
-            "max_failures": 0,
-        }
-    )
-    check_space(spec, f"packing-{k}")
-    return spec
+@contextlib.contextmanager
+def device_memory(cpu: bool, pids: list[int]) -> Iterator[PeakSampler]:
+    """Peak memory in use while the trials run: the processes' resident memory, or the GPU's, less its baseline."""
+    if cpu:
+        read = lambda: rss_bytes(pids)
+    else:
+        free, total = torch.cuda.mem_get_info(0)
+        baseline = total - free
+        read = lambda: total - torch.cuda.mem_get_info(0)[0] - baseline
+    with PeakSampler(read, period_s=0.1) as sampler:
+        yield sampler
 
 
-def run_packing(k: int, base: dict, args: argparse.Namespace, work: Path) -> tuple[list[float], float | None, str]:
-    """(steps/s of each trial, peak GPU memory in GiB or None on the CPU, the prior's description)."""
-    spec = packing_spec(k, base, args.cpu)
-    work.mkdir()
-    uri = f"sqlite:///{work / 'mlruns.db'}"
-    memory = contextlib.nullcontext() if args.cpu else peak_gpu_memory()
-    with memory:
-        outcome = launch_sweep(spec, tracking_uri=uri, storage=work / "ray_results", echo=_quiet)
-    peak = None if args.cpu else memory.peak / GIB
-    if not outcome.ok:
-        raise SystemExit(f"packing {k}: the sweep did not finish: {[r.state for r in outcome.rows]}")
-    tracker = outcome.launch.tracker
-    runs = child_runs(tracker.uri, tracker.experiment_id, tracker.parent_run_id)
-    rates = [
-        1000 / statistics.median(m.value for m in client(uri).get_metric_history(r.info.run_id, "step_ms"))
-        for r in runs
-    ]
-    return rates, peak, runs[0].data.tags.get("df.prior", "?")
-
-
-def _quiet(line: str) -> None:
-    """Tune's table and the sweep's own lines would bury the numbers; the sweep's outcome is checked instead."""
-
-
-def prior_model(args: argparse.Namespace, work: Path) -> str | None:
+def model_for(args: argparse.Namespace, work: Path) -> str:
     if not args.tiny:
-        return args.prior
+        return "random:sd-2.1-base"
     sys.path.insert(0, str(ROOT / "tests"))
     from tiny_pipelines import make_tiny_sd
 
     return str(make_tiny_sd(work / "tiny-sd"))
 
 
+def measure(args: argparse.Namespace, work: Path, model: str) -> dict[tuple[int, str], Packing]:
+    threads_total = os.cpu_count() or 1
+    found = {}
+    for k in args.ks:
+        for placement in ("local", "shared"):
+            cfgs = trial_configs(args, k, placement, model)
+            threads = max(1, threads_total // k) if args.cpu else 2
+            folder = work / f"{placement}-{k}"
+            folder.mkdir()
+            memory = lambda pids: device_memory(args.cpu, pids)
+            found[k, placement] = packing = run_packing(cfgs, placement, folder, threads, memory)
+            print(row(packing, found.get((k, "local"))), flush=True)
+    return found
+
+
+def row(p: Packing, local: Packing | None) -> str:
+    """One Markdown table row."""
+    speedup = f"{p.total_steps_per_s / local.total_steps_per_s:.2f}×" if local and p is not local else "1.00×"
+    batching = f"{p.batching.get('mean_batch', 0):.2f}" if p.batching else "—"
+    per_trial = sum(t.steps_per_s for t in p.trials) / len(p.trials)
+    return (
+        f"| {p.k} | {p.placement} | {per_trial:.2f} | {p.total_steps_per_s:.2f} | {speedup} | "
+        f"{p.peak_bytes / GIB:.2f} | {batching} |"
+    )
+
+
+def identical(a: Packing, b: Packing) -> bool:
+    """Same final metrics and the same per-step results for every trial (step times excepted)."""
+    return all(x.metrics == y.metrics and x.results() == y.results() for x, y in zip(a.trials, b.trials))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--prior", default=None, help="SD hub id or local folder (default: the prior's default)")
-    parser.add_argument("--steps", type=int, default=200, help="steps per trial")
-    parser.add_argument("--tiny", action="store_true", help="a tiny random SD pipeline: a smoke run")
-    parser.add_argument("--cpu", action="store_true", help="run on the CPU (gpu resources 0): no packing numbers")
+    parser.add_argument("--cpu", action="store_true", help="on the CPU, float32, resident memory; default k=2")
+    parser.add_argument("--ks", type=lambda s: [int(k) for k in s.split(",")], default=None, help="e.g. 1,2,4,8")
+    parser.add_argument("--steps", type=int, default=None, help="steps per trial (default 30; 2 with --cpu)")
+    parser.add_argument("--max-batch", type=int, default=8, help="the shared service's max batch on a GPU")
+    parser.add_argument("--tiny", action="store_true", help="the tiny random SD pipeline: a smoke run")
     args = parser.parse_args()
+    args.ks = args.ks or ([2] if args.cpu else [1, 2, 4, 8])
+    args.steps = args.steps or (2 if args.cpu else 30)
     if not args.cpu and not torch.cuda.is_available():
-        print("gpu_packing: no CUDA GPU on this machine; nothing to measure (--cpu runs the script on the CPU)")
+        print("gpu_packing: no CUDA GPU on this machine; nothing to measure (--cpu measures resident memory)")
         return 0
-    totals = {}
+    device = "CPU" if args.cpu else torch.cuda.get_device_name(0)
+    print(f"gpu_packing on {device}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    print("| trials | placement | steps/s per trial | steps/s total | vs local | peak GiB | requests per call |")
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="dfs-pack-") as tmp:
         work = Path(tmp)
-        base = base_config(args, prior_model(args, work))
-        for k in PACKINGS:
-            rates, peak, prior = run_packing(k, base, args, work / f"k{k}")
-            totals[k] = sum(rates)
-            memory = "n/a (CPU)" if peak is None else f"{peak:.2f} GiB"
-            if k == PACKINGS[0]:
-                print(f"prior: {prior}")
-            print(
-                f"k={k}  gpu per trial {1 / k:.2f}  steps/s per trial {' '.join(f'{r:.2f}' for r in rates)}  "
-                f"total {totals[k]:.2f}  peak GPU memory {memory}"
-            )
-    print("packing " + " ".join(f"steps_per_s_{k}={totals[k]:.2f}" for k in PACKINGS))
+        model = model_for(args, work)
+        found = measure(args, work, model)
+        k = max(args.ks)
+        diff = stacked_max_abs_diff(trial_configs(args, 1, "shared", model)[0], max(k, 2))
+    local, shared = found[k, "local"], found[k, "shared"]
+    print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    print(last_line(args, k, local, shared, found, diff))
     return 0
+
+
+def last_line(args: Any, k: int, local: Packing, shared: Packing, found: dict, diff: float) -> str:
+    if args.cpu:
+        same = int(all(identical(found[j, "local"], found[j, "shared"]) for j in args.ks))
+        return (
+            f"cpu k={k} local_rss_mb={local.peak_bytes / MB:.0f} shared_rss_mb={shared.peak_bytes / MB:.0f} "
+            f"shared_over_local_rss={shared.peak_bytes / local.peak_bytes:.2f} identical_metrics={same} "
+            f"batched_max_abs_diff={diff:.2e}"
+        )
+    return (
+        f"gpu k={','.join(map(str, args.ks))} local_steps_per_s={local.total_steps_per_s:.2f} "
+        f"shared_steps_per_s={shared.total_steps_per_s:.2f} "
+        f"shared_over_local_memory={shared.peak_bytes / local.peak_bytes:.2f} batched_max_abs_diff={diff:.2e}"
+    )
 
 
 if __name__ == "__main__":

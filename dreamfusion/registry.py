@@ -42,6 +42,7 @@ BUILTINS: tuple[str, ...] = (
     "dreamfusion.sds.csd",
     "dreamfusion.sds.nfsd",
     "dreamfusion.scoring.clip",
+    "dreamfusion.scoring.none",
     "dreamfusion.evaluators.clip",
     "dreamfusion.priors.diffusers_sd",
     "dreamfusion.priors.diffusers_if",

@@ -107,9 +107,20 @@ class PriorConfig(Schema):
     """`toyworld`: the embedded small diffusion model of a toy world (CPU); `analytic`: its known-answer twin;
     `stable-diffusion` / `deepfloyd-if`: a diffusers pipeline (GPU); or any registered prior."""
     model: str | None = None
-    """Hub id or local path for diffusers priors; null uses the kind's default hub id."""
+    """Hub id or local path for diffusers priors, or a full-size architecture with random weights and no download
+    (`random:sd-2.1-base`, `random:if-i-xl`: for speed and memory, with `scoring.model: none`); null uses the
+    kind's default hub id."""
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """`auto`: float16 on CUDA, float32 on CPU."""
+    placement: Literal["local", "shared"] = "local"
+    """In a sweep: `local` loads the whole prior in each trial worker; `shared` runs one prior service per node (per
+    GPU) that holds the text encoder and denoiser once and batches the ε̂ requests of every trial there, while each
+    trial keeps only the image codec (SD's VAE). `df-sweep run` always loads it locally."""
+    max_batch: int = Field(8, ge=1)
+    """`shared`: most trials' requests stacked into one denoiser call; 1 runs each request alone, as a local prior
+    would (identical results), larger values trade a little kernel-level float difference for throughput."""
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000)
+    """`shared`: how long the service waits, after a request arrives, for others to batch with it."""
     latents: Literal["mean", "sample"] = "mean"
     """Latent priors (Stable Diffusion): a render's latent is its VAE posterior's mean (no VAE noise in the SDS
     gradient) or a sample from it, from the trial's generator (threestudio's `posterior.sample()`)."""
@@ -191,6 +202,15 @@ class TrialConfig(Schema):
         if not v.strip():
             raise ValueError("prompt must not be empty")
         return v.strip()
+
+    @model_validator(mode="after")
+    def _served_prior_has_no_autograd(self) -> TrialConfig:
+        if self.sds.jacobian and self.prior.placement == "shared":
+            raise ValueError(
+                "sds.jacobian backpropagates through the denoiser, which a shared prior runs in another process; "
+                "expected prior.placement: local"
+            )
+        return self
 
     @model_validator(mode="after")
     def _checkpoints_at_evals(self) -> TrialConfig:

@@ -15,6 +15,7 @@ from dreamfusion.config.schema import TrialConfig
 from dreamfusion.nerf.cameras import Cameras
 from dreamfusion.nerf.render import Lighting, RenderOutput
 from dreamfusion.scoring.metrics import Scorer
+from dreamfusion.scoring.none import NO_SCORER
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class Metric:
     """What it measures, in one line."""
     final_only: bool = False
     """Computed once at the end of the trial rather than at every evaluation."""
+    scored: bool = False
+    """Computed by the trial's scorer (CLIP), so absent with `scoring.model: none`."""
 
 
 @dataclass
@@ -52,8 +55,9 @@ class Evaluator(registry.Component, abc.ABC):
 
     @classmethod
     def applies(cls, cfg: TrialConfig) -> bool:
-        """Whether this evaluator can score the trial (the toy world's ground truth needs a toy-world prompt)."""
-        return True
+        """Whether this evaluator can score the trial (the CLIP metrics need a scorer, the toy world's ground
+        truth a toy-world prompt)."""
+        return cfg.scoring.model != NO_SCORER or not all(m.scored for m in cls.metrics.values())
 
     @abc.abstractmethod
     def evaluate(self, views: EvalViews) -> dict[str, float]:
@@ -66,13 +70,14 @@ class Evaluator(registry.Component, abc.ABC):
 
 def make_evaluators(cfg: TrialConfig, scorer: Scorer) -> list[Evaluator]:
     """The evaluators `eval.evaluators` names, or every registered one that applies to the trial."""
+    return [cls(cfg, scorer) for cls in make_evaluator_classes(cfg)]
+
+
+def make_evaluator_classes(cfg: TrialConfig) -> list[type[Evaluator]]:
     names = cfg.eval.evaluators
-    classes = (
-        [registry.find("evaluator", n) for n in names]
-        if names is not None
-        else [c for c in registry.components("evaluator") if c.applies(cfg)]
-    )
-    return [cls(cfg, scorer) for cls in classes]
+    if names is not None:
+        return [registry.find("evaluator", n) for n in names]
+    return [c for c in registry.components("evaluator") if c.applies(cfg)]
 
 
 def all_metrics() -> dict[str, Metric]:

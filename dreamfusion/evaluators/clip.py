@@ -12,9 +12,11 @@ class ClipMetrics(Evaluator):
     name = "clip"
     summary = "CLIP score and R-precision of colour and textureless eval renders (DreamFusion §4)"
     metrics = {
-        "clip_score": Metric("max", "mean 100·cos(image, prompt) over the eval views"),
-        "clip_r_precision": Metric("max", "fraction of colour eval views that retrieve their prompt (R@1)"),
-        "clip_r_precision_geometry": Metric("max", "R@1 of the textureless (geometry-only) eval views"),
+        "clip_score": Metric("max", "mean 100·cos(image, prompt) over the eval views", scored=True),
+        "clip_r_precision": Metric(
+            "max", "fraction of colour eval views that retrieve their prompt (R@1)", scored=True
+        ),
+        "clip_r_precision_geometry": Metric("max", "R@1 of the textureless (geometry-only) eval views", scored=True),
     }
 
     def evaluate(self, views: EvalViews) -> dict[str, float]:

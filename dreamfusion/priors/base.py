@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import abc
 import hashlib
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
 
 from dreamfusion import registry
 from dreamfusion.config.schema import PriorConfig
+
+#: What a load holds: the whole prior, or one side of a served one (`prior.placement: shared`): the `denoiser`
+#: (text → embeddings, (z_t, t, emb) → ε̂) a prior service holds once per GPU, or the `codec` (image ↔ model
+#: space, ᾱ_t) each trial keeps, because SDS's gradient passes through it (SD's VAE encoder).
+Part = Literal["all", "denoiser", "codec"]
 
 
 class Prior(registry.Component, abc.ABC):
@@ -40,6 +45,12 @@ class Prior(registry.Component, abc.ABC):
         """The prior `cfg` describes, on `device`; a checkpoint that cannot be loaded is a one-line ConfigError."""
 
     @classmethod
+    def load_part(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype, part: Part) -> Prior:
+        """One part of the prior. By default every part is the whole prior: correct on either side of a served
+        prior, only without the memory it could save; an adapter that can split overrides this."""
+        return cls.load(cfg, device, dtype)
+
+    @classmethod
     def check(cls, cfg: PriorConfig) -> None:
         """What can be checked without loading anything (are the weights there?); raises ConfigError."""
 
@@ -55,6 +66,11 @@ class Prior(registry.Component, abc.ABC):
         """How specifically this prior loads checkpoint `model` (for the `prior: MODEL` shorthand): 0 not at all,
         1 as one of many it could load, 2 as its own kind of checkpoint."""
         return 0
+
+    @property
+    def component(self) -> type[Prior]:
+        """The registered class that computes this prior's ε̂ (a served prior's is the class the service loaded)."""
+        return type(self)
 
     @property
     def num_train_timesteps(self) -> int:
@@ -98,21 +114,35 @@ class Prior(registry.Component, abc.ABC):
 
     def fingerprint(self) -> str:
         """sha256 of the weights as loaded (every tensor and module the prior holds, by attribute name): the same
-        string for the same weights whatever their checkpoint is called, computed once per prior (seconds for
-        Stable Diffusion, once per worker)."""
-        cached: str | None = getattr(self, "_fingerprint", None)
+        string for the same weights whatever their checkpoint is called, and whether the prior is loaded whole or
+        served in parts (`weight_digests` of both sides together), computed once per prior."""
+        return combined_fingerprint(self.weight_digests())
+
+    def weight_digests(self) -> dict[str, str]:
+        """sha256 per attribute that holds weights (a module or a tensor), computed once (seconds for Stable
+        Diffusion, once per worker): the parts of a served prior report theirs, which combine into the whole's."""
+        cached: dict[str, str] | None = getattr(self, "_weight_digests", None)
         if cached is None:
-            digest = hashlib.sha256()
+            cached = {}
             for name, value in sorted(vars(self).items()):
                 tensors = value.state_dict().items() if isinstance(value, torch.nn.Module) else [("", value)]
+                digest, found = hashlib.sha256(), False
                 for key, tensor in tensors:
                     if isinstance(tensor, Tensor):
+                        found = True
                         digest.update(f"{name}.{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
                         digest.update(
                             tensor.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy().tobytes()
                         )
-            cached = self._fingerprint = digest.hexdigest()
+                if found:
+                    cached[name] = digest.hexdigest()
+            self._weight_digests = cached
         return cached
+
+
+def combined_fingerprint(digests: dict[str, str]) -> str:
+    """One sha256 of per-attribute weight digests, in name order."""
+    return hashlib.sha256("".join(f"{name}={digests[name]}\n" for name in sorted(digests)).encode()).hexdigest()
 
 
 def freeze(module: Any, device: torch.device) -> Any:
@@ -137,9 +167,11 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return dtype
 
 
-def load_prior(cfg: PriorConfig, device: str = "auto") -> Prior:
-    """The one place a `PriorConfig` becomes a `Prior`: the registered class of `prior.kind` loads it."""
+def load_prior(cfg: PriorConfig, device: str = "auto", part: Part = "all") -> Prior:
+    """The one place a `PriorConfig` becomes a `Prior` (or one part of it): the registered class of `prior.kind`
+    loads it."""
     dev = resolve_device(device)
     cls: type[Prior] = registry.find("prior", cfg.kind)
     cls.check(cfg)
-    return cls.load(cfg, dev, resolve_dtype(cfg.dtype, dev))
+    dtype = resolve_dtype(cfg.dtype, dev)
+    return cls.load(cfg, dev, dtype) if part == "all" else cls.load_part(cfg, dev, dtype, part)

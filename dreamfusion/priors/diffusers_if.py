@@ -15,12 +15,13 @@ from torch import Tensor
 from dreamfusion import registry
 from dreamfusion.config.schema import PriorConfig
 from dreamfusion.nerf.field import parameter_count
-from dreamfusion.priors.base import freeze
+from dreamfusion.priors.base import Part
 from dreamfusion.priors.hf import (
     DiffusersPrior,
+    checkpoint_dir,
     dtype_name,
     is_model_reference,
-    transformers_dtype,
+    load_module,
 )
 
 DEFAULT_MODEL = "DeepFloyd/IF-I-XL-v1.0"
@@ -31,36 +32,37 @@ MAX_TOKENS = 77
 @registry.register
 class DeepFloydIFPrior(DiffusersPrior):
     name = "deepfloyd-if"
-    summary = "DeepFloyd IF stage I through diffusers: a pixel-space UNet at 64×64, T5 text (default IF-I-XL)"
+    summary = (
+        "DeepFloyd IF stage I through diffusers: a pixel-space UNet at 64×64, T5 text (default IF-I-XL; "
+        "random:if-i-xl: its architecture with random weights, no download)"
+    )
     needs = registry.Needs(gpu=True)
     default_model = DEFAULT_MODEL
+
+    architectures = ("if-i-xl",)
 
     @classmethod
     def claims(cls, model: str) -> int:
         """DeepFloyd's stage-I checkpoints are named IF-I-*."""
-        return 2 if is_model_reference(model) and "if-i" in model.lower() else 0
+        return max(super().claims(model), 2 if is_model_reference(model) and "if-i" in model.lower() else 0)
 
-    def __init__(self, model: str, device: torch.device, dtype: torch.dtype, cfg: PriorConfig) -> None:
+    def __init__(
+        self, model: str, device: torch.device, dtype: torch.dtype, cfg: PriorConfig, part: Part = "all"
+    ) -> None:
         from diffusers import UNet2DConditionModel
         from transformers import T5EncoderModel, T5Tokenizer
 
         super().__init__()
-        self.model = model
-        self.device = device
-        self.dtype = dtype
+        self.model, self.device, self.dtype, self.part = model, device, dtype, part
         self.load_scheduler(model)
+        denoiser, source = part != "codec", checkpoint_dir(model)  # pixel space: the codec part is a resize
         # Weights before the tokenizer: a wrong path or hub id fails here, whereas a transformers 5 tokenizer with
         # no files silently falls back to an empty vocabulary.
-        self.unet: Any = freeze(
-            UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=dtype),
-            device,
-        )
-        self.text_encoder: Any = freeze(
-            T5EncoderModel.from_pretrained(model, subfolder="text_encoder", **transformers_dtype(dtype)),
-            device,
-        )
-        self.tokenizer = T5Tokenizer.from_pretrained(model, subfolder="tokenizer")
-        self.image_size = self.unet.config.sample_size
+        self.unet: Any = load_module(UNet2DConditionModel, model, "unet", device, dtype) if denoiser else None
+        self.text_encoder: Any = load_module(T5EncoderModel, model, "text_encoder", device, dtype) if denoiser else None
+        self.tokenizer: Any = T5Tokenizer.from_pretrained(source, subfolder="tokenizer") if denoiser else None
+        self.unet_config = UNet2DConditionModel.load_config(source, subfolder="unet")
+        self.image_size = self.unet_config["sample_size"]
 
     def encode_text(self, prompts: list[str]) -> Tensor:
         """[B, 77, D]: lower-cased and masked like IFPipeline (clean_caption off), so "" is IF's negative prompt."""
@@ -91,10 +93,11 @@ class DeepFloydIFPrior(DiffusersPrior):
 
     def describe(self) -> str:
         s = self.image_size
-        params = parameter_count(self.unet, self.text_encoder)
+        params = parameter_count(*(m for m in (self.unet, self.text_encoder) if m is not None))
         return (
             f"{self.name}:{self.model}: pixel space 3×{s}×{s}, "
-            f"T5 text {MAX_TOKENS}×{self.text_encoder.config.d_model}, "
-            f"{params / 1e6:.1f}M params, T={self.num_train_timesteps}, {self.prediction_type}, "
+            f"T5 text {MAX_TOKENS}×{self.unet_config['encoder_hid_dim']}, {params / 1e6:.1f}M params"
+            f"{'' if self.part == 'all' else f' of the {self.part}'}, T={self.num_train_timesteps}, "
+            f"{self.prediction_type}, "
             f"{dtype_name(self.dtype)} on {self.device}"
         )

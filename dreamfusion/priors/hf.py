@@ -1,10 +1,17 @@
 """What the diffusers adapters share about loading Hugging Face checkpoints: the noise schedule and what the
-denoiser predicts (ε or v), dtypes across transformers versions, the `prior: MODEL` shorthand, and failures turned
-into a reason a user can act on."""
+denoiser predicts (ε or v), dtypes across transformers versions, the `prior: MODEL` shorthand, full-size
+random-weight architectures, and failures turned into a reason a user can act on.
+
+`prior.model: random:<architecture>` names a network shipped as configs only (`architectures/`): the modules are
+built from their published `config.json` with seeded random weights, through the same adapter code as a real
+checkpoint, so speed, memory and dtype behaviour at full model size can be measured without a download.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,9 +20,15 @@ from torch import Tensor
 
 from dreamfusion.config.schema import PriorConfig
 from dreamfusion.errors import ConfigError, first_line
-from dreamfusion.priors.base import Prior
+from dreamfusion.priors.base import Part, Prior, freeze
 from dreamfusion.priors.noise import alphas_cumprod, checkpoint_config
 
+RANDOM = "random:"
+#: One folder per architecture, laid out like a diffusers checkpoint without its weights.
+ARCHITECTURES = Path(__file__).parent / "architectures"
+#: Random weights are seeded: every process that builds `random:X` on a device type builds the same network, so a
+#: trial computes the same ε̂ with its prior loaded locally or served.
+RANDOM_SEED = 0
 #: What a denoiser may predict for SDS: ε itself, or v = α_t·ε − σ_t·x (Salimans & Ho 2022), converted to ε.
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 #: NFSD's negative prompt (Katzir et al. 2023): words a text-to-image model associates with a bad image.
@@ -25,10 +38,12 @@ NFSD_NEGATIVE_PROMPT = (
 
 
 class DiffusersPrior(Prior):
-    """A prior whose weights are a diffusers checkpoint: `prior.model` names it (a hub id or a local directory),
-    the kind's default checkpoint otherwise."""
+    """A prior whose weights are a diffusers checkpoint: `prior.model` names it (a hub id, a local directory or a
+    shipped `random:` architecture), the kind's default checkpoint otherwise."""
 
     default_model: ClassVar[str]
+    #: The shipped architectures (`random:<name>`) this adapter builds.
+    architectures: ClassVar[tuple[str, ...]] = ()
     default_negative_prompt = NFSD_NEGATIVE_PROMPT
     model: str
     #: One of PREDICTION_TYPES: what the checkpoint's UNet outputs, from its scheduler config.
@@ -36,9 +51,13 @@ class DiffusersPrior(Prior):
 
     @classmethod
     def load(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype) -> Prior:
+        return cls.load_part(cfg, device, dtype, "all")
+
+    @classmethod
+    def load_part(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype, part: Part) -> Prior:
         model = cfg.model or cls.default_model
         try:
-            return cls(model, device, dtype, cfg)  # type: ignore[call-arg]
+            return cls(model, device, dtype, cfg, part)  # type: ignore[call-arg]
         except ConfigError:
             raise
         except (OSError, ValueError) as exc:  # hub and file errors are OSErrors; malformed repo ids ValueErrors
@@ -46,16 +65,16 @@ class DiffusersPrior(Prior):
 
     @classmethod
     def noise_schedule(cls, cfg: PriorConfig) -> Tensor:
-        """From the checkpoint's scheduler config alone: a local directory's own, or the shipped copy of a
-        published checkpoint (`dreamfusion/priors/schedulers/`)."""
-        return alphas_cumprod(checkpoint_config(cfg.model or cls.default_model))
+        """From the checkpoint's scheduler config alone: a local directory's own, the shipped copy of a published
+        checkpoint (`dreamfusion/priors/schedulers/`), or a `random:` architecture's."""
+        return alphas_cumprod(checkpoint_config(checkpoint_dir(cfg.model or cls.default_model)))
 
     def load_scheduler(self, model: str) -> None:
         """ᾱ_t and the prediction type from the checkpoint's scheduler, before any weight is loaded: a checkpoint
         SDS cannot use is refused in one line without minutes of loading first."""
         from diffusers import DDPMScheduler
 
-        scheduler = DDPMScheduler.from_pretrained(model, subfolder="scheduler")
+        scheduler = DDPMScheduler.from_pretrained(checkpoint_dir(model), subfolder="scheduler")
         self.prediction_type = str(scheduler.config.prediction_type)
         if self.prediction_type not in PREDICTION_TYPES:
             raise ConfigError(
@@ -75,8 +94,63 @@ class DiffusersPrior(Prior):
 
     @classmethod
     def check(cls, cfg: PriorConfig) -> None:
-        if not is_model_reference(cfg.model):
+        if cfg.model is not None and is_random(cfg.model):
+            if cfg.model.removeprefix(RANDOM) not in cls.architectures:
+                known = ", ".join(RANDOM + a for a in cls.architectures)
+                raise ConfigError(
+                    f"prior.model: {cfg.model!r} is not an architecture {cls.name} builds; expected {known}"
+                )
+        elif not is_model_reference(cfg.model):
             raise ConfigError(f"prior.model: {cfg.model!r} is not a local model directory or a hub id 'org/name'")
+
+    @classmethod
+    def claims(cls, model: str) -> int:
+        """A shipped architecture belongs to exactly one adapter."""
+        return 2 if is_random(model) and model.removeprefix(RANDOM) in cls.architectures else 0
+
+
+def is_random(model: str | None) -> bool:
+    return model is not None and model.startswith(RANDOM)
+
+
+def checkpoint_dir(model: str) -> str:
+    """Where the configs, tokenizer and scheduler of `model` are read: the checkpoint itself, or the shipped folder
+    of a `random:` architecture (the same files, without weights)."""
+    return str(ARCHITECTURES / model.removeprefix(RANDOM)) if is_random(model) else model
+
+
+def load_module(cls: Any, model: str, subfolder: str, device: torch.device, dtype: torch.dtype) -> Any:
+    """A frozen diffusers or transformers module of `model` on `device` in `dtype`: its weights, or for `random:`
+    its shipped config with seeded random weights, built on `device` directly (on `meta` nothing is allocated)."""
+    transformers = hasattr(cls, "config_class")
+    if not is_random(model):
+        kwargs = transformers_dtype(dtype) if transformers else {"torch_dtype": dtype}
+        return freeze(cls.from_pretrained(model, subfolder=subfolder, **kwargs), device)
+    path = checkpoint_dir(model)
+    with _seeded_construction(device, dtype):
+        if transformers:
+            module = cls(cls.config_class.from_pretrained(path, subfolder=subfolder))
+        else:
+            module = cls.from_config(cls.load_config(path, subfolder=subfolder))
+    for name in getattr(module, "_keep_in_fp32_modules", None) or ():  # as from_pretrained does (T5's `wo`)
+        for sub_name, sub in module.named_modules():
+            if sub_name.split(".")[-1] == name:
+                sub.float()
+    return freeze(module, device)
+
+
+@contextmanager
+def _seeded_construction(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """Parameters made on `device` in `dtype` from a fixed seed; the caller's RNG and defaults stay as they were."""
+    previous = torch.get_default_dtype()
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.device(device):
+        torch.manual_seed(RANDOM_SEED)
+        torch.set_default_dtype(dtype)
+        try:
+            yield
+        finally:
+            torch.set_default_dtype(previous)
 
 
 def transformers_dtype(dtype: torch.dtype) -> dict[str, Any]:
@@ -102,6 +176,8 @@ def why_not_loadable(model: str, exc: Exception) -> str:
     """The reason in words a user can act on; transformers' and diffusers' own messages run over many lines."""
     if Path(model).expanduser().is_dir():
         return f"local directory: {first_line(exc)}"
+    if is_random(model):
+        return f"shipped architecture: {first_line(exc)}"
     if _hub_offline(exc):
         return "not a local directory, and the model hub is unreachable offline"
     return f"not a local directory, and not a loadable hub id: {first_line(exc)}"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamfusion.errors import ConfigError, RunError, first_line
+from dreamfusion.sweep.prior_service import prior_services
 from dreamfusion.sweep.results import NOTHING_TO_RESUME, Outcome, TrialRow, live_rows, stored_rows, trial_rows
 from dreamfusion.sweep.session import preflight, ray_session
 from dreamfusion.sweep.spec import SweepSpec
@@ -125,7 +126,7 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, 
             f"sweep {spec.name}: {spec.num_trials()} trials; tune results in {launch.experiment_dir}; "
             f"mlflow {tracker.uri} (experiment id {tracker.experiment_id})"
         )
-        with errors_in_one_line():
+        with errors_in_one_line(), prior_services(spec):
             grid = fit_tuner(launch, make_tuner(TrialContext(spec, tracker)))
         rows = live_rows(grid, spec) or trial_rows(launch.experiment_dir, spec)
     finally:

@@ -9,6 +9,7 @@ some trial selects.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from dreamfusion.config.files import (
 )
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.errors import ConfigError, shorten
-from dreamfusion.evaluators.base import metric_owner
+from dreamfusion.evaluators.base import make_evaluator_classes, metric_owner
+from dreamfusion.scoring.none import NO_SCORER
 from dreamfusion.sweep.search import search_problem
 from dreamfusion.sweep.space import KINDS, combinations, condition_problem, count
 from dreamfusion.sweep.spec import SweepSpec
@@ -135,19 +137,35 @@ def check_space(spec: SweepSpec, source: str) -> None:
 
 def check_metric(spec: SweepSpec, base: TrialConfig, source: str) -> None:
     """The sweep's metric must exist in every trial, or Tune cannot rank (nor ASHA stop) the trials: the evaluator
-    that logs it must run for every prompt the space can take."""
+    that logs it must run for every prompt the space can take, and a metric the scorer computes needs a scorer."""
     owner = metric_owner(spec.tune.metric)
     assert owner is not None  # TuneBlock accepts only metrics some evaluator logs
     prompts = spec.space["prompt"].extremes() if "prompt" in spec.space else [base.prompt]
-    for prompt in prompts:
-        cfg = spec.trial_config({"prompt": prompt}, source)
+    scorings = spec.space["scoring.model"].extremes() if "scoring.model" in spec.space else [base.scoring.model]
+    for prompt, scoring in itertools.product(prompts, scorings):
+        cfg = spec.trial_config({"prompt": prompt, "scoring.model": scoring}, source)
         chosen = cfg.eval.evaluators
+        if owner.metrics[spec.tune.metric].scored and scoring == NO_SCORER:
+            raise ConfigError(
+                f"{source}: tune.metric: {spec.tune.metric} is computed by the scorer, and scoring.model is "
+                f"{NO_SCORER}; expected a metric that needs no scorer{_available(cfg)}"
+            )
         if (chosen is not None and owner.name not in chosen) or (chosen is None and not owner.applies(cfg)):
             raise ConfigError(
                 f"{source}: tune.metric: {spec.tune.metric} is logged by the {owner.name} evaluator, "
-                f"which does not run for prompt {shorten(prompt)}; expected a metric every trial logs, "
-                f"such as clip_score"
+                f"which does not run for prompt {shorten(prompt)}; expected a metric every trial logs{_available(cfg)}"
             )
+
+
+def _available(cfg: TrialConfig) -> str:
+    """ ", such as a, b": the metrics this trial does log, to suggest instead."""
+    found = [
+        name
+        for evaluator in make_evaluator_classes(cfg)
+        for name, metric in evaluator.metrics.items()
+        if not metric.final_only and not (metric.scored and cfg.scoring.model == NO_SCORER)
+    ]
+    return f", such as {', '.join(found)}" if found else " (this trial logs none: name a scorer, or a toy-world prompt)"
 
 
 def check_options(spec: SweepSpec, base: TrialConfig, source: str) -> None:

@@ -1,6 +1,7 @@
 """The worker side of a sweep: the Tune function trainable that runs one trial on a Ray worker, with its prior
-cached per worker process, its evals reported to Tune with their checkpoints, and Tune's checkpoint restored when
-Ray retries or `df-sweep resume` restores the trial."""
+cached per worker process (only its codec part when the prior is shared: the rest is the node's prior service),
+its evals reported to Tune with their checkpoints, and Tune's checkpoint restored when Ray retries or
+`df-sweep resume` restores the trial."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from typing import Any
 import torch
 
 from dreamfusion.config.schema import PriorConfig, ScoringConfig, TrialConfig
-from dreamfusion.priors.base import Prior, load_prior, resolve_device
+from dreamfusion.priors.base import Part, Prior, load_prior, resolve_device
+from dreamfusion.priors.served import ServedPrior
 from dreamfusion.scoring.metrics import Scorer, load_scorer
 from dreamfusion.sweep.pbt import record_perturbation
+from dreamfusion.sweep.prior_service import connect
 from dreamfusion.sweep.progress import eval_line, trial_line
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.table import run_name
@@ -41,10 +44,20 @@ class TrialContext:
 
 
 @functools.lru_cache(maxsize=1)
-def _prior_and_scorer(prior_json: str, scoring_json: str, device: str) -> tuple[Prior, Scorer]:
+def _prior_and_scorer(prior_json: str, scoring_json: str, device: str, part: Part) -> tuple[Prior, Scorer]:
     """Loaded once per worker process and reused by its later trials (Tune reuses the actors)."""
-    prior = load_prior(PriorConfig.model_validate_json(prior_json), device)
+    prior = load_prior(PriorConfig.model_validate_json(prior_json), device, part)
     return prior, load_scorer(ScoringConfig.model_validate_json(scoring_json), resolve_device(device), prior)
+
+
+def trial_prior(cfg: TrialConfig, threads: int) -> tuple[Prior, Scorer]:
+    """The trial's prior and scorer: loaded in this worker, or (shared) its codec part here and the rest served by
+    the prior service of this node and GPU, connected anew for each attempt (a retry may follow its death)."""
+    shared = cfg.prior.placement == "shared"
+    prior, scorer = _prior_and_scorer(
+        cfg.prior.model_dump_json(), cfg.scoring.model_dump_json(), cfg.device, "codec" if shared else "all"
+    )
+    return (ServedPrior(prior, connect(cfg.prior, threads)) if shared else prior), scorer
 
 
 def prior_loads() -> int:
@@ -121,7 +134,8 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     import ray
     from ray import tune
 
-    torch.set_num_threads(max(1, int(ctx.spec.resources.cpu)))
+    threads = max(1, int(ctx.spec.resources.cpu))
+    torch.set_num_threads(threads)
     # What a trial prints reaches the driver's log: its eval lines, not Ray's line per saved or restored checkpoint.
     for name in ("ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -130,7 +144,7 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     # A fresh worker imports MLflow and opens the store while it loads the prior: the two overlap.
     store = threading.Thread(target=_open_store_quietly, args=(ctx.tracker.uri,), name="open-store")
     store.start()
-    prior, scorer = _prior_and_scorer(cfg.prior.model_dump_json(), cfg.scoring.model_dump_json(), cfg.device)
+    prior, scorer = trial_prior(cfg, threads)
     store.join()
     trial = tune.get_context()
     trial_id, name = trial.get_trial_id(), run_name(values)

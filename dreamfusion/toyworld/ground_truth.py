@@ -12,6 +12,7 @@ from dreamfusion.config.schema import TrialConfig
 from dreamfusion.evaluators.base import Evaluator, EvalViews, Metric
 from dreamfusion.nerf.render import Lighting, render
 from dreamfusion.scoring.metrics import score_views
+from dreamfusion.scoring.none import NO_SCORER
 from dreamfusion.toyworld import world
 
 #: Samples per ray of the ground-truth renders: enough that the analytic surface is crisp at 32 px.
@@ -25,13 +26,17 @@ class GroundTruth(Evaluator):
     metrics = {
         "gt_iou": Metric("max", "IoU of the rendered silhouette (opacity > 0.5) with the true object's"),
         "gt_colour_error": Metric("min", "distance of the mean foreground albedo from the true colour (RGB)"),
-        "gt_clip_r_precision": Metric("max", "R@1 of the true object's colour renders (the ceiling)", True),
-        "gt_clip_r_precision_geometry": Metric("max", "R@1 of the true object's textureless renders", True),
+        "gt_clip_r_precision": Metric(
+            "max", "R@1 of the true object's colour renders (the ceiling)", final_only=True, scored=True
+        ),
+        "gt_clip_r_precision_geometry": Metric(
+            "max", "R@1 of the true object's textureless renders", final_only=True, scored=True
+        ),
     }
 
     @classmethod
     def applies(cls, cfg: TrialConfig) -> bool:
-        return world.parse_prompt(cfg.prompt) is not None
+        return super().applies(cfg) and world.parse_prompt(cfg.prompt) is not None
 
     def evaluate(self, views: EvalViews) -> dict[str, float]:
         caption = world.parse_prompt(self.cfg.prompt)
@@ -59,7 +64,7 @@ class GroundTruth(Evaluator):
     def final(self, views: EvalViews) -> dict[str, float]:
         """R-precision of the true object's own renders from the eval views (colour prompts only)."""
         caption = world.parse_prompt(self.cfg.prompt)
-        if caption is None or caption.colour is None:
+        if caption is None or caption.colour is None or self.cfg.scoring.model == NO_SCORER:
             return {}
         cams, res = views.cameras, views.resolution
         colour = world.render_caption(caption, cams, res, views.lights)

@@ -136,7 +136,7 @@ def _cpuinfo() -> list[str]:
 
 def components(step: SDSStep, prior: Prior, scorer: Scorer, evaluation: Evaluation) -> dict[str, str]:
     """Which registered component of each kind the trial ran, as `name@version`."""
-    parts = [prior, scorer, step.schedule, step.loss, step.loss.weight]
-    found = {type(c).kind: type(c).label() for c in parts}
+    parts = [prior.component, type(scorer), type(step.schedule), type(step.loss), type(step.loss.weight)]
+    found = {c.kind: c.label() for c in parts}
     found["evaluator"] = ",".join(type(e).label() for e in evaluation.evaluators)
     return found

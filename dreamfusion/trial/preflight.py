@@ -8,6 +8,7 @@ from dreamfusion import registry
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.errors import ConfigError, shorten
 from dreamfusion.scoring.metrics import check_pairing, scorer_class
+from dreamfusion.scoring.none import NO_SCORER
 
 
 def check_trial(cfg: TrialConfig, label: str) -> None:
@@ -20,6 +21,12 @@ def check_trial(cfg: TrialConfig, label: str) -> None:
         check_pairing(scorer, prior)
     except ConfigError as exc:
         raise ConfigError(f"{label}: {exc}") from None
+    for name in cfg.eval.evaluators or ():
+        if not registry.find("evaluator", name).applies(cfg) and cfg.scoring.model == NO_SCORER:
+            raise ConfigError(
+                f"{label}: eval.evaluators: {name} computes its metrics with the scorer, and scoring.model is "
+                f"{NO_SCORER}; expected evaluators that need no scorer, or a scorer"
+            )
     for component in (prior, scorer):
         vocabulary = component.needs.vocabulary
         if vocabulary is not None and not vocabulary.knows(cfg.prompt):

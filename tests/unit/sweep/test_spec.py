@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
+from dreamfusion.evaluators.base import make_evaluator_classes
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.table import run_name, trial_table
 from dreamfusion.sweep.validate import apply_spec_overrides, load_spec
@@ -141,6 +142,33 @@ SPEC_CASES = {
     "an infinite tune field": (_with(tune={"reduction_factor": float("inf")}), "tune.reduction_factor: Input should"),
     "NaN in a custom resource": (_with(resources={"custom": {"node2": float("nan")}}), "resources.custom.node2"),
     "NaN in a base camera range": (_with(base__camera={"distance": [2, float("nan")]}), "base.camera.distance.1"),
+    "a CLIP metric without a scorer": (
+        _with(base__scoring={"model": "none"}),
+        "tune.metric: clip_r_precision is computed by the scorer, and scoring.model is none; expected a metric "
+        "that needs no scorer, such as gt_iou, gt_colour_error",
+    ),
+    "no metric at all without a scorer": (
+        _with(
+            base__prior="random:sd-2.1-base",
+            base__scoring={"model": "none"},
+            space={"prompt": {"grid": ["a hamburger"]}},
+            tune={"metric": "gt_iou"},
+        ),
+        "which does not run for prompt 'a hamburger'; expected a metric every trial logs (this trial logs none",
+    ),
+    "the CLIP evaluator named without a scorer": (
+        _with(base__scoring={"model": "none"}, base__eval={"evaluators": ["clip"]}, tune={"metric": "gt_iou"}),
+        "eval.evaluators: clip computes its metrics with the scorer, and scoring.model is none",
+    ),
+    "the Jacobian ablation through a shared prior": (
+        _with(base__prior={"placement": "shared"}, base__sds={"jacobian": True}),
+        "sds.jacobian backpropagates through the denoiser, which a shared prior runs in another process; "
+        "expected prior.placement: local",
+    ),
+    "an architecture that is not shipped": (
+        _with(base__prior="random:sd-1.5"),
+        "base.prior: 'random:sd-1.5' is neither a registered prior",
+    ),
 }
 
 DREAMTIME_M1 = "sds.timesteps.dreamtime_m1"
@@ -256,6 +284,20 @@ def test_an_option_is_valid_where_some_trial_selects_its_component(tmp_path):
         }
     )
     assert load_spec(_spec(tmp_path, text)).num_trials() == 4
+
+
+def test_a_full_size_random_prior_without_a_scorer_is_valid_and_ranks_by_ground_truth(tmp_path):
+    """Validation loads nothing: a 1.3 B-parameter prior is checked in a blink."""
+    text = _with(
+        base__prior={"kind": "stable-diffusion", "model": "random:sd-2.1-base", "placement": "shared"},
+        base__scoring={"model": "none"},
+        tune={"metric": "gt_iou"},
+    )
+    spec = load_spec(_spec(tmp_path, text))
+    cfg = spec.trial_config({"prompt": "a red cube"})
+    assert cfg.prior.model == "random:sd-2.1-base" and cfg.scoring.model == "none"
+    names = [e.name for e in make_evaluator_classes(cfg)]
+    assert "ground_truth" in names and "clip" not in names  # the toy world's exact metrics, no scorer's
 
 
 def test_a_metric_gives_its_direction_when_the_spec_does_not(tmp_path):
