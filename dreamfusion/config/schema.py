@@ -7,6 +7,7 @@ a schedule, a loss, ...) accept any name the registry knows, so a registered plu
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -249,6 +250,20 @@ class EvalConfig(Schema):
     CLIP metrics always, the toy world's exact ground truth for toy-world prompts)."""
 
 
+def _speedups_default() -> bool:
+    """`DF_SWEEP_SPEEDUPS=off` in the environment turns every speed-up off by default (tests run both ways)."""
+    return os.environ.get("DF_SWEEP_SPEEDUPS", "on").lower() not in ("off", "0", "false")
+
+
+class SpeedConfig(Schema):
+    """Ways to make a trial cheaper that leave its maths alone; each can be switched off to measure what it buys
+    (`benchmarks/trial_cost.py`). `DF_SWEEP_SPEEDUPS=off` makes every one default to off."""
+
+    shared_eval_pass: bool = Field(default_factory=_speedups_default)
+    """Render an evaluation's colour, geometry and albedo views from one pass through the field: bit for bit the
+    same images as three separate renders."""
+
+
 class PriorConfig(Schema):
     kind: PriorName = "toyworld"
     """`toyworld`: the embedded small diffusion model of a toy world (CPU); `analytic`: its known-answer twin;
@@ -314,6 +329,8 @@ class TrialConfig(Schema):
     """Regularisers."""
     eval: EvalConfig = EvalConfig()
     """Evaluation and final renders."""
+    speed: SpeedConfig = Field(default_factory=SpeedConfig)
+    """Speed-ups of the same computation (`DF_SWEEP_SPEEDUPS=off` turns them all off by default)."""
 
     @model_validator(mode="before")
     @classmethod

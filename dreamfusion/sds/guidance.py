@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from dreamfusion.priors.base import Prior
+from dreamfusion.timing import phase
 
 
 def guidance_multiplier(scale: float, convention: str) -> float:
@@ -16,9 +17,10 @@ def guidance_multiplier(scale: float, convention: str) -> float:
 def predict_pair(prior: Prior, z_t: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor) -> tuple[Tensor, Tensor]:
     """(ε_u, ε_c), each [B, C, h, w]: the unconditional and conditional predictions, one denoiser call of 2B."""
     b = z_t.shape[0]
-    eps_u, eps_c = prior.predict_noise(
-        torch.cat([z_t, z_t]), torch.cat([t, t]), torch.cat([emb_uncond, emb_cond])
-    ).split(b)
+    with phase("sds/prior"):
+        eps_u, eps_c = prior.predict_noise(
+            torch.cat([z_t, z_t]), torch.cat([t, t]), torch.cat([emb_uncond, emb_cond])
+        ).split(b)
     return eps_u, eps_c
 
 

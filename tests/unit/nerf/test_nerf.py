@@ -22,7 +22,8 @@ from dreamfusion.nerf.field import (
     level_resolutions,
     parameter_count,
 )
-from dreamfusion.nerf.render import Lighting, composite, render
+from dreamfusion.nerf.occupancy import OccupancyGrid
+from dreamfusion.nerf.render import Lighting, composite, render, render_shadings
 
 torch.set_num_threads(1)
 
@@ -76,12 +77,30 @@ def test_field_outputs_positive_density_and_unit_range_albedo():
 # -- cameras ------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("elevation, azimuth, label", [
-    (0, 0, "front"), (0, 45, "front"), (0, -45, "front"), (0, 45.1, "side"), (0, -45.1, "side"),
-    (0, 90, "side"), (0, -90, "side"), (0, 134.9, "side"), (0, 135, "back"), (0, -135, "back"),
-    (0, 180, "back"), (0, -180, "back"), (0, 225, "back"), (0, 315, "front"), (0, 360, "front"),
-    (60, 0, "front"), (60.1, 0, "overhead"), (89, 180, "overhead"), (-10, 180, "back"),
-])
+@pytest.mark.parametrize(
+    "elevation, azimuth, label",
+    [
+        (0, 0, "front"),
+        (0, 45, "front"),
+        (0, -45, "front"),
+        (0, 45.1, "side"),
+        (0, -45.1, "side"),
+        (0, 90, "side"),
+        (0, -90, "side"),
+        (0, 134.9, "side"),
+        (0, 135, "back"),
+        (0, -135, "back"),
+        (0, 180, "back"),
+        (0, -180, "back"),
+        (0, 225, "back"),
+        (0, 315, "front"),
+        (0, 360, "front"),
+        (60, 0, "front"),
+        (60.1, 0, "overhead"),
+        (89, 180, "overhead"),
+        (-10, 180, "back"),
+    ],
+)
 def test_view_label_boundaries(elevation, azimuth, label):
     """DreamFusion's split: overhead strictly above 60°, front/back within ±45° (inclusive) of 0°/180°."""
     assert view_label(elevation, azimuth) == label
@@ -116,8 +135,12 @@ def test_camera_looks_at_the_origin_with_z_up():
 
 
 def test_centre_ray_passes_through_the_origin():
-    cams = make_cameras(torch.tensor([0.0, 30.0, -10.0, 89.0]), torch.tensor([0.0, 120.0, -75.0, 10.0]),
-                        torch.tensor([2.5, 2.2, 3.0, 2.8]), fov=40.0)
+    cams = make_cameras(
+        torch.tensor([0.0, 30.0, -10.0, 89.0]),
+        torch.tensor([0.0, 120.0, -75.0, 10.0]),
+        torch.tensor([2.5, 2.2, 3.0, 2.8]),
+        fov=40.0,
+    )
     origins, dirs = rays(cams, 5)  # odd resolution: pixel (2, 2) is the exact image centre
     o, d = origins[:, 12], dirs[:, 12]
     s = -(o * d).sum(-1)  # distance along the ray of the closest approach to the origin
@@ -221,8 +244,33 @@ def test_composite_weights_sum_to_the_opacity_formula():
 def test_render_of_a_random_field_has_opacity_in_unit_range():
     torch.manual_seed(0)
     field = NeRFField(NerfConfig(size="tiny"))
-    out = render(field, _solid((1.0, 1.0, 1.0)), _cams(2.5), 8, 16, Lighting("albedo", None),
-                 torch.Generator().manual_seed(0), need_normals=False)
+    out = render(
+        field,
+        _solid((1.0, 1.0, 1.0)),
+        _cams(2.5),
+        8,
+        16,
+        Lighting("albedo", None),
+        torch.Generator().manual_seed(0),
+        need_normals=False,
+    )
     assert (out.opacity >= 0).all() and (out.opacity <= 1 + 1e-6).all()
     assert (out.rgb >= 0).all() and (out.rgb <= 1 + 1e-6).all()
     assert out.opacity.max() > 0.5  # the init blob is visible
+
+
+def test_one_pass_in_several_shadings_is_bit_for_bit_several_renders():
+    """`render_shadings` marches and reads the field once; each shading must still be exactly its own render."""
+    torch.manual_seed(0)
+    field = NeRFField(NerfConfig(size="tiny"))
+    occupancy = OccupancyGrid(16)
+    occupancy.update(field.density)
+    lights = torch.tensor([[3.0, 1.0, 2.0], [-2.0, -2.0, 2.0]])
+    shadings = [Lighting("lambertian", lights), Lighting("textureless", lights), Lighting("albedo", None)]
+    bg = _solid((0.2, 0.4, 0.6))
+    shared = render_shadings(field, bg, _cams(2.5), 8, 16, shadings, normal_step=0.05, occupancy=occupancy)
+    for light, out in zip(shadings, shared):
+        alone = render(field, bg, _cams(2.5), 8, 16, light, normal_step=0.05, occupancy=occupancy)
+        for name in ("rgb", "opacity", "normal", "orientation", "opacity_entropy"):
+            assert torch.equal(getattr(out, name), getattr(alone, name)), (light.shading, name)
+    assert not torch.equal(shared[0].rgb, shared[1].rgb)  # the shadings do differ
