@@ -17,8 +17,8 @@ from dreamfusion.config.schema import TrialConfig
 from dreamfusion.scoring.metrics import load_scorer
 from dreamfusion.toyworld.analytic import AnalyticPrior, load_analytic_prior
 from dreamfusion.tracking.schema import TIMING_METRICS
-from dreamfusion.trial.loop import TrialCallback, TrialResult, run_trial
 from dreamfusion.trial.evaluation import Evaluation
+from dreamfusion.trial.loop import TrialCallback, TrialResult, run_trial
 from dreamfusion.trial.state import TrialState, latest_checkpoint, load_checkpoint
 
 torch.set_num_threads(1)
