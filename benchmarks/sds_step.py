@@ -3,16 +3,17 @@
     python benchmarks/sds_step.py [--prior auto|analytic|toyworld|PATH] [--steps 40] [--warmup 10] [--threads 1]
                                   [--profile] [--set key=value ...]
 
-Runs real training steps of one trial (`SDSStep` on a `TrialState`) and, inside those same steps, times each phase
-the step, the renderer and the guidance mark (`dreamfusion/timing.py`): the same occupancy state, views, threads and
-caches as the step they belong to. The floor is the two costs no implementation avoids, the render (forward and
-backward) and the prior's CFG forward; it is a part of the step, so step ≥ floor by construction and the remainder
-is overhead. The render's time is broken down into rays and sampling, the field at the occupied samples,
-compositing, normals, shading, and the backward pass. `--profile` adds torch.profiler's table of the top operators
-over the same steps (for the backward's own breakdown).
+Runs real training steps of one default trial (`SDSStep` on a `TrialState`, after `--warmup` steps) and, inside
+those same steps, times each phase that the step, the renderer and the guidance mark (`dreamfusion/timing.py`): same
+occupancy state, views, threads and caches as the step they belong to. The floor is the two costs no implementation
+avoids, the render (forward and backward) and the prior's CFG forward; it is a part of the step, so step ≥ floor by
+construction and the remainder is overhead. The render's time is broken down into rays and sampling, the field at
+the occupied samples, compositing, normals, shading, and the backward pass. `--profile` adds torch.profiler's table
+of the top operators over as many steps (for the backward's own breakdown).
 
-Prints the phase table (mean ms per step and share of the step), CPU time per step (user + system of the process,
-all threads), peak memory and the load average, and as its last line
+Times are the process's CPU time (user + system, every thread) and wall time, as the mean per step; on a shared
+machine read the CPU column (wall time then measures the neighbours too). Prints the phase table, peak memory and
+the load average, and as its last line (CPU time)
     step_over_floor=<x> jacobian_over_sds=<y> step_ms=<z>
 step_over_floor = step / (render forward+backward + prior CFG forward) ≥ 1 (target ≤ 1.15); jacobian_over_sds =
 the step with the full UNet Jacobian / the SDS step (the seed's point: ≥ 2.5 with a neural prior).
