@@ -49,7 +49,7 @@ def ray_sphere(origins: Tensor, dirs: Tensor) -> tuple[Tensor, Tensor]:
     disc = b * b - c
     root = disc.clamp_min(0).sqrt()
     near = (-b - root).clamp_min(0)
-    far = torch.where(disc > 0, -b + root, near)
+    far = torch.where(disc > 0, (-b + root).clamp_min(0), near)  # a ray leaving the ball behind it has far < 0
     return near, far
 
 
@@ -228,7 +228,7 @@ def _to_image(x: Tensor, b: int, resolution: int) -> Tensor:
 
 def resize(images: Tensor, size: int) -> Tensor:
     """[B, C, H, W] → [B, C, size, size], antialiased when shrinking."""
-    if images.shape[-1] == size:
+    if images.shape[-2:] == (size, size):
         return images
     return F.interpolate(
         images, size=(size, size), mode="bilinear", align_corners=False, antialias=images.shape[-1] > size

@@ -34,6 +34,12 @@ def linear_alphas_cumprod(num_train_timesteps: int, beta_start: float, beta_end:
     return torch.cumprod(1 - betas, 0).float()
 
 
+def toy_alphas_cumprod() -> Tensor:
+    """The toy world's linear-β schedule (`toyworld/assets.py`), which the trained prior was trained with."""
+    s = NOISE_SCHEDULE
+    return linear_alphas_cumprod(s["num_train_timesteps"], s["beta_start"], s["beta_end"])
+
+
 @registry.register
 class AnalyticPrior(Prior):
     name = "analytic"
@@ -49,6 +55,10 @@ class AnalyticPrior(Prior):
         images, captions = world_bank()
         return cls(images, captions, device)
 
+    @classmethod
+    def noise_schedule(cls, cfg: PriorConfig) -> Tensor:
+        return toy_alphas_cumprod()
+
     def __init__(self, images: Tensor, captions: list[str], device: torch.device | str = "cpu") -> None:
         """images [K, 3, r, r] in [0, 1]; captions[k] is the prompt image k belongs to."""
         super().__init__()
@@ -57,10 +67,7 @@ class AnalyticPrior(Prior):
         self.bank = (images.to(self.device) * 2 - 1).flatten(1)  # [K, 3·r·r] in model space
         self.captions = captions
         self.known_prompts = sorted(set(captions), key=captions.index)
-        schedule = NOISE_SCHEDULE
-        self.alphas_cumprod = linear_alphas_cumprod(
-            schedule["num_train_timesteps"], schedule["beta_start"], schedule["beta_end"]
-        ).to(self.device)  # [T]
+        self.alphas_cumprod = toy_alphas_cumprod().to(self.device)  # [T]
 
     def encode_text(self, prompts: list[str]) -> Tensor:
         # → [B, K] log-weights over the image bank; "" is the unconditional mixture of all images
@@ -79,7 +86,7 @@ class AnalyticPrior(Prior):
             )
         return torch.where(members, 0.0, NEG)
 
-    def to_model_space(self, rgb: Tensor) -> Tensor:
+    def to_model_space(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return resize(rgb, self.resolution) * 2 - 1
 
     def from_model_space(self, z: Tensor) -> Tensor:

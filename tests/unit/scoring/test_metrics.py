@@ -20,6 +20,7 @@ from dreamfusion.scoring.metrics import (
     Scorer,
     check_pairing,
     clip_score,
+    load_scorer,
     r_precision,
     score_views,
     scorer_class,
@@ -57,7 +58,11 @@ def clip_dir(tmp_path_factory):
     _write_tokenizer_files(vocab_dir)
     tokenizer = CLIPTokenizer.from_pretrained(vocab_dir)
     assert tokenizer.convert_ids_to_tokens(tokenizer("a red cube").input_ids) == [
-        "<|startoftext|>", "a</w>", "red</w>", "cube</w>", "<|endoftext|>"
+        "<|startoftext|>",
+        "a</w>",
+        "red</w>",
+        "cube</w>",
+        "<|endoftext|>",
     ]
     special = dict(
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
@@ -178,6 +183,13 @@ def test_r_precision_adds_a_missing_prompt_and_drops_duplicates():
     assert s.asked == [["a cone", "a cube"]]
 
 
+def test_r_precision_of_a_one_prompt_set_is_one():
+    """With no distractor nothing can outscore the true prompt: every view is a hit (and nothing divides by 0)."""
+    s = TableScorer({"a cube": [-3, 0, 2, 5]})
+    assert r_precision(s, VIEWS, "a cube", ["a cube"]) == 1.0
+    assert r_precision(s, VIEWS, "a cube", []) == 1.0  # the prompt is added to an empty set
+
+
 def test_clip_score_is_the_mean_similarity():
     s = TableScorer({"a cube": [1, 2, 3, 6]})
     assert clip_score(s, VIEWS, "a cube") == 3.0
@@ -205,15 +217,31 @@ def test_score_views_ranks_textureless_renders_with_the_geometry_query():
     assert s.asked[-1] == ["a cube", "a cone"]
 
 
+def test_score_views_passes_the_prompt_set_to_the_geometry_query():
+    """The default geometry query ranks textureless renders among the same prompt set as the colour renders."""
+    s = TableScorer({"a red cube": [3, 3, 3, 3], "a cone": [1, 4, 1, 4], "a torus": [4, 1, 1, 1]})
+    metrics = score_views(s, VIEWS, torch.ones_like(VIEWS), "a red cube", ["a cone", "a torus"])
+    # view 0 loses to the torus, views 1 and 3 to the cone: only view 2 is a hit, for colour and geometry alike
+    assert metrics == {"clip_score": 3.0, "clip_r_precision": 0.25, "clip_r_precision_geometry": 0.25}
+    assert s.asked[-1] == ["a cone", "a torus", "a red cube"]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Factory dispatch
 
 
+def test_load_scorer_loads_the_named_clip_checkpoint(clip_dir):
+    prior = AnalyticPrior(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0)), ["a red cube"], "cpu")
+    loaded = load_scorer(ScoringConfig(model=str(clip_dir)), torch.device("cpu"), prior)
+    assert isinstance(loaded, CLIPScorer)
+    assert loaded.describe() == f"clip:{clip_dir}"
+
+
 def test_analytic_scoring_needs_the_analytic_prior():
     analytic, _ = scorer_class(ScoringConfig(model="analytic"), StableDiffusionPrior)
-    check_pairing(analytic, "analytic")
+    check_pairing(analytic, AnalyticPrior)
     with pytest.raises(ConfigError, match="scoring.model: analytic .* with prior stable-diffusion"):
-        check_pairing(analytic, "stable-diffusion")
+        check_pairing(analytic, StableDiffusionPrior)
 
 
 def test_auto_pairs_each_prior_with_the_scorer_it_declares():

@@ -98,11 +98,13 @@ def test_analytic_predict_noise_matches_closed_form(prior, images):
     x, t, noise, cond, uncond, members = _inputs(prior, images)
     ab = ddpm_alpha_bar_f64(t).view(-1, 1, 1, 1).float()
     z_t = ab.sqrt() * x.detach() + (1 - ab).sqrt() * noise
-    assert torch.allclose(prior.predict_noise(z_t, t, cond), closed_form_eps(images, members, z_t, t).float(),
-                          atol=2e-4)
+    assert torch.allclose(
+        prior.predict_noise(z_t, t, cond), closed_form_eps(images, members, z_t, t).float(), atol=2e-4
+    )
     everything = torch.ones_like(members)
-    assert torch.allclose(prior.predict_noise(z_t, t, uncond), closed_form_eps(images, everything, z_t, t).float(),
-                          atol=2e-4)
+    assert torch.allclose(
+        prior.predict_noise(z_t, t, uncond), closed_form_eps(images, everything, z_t, t).float(), atol=2e-4
+    )
 
 
 @pytest.mark.parametrize("weighting", ["sds", "uniform", "fantasia3d"])
@@ -270,8 +272,9 @@ def three_images() -> torch.Tensor:
     return torch.rand(3, 3, 16, 16, generator=g)  # far apart in model space (‖x_j − x_k‖² ≈ 500)
 
 
-def _optimise_image(prior: AnalyticPrior, x0: torch.Tensor, prompt: str, cfg: SDSConfig, steps: int = 150,
-                    lr: float = 1.0) -> torch.Tensor:
+def _optimise_image(
+    prior: AnalyticPrior, x0: torch.Tensor, prompt: str, cfg: SDSConfig, steps: int = 150, lr: float = 1.0
+) -> torch.Tensor:
     """Plain gradient descent on x = θ (model space) with the SDS gradient; t ~ U[20, 400]."""
     g = torch.Generator().manual_seed(0)
     x = x0.clone().requires_grad_(True)
@@ -319,9 +322,13 @@ def test_sds_turns_a_tiny_nerf_red():
     red = torch.tensor([0.9, 0.1, 0.1])
     prior = AnalyticPrior(red.view(1, 3, 1, 1).expand(1, 3, 16, 16).clone(), ["a red thing"], "cpu")
     field, background = NeRFField(NerfConfig(size="tiny")), Background("learned")
-    optim = torch.optim.Adam([{"params": field.encoding.parameters(), "lr": 0.05},
-                              {"params": list(field.decoder.parameters()) + list(background.parameters()),
-                               "lr": 0.02}], eps=1e-15)
+    optim = torch.optim.Adam(
+        [
+            {"params": field.encoding.parameters(), "lr": 0.05},
+            {"params": list(field.decoder.parameters()) + list(background.parameters()), "lr": 0.02},
+        ],
+        eps=1e-15,
+    )
     g = torch.Generator().manual_seed(0)
     cond, uncond = prior.text_embeddings(["a red thing"] * 2), prior.text_embeddings([""] * 2)
     light = Lighting("albedo", None)
@@ -372,3 +379,42 @@ def test_baseline_reduces_variance_at_equal_mean(prior, images, t_value, guidanc
     mean_gap = (with_baseline.mean(0) - without.mean(0)).pow(2).mean().sqrt()  # = w·RMS(mean ε) ≈ w/√n
     assert mean_gap < 1.5 * w / math.sqrt(n)
     assert mean_gap < 0.1 * var_without.sqrt()
+
+
+# -- the batch size B divides every loss (B ≠ C here, so dividing by the channel count would show) ---------------
+
+
+def _two_views(prior: AnalyticPrior, images: torch.Tensor):
+    """The first two rows of `_inputs`: B = 2 renders of C = 3 channels."""
+    x, t, noise, cond, uncond, members = _inputs(prior, images)
+    return x.detach()[:2].clone().requires_grad_(True), t[:2], noise[:2], cond[:2], uncond[:2], members[:2]
+
+
+def test_surrogate_loss_is_half_the_squared_gradient_over_the_batch(prior, images):
+    """inject(x, g) = 0.5·Σg²/B, and its gradient with respect to x is g/B."""
+    x, t, noise, cond, uncond, _ = _two_views(prior, images)
+    assert x.shape[0] != x.shape[1]
+    out = sds(prior, x, t, cond, uncond, SDSConfig(weighting="sds", guidance_scale=7.5), noise)
+    out.loss.backward()
+    b = x.shape[0]
+    assert float(out.loss.detach()) == pytest.approx(0.5 * float((out.grad.double() ** 2).sum()) / b, rel=1e-5)
+    assert torch.allclose(x.grad, out.grad / b, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("weighting", ["sds", "fantasia3d"])
+def test_jacobian_ablation_loss_is_the_weighted_denoising_error(prior, images, weighting):
+    """The ablation's loss is 0.5·Σ w(t)(ε̂ − ε)²/B, ε̂ the guided closed-form posterior-mean prediction."""
+    x, t, noise, cond, uncond, members = _two_views(prior, images)
+    cfg = SDSConfig(weighting=weighting, guidance_scale=7.5)
+    out = diffusion_loss(prior, x, t, cond, uncond, cfg, noise)
+
+    ab = ddpm_alpha_bar_f64(t).view(-1, 1, 1, 1)
+    z_t = (ab.sqrt() * x.detach().double() + (1 - ab).sqrt() * noise.double()).float()
+    eps_c = closed_form_eps(images, members, z_t, t)
+    eps_u = closed_form_eps(images, torch.ones_like(members), z_t, t)
+    residual = eps_u + 7.5 * (eps_c - eps_u) - noise.double()
+    w = reference_weight(t, weighting)
+    expected = 0.5 * float((w * residual**2).sum()) / 2
+    assert expected > 1.0  # far from a comparison of zeros
+    assert float(out.loss.detach()) == pytest.approx(expected, rel=2e-3)
+    assert torch.allclose(out.grad.double(), w * residual, atol=2e-3)
