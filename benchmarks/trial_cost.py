@@ -1,14 +1,15 @@
 """What a default toy-world trial costs with its speed-ups and without them, at what quality, in one run.
 
-    python benchmarks/trial_cost.py [--prompts 6] [--seed 0] [--seeds 1] [--threads 1] [--ablate] [--out DIR]
-                                    [--set key=value ...]
+    python benchmarks/trial_cost.py [--prompts 6] [--seed 0] [--seeds 1] [--threads 1] [--ablate] [--also k=v]
+                                    [--out DIR] [--set key=value ...]
 
 Runs the same prompts (the stratified subset of `toyworld_quality.py`: the first 6 cover every shape and colour) as
 two arms, trial by trial in turn so that a change in the machine's load hits both alike:
   - off: every `speed.*` switch off, and the defaults that the speed work changed set back to what they were
     (`BEFORE`): today's trial as it was;
   - on: the trial config's defaults.
-`--ablate` adds one arm per switch: the defaults with that switch alone turned off (what each one buys).
+`--ablate` adds one arm per switch: the defaults with that switch alone turned off (what each one buys); `--also
+key=value` adds an arm of the defaults with that one change (e.g. `--also steps=100` for the step-count study).
 `--seeds K` runs seeds S … S+K−1 of every prompt; `--set` changes the config of every arm (e.g. a smoke test with
 `--set nerf.size=tiny`).
 
@@ -45,7 +46,7 @@ from dreamfusion.timing import PhaseTimes
 from dreamfusion.trial.loop import run_trial
 
 #: Defaults the speed work changed (issue 18), as they were before: the "off" arm sets them back.
-BEFORE: dict[str, Any] = {}
+BEFORE: dict[str, Any] = {"steps": 400}
 
 #: Final metrics reported per arm: the ground truth's shape and colour scores, and the toy CLIP's R@1.
 QUALITY = ("gt_iou", "gt_colour_error", "clip_r_precision", "clip_r_precision_geometry")
@@ -60,11 +61,12 @@ def switches_off() -> list[str]:
     return [f"speed.{name}=false" for name in SpeedConfig.model_fields]
 
 
-def arms(ablate: bool, common: list[str]) -> dict[str, list[str]]:
+def arms(ablate: bool, also: list[str], common: list[str]) -> dict[str, list[str]]:
     """Arm name → `--set` overrides on the default config (`common` last, so it applies to every arm)."""
     found = {"off": switches_off() + [f"{k}={v}" for k, v in BEFORE.items()], "on": []}
     if ablate:
         found |= {f"on, {name} off": [f"speed.{name}=false"] for name in SpeedConfig.model_fields}
+    found |= {f"on, {change}": [change] for change in also}
     return {name: overrides + common for name, overrides in found.items()}
 
 
@@ -101,6 +103,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="seeds per prompt, from --seed on")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a sweep trial gets its cpu resource)")
     parser.add_argument("--ablate", action="store_true", help="also run the defaults with each switch alone off")
+    parser.add_argument("--also", action="append", default=[], metavar="KEY=VALUE", help="an arm: defaults + this")
     parser.add_argument("--out", type=Path, default=None, help="keep the trial folders here")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
@@ -112,7 +115,7 @@ def main() -> None:
     cfg = build_trial_config({"device": "cpu"}, "--set")
     prior = load_prior(cfg.prior, cfg.device)
     scorer = load_scorer(cfg.scoring, prior.device, prior)
-    plan = arms(args.ablate, args.overrides)
+    plan = arms(args.ablate, args.also, args.overrides)
     print(f"prior: {prior.describe()}\n{args.threads} thread(s), {len(trials)} trials per arm, out {out}")
     for name, overrides in plan.items():
         print(f"arm {name}: {' '.join(overrides) or 'the defaults'}")
