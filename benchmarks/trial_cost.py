@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from toyworld_quality import stratified_prompts
+from toyworld_quality import cpu_seconds, stratified_prompts
 
 from dreamfusion.config.files import apply_overrides, build_trial_config
 from dreamfusion.config.schema import SpeedConfig
@@ -68,11 +68,6 @@ def arms(ablate: bool, also: list[str], common: list[str]) -> dict[str, list[str
         found |= {f"on, {name} off": [f"speed.{name}=false"] for name in SpeedConfig.model_fields}
     found |= {f"on, {change}": [change] for change in also}
     return {name: overrides + common for name, overrides in found.items()}
-
-
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def run_one(prompt: str, seed: int, overrides: list[str], prior, scorer, out: Path) -> dict[str, float]:

@@ -158,8 +158,8 @@ class TrialConfig(Schema):
     """The text prompt."""
     seed: int = Field(0, ge=0)
     """Seeds the field init, cameras, noise, timesteps and shading choices."""
-    steps: int = Field(120, ge=1)
-    """Optimisation steps. 120: the toy world's default trial reaches the final `gt_iou` of 400 steps (the default
+    steps: int = Field(100, ge=1)
+    """Optimisation steps. 100: the toy world's default trial reaches the final `gt_iou` of 400 steps (the default
     before issue 18) at under a third of the CPU time (`benchmarks/trial_cost.py`, README "Trial cost")."""
     device: str = "auto"
     """`auto` (CUDA if available), `cpu`, `cuda`, `cuda:1`."""
