@@ -1,138 +1,157 @@
-"""Where the time of one SDS step goes, and what the Jacobian SDS drops would cost.
+"""Where the time of an SDS step goes, measured inside the steps themselves, and what the Jacobian SDS drops costs.
 
-    python benchmarks/sds_step.py [--prior auto|analytic|toyworld|PATH] [--steps 30] [--set key=value ...]
+    python benchmarks/sds_step.py [--prior auto|analytic|toyworld|PATH] [--steps 40] [--warmup 10] [--threads 1]
+                                  [--profile] [--set key=value ...]
 
-Prints a per-phase breakdown (render forward+backward, prior CFG forward, the SDS arithmetic, the optimiser),
-peak memory, and as its last line
+Runs real training steps of one default trial (`SDSStep` on a `TrialState`, after `--warmup` steps) and, inside
+those same steps, times each phase that the step, the renderer and the guidance mark (`dreamfusion/timing.py`): same
+occupancy state, views, threads and caches as the step they belong to. The floor is the two costs no implementation
+avoids, the render (forward and backward) and the prior's CFG forward; it is a part of the step, so step ≥ floor by
+construction and the remainder is overhead. The render's time is broken down into rays and sampling, the field at
+the occupied samples, compositing, normals, shading, and the backward pass. `--profile` adds torch.profiler's table
+of the top operators over as many steps (for the backward's own breakdown).
+
+Times are the process's CPU time (user + system, every thread) and wall time, as the mean per step; on a shared
+machine read the CPU column (wall time then measures the neighbours too). Prints the phase table, peak memory and
+the load average, and as its last line (CPU time)
     step_over_floor=<x> jacobian_over_sds=<y> step_ms=<z>
-step_over_floor = full SDS step / (prior CFG forward + render forward+backward): how close the step is to the two
-costs no implementation can avoid (target ≤ 1.15). jacobian_over_sds = step with the full UNet Jacobian / SDS step
-(the seed's point: expected ≥ 2.5 with a neural prior; the analytic prior's Jacobian is cheap).
+step_over_floor = step / (render forward+backward + prior CFG forward) ≥ 1 (target ≤ 1.15); jacobian_over_sds =
+the step with the full UNet Jacobian / the SDS step (the seed's point: ≥ 2.5 with a neural prior).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
-import statistics
-import time
 
 import torch
 
 from dreamfusion.config.files import apply_overrides, build_trial_config
-from dreamfusion.config.schema import TrialConfig
-from dreamfusion.nerf.cameras import sample_cameras, sample_lights
-from dreamfusion.nerf.render import Lighting
+from dreamfusion.config.schema import PriorConfig, TrialConfig
 from dreamfusion.priors.base import Prior, load_prior
-from dreamfusion.sds.guidance import guided_noise
+from dreamfusion.timing import PhaseTimes, phase
 from dreamfusion.trial.state import TrialState
 from dreamfusion.trial.step import SDSStep
 
+#: Rows of the table: (phase name as marked in the code, label); indented rows are parts of the row above.
+ROWS = [
+    ("occupancy", "occupancy refresh"),
+    ("cameras", "cameras, lights"),
+    ("render", "render forward"),
+    ("render/rays", "  rays, sampling"),
+    ("render/field", "  field (occupied)"),
+    ("render/composite", "  compositing"),
+    ("render/normals", "  normals"),
+    ("render/shade", "  shading"),
+    ("sds", "SDS loss"),
+    ("sds/prior", "  prior CFG forward"),
+    ("regularisers", "regularisers"),
+    ("backward", "backward"),
+    ("optimiser", "optimiser"),
+]
 
-def timed(fn, repeats: int) -> float:
-    """Median wall time of fn() in ms (median: the machine is shared and noisy)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(times)
+
+#: The costs no implementation avoids: the render, forward and backward, and the prior's CFG forward.
+FLOOR = ("render", "backward", "sds/prior")
 
 
-def phase_times(cfg: TrialConfig, prior: Prior, repeats: int) -> dict[str, float]:
-    """Each unavoidable phase alone, on inputs shaped like a real step's."""
+class Measured:
+    """Steps of one trial, each timed as a whole (wall and CPU), with the phases recorded inside them."""
+
+    def __init__(self, cfg: TrialConfig, prior: Prior, steps: int, warmup: int) -> None:
+        state, step = TrialState(cfg, prior.device), SDSStep(cfg, prior)
+        for _ in range(warmup):
+            step(state)
+        self.phases = PhaseTimes()
+        self.steps = steps
+        with self.phases:
+            for _ in range(steps):
+                with phase("step"):
+                    step(state)
+        self.occupied = state.occupancy.fraction()
+
+    def ms(self, name: str, cpu: bool = True) -> float:
+        """Mean ms per step of a phase, CPU (all threads) or wall; 0 when it did not run."""
+        return (self.phases.cpu_ms if cpu else self.phases.ms).get(name, 0.0) / self.steps
+
+    def floor(self, cpu: bool = True) -> float:
+        return sum(self.ms(name, cpu) for name in FLOOR)
+
+
+def table(m: Measured) -> list[str]:
+    step_cpu = m.ms("step")
+    lines = [f"{'phase':24s} {'CPU ms':>8s} {'wall ms':>8s} {'share':>6s}"]
+    for name, label in ROWS:
+        lines.append(f"{label:24s} {m.ms(name):8.1f} {m.ms(name, False):8.1f} {m.ms(name) / step_cpu:6.1%}")
+    marked = [sum(m.ms(name, cpu) for name, _ in ROWS if "/" not in name) for cpu in (True, False)]
+    over = [m.ms("step", cpu) - marked[i] for i, cpu in enumerate((True, False))]
+    render = m.ms("render") + m.ms("backward")
+    parts = ", ".join(
+        f"{label.strip()} {m.ms(name) / render:.0%}" for name, label in ROWS if name.startswith("render/")
+    )
+    lines += [
+        f"{'overhead (unmarked)':24s} {over[0]:8.1f} {over[1]:8.1f} {over[0] / step_cpu:6.1%}",
+        f"{'SDS step':24s} {step_cpu:8.1f} {m.ms('step', False):8.1f} {1:6.1%}",
+        "",
+        f"render forward+backward {render:.1f} CPU ms: {parts}, backward {m.ms('backward') / render:.0%}",
+        f"floor (render forward+backward + prior CFG forward) {m.floor():.1f} CPU ms; occupied cells {m.occupied:.1%}",
+    ]
+    return lines
+
+
+def profile_table(cfg: TrialConfig, prior: Prior, steps: int) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
     state, step = TrialState(cfg, prior.device), SDSStep(cfg, prior)
-    g, device = state.generator, prior.device
-    state.occupancy.update(state.field.density)  # as the first training step does
-    cams = sample_cameras(cfg.camera, cfg.render.views_per_step, g).to(device)
-    light = Lighting("lambertian", sample_lights(cams, g).to(device), cfg.render.ambient, cfg.render.diffuse)
-    b = cfg.render.views_per_step
-
-    def render_fwd_bwd():
-        out = state.render(cams, light, g, None, need_normals=cfg.reg.orientation > 0)
-        (out.rgb.sum() + out.orientation).backward()
-        state.optim.zero_grad(set_to_none=True)
-
-    with torch.no_grad():
-        x = prior.to_model_space(state.render(cams, light, None, None, False).rgb)
-    emb = prior.text_embeddings([cfg.prompt] * b)
-    unc = step.uncond.expand(b, *step.uncond.shape[1:])
-    t = torch.full((b,), prior.num_train_timesteps // 2, dtype=torch.long, device=device)
-    noise = torch.randn_like(x)
-
-    def prior_cfg_forward():
-        with torch.no_grad():
-            guided_noise(prior, x, t, emb, unc, cfg.sds.guidance_scale, cfg.sds.guidance_convention)
-
-    x_leaf = x.clone().requires_grad_(True)
-
-    def sds_total():
-        step.loss(prior, x_leaf, t, emb, unc, noise).loss.backward()
-
-    def optimiser():
-        for p in state.field.parameters():
-            p.grad = torch.zeros_like(p)
-        state.optim.step()
-
-    render_ms, prior_ms = timed(render_fwd_bwd, repeats), timed(prior_cfg_forward, repeats)
-    return {
-        "render fwd+bwd": render_ms,
-        "prior CFG forward": prior_ms,
-        "SDS arithmetic": max(timed(sds_total, repeats) - prior_ms, 0.0),
-        "optimiser": timed(optimiser, repeats),
-    }
-
-
-def step_ms(cfg: TrialConfig, prior: Prior, steps: int) -> float:
-    state, step = TrialState(cfg, prior.device), SDSStep(cfg, prior)
-    step(state)  # warm-up
-    return timed(lambda: step(state), steps)
+    step(state)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step(state)
+    return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prior", default="auto", help="auto: toyworld when its weights are installed, else analytic")
-    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--steps", type=int, default=40, help="measured steps (each phase is summed over them)")
+    ap.add_argument("--warmup", type=int, default=10, help="steps trained before measuring")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a sweep trial gets its cpu resource)")
+    ap.add_argument("--profile", action="store_true", help="also print torch.profiler's top operators")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    base = {"prompt": "a blue cone", "render": {"shading": {"albedo": 0, "lambertian": 1, "textureless": 0}}}
+    base: dict = {"prompt": "a blue cone"}
     if args.prior != "auto":
         base["prior"] = args.prior
     cfg = build_trial_config(apply_overrides(base, args.overrides), "--set")
     if args.prior == "auto":
-        cfg = cfg.model_copy(update={"prior": cfg.prior.model_copy(update={"kind": default_cpu_prior()})})
+        cfg = cfg.model_copy(update={"prior": cfg.prior.model_copy(update={"kind": PriorConfig().kind})})
     prior = load_prior(cfg.prior, cfg.device)
-    phases = phase_times(cfg, prior, args.steps)
-    sds_step = step_ms(cfg, prior, args.steps)
+    sds = Measured(cfg, prior, args.steps, args.warmup)
     jac_cfg = cfg.model_copy(update={"sds": cfg.sds.model_copy(update={"jacobian": True})})
-    jac_step = step_ms(jac_cfg, prior, args.steps)
-    floor = phases["render fwd+bwd"] + phases["prior CFG forward"]
+    jacobian = Measured(jac_cfg, prior, max(args.steps // 4, 3), args.warmup)
 
     print(f"prior: {prior.describe()}")
     print(
         f"nerf {cfg.nerf.size}, {cfg.render.resolution}px, {cfg.render.views_per_step} views/step, "
-        f"{cfg.render.samples_per_ray} samples/ray, {torch.get_num_threads()} thread(s), median of {args.steps}"
+        f"{cfg.render.samples_per_ray} samples/ray, {torch.get_num_threads()} thread(s), "
+        f"mean of {args.steps} steps after {args.warmup}; load average {os.getloadavg()[0]:.2f}"
     )
-    print(f"{'phase':22s} {'ms':>8s}")
-    for name, ms in phases.items():
-        print(f"{name:22s} {ms:8.1f}")
-    print(f"{'floor (render+prior)':22s} {floor:8.1f}")
-    print(f"{'SDS step':22s} {sds_step:8.1f}")
-    print(f"{'Jacobian step':22s} {jac_step:8.1f}")
+    for line in table(sds):
+        print(line)
+    print(f"{'Jacobian step':24s} {jacobian.ms('step'):8.1f} {jacobian.ms('step', False):8.1f}")
+    if args.profile:
+        print(profile_table(cfg, prior, args.steps))
     print(
         f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
         + (f", CUDA peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if torch.cuda.is_available() else "")
     )
-    print(f"step_over_floor={sds_step / floor:.3f} jacobian_over_sds={jac_step / sds_step:.3f} step_ms={sds_step:.1f}")
-
-
-def default_cpu_prior() -> str:
-    from dreamfusion.config.schema import PriorConfig
-
-    return PriorConfig().kind
+    print(
+        f"step_over_floor={sds.ms('step') / sds.floor():.3f} "
+        f"jacobian_over_sds={jacobian.ms('step') / sds.ms('step'):.3f} step_ms={sds.ms('step'):.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,18 @@ TIERS = ("unit", "integration", "cluster", "slow")
 
 def pytest_addoption(parser):
     parser.addoption("--slow", action="store_true", help="also run the slow tier (mutation testing, full-size models)")
+    parser.addoption(
+        "--speedups",
+        choices=("on", "off"),
+        default=None,
+        help="run with every `speed.*` switch at its default (on) or off: sets DF_SWEEP_SPEEDUPS for the tests and "
+        "every process they start (Ray workers, the CLI)",
+    )
+
+
+def pytest_configure(config):
+    if config.getoption("--speedups"):
+        os.environ["DF_SWEEP_SPEEDUPS"] = config.getoption("--speedups")
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ of score distillation (`sds.py`) are defined beside this module and importable f
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -72,6 +73,20 @@ class EvalConfig(Schema):
     evaluators: list[EvaluatorName] | None = Field(None, json_schema_extra={"component": "evaluator"})
     """Metric producers run at each eval; null runs every registered evaluator that applies to the trial (the
     CLIP metrics always, the toy world's exact ground truth for toy-world prompts)."""
+
+
+def _speedups_default() -> bool:
+    """`DF_SWEEP_SPEEDUPS=off` in the environment turns every speed-up off by default (tests run both ways)."""
+    return os.environ.get("DF_SWEEP_SPEEDUPS", "on").lower() not in ("off", "0", "false")
+
+
+class SpeedConfig(Schema):
+    """Ways to make a trial cheaper that leave its maths alone; each can be switched off to measure what it buys
+    (`benchmarks/trial_cost.py`). `DF_SWEEP_SPEEDUPS=off` makes every one default to off."""
+
+    shared_eval_pass: bool = Field(default_factory=_speedups_default)
+    """Render an evaluation's colour, geometry and albedo views from one pass through the field: bit for bit the
+    same images as three separate renders."""
 
 
 class ExportConfig(Schema):
@@ -154,8 +169,9 @@ class TrialConfig(Schema):
     """The text prompt."""
     seed: int = Field(0, ge=0)
     """Seeds the field init, cameras, noise, timesteps and shading choices."""
-    steps: int = Field(400, ge=1)
-    """Optimisation steps."""
+    steps: int = Field(100, ge=1)
+    """Optimisation steps. 100: the toy world's default trial reaches the final `gt_iou` of 400 steps (the default
+    before issue 18) at under a third of the CPU time (`benchmarks/trial_cost.py`, README "Trial cost")."""
     device: str = "auto"
     """`auto` (CUDA if available), `cpu`, `cuda`, `cuda:1`."""
     checkpoint_every: int = Field(100, ge=1)
@@ -184,6 +200,8 @@ class TrialConfig(Schema):
     """Regularisers."""
     eval: EvalConfig = EvalConfig()
     """Evaluation and final renders."""
+    speed: SpeedConfig = Field(default_factory=SpeedConfig)
+    """Speed-ups of the same computation (`DF_SWEEP_SPEEDUPS=off` turns them all off by default)."""
     export: ExportConfig = ExportConfig()
     """The final artifacts to take away: weights, mesh, mp4."""
 

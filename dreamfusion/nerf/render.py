@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +17,7 @@ from torch import Tensor
 from dreamfusion.nerf.cameras import Cameras, rays
 from dreamfusion.nerf.field import finite_difference_normals, safe_normalize
 from dreamfusion.nerf.occupancy import OccupancyGrid
+from dreamfusion.timing import phase
 
 FieldFn = Callable[[Tensor], tuple[Tensor, Tensor]]  # points [N, 3] → σ [N], albedo [N, 3]
 BackgroundFn = Callable[[Tensor], Tensor]  # directions [N, 3] → colour [N, 3]
@@ -95,30 +96,91 @@ def render(
     need_normals: bool = True,
     occupancy: OccupancyGrid | None = None,
 ) -> RenderOutput:
-    b, hw = len(cams), resolution * resolution
-    origins, dirs = (x.reshape(-1, 3) for x in rays(cams, resolution))  # [R, 3], R = B·H·W
-    near, far = ray_sphere(origins, dirs)
-    depth, delta = sample_along(near, far, samples, generator)  # [R, S], [R, 1]
-    points = (origins[:, None] + dirs[:, None] * depth[..., None]).clamp(-1, 1)  # [R, S, 3]
-    flat = points.reshape(-1, 3)
-    sigma, albedo = _sparse_field(field, flat, occupancy)
-    w = composite(sigma.view(depth.shape), delta)  # [R, S]
-    normals = None
-    if need_normals or light.shading != "albedo":
-        normals = _visible_normals(field, flat, sigma, w.detach().flatten(), normal_step).view(points.shape)
-    albedo = albedo.view(points.shape)
-    view = torch.arange(b, device=dirs.device).repeat_interleave(hw)  # [R]
-    colour = shade(albedo, normals, points, light, view)
-    acc = w.sum(-1, keepdim=True)  # [R, 1]
-    bg = background(dirs) if bg_color is None else bg_color.to(dirs).expand_as(dirs)
-    rgb = (w[..., None] * colour).sum(1) + (1 - acc) * bg  # [R, 3]
-    return RenderOutput(
-        rgb=_to_image(rgb, b, resolution),
-        opacity=_to_image(acc, b, resolution),
-        normal=None if normals is None else _to_image((w[..., None] * normals).sum(1), b, resolution),
-        orientation=_orientation(w, normals, dirs),
-        opacity_entropy=_binary_entropy(acc),
+    march = march_rays(field, cams, resolution, samples, generator, occupancy)
+    normals = light.shading != "albedo" or need_normals
+    return shade_march(
+        march, background, light, bg_color, visible_normals(field, march, normal_step) if normals else None
     )
+
+
+def render_shadings(
+    field: FieldFn,
+    background: BackgroundFn,
+    cams: Cameras,
+    resolution: int,
+    samples: int,
+    lights: Sequence[Lighting],
+    bg_color: Tensor | None = None,
+    normal_step: float = 1 / 64,
+    occupancy: OccupancyGrid | None = None,
+) -> list[RenderOutput]:
+    """The same cameras in several shadings from one pass through the field (no jitter): each output is exactly
+    `render(..., light, need_normals=True)`, for a third of the field reads when three shadings are wanted."""
+    march = march_rays(field, cams, resolution, samples, None, occupancy)
+    normals = visible_normals(field, march, normal_step)
+    return [shade_march(march, background, light, bg_color, normals) for light in lights]
+
+
+@dataclass
+class March:
+    """The samples of every ray and what the field said there; R rays of B views, S samples each."""
+
+    views: int  # B
+    resolution: int
+    dirs: Tensor  # [R, 3] unit ray directions
+    points: Tensor  # [R, S, 3]
+    sigma: Tensor  # [R·S] density
+    albedo: Tensor  # [R·S, 3]
+    weights: Tensor  # [R, S] compositing weights
+
+
+def march_rays(
+    field: FieldFn,
+    cams: Cameras,
+    resolution: int,
+    samples: int,
+    generator: torch.Generator | None,
+    occupancy: OccupancyGrid | None,
+) -> March:
+    """Stratified samples along every pixel's ray, the field at the occupied ones, and the compositing weights."""
+    with phase("render/rays"):
+        origins, dirs = (x.reshape(-1, 3) for x in rays(cams, resolution))  # [R, 3], R = B·H·W
+        near, far = ray_sphere(origins, dirs)
+        depth, delta = sample_along(near, far, samples, generator)  # [R, S], [R, 1]
+        points = (origins[:, None] + dirs[:, None] * depth[..., None]).clamp(-1, 1)  # [R, S, 3]
+    with phase("render/field"):
+        sigma, albedo = _sparse_field(field, points.reshape(-1, 3), occupancy)
+    with phase("render/composite"):
+        w = composite(sigma.view(depth.shape), delta)  # [R, S]
+    return March(len(cams), resolution, dirs, points, sigma, albedo, w)
+
+
+def visible_normals(field: FieldFn, march: March, h: float) -> Tensor:
+    """[R, S, 3] normals of the samples that reach the image (see `_visible_normals`)."""
+    with phase("render/normals"):
+        flat = march.points.reshape(-1, 3)
+        normals = _visible_normals(field, flat, march.sigma, march.weights.detach().flatten(), h)
+    return normals.view(march.points.shape)
+
+
+def shade_march(
+    march: March, background: BackgroundFn, light: Lighting, bg_color: Tensor | None, normals: Tensor | None
+) -> RenderOutput:
+    """Shade the samples of a march and composite them over the background into images."""
+    with phase("render/shade"):
+        b, r, w, dirs = march.views, march.resolution, march.weights, march.dirs
+        view = torch.arange(b, device=dirs.device).repeat_interleave(r * r)  # [R]
+        colour = shade(march.albedo.view(march.points.shape), normals, march.points, light, view)
+        acc = w.sum(-1, keepdim=True)  # [R, 1]
+        bg = background(dirs) if bg_color is None else bg_color.to(dirs).expand_as(dirs)
+        rgb = (w[..., None] * colour).sum(1) + (1 - acc) * bg  # [R, 3]
+        return RenderOutput(
+            rgb=_to_image(rgb, b, r),
+            opacity=_to_image(acc, b, r),
+            normal=None if normals is None else _to_image((w[..., None] * normals).sum(1), b, r),
+            orientation=_orientation(w, normals, dirs),
+            opacity_entropy=_binary_entropy(acc),
+        )
 
 
 def _sparse_field(field: FieldFn, x: Tensor, occupancy: OccupancyGrid | None) -> tuple[Tensor, Tensor]:

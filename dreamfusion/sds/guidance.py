@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from dreamfusion.priors.base import Prior
+from dreamfusion.timing import phase
 
 
 def guidance_multiplier(scale: float, convention: str) -> float:
@@ -16,7 +17,8 @@ def guidance_multiplier(scale: float, convention: str) -> float:
 def predict(prior: Prior, z_t: Tensor, t: Tensor, *embs: Tensor) -> tuple[Tensor, ...]:
     """ε̂(z_t; t, emb) [B, C, h, w] for each [B, ...] embedding in `embs`, from one denoiser call of k·B."""
     k = len(embs)
-    out = prior.predict_noise(torch.cat([z_t] * k), torch.cat([t] * k), torch.cat(embs))
+    with phase("sds/prior"):
+        out = prior.predict_noise(torch.cat([z_t] * k), torch.cat([t] * k), torch.cat(embs))
     return tuple(out.split(z_t.shape[0]))
 
 

@@ -36,17 +36,33 @@ class Evaluation:
     @torch.no_grad()
     def render_views(self, state: TrialState, cams: Cameras, shading: str) -> RenderOutput:
         """Deterministic renders (no jitter) lit from above the camera, on the config's background."""
-        light = Lighting(shading, lights_above(cams), self.cfg.render.ambient, self.cfg.render.diffuse)
-        bg = torch.ones(3, device=self.device) if self.cfg.render.background == "random" else None
-        return state.render(cams, light, None, bg, need_normals=True)
+        return state.render(cams, self.lighting(cams, shading), None, self.background(), need_normals=True)
+
+    def lighting(self, cams: Cameras, shading: str) -> Lighting:
+        return Lighting(shading, lights_above(cams), self.cfg.render.ambient, self.cfg.render.diffuse)
+
+    def background(self) -> torch.Tensor | None:
+        return torch.ones(3, device=self.device) if self.cfg.render.background == "random" else None
+
+    @torch.no_grad()
+    def ring(self, state: TrialState, cams: Cameras) -> tuple[RenderOutput, RenderOutput, RenderOutput | None]:
+        """Colour (lit) and geometry (textureless) views of the ring, and with `speed.shared_eval_pass` its albedo
+        views too, from the same pass through the field. (The albedo views are on the eval background, which for
+        every background mode has the same colour as the field's own background.)"""
+        if not self.cfg.speed.shared_eval_pass:
+            return self.render_views(state, cams, "lambertian"), self.render_views(state, cams, "textureless"), None
+        lights = [self.lighting(cams, s) for s in ("lambertian", "textureless", "albedo")]
+        colour, geometry, albedo = state.render_shadings(cams, lights, self.background())
+        return colour, geometry, albedo
 
     def __call__(self, state: TrialState) -> tuple[dict[str, float], torch.Tensor]:
         """Scores of the eval ring and the [2V, 3, H, W] renders (lit colour row, textureless row)."""
         cams = scene(state).ring(self.cfg.eval.views)
-        colour = self.render_views(state, cams, "lambertian")
-        geometry = self.render_views(state, cams, "textureless")
+        colour, geometry, albedo = self.ring(state, cams)
 
         def render_field(c: Cameras, lighting: Lighting, need_normals: bool) -> RenderOutput:
+            if albedo is not None and c is cams and lighting.shading == "albedo":
+                return albedo  # the pixels `state.render` gives, already rendered in the shared pass
             return state.render(c, lighting, None, None, need_normals)
 
         self.last = EvalViews(

@@ -20,6 +20,7 @@ from dreamfusion.config.schema import TrialConfig
 from dreamfusion.export.weights import find_weights, load_weights
 from dreamfusion.priors.base import Prior, load_prior, resolve_device
 from dreamfusion.scoring.metrics import Scorer, load_scorer
+from dreamfusion.timing import phase
 from dreamfusion.trial.evaluation import Evaluation
 from dreamfusion.trial.hooks import before_step
 from dreamfusion.trial.state import TrialState, load_checkpoint, save_checkpoint
@@ -94,18 +95,22 @@ def run_trial(
     render_path = out / "renders" / "none.png"
     while state.step < cfg.steps:
         before_step(cfg, state.step)
-        step_metrics = step(state)
+        with phase("step"):
+            step_metrics = step(state)
         history.append({"step": state.step, **step_metrics})
         callback.on_step(state.step, step_metrics)
         if state.step % cfg.eval.every == 0 or state.step == cfg.steps:
-            metrics, render_path = _evaluate(evaluation, state, out)
+            with phase("eval"):
+                metrics, render_path = _evaluate(evaluation, state, out)
             last = state.step == cfg.steps
-            ckpt = save_checkpoint(state, out) if state.step % cfg.checkpoint_every == 0 or last else None
+            with phase("checkpoint"):
+                ckpt = save_checkpoint(state, out) if state.step % cfg.checkpoint_every == 0 or last else None
             callback.on_eval(state.step, metrics, render_path, ckpt)
     if not metrics:  # resumed at the last step: nothing trained, evaluate once for the final numbers
         metrics, render_path = _evaluate(evaluation, state, out)
-    metrics = {**metrics, **evaluation.final()}
-    artifacts = evaluation.write_final(state, out, metrics, render_path)
+    with phase("final"):
+        metrics = {**metrics, **evaluation.final()}
+        artifacts = evaluation.write_final(state, out, metrics, render_path)
     result = TrialResult(metrics, artifacts, state.step, time.perf_counter() - started, history)
     callback.on_end(result)
     return result

@@ -16,7 +16,7 @@ from dreamfusion.nerf.cameras import Cameras
 from dreamfusion.nerf.field import Background, NeRFField, finest_voxel
 from dreamfusion.nerf.grow import grow_field
 from dreamfusion.nerf.occupancy import OccupancyGrid
-from dreamfusion.nerf.render import Lighting, RenderOutput, render
+from dreamfusion.nerf.render import Lighting, RenderOutput, render, render_shadings
 
 
 class TrialState:
@@ -62,6 +62,22 @@ class TrialState:
             bg,
             normal_step=finest_voxel(self.cfg.nerf) / 2,
             need_normals=need_normals,
+            occupancy=self.occupancy,
+        )
+
+    def render_shadings(self, cams: Cameras, lights: list[Lighting], bg: torch.Tensor | None) -> list[RenderOutput]:
+        """The same views in several shadings from one pass through the field, without jitter: each is exactly
+        `render(cams, light, None, bg, need_normals=True)`."""
+        r = self.cfg.render
+        return render_shadings(
+            self.field,
+            self.background,
+            cams,
+            r.resolution,
+            r.samples_per_ray,
+            lights,
+            bg,
+            normal_step=finest_voxel(self.cfg.nerf) / 2,
             occupancy=self.occupancy,
         )
 

@@ -13,6 +13,7 @@ from dreamfusion.nerf.render import SHADING_MODES, Lighting
 from dreamfusion.priors.base import Prior
 from dreamfusion.sds.loss import make_loss
 from dreamfusion.sds.schedules import Schedule, make_schedule
+from dreamfusion.timing import Laps
 from dreamfusion.trial.state import TrialState
 
 OCCUPANCY_EVERY = 8  # steps between refreshes of the occupancy grid
@@ -30,8 +31,10 @@ class SDSStep:
     def __call__(self, state: TrialState) -> dict[str, float]:
         cfg, g, device = self.cfg, state.generator, self.prior.device
         t0 = time.perf_counter()
+        lap = Laps()
         if state.step % OCCUPANCY_EVERY == 0:
             state.occupancy.update(state.field.density)
+        lap("occupancy")
         cams = sample_cameras(cfg.camera, cfg.render.views_per_step, g)
         lighting = Lighting(
             choose_shading(cfg.render, state.step, g),
@@ -40,7 +43,9 @@ class SDSStep:
             cfg.render.diffuse,
         )
         bg = torch.rand(3, generator=g).to(device) if cfg.render.background == "random" else None
+        lap("cameras")
         out = state.render(cams.to(device), lighting, g, bg, need_normals=cfg.reg.orientation > 0)
+        lap("render")
         x = self.prior.to_model_space(out.rgb, g)  # [B, C, h, w]
         b = x.shape[0]
         prompts = [
@@ -52,6 +57,7 @@ class SDSStep:
         res = self.loss(
             self.prior, x, t, self.prior.text_embeddings(prompts), self.uncond.expand(b, *self.uncond.shape[1:]), noise
         )
+        lap("sds")
         regs = {
             "orientation": out.orientation,
             "opacity_entropy": out.opacity_entropy,
@@ -61,9 +67,12 @@ class SDSStep:
         loss = res.loss + sum(getattr(cfg.reg, k) * v for k, v in regs.items())
         check_finite(loss, state.step + 1)
         state.nonfinite_streak = nonfinite_streak(float(res.nonfinite), state.nonfinite_streak, cfg.sds, state.step + 1)
+        lap("regularisers")
         state.optim.zero_grad(set_to_none=True)
         loss.backward()
+        lap("backward")
         state.optim.step()
+        lap("optimiser")
         state.step += 1
         return {
             "loss": loss.item(),

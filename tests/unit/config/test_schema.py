@@ -17,7 +17,7 @@ from dreamfusion.config.files import (
     to_yaml,
     unflatten,
 )
-from dreamfusion.config.schema import NERF_PRESETS, NerfConfig, TrialConfig
+from dreamfusion.config.schema import NERF_PRESETS, NerfConfig, SpeedConfig, TrialConfig
 from dreamfusion.errors import ConfigError
 
 
@@ -244,6 +244,18 @@ def test_explicit_fields_override_the_preset(tmp_path):
 def test_grid_resolutions_must_be_ordered():
     message = _error(None, ["nerf.grid_base_resolution=64", "nerf.grid_max_resolution=32"])
     assert message.startswith("--set: nerf: ") and "grid_max_resolution must be >= grid_base_resolution" in message
+
+
+def test_speedups_follow_the_environment_and_explicit_values_win(monkeypatch):
+    """`DF_SWEEP_SPEEDUPS=off` (what `pytest --speedups off` sets) turns every speed switch off by default; a value
+    in the config still wins, and the resolved values are what a run records."""
+    switches = list(SpeedConfig.model_fields)
+    monkeypatch.setenv("DF_SWEEP_SPEEDUPS", "off")
+    assert not any(getattr(TrialConfig().speed, name) for name in switches)
+    assert TrialConfig.model_validate({"speed": {switches[0]: True}}).speed.model_dump()[switches[0]] is True
+    assert flatten(TrialConfig())[f"speed.{switches[0]}"] is False
+    monkeypatch.setenv("DF_SWEEP_SPEEDUPS", "on")
+    assert all(getattr(TrialConfig().speed, name) for name in switches)
 
 
 # -- the CLI turns config errors into one line, exit 2 ------------------------------------------------------------

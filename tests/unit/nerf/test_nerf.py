@@ -23,7 +23,8 @@ from dreamfusion.nerf.field import (
     level_resolutions,
     parameter_count,
 )
-from dreamfusion.nerf.render import Lighting, composite, render
+from dreamfusion.nerf.occupancy import OccupancyGrid
+from dreamfusion.nerf.render import Lighting, composite, render, render_shadings
 
 torch.set_num_threads(1)
 
@@ -257,6 +258,23 @@ def test_render_of_a_random_field_has_opacity_in_unit_range():
     assert (out.opacity >= 0).all() and (out.opacity <= 1 + 1e-6).all()
     assert (out.rgb >= 0).all() and (out.rgb <= 1 + 1e-6).all()
     assert out.opacity.max() > 0.5  # the init blob is visible
+
+
+def test_one_pass_in_several_shadings_is_bit_for_bit_several_renders():
+    """`render_shadings` marches and reads the field once; each shading must still be exactly its own render."""
+    torch.manual_seed(0)
+    field = NeRFField(NerfConfig(size="tiny"))
+    occupancy = OccupancyGrid(16)
+    occupancy.update(field.density)
+    lights = torch.tensor([[3.0, 1.0, 2.0], [-2.0, -2.0, 2.0]])
+    shadings = [Lighting("lambertian", lights), Lighting("textureless", lights), Lighting("albedo", None)]
+    bg = _solid((0.2, 0.4, 0.6))
+    shared = render_shadings(field, bg, _cams(2.5), 8, 16, shadings, normal_step=0.05, occupancy=occupancy)
+    for light, out in zip(shadings, shared):
+        alone = render(field, bg, _cams(2.5), 8, 16, light, normal_step=0.05, occupancy=occupancy)
+        for name in ("rgb", "opacity", "normal", "orientation", "opacity_entropy"):
+            assert torch.equal(getattr(out, name), getattr(alone, name)), (light.shading, name)
+    assert not torch.equal(shared[0].rgb, shared[1].rgb)  # the shadings do differ
 
 
 @pytest.mark.parametrize("mode", ["sphere", "angle"])

@@ -15,10 +15,12 @@ from typer.testing import CliRunner
 from dreamfusion.cli import app
 from dreamfusion.config.files import load_trial_config
 from dreamfusion.config.schema import TrialConfig
+from dreamfusion.scoring.metrics import load_scorer
 from dreamfusion.toyworld.analytic import AnalyticPrior, load_analytic_prior
 from dreamfusion.tracking.schema import TIMING_METRICS
+from dreamfusion.trial.evaluation import Evaluation
 from dreamfusion.trial.loop import TrialCallback, TrialResult, run_trial
-from dreamfusion.trial.state import latest_checkpoint
+from dreamfusion.trial.state import TrialState, latest_checkpoint, load_checkpoint
 
 torch.set_num_threads(1)
 
@@ -83,6 +85,21 @@ def test_different_seed_differs(prior, straight, tmp_path):
     assert _without_timing(other.history) != _without_timing(first.history)
     a, b = _final_state(tmp_path)["field"], _final_state(first_out)["field"]
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_shared_eval_pass_scores_exactly_as_separate_renders(prior, straight):
+    """`speed.shared_eval_pass` renders the eval ring's shadings from one pass: same metrics and renders, bit for
+    bit, as a render per shading."""
+    _, out = straight
+    results = []
+    for shared in (True, False):
+        cfg = small_config(speed={"shared_eval_pass": shared})
+        state = TrialState(cfg, prior.device)
+        load_checkpoint(state, latest_checkpoint(out))
+        results.append(Evaluation(cfg, load_scorer(cfg.scoring, prior.device, prior), prior.device)(state))
+    (metrics, renders), (metrics_apart, renders_apart) = results
+    assert metrics == metrics_apart and torch.equal(renders, renders_apart)
+    assert {"gt_iou", "gt_colour_error", "clip_score"} <= metrics.keys()
 
 
 # -- resume -------------------------------------------------------------------------------------------------------

@@ -1,0 +1,156 @@
+"""What a default toy-world trial costs with its speed-ups and without them, at what quality, in one run.
+
+    python benchmarks/trial_cost.py [--prompts 6] [--seed 0] [--seeds 1] [--threads 1] [--ablate] [--also k=v]
+                                    [--out DIR] [--set key=value ...]
+
+Runs the same prompts (the stratified subset of `toyworld_quality.py`: the first 6 cover every shape and colour) as
+two arms, trial by trial in turn so that a change in the machine's load hits both alike:
+  - off: every `speed.*` switch off, and the defaults that the speed work changed set back to what they were
+    (`BEFORE`): today's trial as it was;
+  - on: the trial config's defaults.
+`--ablate` adds one arm per switch: the defaults with that switch alone turned off (what each one buys); `--also
+key=value` adds an arm of the defaults with that one change (e.g. `--also steps=100` for the step-count study).
+`--seeds K` runs seeds S … S+K−1 of every prompt; `--set` changes the config of every arm (e.g. a smoke test with
+`--set nerf.size=tiny`).
+
+Cost is CPU-seconds of the process (user + system, every thread), prior and scorer loaded once beforehand and not
+counted (a sweep worker loads them once for many trials); quality is the final `gt_iou` (silhouette IoU against the
+true object over the eval ring), beside the colour error and the toy CLIP's R@1. Prints a row per trial, each arm's
+means and where its CPU time went (steps, evaluations, checkpoints, final renders), the paired gt_iou difference
+with its 95% CI over prompts and seeds, peak RSS and the load average before and after, and as its last line
+    speedup=<CPU-s off / CPU-s on> gt_iou_off=<x> gt_iou_on=<x> cpu_s_on=<s> prompts=<n>
+Target: speedup ≥ 3 with gt_iou_on ≥ gt_iou_off − 0.01. The machine is shared: measure when it is quiet, and
+repeat to see the spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from toyworld_quality import cpu_seconds, stratified_prompts
+
+from dreamfusion.config.files import apply_overrides, build_trial_config
+from dreamfusion.config.schema import SpeedConfig
+from dreamfusion.priors.base import load_prior
+from dreamfusion.scoring.metrics import load_scorer
+from dreamfusion.timing import PhaseTimes
+from dreamfusion.trial.loop import run_trial
+
+#: Defaults the speed work changed (issue 18), as they were before: the "off" arm sets them back.
+BEFORE: dict[str, Any] = {"steps": 400}
+
+#: Final metrics reported per arm: the ground truth's shape and colour scores, and the toy CLIP's R@1.
+QUALITY = ("gt_iou", "gt_colour_error", "clip_r_precision", "clip_r_precision_geometry")
+#: Phases of the trial loop (`dreamfusion/trial/loop.py`) its CPU time is split into; the rest is set-up.
+LOOP_PHASES = ("step", "eval", "checkpoint", "final")
+
+#: t quantile (two-sided 95%) by degrees of freedom, for the CI of a paired mean over a few prompts.
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 15: 2.13, 20: 2.09}
+
+
+def switches_off() -> list[str]:
+    return [f"speed.{name}=false" for name in SpeedConfig.model_fields]
+
+
+def arms(ablate: bool, also: list[str], common: list[str]) -> dict[str, list[str]]:
+    """Arm name → `--set` overrides on the default config (`common` last, so it applies to every arm)."""
+    found = {"off": switches_off() + [f"{k}={v}" for k, v in BEFORE.items()], "on": []}
+    if ablate:
+        found |= {f"on, {name} off": [f"speed.{name}=false"] for name in SpeedConfig.model_fields}
+    found |= {f"on, {change}": [change] for change in also}
+    return {name: overrides + common for name, overrides in found.items()}
+
+
+def run_one(prompt: str, seed: int, overrides: list[str], prior, scorer, out: Path) -> dict[str, float]:
+    """Quality and cost of one trial; the cost also split into the trial loop's phases (CPU seconds)."""
+    cfg = build_trial_config(apply_overrides({"prompt": prompt, "seed": seed, "device": "cpu"}, overrides), "--set")
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    with PhaseTimes() as phases:
+        result = run_trial(cfg, out, prior=prior, scorer=scorer)
+    row = {k: result.metrics[k] for k in QUALITY}
+    row |= {"cpu_s": cpu_seconds() - cpu0, "wall_s": time.perf_counter() - wall0}
+    return row | {f"{p}_s": phases.cpu_ms[p] / 1000 for p in LOOP_PHASES}
+
+
+def paired_ci(diffs: list[float]) -> tuple[float, float]:
+    """Mean and 95% half-width (Student t) of paired differences; the half-width is nan for a single pair."""
+    mean = statistics.fmean(diffs)
+    if len(diffs) < 2:
+        return mean, math.nan
+    dof = len(diffs) - 1
+    t = T95.get(dof) or T95[max(k for k in T95 if k <= dof)]
+    return mean, t * statistics.stdev(diffs) / math.sqrt(len(diffs))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--prompts", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per prompt, from --seed on")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (a sweep trial gets its cpu resource)")
+    parser.add_argument("--ablate", action="store_true", help="also run the defaults with each switch alone off")
+    parser.add_argument("--also", action="append", default=[], metavar="KEY=VALUE", help="an arm: defaults + this")
+    parser.add_argument("--out", type=Path, default=None, help="keep the trial folders here")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = args.out or Path(tempfile.mkdtemp(prefix="trial_cost_"))
+    trials = [(p, s) for s in range(args.seed, args.seed + args.seeds) for p in stratified_prompts(args.prompts)]
+    load_before = os.getloadavg()
+
+    cfg = build_trial_config({"device": "cpu"}, "--set")
+    prior = load_prior(cfg.prior, cfg.device)
+    scorer = load_scorer(cfg.scoring, prior.device, prior)
+    plan = arms(args.ablate, args.also, args.overrides)
+    print(f"prior: {prior.describe()}\n{args.threads} thread(s), {len(trials)} trials per arm, out {out}")
+    for name, overrides in plan.items():
+        print(f"arm {name}: {' '.join(overrides) or 'the defaults'}")
+    print(f"{'prompt':20s} {'seed':>4s} {'arm':28s} {'gt_iou':>6s} {'CPU s':>7s} {'wall s':>7s}", flush=True)
+
+    rows: dict[str, list[dict[str, float]]] = {name: [] for name in plan}
+    for i, (prompt, seed) in enumerate(trials):
+        for j, (name, overrides) in enumerate(plan.items()):
+            r = run_one(prompt, seed, overrides, prior, scorer, out / f"{i:02d}_{j}")
+            rows[name].append(r)
+            print(
+                f"{prompt:20s} {seed:4d} {name:28s} {r['gt_iou']:6.3f} {r['cpu_s']:7.1f} {r['wall_s']:7.1f}",
+                flush=True,
+            )
+
+    mean = {name: {k: statistics.fmean(r[k] for r in rs) for k in rs[0]} for name, rs in rows.items()}
+    print()
+    print(
+        f"{'arm':28s} {'CPU s':>6s} {'wall s':>6s} {'speedup':>7s} "
+        + " ".join(f"{p:>6s}" for p in LOOP_PHASES)
+        + "  "
+        + " ".join(QUALITY)
+    )
+    for name, m in mean.items():
+        split = " ".join(f"{m[p + '_s']:6.1f}" for p in LOOP_PHASES)
+        quality = " ".join(f"{m[k]:.3f}" for k in QUALITY)
+        speedup = mean["off"]["cpu_s"] / m["cpu_s"]
+        print(f"{name:28s} {m['cpu_s']:6.1f} {m['wall_s']:6.1f} {speedup:7.2f} {split}  {quality}")
+    diff, half = paired_ci([on["gt_iou"] - off["gt_iou"] for on, off in zip(rows["on"], rows["off"])])
+    print(f"gt_iou on − off: {diff:+.3f} ± {half:.3f} (95% CI over {len(trials)} prompt-seed pairs)")
+    load_after = os.getloadavg()
+    print(
+        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; load average "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min), {load_after[2]:.2f} (15 min)"
+    )
+    print(
+        f"speedup={mean['off']['cpu_s'] / mean['on']['cpu_s']:.2f} gt_iou_off={mean['off']['gt_iou']:.3f} "
+        f"gt_iou_on={mean['on']['gt_iou']:.3f} cpu_s_on={mean['on']['cpu_s']:.1f} prompts={args.prompts}"
+    )
+
+
+if __name__ == "__main__":
+    main()
