@@ -175,13 +175,12 @@ def _source(client, uri: str, name: str) -> tuple[Source, pd.DataFrame]:
 
 def _select_launch(parents: pd.DataFrame, selector: str, experiment: str) -> pd.DataFrame:
     """The one launch a selector names (parents sorted oldest first)."""
-    if selector.lstrip("-").isdigit():  # a number is a launch's place, never a run id's prefix
+    # A number within the launch count is a place (`@7` is the seventh launch, even when a run id starts "7");
+    # any other selector, an all-digit run id prefix included, is a run id prefix or a launch name.
+    if selector.lstrip("-").isdigit() and 0 < abs(int(selector)) <= len(parents):
         index = int(selector)
-        if 0 < abs(index) <= len(parents):
-            return parents.iloc[[index - 1 if index > 0 else index]]
-        match = parents.iloc[0:0]
-    else:
-        match = parents[parents["run_id"].str.startswith(selector) | (_tag(parents, LAUNCH_TAG) == selector)]
+        return parents.iloc[[index - 1 if index > 0 else index]]
+    match = parents[parents["run_id"].str.startswith(selector) | (_tag(parents, LAUNCH_TAG) == selector)]
     if len(match) != 1:
         names = ", ".join(_tag(parents, LAUNCH_TAG).fillna(parents["run_id"]))
         raise SweepNotFound(
