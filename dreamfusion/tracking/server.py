@@ -14,6 +14,7 @@ from dreamfusion.errors import ConfigError
 from dreamfusion.tracking.store import ARTIFACTS_DIR, experiment_links, sqlite_path
 
 STOP_TIMEOUT_S = 10
+STDERR_FD = 2  # the server logs here, the real stderr even where sys.stderr is replaced
 
 
 def server_command(uri: str, host: str, port: int) -> list[str]:
@@ -59,16 +60,20 @@ def serve_ui(
         )
     command = server_command(uri, host, port)
     base = f"http://{host}:{port}"
-    child = subprocess.Popen(
-        command, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}, start_new_session=True
-    )
-    echo(f"MLflow UI for {uri} at {base} (pid {child.pid}); Ctrl-C stops it")
-    for experiment, link in experiment_links(uri, base):
-        echo(f"  {experiment}: {link}")
     # Explicit handlers: a shell that starts df-sweep in the background ignores SIGINT, and `kill` sends SIGTERM.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
+    # The server's own log goes to stderr: stdout carries the address and the links alone, in that order.
+    child = subprocess.Popen(
+        command,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        start_new_session=True,
+        stdout=STDERR_FD,
+    )
     try:
+        echo(f"MLflow UI for {uri} at {base} (pid {child.pid}); Ctrl-C stops it")
+        for experiment, link in experiment_links(uri, base):
+            echo(f"  {experiment}: {link}")
         return child.wait()
     except KeyboardInterrupt:
         os.killpg(child.pid, signal.SIGTERM)  # the server's own workers are in the child's process group
