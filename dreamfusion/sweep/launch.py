@@ -29,7 +29,7 @@ from dreamfusion.tracking import provenance
 from dreamfusion.tracking.artifacts import check_source
 from dreamfusion.tracking.callback import TrialTracker
 from dreamfusion.tracking.runs import close_runs, end_run, failure_reason, reopen_run, start_parent_run
-from dreamfusion.tracking.store import client, open_experiment, open_store, resolve_uri
+from dreamfusion.tracking.store import MLFLOW_DB_LOGGER, client, open_experiment, open_store, resolve_uri
 
 Echo = Callable[[str], None]
 
@@ -154,15 +154,13 @@ TUNE_LOGGERS = (
     "ray.tune.execution.experiment_state",
     "ray.train._internal.storage",
 )
-#: Where MLflow logs a database error, SQL and traceback, before it raises it (which df-sweep reports in one line).
-MLFLOW_STORE_LOGGER = "mlflow.store.db.utils"
 
 
 @contextmanager
 def errors_in_one_line() -> Iterator[None]:
     """The driver's console without tracebacks: Tune's trial failures in one line each, MLflow's logging of a
     database error it then raises left out."""
-    tune_logs, store_log = [logging.getLogger(name) for name in TUNE_LOGGERS], logging.getLogger(MLFLOW_STORE_LOGGER)
+    tune_logs, store_log = [logging.getLogger(name) for name in TUNE_LOGGERS], logging.getLogger(MLFLOW_DB_LOGGER)
     one_line, raised_anyway = OneLineErrors(), lambda record: False
     for log in tune_logs:
         log.addFilter(one_line)

@@ -31,7 +31,7 @@ from dreamfusion.sweep.table import run_name
 from dreamfusion.tracking.artifacts import fetch_init, looks_like_run_id
 from dreamfusion.tracking.callback import TrackingCallback, TrialTracker
 from dreamfusion.tracking.schema import DIVERGED_TAG, FAILURE_TAG, INIT_RUN_TAG, NODE_TAG
-from dreamfusion.tracking.store import open_store
+from dreamfusion.tracking.store import MLFLOW_DB_LOGGER, open_store
 from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult, run_trial
 
 
@@ -139,6 +139,9 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     # What a trial prints reaches the driver's log: its eval lines, not Ray's line per saved or restored checkpoint.
     for name in ("ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # nor MLflow's traceback of a database error it then raises: the raise fails the trial, which Tune reports in
+    # one line on the driver (the traceback stays in the trial's error.txt)
+    logging.getLogger(MLFLOW_DB_LOGGER).setLevel(logging.CRITICAL)
     values = ctx.spec.trial_values(config)
     cfg = ctx.spec.trial_config(values)
     # A fresh worker imports MLflow and opens the store while it loads the prior: the two overlap.

@@ -26,6 +26,8 @@ ARTIFACTS_DIR = "mlartifacts"
 RUN_EXPERIMENT = "df-sweep-run"
 REACH_TIMEOUT_S = 3.0
 SQLITE_MAGIC = b"SQLite format 3\x00"
+#: Where MLflow logs a database error, SQL and traceback, before it raises it: df-sweep reports the raise, in one line.
+MLFLOW_DB_LOGGER = "mlflow.store.db.utils"
 SQLITE_HEADER_BYTES = 100
 
 
