@@ -20,6 +20,7 @@ from analysis.compare import (
     ranking,
 )
 from analysis.load import Sweep, SweepNotFound, load_sweep
+from analysis.phenomena import diversity_table
 from analysis.plots import all_plots
 
 
@@ -40,6 +41,9 @@ def tables(sweep: Sweep) -> dict[str, pd.DataFrame]:
         "Ranking": ranking(sweep),
         "R-precision, colour and geometry (DreamFusion Table 1 style)": dreamfusion_table(sweep, ground_truth(sweep)),
     }
+    diversity = diversity_table(sweep.finished, sweep.varied)
+    if len(diversity):
+        out["Colour diversity across seeds (colour-unspecified prompts; log2 6 = 2.585 bits is uniform)"] = diversity
     axes = axes_to_compare(sweep)
     for axis in axes:
         out[f"By {axis}"] = group_summary(sweep, [axis])

@@ -47,6 +47,7 @@ BUILTINS: tuple[str, ...] = (
     "dreamfusion.toyworld.scorer",
     "dreamfusion.toyworld.analytic",
     "dreamfusion.toyworld.ground_truth",
+    "dreamfusion.toyworld.detectors",
 )
 #: The entry point group through which an installed package adds components.
 ENTRY_POINT_GROUP = "df_sweep.components"

@@ -257,6 +257,9 @@ class PriorConfig(Schema):
     """Hub id or local path for diffusers priors; null uses the kind's default hub id."""
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """`auto`: float16 on CUDA, float32 on CPU."""
+    front_bias: float = Field(0.0, ge=0, lt=1)
+    """`analytic`: share of its world's views that look at the front quadrant (|azimuth| ≤ 45°), the rest uniform:
+    the photographs' bias towards an object's front (the suspected cause of the Janus problem)."""
 
     @model_validator(mode="before")
     @classmethod

@@ -25,6 +25,8 @@ class Metric:
     """What it measures, in one line."""
     final_only: bool = False
     """Computed once at the end of the trial rather than at every evaluation."""
+    ranked: bool = True
+    """A score a sweep may rank trials by; False for a reading that is not better one way (an index, an angle)."""
 
 
 @dataclass
