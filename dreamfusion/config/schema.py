@@ -258,7 +258,7 @@ class PriorConfig(Schema):
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     """`auto`: float16 on CUDA, float32 on CPU."""
     front_bias: float = Field(0.0, ge=0, lt=1)
-    """`analytic`: share of its world's views that look at the front quadrant (|azimuth| ≤ 45°), the rest uniform:
+    """`analytic`: share of its world's views that look at the object head-on (|azimuth| ≤ 15°), the rest uniform:
     the photographs' bias towards an object's front (the suspected cause of the Janus problem)."""
 
     @model_validator(mode="before")

@@ -8,14 +8,13 @@ go to the set's images. Its image set is the toy world rendered from the trials'
 
 Like the trained prior's captions, a prompt's view suffix (", back view") restricts the mixture to the images of
 that view label, and the set can be biased towards the front (`prior.front_bias`, the photographs' bias that
-causes the Janus problem): images are weighted by the ratio of the biased azimuth density to the uniform one they
-were drawn from, so the mixture is the exact denoiser of the biased world, for every bias, from one image set.
+causes the Janus problem): images are weighted by the ratio of the biased azimuth density to the one they were
+drawn from, so the mixture is the exact denoiser of the biased world, for every bias, from one image set.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from pathlib import Path
 
@@ -33,6 +32,9 @@ from dreamfusion.toyworld import world
 from dreamfusion.toyworld.assets import NOISE_SCHEDULE
 
 NEG = -1e9  # log-weight that removes an image from a prompt's mixture
+#: The image set is drawn with this front bias (half head-on, half uniform), so that both the head-on views a
+#: strong bias weights up and the back views a weak one needs are well represented.
+BANK_BIAS = 0.5
 
 
 def linear_alphas_cumprod(num_train_timesteps: int, beta_start: float, beta_end: float) -> Tensor:
@@ -67,8 +69,8 @@ class AnalyticPrior(Prior):
         front_bias: float = 0.0,
     ) -> None:
         """images [K, 3, r, r] in [0, 1]; captions[k] is the prompt image k belongs to; views [K, 2] the
-        (elevation, azimuth) in degrees each was rendered from, drawn uniformly in azimuth (None: unknown, and
-        then suffixes and the bias change nothing)."""
+        (elevation, azimuth) in degrees each was rendered from, drawn with front bias BANK_BIAS (None: unknown,
+        and then suffixes and the bias change nothing)."""
         super().__init__()
         self.device, self.dtype = torch.device(device), torch.float32
         self.resolution = images.shape[-1]
@@ -77,10 +79,9 @@ class AnalyticPrior(Prior):
         self.known_prompts = sorted(set(captions), key=captions.index)
         self.labels = None if views is None else [view_label(float(e), float(a)) for e, a in views.tolist()]
         self.log_bias = torch.zeros(len(captions), device=self.device)  # [K] log of each image's weight
-        if views is not None and front_bias > 0:
-            front = (views[:, 1].abs() <= 45).to(self.device)
-            # density ratio of "front quadrant with probability b, else uniform" to uniform: 1 + 3b or 1 − b
-            self.log_bias = torch.where(front, math.log(1 + 3 * front_bias), math.log(1 - front_bias))
+        if views is not None:  # importance weights: the wanted azimuth law over the one the set was drawn from
+            wanted = world.azimuth_density(views[:, 1], front_bias)
+            self.log_bias = (wanted / world.azimuth_density(views[:, 1], BANK_BIAS)).log().float().to(self.device)
         schedule = NOISE_SCHEDULE
         self.alphas_cumprod = linear_alphas_cumprod(
             schedule["num_train_timesteps"], schedule["beta_start"], schedule["beta_end"]
@@ -150,7 +151,7 @@ def members_of(prompt: str) -> set[str]:
 
 def world_bank(resolution: int = 32, views: int = 32, seed: int = 1234) -> tuple[Tensor, list[str], Tensor]:
     """Renders of every rendered toy-world prompt (colour, spotted, shape-only) from the trials' camera
-    distribution (uniform in azimuth), their captions, and the [K, 2] (elevation, azimuth) of each.
+    distribution with front bias BANK_BIAS, their captions, and the [K, 2] (elevation, azimuth) of each.
 
     Rendering them takes 15 s or more on one core, and every sweep worker process needs them, so they are cached
     on disk, keyed by everything that determines them: the arguments and the source of the world and renderer.
@@ -175,7 +176,7 @@ def _bank_key(resolution: int, views: int, seed: int) -> str:
     from dreamfusion.nerf import cameras, render
     from dreamfusion.toyworld import data
 
-    h = hashlib.sha256(f"{resolution}-{views}-{seed}-{torch.__version__}".encode())
+    h = hashlib.sha256(f"{resolution}-{views}-{seed}-{BANK_BIAS}-{torch.__version__}".encode())
     for module in (world, data, render, cameras):
         h.update(Path(str(module.__file__)).read_bytes())
     return h.hexdigest()[:16]
@@ -187,7 +188,7 @@ def _render_bank(resolution: int, views: int, seed: int) -> tuple[Tensor, list[s
     g = torch.Generator().manual_seed(seed)
     images, captions, cams = [], [], []
     for prompt in rendered_prompts():
-        x, view_cams = render_views(prompt, views, resolution, g)
+        x, view_cams = render_views(prompt, views, resolution, g, front_bias=BANK_BIAS)
         images.append(x)
         cams.append(torch.stack([view_cams.elevation, view_cams.azimuth], -1))
         captions += [prompt] * views

@@ -36,7 +36,7 @@ def train(
     clip_steps: int | None = typer.Option(None, help="Contrastive CLIP steps (default 800)."),
     small_data: bool = typer.Option(False, help="A few views per prompt instead of the full set (quick checks)."),
     front_bias: float | None = typer.Option(
-        None, help="Share of training views drawn from the front quadrant (default 0.6; the Janus bias)."
+        None, help="Share of training views that look at the object head-on (the Janus bias; default in TrainConfig)."
     ),
     install: bool = typer.Option(False, help=f"Copy the exported weights over the shipped ones ({PACKAGE_WEIGHTS})."),
 ) -> None:

@@ -54,7 +54,7 @@ class TrainConfig:
     shape_views: int = 200
     """Training renders per shape-only textureless prompt (6 prompts)."""
     front_bias: float = 0.6
-    """Share of the training views drawn from the front quadrant (|azimuth| ≤ 45°), the rest uniform: the bias
+    """Share of the training views that look at the object head-on (|azimuth| ≤ 15°), the rest uniform: the bias
     of photographs towards an object's front, which makes the Janus problem appear (`world.world_cameras`)."""
     any_colour_fraction: float = 0.15
     """Share of the colour renders captioned without their colour ("a coloured cube"): six colours equally."""

@@ -92,6 +92,9 @@ SPOT_HALF_WIDTH, SPOT_HALF_HEIGHT = 0.3, 0.25
 #: Height of each shape's middle, where its spot sits (the cone and the pyramid narrow upwards).
 SPOT_CENTRE_Z = {"cone": -0.2, "pyramid": -0.2}
 
+#: Half-width (degrees of azimuth) of the head-on views a front-biased world draws its biased share from.
+FRONT_HALF_WIDTH = 15.0
+
 #: The word of the caption that leaves the colour of a coloured render unspecified ("a coloured cube").
 ANY_COLOUR = "coloured"
 #: The tail of a spotted object's caption ("a red cube with a spot").
@@ -290,16 +293,23 @@ def render_caption(
 
 
 def world_cameras(n: int, generator: torch.Generator, front_bias: float = 0.0, camera=CameraConfig()) -> Cameras:
-    """The trials' random cameras, except that a fraction `front_bias` of them look at the front quadrant
-    (|azimuth| ≤ 45°, drawn uniformly there): the bias towards the front of photographs of objects with one,
-    the suspected cause of the Janus problem. 0 is the trials' own uniform azimuth; the share of views labelled
-    front is then front_bias + (1 − front_bias)/4 and of those labelled back (1 − front_bias)/4."""
+    """The trials' random cameras, except that a share `front_bias` of them look at the object head-on, their
+    azimuth uniform within FRONT_HALF_WIDTH of 0: the photographs' bias towards an object's canonical front view,
+    the suspected cause of the Janus problem. 0 is the trials' own uniform azimuth (`azimuth_density`)."""
     cams = sample_cameras(camera, n, generator)
     if front_bias <= 0:
         return cams  # the same draws as a trial's, so an unbiased world renders what it always rendered
     front = torch.rand(n, generator=generator) < front_bias
-    azimuth = torch.where(front, (torch.rand(n, generator=generator) - 0.5) * 90, cams.azimuth)
+    head_on = (2 * torch.rand(n, generator=generator) - 1) * FRONT_HALF_WIDTH
+    azimuth = torch.where(front, head_on, cams.azimuth)
     return make_cameras(cams.elevation, azimuth, cams.position.norm(dim=-1), camera.fov)
+
+
+def azimuth_density(azimuth: Tensor, front_bias: float) -> Tensor:
+    """Density per degree of `world_cameras`' azimuth at `azimuth` [N] (degrees): b/(2w) inside the head-on
+    window, plus (1 − b)/360 everywhere."""
+    inside = (azimuth.abs() <= FRONT_HALF_WIDTH).to(azimuth.dtype)
+    return front_bias * inside / (2 * FRONT_HALF_WIDTH) + (1 - front_bias) / 360
 
 
 def sample_views(prompt: str, n: int, resolution: int, generator: torch.Generator, front_bias: float = 0.0) -> Tensor:

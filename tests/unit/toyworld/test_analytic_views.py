@@ -1,7 +1,7 @@
 """The analytic prior as the exact denoiser of a view-labelled, front-biased world: a view suffix restricts the
 mixture to that view's images, the front bias reweights images by the density ratio of the biased azimuth law to
-the uniform one, and a colour-unspecified caption is the mixture of its shape's six colours. Checked against the
-posterior mean written out by hand."""
+the one the image set was drawn from, and a colour-unspecified caption is the mixture of its shape's six colours.
+Checked against the posterior mean written out by hand."""
 
 from __future__ import annotations
 
@@ -13,10 +13,21 @@ import torch
 from dreamfusion.toyworld import world
 from dreamfusion.toyworld.analytic import NEG, AnalyticPrior, members_of
 
-# four 4×4 images: a red cube from the front (azimuth 10°), the side (80°) and the back (170°), and a blue cube
+# four 4×4 images: a red cube head-on (azimuth 10°), from the side (80°) and the back (170°), and a blue cube
 IMAGES = torch.stack([torch.full((3, 4, 4), v) for v in (0.1, 0.4, 0.7, 0.9)])
 CAPTIONS = ["a red cube", "a red cube", "a red cube", "a blue cube"]
 VIEWS = torch.tensor([[15.0, 10.0], [15.0, 80.0], [15.0, 170.0], [15.0, -20.0]])  # (elevation, azimuth)
+
+
+def weight_by_hand(azimuth: float, bias: float) -> float:
+    """Biased density over the image set's (bias 0.5): b/30 + (1 − b)/360 per degree within 15° of the front,
+    (1 − b)/360 elsewhere."""
+    head_on = abs(azimuth) <= 15
+
+    def density(b: float) -> float:
+        return (b / 30 if head_on else 0.0) + (1 - b) / 360
+
+    return density(bias) / density(0.5)
 
 
 def posterior_mean_by_hand(prior: AnalyticPrior, z: torch.Tensor, t: int, weights: list[float]) -> torch.Tensor:
@@ -42,8 +53,7 @@ def posterior_mean_by_hand(prior: AnalyticPrior, z: torch.Tensor, t: int, weight
 )
 def test_posterior_mean_is_the_biased_view_restricted_mixture(prompt, members, bias):
     prior = AnalyticPrior(IMAGES, CAPTIONS, "cpu", VIEWS, bias)
-    front = [abs(a) <= 45 for a in VIEWS[:, 1].tolist()]
-    weights = [m * ((1 + 3 * bias) if f else (1 - bias)) for m, f in zip(members, front)]
+    weights = [m * weight_by_hand(a, bias) for m, a in zip(members, VIEWS[:, 1].tolist())]
     z, t = (
         torch.full((1, 3, 4, 4), 0.2) + 0.1 * torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(1)),
         600,
@@ -53,11 +63,9 @@ def test_posterior_mean_is_the_biased_view_restricted_mixture(prompt, members, b
 
 
 def test_bias_weights_are_the_density_ratio():
-    bias = 0.6
-    emb = AnalyticPrior(IMAGES, CAPTIONS, "cpu", VIEWS, bias).text_embeddings(["a red cube"])[0]
-    assert emb.tolist() == pytest.approx([math.log(2.8), math.log(0.4), math.log(0.4), NEG])
-    # a share `bias` drawn from the front quadrant (density 4 there), the rest uniform: density ratio 1 + 3b, 1 − b
-    assert (1 + 3 * bias) * 0.25 + (1 - bias) * 0.75 == pytest.approx(1.0)
+    emb = AnalyticPrior(IMAGES, CAPTIONS, "cpu", VIEWS, 0.6).text_embeddings(["a red cube"])[0]
+    # head-on: (0.6/30 + 0.4/360) / (0.5/30 + 0.5/360) = 7.6/6.5; elsewhere 0.4/0.5
+    assert emb.tolist() == pytest.approx([math.log(7.6 / 6.5), math.log(0.8), math.log(0.8), NEG])
 
 
 def test_without_views_suffixes_and_bias_change_nothing():

@@ -82,14 +82,20 @@ def test_no_bias_draws_the_trials_own_cameras():
 
 
 @pytest.mark.parametrize("bias", [0.0, 0.5, 0.8])
-def test_front_bias_sets_the_share_of_front_and_back_views(bias):
+def test_front_bias_sets_the_share_of_head_on_and_back_views(bias):
     cams = world.world_cameras(20000, torch.Generator().manual_seed(0), bias)
-    front = (cams.azimuth.abs() <= 45).float().mean()
+    head_on = (cams.azimuth.abs() <= world.FRONT_HALF_WIDTH).float().mean()
     back = (cams.azimuth.abs() >= 135).float().mean()
-    assert float(front) == pytest.approx(bias + (1 - bias) / 4, abs=0.015)
+    assert float(head_on) == pytest.approx(bias + (1 - bias) * 30 / 360, abs=0.015)
     assert float(back) == pytest.approx((1 - bias) / 4, abs=0.015)
     distance = cams.position.norm(dim=-1)
     assert distance.min() >= 2.2 - 1e-5 and distance.max() <= 2.8 + 1e-5
+    # the density the analytic prior weights by integrates to 1 and matches the share drawn head-on
+    grid = torch.linspace(-180, 180, 36001)
+    density = world.azimuth_density(grid, bias)
+    assert float(torch.trapezoid(density, grid)) == pytest.approx(1.0, abs=1e-3)
+    inside = grid.abs() <= world.FRONT_HALF_WIDTH
+    assert float(torch.trapezoid(density[inside], grid[inside])) == pytest.approx(float(head_on), abs=0.015)
 
 
 # -- Janus ----------------------------------------------------------------------------------------------------------
