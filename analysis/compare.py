@@ -1,5 +1,6 @@
-"""Comparisons that answer a sweep's question: per-axis means with 95% confidence intervals, a ranking, the best
-config, and DreamFusion's colour/geometry R-precision table."""
+"""Summaries of a sweep: per-axis means with 95% confidence intervals, the configs' means side by side, and
+DreamFusion's colour/geometry R-precision table. Which differences are real is `paired.py`'s job: a mean table
+alone names no winner."""
 
 from __future__ import annotations
 
@@ -40,24 +41,34 @@ def group_summary(sweep: Sweep, by: list[str], metric: str | None = None) -> pd.
 
 
 def axes_to_compare(sweep: Sweep) -> list[str]:
-    """The varied axes a reader compares across: everything varied except the replication axes (seed)."""
+    """The varied axes a reader compares across: everything varied except the replication axis (seed)."""
     return [k for k in sweep.varied if k != "seed"]
 
 
-def ranking(sweep: Sweep, metric: str | None = None) -> pd.DataFrame:
-    """Configs (combinations of the compared axes) ranked by mean metric; seeds and prompts are replicates only
-    when they are not themselves compared."""
+def levels(sweep: Sweep, axis: str) -> list:
+    """An axis's values in the order the specs list them (grid or choice), then any others sorted; the sweeps in
+    the order they were named."""
+    if axis == "sweep":
+        return sweep.labels
+    declared: list = []
+    for source in sweep.sources:
+        space = (source.spec.get("space") or {}).get(axis) or {}
+        declared += [v for v in space.get("grid", space.get("choice", [])) if v not in declared]
+    column = f"param:{axis}" if f"param:{axis}" in sweep.trials else axis
+    seen = sweep.trials[column].dropna().unique() if column in sweep.trials else []
+    return [v for v in declared if v in set(seen)] + sorted((v for v in seen if v not in declared), key=str)
+
+
+def config_means(sweep: Sweep, metric: str | None = None) -> pd.DataFrame:
+    """Each config (combination of the compared axes other than prompt) with its mean ± 95% CI over prompts and
+    seeds, in the direction of the sweep's mode. Descriptive: `comparisons.csv` says which gaps are real."""
     metric = metric or sweep.metric
     axes = [a for a in axes_to_compare(sweep) if a != "prompt"] or axes_to_compare(sweep)
+    axes += ["sweep"] if len(sweep.sources) > 1 else []
     if not axes:
         return pd.DataFrame(columns=["mean", "ci95", "n"])
     table = group_summary(sweep, axes, metric)
     return table.sort_values("mean", ascending=sweep.mode == "min", na_position="last").reset_index(drop=True)
-
-
-def best_config(sweep: Sweep, metric: str | None = None) -> dict:
-    table = ranking(sweep, metric)
-    return table.iloc[0].to_dict() if len(table) else {}
 
 
 def dreamfusion_table(sweep: Sweep, ground_truth: dict[str, float] | None = None) -> pd.DataFrame:

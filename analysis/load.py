@@ -1,13 +1,19 @@
-"""A sweep in MLflow → tidy pandas frames. Reads MLflow only (a SQLite store or a tracking server alike).
+"""Sweeps in MLflow → tidy pandas frames. Reads MLflow only (a SQLite store or a tracking server alike), with
+MLflow's own `search_runs` into pandas.
 
 Layout read (written by `dreamfusion/tracking/`, named in its `schema.py`): experiment = sweep name; one parent
-run per launch tagged `df.sweep`; one child run per trial tagged `mlflow.parentRunId`, params = the flattened
-trial config, metrics = whatever the trial's steps and evaluators logged.
+run per launch tagged `df.sweep`, the spec as its `spec.yaml`; one child run per trial tagged
+`mlflow.parentRunId`, params = the flattened trial config, metrics = whatever the trial's steps and evaluators
+logged, `df.component.<kind>` = `name@version` of each component it ran.
+
+Several sweeps, or launches of one (`NAME@LAUNCH`), load into one frame with a `sweep` column naming each.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,13 +22,20 @@ import yaml
 
 from dreamfusion.errors import ConfigError
 from dreamfusion.tracking.schema import (
+    COMPONENT_TAG_PREFIX,
     FAILURE_TAG,
+    LAUNCH_TAG,
     PARENT_TAG,
+    RUN_NAME_TAG,
     SPEC_ARTIFACT,
+    STEP_TIME,
     SWEEP_TAG,
 )
 
 DEFAULT_URI = "sqlite:///mlruns.db"  # where `df-sweep launch` writes by default, relative to the cwd
+#: Search-space kinds whose values are levels to compare pairwise; the others (uniform, loguniform, quniform)
+#: draw a new value per trial, so they are covariates: importance and plots use them, pairing cannot.
+DISCRETE_KINDS = ("grid", "choice", "randint")
 
 
 class SweepNotFound(ConfigError):
@@ -30,118 +43,213 @@ class SweepNotFound(ConfigError):
 
 
 @dataclass
+class Source:
+    """One sweep, or one launch of it, as named on the command line."""
+
+    label: str  # the `sweep` column's value: NAME, or NAME@LAUNCH
+    experiment_id: str
+    parent_run_ids: list[str]
+    spec: dict  # the newest selected launch's spec.yaml (empty if none)
+
+    @property
+    def tune(self) -> dict:
+        tune = self.spec.get("tune")
+        return tune if isinstance(tune, dict) else {}
+
+
+@dataclass
 class Sweep:
     name: str
-    experiment_id: str
     tracking_uri: str
-    trials: pd.DataFrame  # one row per trial: run_id, run_name, status, duration_s, varied params, final metrics
-    curves: pd.DataFrame  # long: run_id, step, metric, value (+ varied params)
-    varied: list[str]  # dotted config keys that differ between trials, in spec order where known
+    trials: pd.DataFrame  # one row per trial: run_id, run_name, sweep, status, compute_s, params, metrics, components
+    curves: pd.DataFrame  # long: run_id, metric, step, value (+ varied params, sweep)
+    varied: list[str]  # dotted config keys a spec searches over (union over sources), in spec order
+    sources: list[Source]
     metric: str = "clip_r_precision"
     mode: str = "max"
-    spec: dict = field(default_factory=dict)
-    parent_run_ids: list[str] = field(default_factory=list)
+    continuous: set[str] = field(default_factory=set)  # varied keys drawn per trial rather than taken from levels
     missing: list[str] = field(default_factory=list)  # what a partial sweep lacks, in words
 
     @property
     def finished(self) -> pd.DataFrame:
         return self.trials[self.trials["status"] == "FINISHED"]
 
+    @property
+    def spec(self) -> dict:
+        return self.sources[0].spec if self.sources else {}
 
-def load_sweep(
-    name: str, tracking_uri: str | None = None, launch: str | None = None, with_curves: bool = True
-) -> Sweep:
-    """Load every trial of sweep `name` (or of one launch, by parent run id) from MLflow."""
-    from mlflow.tracking import MlflowClient
+    @property
+    def labels(self) -> list[str]:
+        return [s.label for s in self.sources]
+
+
+def load_sweep(name: str, tracking_uri: str | None = None, with_curves: bool = True) -> Sweep:
+    """Every trial of sweep `name` (or `name@launch`) from MLflow: the notebook entry point."""
+    return load_sweeps([name], tracking_uri, with_curves)
+
+
+def load_sweeps(names: list[str], tracking_uri: str | None = None, with_curves: bool = True) -> Sweep:
+    """Sweeps, or launches (`NAME@LAUNCH`: a parent run id or its prefix, the launch's name, or its number, 1 the
+    first and -1 the newest), in one frame; raises SweepNotFound for a name the store does not hold."""
+    from mlflow import MlflowClient
 
     uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         raise SweepNotFound(
             f"no tracking store at {uri} (run from the directory you launched in, or pass --tracking-uri)"
         )
+    if len(set(names)) < len(names):
+        raise SweepNotFound(f"a sweep is named twice: {' '.join(names)}")
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is None:
-        known = [e.name for e in client.search_experiments()]
-        raise SweepNotFound(f"no sweep named {name!r} in {uri} (known: {', '.join(sorted(known)) or 'none'})")
-    runs = _all_runs(client, exp.experiment_id)
-    parents = [r for r in runs if SWEEP_TAG in r.data.tags and PARENT_TAG not in r.data.tags]
-    if launch is not None:
-        parents = [p for p in parents if p.info.run_id == launch]
-        if not parents:
-            raise SweepNotFound(f"no launch {launch!r} in sweep {name!r}")
-    parent_ids = {p.info.run_id for p in parents}
-    children = (
-        [r for r in runs if r.data.tags.get(PARENT_TAG) in parent_ids]
-        if parent_ids
-        else [r for r in runs if SWEEP_TAG not in r.data.tags]
-    )
-    spec = _spec(client, parents)
-    tune = spec.get("tune", {}) if isinstance(spec.get("tune"), dict) else {}
-    trials = _trial_frame(children)
-    varied = _varied(trials, spec)
-    curves = _curve_frame(client, children, varied, trials) if with_curves else pd.DataFrame()
+    sources, frames = [], []
+    for name in names:
+        with quiet_artifacts():
+            source, children = _source(client, uri, name)
+        sources.append(source)
+        frames.append(children.assign(sweep=source.label))
+    runs = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    curves = _histories(client, runs, with_curves)
+    trials = _trial_frame(runs, curves)
+    varied, continuous = _varied(trials, sources)
+    first = sources[0].tune
     sweep = Sweep(
-        name,
-        exp.experiment_id,
+        " vs ".join(names),
         uri,
         trials,
-        curves,
+        _curve_frame(curves, trials, varied) if with_curves else pd.DataFrame(),
         varied,
-        tune.get("metric", "clip_r_precision"),
-        tune.get("mode", "max"),
-        spec,
-        sorted(parent_ids),
+        sources,
+        first.get("metric", "clip_r_precision"),
+        first.get("mode", "max"),
+        continuous,
     )
-    sweep.missing = _missing(sweep)
+    sweep.missing = [note for s in sources for note in _missing(sweep, s)]
     return sweep
 
 
-def _all_runs(client, experiment_id: str) -> list:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], max_results=1000, page_token=token)
-        runs += list(page)
-        token = page.token
-        if not token:
-            return runs
+@contextmanager
+def _global_tracking_uri(uri: str) -> Iterator[None]:
+    """`mlflow.search_runs` reads the global tracking URI: point it at `uri`, then back (MLflow keeps the global
+    and $MLFLOW_TRACKING_URI equal, so the variable is what to restore; None unsets both)."""
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # None is MLflow's "unset"
 
 
-def _spec(client, parents: list) -> dict:
-    """The sweep spec the newest launch stored as its artifact `spec.yaml` (empty if none)."""
-    for parent in sorted(parents, key=lambda r: r.info.start_time or 0, reverse=True):
+def _search(uri: str, experiment_id: str) -> pd.DataFrame:
+    import mlflow
+
+    with _global_tracking_uri(uri):
+        found = mlflow.search_runs([experiment_id], output_format="pandas", max_results=100_000)
+    return found if isinstance(found, pd.DataFrame) else pd.DataFrame()
+
+
+def _tag(runs: pd.DataFrame, tag: str) -> pd.Series:
+    column = f"tags.{tag}"
+    return runs[column] if column in runs else pd.Series(None, index=runs.index, dtype=object)
+
+
+def _source(client, uri: str, name: str) -> tuple[Source, pd.DataFrame]:
+    """The experiment's launches that `name` selects, and their child runs."""
+    experiment, _, selector = name.partition("@")
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        known = sorted(e.name for e in client.search_experiments())
+        raise SweepNotFound(f"no sweep named {experiment!r} in {uri} (known: {', '.join(known) or 'none'})")
+    runs = _search(uri, exp.experiment_id)
+    if runs.empty:
+        return Source(name, exp.experiment_id, [], {}), runs
+    is_parent = _tag(runs, SWEEP_TAG).notna() & _tag(runs, PARENT_TAG).isna()
+    parents = runs[is_parent].sort_values("start_time")
+    if selector:
+        parents = _select_launch(parents, selector, experiment)
+    ids = list(parents["run_id"])
+    children = runs[_tag(runs, PARENT_TAG).isin(ids)] if ids else runs[~is_parent]
+    return Source(name, exp.experiment_id, ids, _spec(client, ids)), children
+
+
+def _select_launch(parents: pd.DataFrame, selector: str, experiment: str) -> pd.DataFrame:
+    """The one launch a selector names (parents sorted oldest first)."""
+    if selector.lstrip("-").isdigit():  # a number is a launch's place, never a run id's prefix
+        index = int(selector)
+        if 0 < abs(index) <= len(parents):
+            return parents.iloc[[index - 1 if index > 0 else index]]
+        match = parents.iloc[0:0]
+    else:
+        match = parents[parents["run_id"].str.startswith(selector) | (_tag(parents, LAUNCH_TAG) == selector)]
+    if len(match) != 1:
+        names = ", ".join(_tag(parents, LAUNCH_TAG).fillna(parents["run_id"]))
+        raise SweepNotFound(
+            f"{'no' if match.empty else 'more than one'} launch {selector!r} in sweep {experiment!r} "
+            f"(launches, oldest first: {names or 'none'})"
+        )
+    return match
+
+
+def _spec(client, parent_ids: list[str]) -> dict:
+    """The sweep spec the newest of these launches stored as its artifact `spec.yaml` (empty if none)."""
+    for run_id in reversed(parent_ids):
         try:
-            local = client.download_artifacts(parent.info.run_id, SPEC_ARTIFACT)
+            local = client.download_artifacts(run_id, SPEC_ARTIFACT)
         except Exception:  # an older or interrupted launch without the artifact
             continue
         return yaml.safe_load(Path(local).read_text()) or {}
     return {}
 
 
-def _trial_frame(children: list) -> pd.DataFrame:
+def _histories(client, runs: pd.DataFrame, every_metric: bool) -> pd.DataFrame:
+    """Logged metric points (run_id, metric, step, value): of every metric a run holds, or of its step time only."""
     rows = []
-    for r in children:
-        end = r.info.end_time or r.info.start_time
-        rows.append(
-            {
-                "run_id": r.info.run_id,
-                "run_name": r.info.run_name,
-                "status": r.info.status,
-                "duration_s": ((end or 0) - (r.info.start_time or 0)) / 1000.0,
-                "failure": r.data.tags.get(FAILURE_TAG, ""),
-                "artifact_uri": r.info.artifact_uri,
-                **{f"param:{k}": _parse(v) for k, v in r.data.params.items()},
-                **dict(r.data.metrics.items()),
-            }
-        )
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return pd.DataFrame(columns=["run_id", "run_name", "status", "duration_s", "failure", "artifact_uri"])
-    return frame.sort_values("run_name").reset_index(drop=True)
+    metrics = [c for c in runs if c.startswith("metrics.")]
+    for _, run in runs.iterrows():
+        held = [c.removeprefix("metrics.") for c in metrics if pd.notna(run[c])]
+        for key in held if every_metric else [k for k in held if k == STEP_TIME]:
+            rows += [(run["run_id"], key, m.step, m.value) for m in client.get_metric_history(run["run_id"], key)]
+    return pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])
 
 
-def _parse(text: str):
+def _trial_frame(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial. `compute_s` is the trial's summed step time (each step once, as the run holds it), so
+    an outage between a failure and its retry costs nothing; `wall_s` is first start to last end, outage and all."""
+    columns = ["run_id", "run_name", "sweep", "status", "compute_s", "wall_s", "failure", "artifact_uri"]
+    if runs.empty:
+        return pd.DataFrame(columns=columns)
+    step_time = curves[curves["metric"] == STEP_TIME].groupby("run_id")["value"].sum() / 1000.0
+    frame = pd.DataFrame(
+        {
+            "run_id": runs["run_id"],
+            "run_name": _tag(runs, RUN_NAME_TAG),
+            "sweep": runs["sweep"],
+            "status": runs["status"],
+            "compute_s": runs["run_id"].map(step_time),
+            "wall_s": (runs["end_time"].fillna(runs["start_time"]) - runs["start_time"]).dt.total_seconds(),
+            "failure": _tag(runs, FAILURE_TAG).fillna(""),
+            "artifact_uri": runs["artifact_uri"],
+        }
+    )
+    renamed = {
+        **{c: f"param:{c.removeprefix('params.')}" for c in runs if c.startswith("params.")},
+        **{c: c.removeprefix("metrics.") for c in runs if c.startswith("metrics.")},
+        **{c: f"component:{c.removeprefix('tags.' + COMPONENT_TAG_PREFIX)}" for c in runs if _is_component(c)},
+    }
+    extra = runs[list(renamed)].rename(columns=renamed)
+    extra = extra.assign(**{c: extra[c].map(_parse) for c in extra if c.startswith("param:")})
+    return pd.concat([frame, extra], axis=1).sort_values(["sweep", "run_name"]).reset_index(drop=True)
+
+
+def _is_component(column: str) -> bool:
+    return column.startswith(f"tags.{COMPONENT_TAG_PREFIX}")
+
+
+def _parse(text: object) -> object:
     """MLflow stores params as strings; give numbers and booleans back their type for grouping and plotting."""
+    if not isinstance(text, str):
+        return text
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -149,41 +257,46 @@ def _parse(text: str):
     return value if isinstance(value, (int, float, bool, str)) and value is not None else text
 
 
-def _varied(trials: pd.DataFrame, spec: dict) -> list[str]:
-    """The spec's search-space keys when known, else every param that takes more than one value."""
-    declared = [k for k in (spec.get("space") or {}) if f"param:{k}" in trials]
+def _varied(trials: pd.DataFrame, sources: list[Source]) -> tuple[list[str], set[str]]:
+    """The specs' search-space keys (in spec order, the union over sources) and which of them are continuous;
+    without specs, every param that takes more than one value, continuous when most of its values are unique."""
+    declared: dict[str, dict] = {}
+    for source in sources:
+        for key, space in (source.spec.get("space") or {}).items():
+            if f"param:{key}" in trials:
+                declared.setdefault(key, space if isinstance(space, dict) else {})
     if declared:
-        return declared
-    cols = [c for c in trials.columns if c.startswith("param:")]
-    return [c.removeprefix("param:") for c in cols if trials[c].astype(str).nunique() > 1]
+        continuous = {k for k, space in declared.items() if not any(kind in space for kind in DISCRETE_KINDS)}
+        return list(declared), continuous
+    params = [c for c in trials.columns if c.startswith("param:")]
+    varied = [c.removeprefix("param:") for c in params if trials[c].astype(str).nunique() > 1]
+    continuous = {
+        k
+        for k in varied
+        if pd.api.types.is_float_dtype(trials[f"param:{k}"]) and trials[f"param:{k}"].nunique() > len(trials) / 2
+    }
+    return varied, continuous
 
 
-def _curve_frame(client, children: list, varied: list[str], trials: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for r in children:
-        for key in r.data.metrics:
-            for m in client.get_metric_history(r.info.run_id, key):
-                rows.append({"run_id": r.info.run_id, "metric": key, "step": m.step, "value": m.value})
-    curves = pd.DataFrame(rows, columns=["run_id", "metric", "step", "value"])
-    keep = trials[["run_id", *[f"param:{k}" for k in varied]]]
+def _curve_frame(curves: pd.DataFrame, trials: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
+    keep = trials[["run_id", "sweep", *[f"param:{k}" for k in varied]]]
     return curves.merge(keep, on="run_id", how="left").rename(columns=lambda c: c.removeprefix("param:"))
 
 
-def _missing(sweep: Sweep) -> list[str]:
-    notes = []
-    t = sweep.trials
+def _missing(sweep: Sweep, source: Source) -> list[str]:
+    prefix = f"{source.label}: " if len(sweep.sources) > 1 else ""
+    t = sweep.trials[sweep.trials["sweep"] == source.label]
     if t.empty:
-        notes.append("no trial runs yet")
-        return notes
-    counts = t["status"].value_counts().to_dict()
-    for status, n in counts.items():
-        if status != "FINISHED":
-            notes.append(f"{n} trial(s) {status}")
-    expected = _expected_trials(sweep.spec)
+        return [f"{prefix}no trial runs yet"]
+    notes = [
+        f"{prefix}{n} trial(s) {status}" for status, n in t["status"].value_counts().items() if status != "FINISHED"
+    ]
+    expected = _expected_trials(source.spec)
     if expected and len(t) < expected:
-        notes.append(f"{expected - len(t)} of {expected} trials have no run yet")
-    if sweep.metric not in t or t[sweep.metric].isna().all():
-        notes.append(f"no trial has logged the sweep metric {sweep.metric!r}")
+        notes.append(f"{prefix}{expected - len(t)} of {expected} trials have no run yet")
+    metric = source.tune.get("metric", sweep.metric)
+    if metric not in t or t[metric].isna().all():
+        notes.append(f"{prefix}no trial has logged the sweep metric {metric!r}")
     return notes
 
 
@@ -201,3 +314,17 @@ def _expected_trials(spec: dict) -> int | None:
 def varied_frame(sweep: Sweep) -> pd.DataFrame:
     """The trial frame with varied params under their dotted names, for grouping."""
     return sweep.trials.rename(columns={f"param:{k}": k for k in sweep.varied})
+
+
+@contextmanager
+def quiet_artifacts() -> Iterator[None]:
+    """No tqdm bar per downloaded artifact: a report fetches one file per trial and says so once itself."""
+    before = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = before

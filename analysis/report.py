@@ -1,27 +1,46 @@
-"""`df-sweep report NAME --out DIR` (also `python -m analysis.report NAME --out DIR`): a sweep in MLflow → a
-self-contained HTML report, a Markdown report, `trials.csv`, `curves.csv` and the plots beside them."""
+"""`df-sweep report NAME [NAME...] --out DIR` (also `python -m analysis.report`): sweeps in MLflow → findings.
+
+Writes report.html (interactive, offline), report.md, and the data behind every sentence: trials.csv,
+curves.csv, comparisons.csv (paired tests, Holm-adjusted), trends.csv, importance.csv and, when several sweeps
+or launches are compared, settings.csv (what differs between them), plus the plots as PNG.
+"""
 
 from __future__ import annotations
 
 import argparse
-import base64
-import html
-import math
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from analysis.compare import (
-    axes_to_compare,
-    best_config,
-    dreamfusion_table,
-    group_summary,
-    ranking,
-)
-from analysis.load import Sweep, SweepNotFound, load_sweep
+from analysis import charts, page
+from analysis.compare import axes_to_compare, config_means, dreamfusion_table, group_summary
+from analysis.differences import differences
+from analysis.importance import importance
+from analysis.interactive import figures
+from analysis.load import Sweep, SweepNotFound, load_sweeps
+from analysis.media import fetch_turntables
+from analysis.paired import comparisons, trends
 from analysis.phenomena import diversity_table
 from analysis.plots import all_plots
+from analysis.verdicts import headline
+
+Echo = Callable[[str], None]
+MAX_SETTINGS_LISTED = 6
+
+
+@dataclass
+class Findings:
+    comparisons: pd.DataFrame
+    trends: pd.DataFrame
+    importance: pd.DataFrame
+    settings: pd.DataFrame
+
+
+def analyse(sweep: Sweep) -> Findings:
+    return Findings(comparisons(sweep), trends(sweep), importance(sweep), differences(sweep))
 
 
 def ground_truth(sweep: Sweep) -> dict[str, float] | None:
@@ -36,146 +55,184 @@ def ground_truth(sweep: Sweep) -> dict[str, float] | None:
 
 
 def tables(sweep: Sweep) -> dict[str, pd.DataFrame]:
-    """The report's tables, in reading order."""
+    """The descriptive tables (means with 95% CIs), in reading order; the verdicts are comparisons.csv's."""
     out = {
-        "Ranking": ranking(sweep),
+        f"Means by config ({sweep.metric}; descriptive, see the comparisons for what differs)": config_means(sweep),
         "R-precision, colour and geometry (DreamFusion Table 1 style)": dreamfusion_table(sweep, ground_truth(sweep)),
     }
     diversity = diversity_table(sweep.finished, sweep.varied)
     if len(diversity):
         out["Colour diversity across seeds (colour-unspecified prompts; log2 6 = 2.585 bits is uniform)"] = diversity
-    axes = axes_to_compare(sweep)
-    for axis in axes:
+    for axis in axes_to_compare(sweep):
         out[f"By {axis}"] = group_summary(sweep, [axis])
-    for i, a in enumerate(axes):
-        for b in axes[i + 1 :]:
-            out[f"By {a} × {b}"] = group_summary(sweep, [a, b])
     return out
 
 
-def headline(sweep: Sweep) -> str:
-    best = best_config(sweep)
-    if not best:
-        return f"No finished trial has logged {sweep.metric} yet."
-    axes = [k for k in best if k not in ("mean", "ci95", "n")]
-    config = ", ".join(f"{k} = {best[k]}" for k in axes)
-    ci = "" if math.isnan(best.get("ci95", math.nan)) else f" ± {best['ci95']:.3f}"
-    return (
-        f"Best by {sweep.mode} {sweep.metric}: **{config}** with {best['mean']:.3f}{ci} "
-        f"(95% CI over {int(best['n'])} trials)."
-    )
+def _settings_line(settings: pd.DataFrame) -> str:
+    if settings.empty:
+        return "The compared sweeps differ in no setting and no component version."
+    shown = [
+        f"{r['setting']} ({' vs '.join(str(r[c]) for c in settings.columns[2:])})"
+        for _, r in settings.head(MAX_SETTINGS_LISTED).iterrows()
+    ]
+    more = f", and {len(settings) - MAX_SETTINGS_LISTED} more" if len(settings) > MAX_SETTINGS_LISTED else ""
+    versions = settings[settings["kind"] == "component version"]
+    warn = f" Component versions differ: {', '.join(versions['setting'])}." if len(versions) else ""
+    return f"Before comparing: the sweeps differ in {', '.join(shown)}{more} (settings.csv).{warn}"
 
 
-def write_report(sweep: Sweep, out: Path) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    trials_csv, curves_csv = out / "trials.csv", out / "curves.csv"
-    sweep.trials.rename(columns=lambda c: c.removeprefix("param:")).to_csv(trials_csv, index=False)
-    sweep.curves.to_csv(curves_csv, index=False)
-    plots = all_plots(sweep, out)
-    tabs = tables(sweep)
-    md = out / "report.md"
-    md.write_text(_markdown(sweep, tabs, plots))
-    page = out / "report.html"
-    page.write_text(_html(sweep, tabs, plots))
-    return {"html": page, "markdown": md, "trials": trials_csv, "curves": curves_csv, "plots": out}
-
-
-def _summary_lines(sweep: Sweep) -> list[str]:
+def summary_lines(sweep: Sweep, findings: Findings) -> list[str]:
     status = sweep.trials["status"].value_counts().to_dict() if len(sweep.trials) else {}
+    kind = "Sweep" if len(sweep.sources) == 1 else "Sweeps"
     lines = [
-        f"Sweep `{sweep.name}` — {len(sweep.trials)} trials "
+        f"{kind} `{sweep.name}` — {len(sweep.trials)} trials "
         f"({', '.join(f'{n} {s.lower()}' for s, n in status.items()) or 'none'}); "
         f"varied: {', '.join(sweep.varied) or 'nothing'}; metric: {sweep.metric} ({sweep.mode}).",
-        headline(sweep),
     ]
     if sweep.spec.get("description"):
-        lines.insert(0, str(sweep.spec["description"]).strip())
+        lines.insert(0, " ".join(str(sweep.spec["description"]).split()))
+    if len(sweep.sources) > 1:
+        lines.append(_settings_line(findings.settings))
+    for source in (s for s in sweep.sources if len(s.parent_run_ids) > 1):
+        n = len(source.parent_run_ids)
+        lines.append(
+            f"`{source.label}` pools its {n} launches; to see whether they differ: "
+            f"df-sweep report {source.label}@1 {source.label}@-1"
+        )
+    lines += headline(sweep, findings.comparisons, findings.trends)
     if sweep.missing:
         lines.append("Partial sweep: " + "; ".join(sweep.missing) + ".")
     return lines
+
+
+def _cell(v: object) -> object:
+    """Floats to 4 significant digits; missing values (None, NaN, pd.NA) blank."""
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return ""
+    return f"{v:.4g}" if isinstance(v, float) else v
 
 
 def _fmt(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.map(_cell)
 
 
-def _cell(v: object) -> object:
-    """Floats to 3 decimals; missing values (None, NaN, pd.NA) blank."""
-    if v is None or (not isinstance(v, str) and pd.isna(v)):
-        return ""
-    return f"{v:.3f}" if isinstance(v, float) else v
-
-
 def markdown_table(frame: pd.DataFrame) -> str:
+    if frame.empty:
+        return "_empty_"
+    frame = _fmt(frame)
     header = "| " + " | ".join(map(str, frame.columns)) + " |"
     rule = "|" + "---|" * len(frame.columns)
     rows = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([header, rule, *rows])
 
 
-def _markdown(sweep: Sweep, tabs: dict[str, pd.DataFrame], plots: list[Path]) -> str:
-    parts = [f"# Sweep report: {sweep.name}", "", *[f"{line}\n" for line in _summary_lines(sweep)]]
-    for title, table in tabs.items():
-        parts += [f"## {title}", "", markdown_table(_fmt(table)) if len(table) else "_empty_", ""]
+def _sections(sweep: Sweep, findings: Findings) -> list[tuple[str, pd.DataFrame]]:
+    """The tables of both pages, in reading order."""
+    found = [("Settings that differ", findings.settings)] if len(sweep.sources) > 1 else []
+    found += [("Paired comparisons", findings.comparisons)]
+    found += [("Trends along numeric axes", findings.trends)] if len(findings.trends) else []
+    found += [("What mattered", findings.importance)]
+    return found + list(tables(sweep).items())
+
+
+def _markdown(sweep: Sweep, findings: Findings, plots: list[Path], files: list[str]) -> str:
+    parts = [f"# Sweep report: {sweep.name}", "", *[f"{line}\n" for line in summary_lines(sweep, findings)]]
+    for title, frame in _sections(sweep, findings):
+        parts += [f"## {title}", "", markdown_table(frame), ""]
     parts += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
-    parts += [
-        "",
-        f"Data: [trials.csv](trials.csv), [curves.csv](curves.csv). Source: {sweep.tracking_uri}, "
-        f"experiment {sweep.experiment_id}.",
-    ]
+    links = ", ".join(f"[{f}]({f})" for f in files)
+    parts += ["", f"Data: {links}. Source: {sweep.tracking_uri}, experiment(s) {_experiments(sweep)}."]
     return "\n".join(parts) + "\n"
 
 
-def _html(sweep: Sweep, tabs: dict[str, pd.DataFrame], plots: list[Path]) -> str:
-    """One file with the plots embedded as data URIs, so it can be mailed or attached as is."""
-    body = [f"<h1>Sweep report: {html.escape(sweep.name)}</h1>"]
-    body += [f"<p>{_bold(html.escape(line))}</p>" for line in _summary_lines(sweep)]
-    for title, table in tabs.items():
-        body += [
-            f"<h2>{html.escape(title)}</h2>",
-            _fmt(table).to_html(index=False, border=0, classes="t") if len(table) else "<p><em>empty</em></p>",
-        ]
-    body.append("<h2>Plots</h2>")
-    for p in plots:
-        data = base64.b64encode(p.read_bytes()).decode()
-        body.append(
-            f'<figure><img alt="{p.stem}" src="data:image/png;base64,{data}">'
-            f'<figcaption><a href="{p.name}">{p.name}</a></figcaption></figure>'
+def _experiments(sweep: Sweep) -> str:
+    return ", ".join(dict.fromkeys(s.experiment_id for s in sweep.sources))
+
+
+def _html(sweep: Sweep, findings: Findings, out: Path, media: pd.DataFrame, files: list[str]) -> str:
+    figs = figures(sweep, findings.comparisons, findings.importance)
+    sections = [(title, page.table(_fmt(frame))) for title, frame in _sections(sweep, findings)]
+    captions = sweep.trials.set_index("run_id")
+    media = media.assign(caption=[_caption(captions.loc[r], sweep.metric) for r in media["run_id"]])
+    grid = out / "render_grid.png"
+    renders = (page.embedded_png(grid) if grid.is_file() else "") + page.gallery(media)
+    after = next(i for i, (title, _) in enumerate(sections) if title == "What mattered") + 1
+    sections[after:after] = [("Config → metric", ""), ("Trials by level", ""), ("Renders", renders)]
+    shown = sweep.trials.drop(columns=["artifact_uri"]).rename(columns=lambda c: c.removeprefix("param:"))
+    keep = ["run_name", "sweep", "status", "compute_s", *sweep.varied, sweep.metric, "gt_iou", "gt_colour_error"]
+    sections.append(("Trials", page.trial_table(_fmt(shown[[c for c in dict.fromkeys(keep) if c in shown]]))))
+    return page.render(f"Sweep report: {sweep.name}", summary_lines(sweep, findings), sections, figs, files)
+
+
+def _caption(trial: pd.Series, metric: str) -> str:
+    value = trial.get(metric)
+    return f"{trial['run_name']} — {metric} {value:.4g}" if isinstance(value, float) else str(trial["run_name"])
+
+
+def trials_table(sweep: Sweep) -> pd.DataFrame:
+    """trials.csv: identity and status, compute, the varied keys, the metrics, then every other param and the
+    components' `name@version`."""
+    t = sweep.trials
+    first = ["run_id", "run_name", "sweep", "status", "compute_s", "wall_s", "failure"]
+    varied = [f"param:{k}" for k in sweep.varied]
+    metrics = sorted(c for c in t if ":" not in c and c not in [*first, "artifact_uri"])
+    rest = sorted(c for c in t if c.startswith("param:") and c not in varied)
+    components = sorted(c for c in t if c.startswith("component:"))
+    ordered = t[[*first, *varied, *metrics, *rest, *components, "artifact_uri"]]
+    return ordered.rename(columns=lambda c: c.removeprefix("param:").replace("component:", "component."))
+
+
+def write_report(
+    sweep: Sweep, out: Path, echo: Echo = lambda _: None, findings: Findings | None = None
+) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    findings = findings or analyse(sweep)
+    csvs = {
+        "trials": trials_table(sweep),
+        "curves": sweep.curves,
+        "comparisons": findings.comparisons,
+        "trends": findings.trends,
+        "importance": findings.importance,
+        **({"settings": findings.settings} if len(sweep.sources) > 1 else {}),
+    }
+    for name, frame in csvs.items():
+        frame.to_csv(out / f"{name}.csv", index=False)
+    echo(f"fetching the turntables of {len(sweep.finished)} finished trials")
+    media = fetch_turntables(sweep, out)
+    echo("drawing plots and writing the report")
+    plots = all_plots(sweep, out, media)
+    plots += [
+        p
+        for p in (
+            charts.forest(findings.comparisons, out),
+            charts.importance_bars(findings.importance, sweep.metric, out),
+            charts.parallel_coordinates(sweep, out),
         )
-    body.append('<p>Data: <a href="trials.csv">trials.csv</a>, <a href="curves.csv">curves.csv</a>.</p>')
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
-        "table.t{border-collapse:collapse;font-size:14px}table.t td,table.t th{padding:3px 10px;"
-        "border-bottom:1px solid #ddd;text-align:right}img{max-width:100%}"
-    )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(sweep.name)} report</title>"
-        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
-    )
+        if p is not None
+    ]
+    files = [f"{name}.csv" for name in csvs] + [p.name for p in plots]
+    (out / "report.md").write_text(_markdown(sweep, findings, plots, files))
+    (out / "report.html").write_text(_html(sweep, findings, out, media, files))
+    return {"html": out / "report.html", "markdown": out / "report.md", **{n: out / f"{n}.csv" for n in csvs}}
 
 
-def _bold(text: str) -> str:
-    """Markdown's **x** in the headline becomes <b>x</b>."""
-    parts = text.split("**")
-    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts))
-
-
-def report(name: str, out: Path, tracking_uri: str | None = None, launch: str | None = None) -> list[str]:
-    """Load the sweep, write the report; the lines `df-sweep report` prints (raises SweepNotFound)."""
-    sweep = load_sweep(name, tracking_uri, launch)
-    paths = write_report(sweep, out)
-    return [*_summary_lines(sweep), *(f"  {kind:9s} {path}" for kind, path in paths.items())]
+def report(names: list[str], out: Path, tracking_uri: str | None = None, echo: Echo = print) -> list[str]:
+    """Load the sweeps, write the report; the lines `df-sweep report` prints last (raises SweepNotFound)."""
+    echo(f"reading {', '.join(names)} from MLflow")
+    sweep = load_sweeps(names, tracking_uri)
+    findings = analyse(sweep)
+    paths = write_report(sweep, out, echo, findings)
+    return ["", *summary_lines(sweep, findings), "", *(f"  {kind:12s} {path}" for kind, path in paths.items())]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__)
-    ap.add_argument("name")
+    ap.add_argument("names", nargs="+", metavar="NAME", help="a sweep, or NAME@LAUNCH for one launch of it")
     ap.add_argument("--out", type=Path, default=Path("report"))
     ap.add_argument("--tracking-uri", default=None)
-    ap.add_argument("--launch", default=None, help="one launch's parent run id (default: every launch)")
     args = ap.parse_args(argv)
     try:
-        print("\n".join(report(args.name, args.out, args.tracking_uri, args.launch)))
+        print("\n".join(report(args.names, args.out, args.tracking_uri)))
     except SweepNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ from dreamfusion.toyworld.cli import app as toyworld_app
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # export and --from-run print their own lines
 
 app = typer.Typer(
     add_completion=False,
@@ -69,6 +70,9 @@ def run(
     resume: bool = typer.Option(False, help="Continue from the latest checkpoint in --out."),
     tracking_uri: str | None = typer.Option(None, help=URI_HELP),
     no_tracking: bool = typer.Option(False, help="Do not log to MLflow."),
+    from_run: str | None = typer.Option(
+        None, "--from-run", help="Re-run a logged trial with exactly its config (an MLflow run id); says what differs."
+    ),
 ) -> None:
     """Run one SDS trial without Ray: optimise a NeRF for a prompt and write renders and metrics."""
     from dreamfusion.single import run_single
@@ -77,7 +81,7 @@ def run(
         *set_,
         *(f"{k}={v}" for k, v in (("prompt", prompt), ("steps", steps), ("seed", seed)) if v is not None),
     ]
-    result = run_single(config, overrides, out, resume, tracking_uri, not no_tracking, echo_err)
+    result = run_single(config, overrides, out, resume, tracking_uri, not no_tracking, echo_err, from_run)
     typer.echo(f"\ndone in {result.wall_s:.0f}s: " + "  ".join(f"{k}={v:.3f}" for k, v in result.metrics.items()))
     for name, path in result.artifacts.items():
         typer.echo(f"  {name:10s} {path}")
@@ -122,6 +126,27 @@ def priors() -> None:
 
 @app.command()
 @user_errors
+def schedules(
+    prior: str | None = typer.Option(None, help="Prior whose noise schedule to use: a registered name or checkpoint."),
+    steps: int | None = typer.Option(None, help="Optimisation steps of the run (default: the config's)."),
+    seed: int | None = typer.Option(None, help="Seed of the random schedules (default: the config's)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a trial-config key: --set sds.timesteps.t_min=0.2."),
+    csv: bool = typer.Option(False, "--csv", help="Print `schedule,step,t` CSV rows on stdout."),
+    out: Path = typer.Option(Path("schedules"), help="Directory for schedules.png."),
+) -> None:
+    """Every timestep schedule's t per step for a prior's noise schedule, as a plot and CSV; no weights loaded."""
+    from dreamfusion.sds.preview import preview_schedules
+
+    preview = preview_schedules(set_, prior, steps, seed, out)
+    if csv:
+        typer.echo("\n".join(preview.csv_lines()))
+        echo_err(f"plot: {preview.png}")
+    else:
+        typer.echo("\n".join(preview.summary_lines()))
+
+
+@app.command()
+@user_errors
 def launch(
     spec: Path = typer.Argument(..., help="Sweep spec YAML, e.g. sweeps/smoke.yaml."),
     set_: list[str] = typer.Option(
@@ -139,12 +164,12 @@ def launch(
 
     sweep = load_spec(spec, set_)
     if dry_run:
-        from dreamfusion.sweep.session import preflight
+        from dreamfusion.sweep.session import local_slots, preflight
         from dreamfusion.sweep.table import dry_run_lines
         from dreamfusion.tracking.store import resolve_uri
 
         preflight(sweep, resolve_uri(tracking_uri or sweep.tracking.uri), address)
-        typer.echo("\n".join(dry_run_lines(sweep)))
+        typer.echo("\n".join(dry_run_lines(sweep, local_slots(sweep.resources) if address is None else None)))
         return
     from dreamfusion.sweep.launch import launch_sweep
 
@@ -209,15 +234,57 @@ def ui(
 @app.command()
 @user_errors
 def report(
-    name: str = typer.Argument(..., help="Sweep name (the MLflow experiment)."),
+    names: list[str] = typer.Argument(..., metavar="NAME", help="Sweeps to report on, or NAME@LAUNCH for one launch."),
     out: Path = typer.Option(Path("report"), help="Directory for report.html, report.md, CSVs and plots."),
     tracking_uri: str | None = typer.Option(None, help=URI_HELP),
-    launch_id: str | None = typer.Option(None, "--launch", help="Only this launch (its parent run id)."),
 ) -> None:
-    """Turn a sweep in MLflow into tables, plots and a render grid: report.html, report.md, trials.csv, curves.csv."""
+    """What a sweep found: paired comparisons with Holm-adjusted tests, what mattered, and what differs between
+    sweeps or launches (NAME@LAUNCH: parent run id, launch name, or number, -1 the newest), as an offline
+    report.html, report.md and CSVs."""
     from analysis.report import report as write
 
-    typer.echo("\n".join(write(name, out, tracking_uri, launch_id)))
+    typer.echo("\n".join(write(names, out, tracking_uri, typer.echo)))
+
+
+@app.command()
+@user_errors
+def export(
+    source: str = typer.Argument(..., help="An MLflow run id (any store), or a trial directory or checkpoint."),
+    out: Path = typer.Option(..., help="Directory for the mesh, the video and the renders."),
+    mesh: str | None = typer.Option("glb", help="Mesh format: glb, obj or ply; 'none' for no mesh."),
+    video: str | None = typer.Option("mp4", help="Video format: mp4; 'none' for no video."),
+    resolution: int = typer.Option(256, help="Side in pixels of the renders and the video."),
+    frames: int = typer.Option(48, help="Frames of the turntable video (one full turn)."),
+    views: int = typer.Option(4, help="Views of the re-renders, each in albedo, shaded, textureless, depth, normals."),
+    mesh_resolution: int = typer.Option(256, help="Marching-cubes grid points per side."),
+    threshold: float | None = typer.Option(None, help="Surface density τ (default: the trial's export.threshold)."),
+    samples: int = typer.Option(64, help="Samples per ray of the renders (more: crisper, slower on a CPU)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:1."),
+    tracking_uri: str | None = typer.Option(None, help=URI_HELP),
+) -> None:
+    """A trained trial as a mesh (marching cubes, vertex colours), an mp4 turntable and high-resolution renders."""
+    from dreamfusion.export_run import ExportRequest, export_trial
+
+    off = lambda v: None if v is None or v.lower() == "none" else v
+    request = ExportRequest(
+        off(mesh), off(video), resolution, frames, views, mesh_resolution, threshold, samples, device=device
+    )
+    export_trial(source, out, request, tracking_uri, typer.echo)
+
+
+@app.command()
+@user_errors
+def gc(
+    name: str = typer.Argument(..., help="Sweep name (the MLflow experiment)."),
+    keep_best: int = typer.Option(..., "--keep-best", help="Trials whose weights, meshes and videos stay."),
+    metric: str | None = typer.Option(None, help="Rank by this metric (default: the sweep's tune.metric)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be freed; delete nothing."),
+    tracking_uri: str | None = typer.Option(None, help=URI_HELP),
+) -> None:
+    """Delete the heavy artifacts (field weights, meshes, videos) of all but the best K trials of a sweep."""
+    from dreamfusion.sweep.retention import collect_garbage
+
+    collect_garbage(name, keep_best, tracking_uri, metric, dry_run, typer.echo)
 
 
 def _finish(outcome: Any) -> None:

@@ -39,6 +39,8 @@ BUILTINS: tuple[str, ...] = (
     "dreamfusion.sds.weighting",
     "dreamfusion.sds.schedules",
     "dreamfusion.sds.sds",
+    "dreamfusion.sds.csd",
+    "dreamfusion.sds.nfsd",
     "dreamfusion.scoring.clip",
     "dreamfusion.evaluators.clip",
     "dreamfusion.priors.diffusers_sd",
@@ -48,6 +50,7 @@ BUILTINS: tuple[str, ...] = (
     "dreamfusion.toyworld.analytic",
     "dreamfusion.toyworld.ground_truth",
     "dreamfusion.toyworld.detectors",
+    "dreamfusion.toyworld.mesh_truth",
 )
 #: The entry point group through which an installed package adds components.
 ENTRY_POINT_GROUP = "df_sweep.components"

@@ -13,8 +13,12 @@ from pathlib import Path
 from dreamfusion.config.files import load_trial_config
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.errors import ConfigError
+from dreamfusion.sweep.progress import LOG_EVERY_S, StepRate, eval_line
 from dreamfusion.sweep.table import run_name
+from dreamfusion.tracking import provenance
+from dreamfusion.tracking.artifacts import fetch_config, fetch_init, get_run, looks_like_run_id
 from dreamfusion.tracking.callback import TrialTracker
+from dreamfusion.tracking.schema import FROM_RUN_TAG, INIT_RUN_TAG
 from dreamfusion.tracking.store import (
     RUN_EXPERIMENT,
     check_reachable,
@@ -26,6 +30,8 @@ from dreamfusion.trial.preflight import check_trial
 from dreamfusion.trial.state import latest_checkpoint
 
 Echo = Callable[[str], None]
+#: How often a terminal's progress bar is redrawn.
+BAR_REDRAW_S = 0.1
 
 
 def run_single(
@@ -36,22 +42,36 @@ def run_single(
     tracking_uri: str | None,
     tracked: bool,
     echo: Echo,
+    from_run: str | None = None,
 ) -> TrialResult:
-    """Run one trial; user mistakes raise ConfigError before the prior loads (a bad URI costs no minutes)."""
+    """Run one trial; user mistakes raise ConfigError before the prior loads (a bad URI costs no minutes).
+    `from_run`: re-run a logged trial with exactly its config (and `overrides`), saying how today's code differs."""
+    uri = resolve_uri(tracking_uri)
+    if from_run is not None:
+        if config is not None:
+            raise ConfigError("--from-run: takes the run's own config; leave out --config (--set still applies)")
+        config = fetch_config(uri, from_run, out / "from_run", "--from-run")
     cfg = load_trial_config(config, quote_prompt(overrides))
     check_trial(cfg, str(config) if config else "--set")
     resume_from = latest_checkpoint(out) if resume else None
     if resume and resume_from is None:
         raise ConfigError(f"--resume: no checkpoint under {out / 'checkpoints'}")
+    init = fetch_init(cfg, uri, out / "init") if resume_from is None else None
     progress = ConsoleProgress(cfg.steps, echo)
     if not tracked:
-        return run_trial(cfg, out, progress, resume_from=resume_from)
-    uri = resolve_uri(tracking_uri)
+        return run_trial(cfg, out, progress, resume_from=resume_from, init_weights=init)
     check_reachable(uri)
-    tracker = TrialTracker(uri, open_experiment(uri, RUN_EXPERIMENT))
+    origin = provenance.collect()
+    tags = {FROM_RUN_TAG: from_run} if from_run else {}
+    if from_run:
+        for change in provenance.differences(get_run(uri, from_run, "--from-run").data.tags, origin.code):
+            echo(f"differs from run {from_run}: {change}")
+    if cfg.init_from and looks_like_run_id(cfg.init_from) and not Path(cfg.init_from).exists():
+        tags[INIT_RUN_TAG] = cfg.init_from
+    tracker = TrialTracker(uri, open_experiment(uri, RUN_EXPERIMENT), provenance=origin)
     name = run_name({"prompt": cfg.prompt, "seed": cfg.seed})
-    with tracker.run(run_key(out), name, continue_existing=resume, then=progress) as callback:
-        return run_trial(cfg, out, callback, resume_from=resume_from)
+    with tracker.run(run_key(out), name, continue_existing=resume, then=progress, tags=tags) as callback:
+        return run_trial(cfg, out, callback, resume_from=resume_from, init_weights=init)
 
 
 def quote_prompt(overrides: list[str]) -> list[str]:
@@ -65,25 +85,36 @@ def run_key(out: Path) -> str:
 
 
 class ConsoleProgress(TrialCallback):
-    """Progress of one trial: which models ran, a line per eval with the metrics, a step counter in between."""
+    """Progress of one trial: which models ran, a bar with the step rate and the ETA (redrawn in place on a
+    terminal, a line every LOG_EVERY_S in a log), and a line per eval with its metrics."""
 
-    def __init__(self, total: int, echo: Echo) -> None:
-        self.total, self.echo, self.started = total, echo, time.perf_counter()
+    def __init__(self, total: int, echo: Echo, tty: bool | None = None) -> None:
+        self.total, self.echo = total, echo
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.started = self.shown = time.perf_counter()
+        self.rate = StepRate(total, 0, self.started)
+        self.width = 0  # of the bar last drawn in place, which the next line must cover
 
     def on_start(self, cfg: TrialConfig, start_step: int, info: TrialInfo) -> None:
         self.echo(f"prior: {info.prior}")
         self.echo(f"scorer: {info.scorer}")
+        self.echo("sds: " + ", ".join(f"{k} {info.components[k]}" for k in ("loss", "schedule", "weighting")))
         if start_step:
             self.echo(f"resuming at step {start_step}")
+        self.rate = StepRate(self.total, start_step, time.perf_counter())
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        if sys.stderr.isatty():
-            sys.stderr.write(
-                f"\rstep {step}/{self.total}  loss {metrics['loss']:.4f}  t {metrics['t']:.0f}  "
-                f"{metrics['step_ms']:.0f} ms/step"
-            )
+        now = time.perf_counter()
+        if now - self.shown < (BAR_REDRAW_S if self.tty else LOG_EVERY_S) and step < self.total:
+            return
+        self.shown = now
+        line = f"{self.rate.bar(step, now)}  loss {metrics['loss']:.4f}  t {metrics['t']:.0f}"
+        if self.tty:
+            sys.stderr.write(f"\r{line}")
+            self.width = len(line)
+        else:
+            self.echo(line)
 
     def on_eval(self, step: int, metrics: dict[str, float], render_path: Path, checkpoint: Path | None) -> None:
-        shown = "  ".join(f"{k} {v:.3f}" for k, v in metrics.items())
-        elapsed = time.perf_counter() - self.started
-        self.echo(f"\rstep {step}/{self.total} [{elapsed:.0f}s]  {shown}")
+        line = eval_line(step, self.total, time.perf_counter() - self.started, metrics)
+        self.echo(f"\r{line:<{self.width}}" if self.tty else line)

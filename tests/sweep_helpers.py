@@ -39,6 +39,15 @@ TINY_BASE: dict[str, Any] = {
 }
 
 
+#: The analysis tests' two sweeps (tests/integration/analysis/conftest.py launches them).
+ANALYSED, ANALYSED_SHORT = "analysed", "analysed-short"
+ANALYSED_SPACE = {
+    "prompt": {"grid": ["a red cube", "a blue cone"]},
+    "sds.guidance_scale": {"grid": [5.0, 30.0]},
+    "seed": {"grid": [0, 1]},
+}
+
+
 def set_args(**dotted: object) -> list[str]:
     """`--set k=v` arguments of a CLI call, from keyword arguments whose `__` stands for a dot."""
     return [arg for key, value in dotted.items() for arg in ("--set", f"{key.replace('__', '.')}={value}")]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import string
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from diffusers import (
     AutoencoderKL,
     DDPMScheduler,
     IFPipeline,
+    PNDMScheduler,
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
@@ -30,16 +32,21 @@ from transformers import (
     T5Tokenizer,
 )
 
+from dreamfusion.priors.noise import shipped_config
+
 #: Words the tiny tokenizers know whole; anything else falls back to letters (CLIP) or <unk> (T5).
 WORDS = ["a", "red", "cube", "blue", "ball", "front", "side", "back", "overhead", "view", ","]
 #: Token sequence length of the tiny CLIP tokenizer (SD uses 77; short keeps the tests fast).
 CLIP_MAX_LENGTH = 16
 #: Width of both tiny text encoders, and so the UNets' cross-attention width.
 TEXT_DIM = 32
+#: The published checkpoints whose scheduler configs the tiny pipelines reuse (shipped in the package).
+SD_MODEL, IF_MODEL = "stabilityai/stable-diffusion-2-1-base", "DeepFloyd/IF-I-XL-v1.0"
 
 
 def make_tiny_sd(path: str | Path) -> Path:
-    """A Stable-Diffusion-shaped pipeline: latents [B, 4, 8, 8] of 16×16 images (VAE scale factor 2)."""
+    """A Stable-Diffusion-shaped pipeline: latents [B, 4, 8, 8] of 16×16 images (VAE scale factor 2), with SD 2.1
+    base's own scheduler config."""
     torch.manual_seed(0)
     path = Path(path)
     tokenizer = _tiny_clip_tokenizer(path / "tokenizer")
@@ -48,14 +55,7 @@ def make_tiny_sd(path: str | Path) -> Path:
         text_encoder=_tiny_clip_text_encoder(len(tokenizer)),
         tokenizer=tokenizer,
         unet=_tiny_sd_unet(),
-        scheduler=DDPMScheduler(
-            num_train_timesteps=1000,
-            beta_schedule="scaled_linear",
-            beta_start=0.00085,
-            beta_end=0.012,
-            clip_sample=False,
-            steps_offset=1,
-        ),
+        scheduler=PNDMScheduler.from_config(shipped_config(SD_MODEL)),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
@@ -65,7 +65,8 @@ def make_tiny_sd(path: str | Path) -> Path:
 
 
 def make_tiny_if(path: str | Path) -> Path:
-    """A DeepFloyd-IF-stage-I-shaped pipeline: pixels [B, 3, 16, 16], UNet output [B, 6, 16, 16] (ε and variance)."""
+    """A DeepFloyd-IF-stage-I-shaped pipeline: pixels [B, 3, 16, 16], UNet output [B, 6, 16, 16] (ε and variance),
+    with IF-I-XL's own scheduler config."""
     torch.manual_seed(0)
     path = Path(path)
     tokenizer = _tiny_t5_tokenizer()
@@ -73,15 +74,24 @@ def make_tiny_if(path: str | Path) -> Path:
         tokenizer=tokenizer,
         text_encoder=_tiny_t5_encoder(len(tokenizer)),
         unet=_tiny_if_unet(),
-        scheduler=DDPMScheduler(
-            num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", variance_type="learned_range"
-        ),
+        scheduler=DDPMScheduler.from_config(shipped_config(IF_MODEL)),
         safety_checker=None,
         feature_extractor=None,
         watermarker=None,
         requires_safety_checker=False,
     )
     pipe.save_pretrained(path)
+    return path
+
+
+def with_prediction_type(source: Path, path: str | Path, prediction_type: str) -> Path:
+    """A copy of the pipeline at `source` whose scheduler says its UNet predicts `prediction_type` (the same weights,
+    so the two checkpoints' outputs are related exactly: v-prediction reads the ε-model's output as v)."""
+    path = Path(path)
+    shutil.copytree(source, path)
+    config_path = path / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    config_path.write_text(json.dumps({**config, "prediction_type": prediction_type}))
     return path
 
 

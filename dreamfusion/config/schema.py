@@ -1,216 +1,38 @@
 """The trial config: one typed schema that is the YAML file, the `--set a.b=c` overrides and the MLflow params.
 
 Every field carries a docstring because `df-sweep config` and `df-sweep validate` read them; a sweep's search space
-addresses the same fields by their dotted path (`sds.timesteps.schedule`). Fields that pick a component (a prior,
-a schedule, a loss, ...) accept any name the registry knows, so a registered plugin is valid config at once.
+addresses the same fields by their dotted path (`sds.timesteps.schedule`). The blocks of the scene (`scene.py`) and
+of score distillation (`sds.py`) are defined beside this module and importable from it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
 from dreamfusion import registry
+from dreamfusion.config.base import EvaluatorName, PriorName, Schema
+from dreamfusion.config.scene import NERF_PRESETS, CameraConfig, NerfConfig, RenderConfig, ShadingMix
+from dreamfusion.config.sds import SDSConfig, TimestepConfig
 
-
-class Schema(BaseModel):
-    """Base for every config block: unknown keys are errors, assignments are validated, floats are finite."""
-
-    model_config = ConfigDict(
-        extra="forbid", validate_assignment=True, use_attribute_docstrings=True, allow_inf_nan=False
-    )
-
-
-def _registered(kind: str):
-    def check(name: str) -> str:
-        registry.find(kind, name)  # a ConfigError (a ValueError) that names the known components
-        return name
-
-    return check
-
-
-def _marks(kind: str) -> Any:
-    """The field metadata `df-sweep config` reads to list the registered names of a component field."""
-    return Field(json_schema_extra={"component": kind})
-
-
-# The types of the fields that name a registered component.
-PriorName = Annotated[str, AfterValidator(_registered("prior")), _marks("prior")]
-ScheduleName = Annotated[str, AfterValidator(_registered("schedule")), _marks("schedule")]
-WeightingName = Annotated[str, AfterValidator(_registered("weighting")), _marks("weighting")]
-LossName = Annotated[str, AfterValidator(_registered("loss")), _marks("loss")]
-EvaluatorName = Annotated[str, AfterValidator(_registered("evaluator")), _marks("evaluator")]
-
-
-# The NeRF size presets. Parameter counts per preset are in the README table and checked by tests.
-NERF_PRESETS: dict[str, dict[str, int]] = {
-    "tiny": dict(
-        grid_levels=2, grid_base_resolution=8, grid_max_resolution=16, grid_features=2, mlp_width=16, mlp_depth=1
-    ),
-    "small": dict(
-        grid_levels=3, grid_base_resolution=8, grid_max_resolution=32, grid_features=4, mlp_width=32, mlp_depth=1
-    ),
-    "medium": dict(
-        grid_levels=4, grid_base_resolution=16, grid_max_resolution=64, grid_features=4, mlp_width=64, mlp_depth=2
-    ),
-    "large": dict(
-        grid_levels=5, grid_base_resolution=16, grid_max_resolution=128, grid_features=8, mlp_width=64, mlp_depth=2
-    ),
-}
-
-
-class NerfConfig(Schema):
-    size: Literal["tiny", "small", "medium", "large"] = "small"
-    """Preset that fills every size field not given explicitly."""
-    grid_levels: int = Field(0, ge=1, le=8)
-    """Number of levels of the dense multi-resolution feature grid."""
-    grid_base_resolution: int = Field(0, ge=2, le=512)
-    """Voxels per side of the coarsest level."""
-    grid_max_resolution: int = Field(0, ge=2, le=512)
-    """Voxels per side of the finest level; levels are spaced geometrically in between."""
-    grid_features: int = Field(0, ge=1, le=32)
-    """Features per voxel per level."""
-    mlp_width: int = Field(0, ge=4, le=512)
-    """Hidden width of the decoder MLP."""
-    mlp_depth: int = Field(0, ge=0, le=8)
-    """Hidden layers of the decoder MLP."""
-    encoding: Literal["dense_grid", "hash_grid"] = "dense_grid"
-    """`dense_grid` is pure torch (fastest measured on CPU); `hash_grid` needs tiny-cuda-nn on a CUDA GPU."""
-    blob_density: float = Field(10.0, ge=0)
-    """Density added at the centre by the initial blob (Magic3D-style), falling to 0 at `blob_radius`."""
-    blob_radius: float = Field(0.5, gt=0)
-    """Radius of the initial density blob, in scene units (the scene is the unit ball)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fill_from_preset(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        size = data.get("size", "small")
-        preset = NERF_PRESETS.get(size)
-        if preset is None:  # let the Literal report the bad preset name
-            return data
-        return {**preset, **data}
-
-    @model_validator(mode="after")
-    def _check_levels(self) -> NerfConfig:
-        if self.grid_max_resolution < self.grid_base_resolution:
-            raise ValueError("grid_max_resolution must be >= grid_base_resolution")
-        return self
-
-
-class ShadingMix(Schema):
-    albedo: float = Field(0.2, ge=0)
-    """Probability of an albedo-only (unlit) render in a training step."""
-    lambertian: float = Field(0.5, ge=0)
-    """Probability of a lit, coloured render (random point light)."""
-    textureless: float = Field(0.3, ge=0)
-    """Probability of a lit, white-albedo render: only geometry can satisfy the prior."""
-
-    @model_validator(mode="after")
-    def _not_all_zero(self) -> ShadingMix:
-        if self.albedo + self.lambertian + self.textureless <= 0:
-            raise ValueError("at least one shading probability must be > 0")
-        return self
-
-
-class RenderConfig(Schema):
-    resolution: int = Field(32, ge=8, le=1024)
-    """Rendered image side in pixels; the prior resizes to its own input size."""
-    samples_per_ray: int = Field(48, ge=4, le=1024)
-    """Stratified samples per ray inside the unit ball."""
-    views_per_step: int = Field(2, ge=1, le=64)
-    """Random cameras rendered per optimisation step (the SDS batch)."""
-    shading: ShadingMix = ShadingMix()
-    """Mix of shading modes sampled per training step."""
-    background: Literal["learned", "white", "black", "random"] = "white"
-    """`learned`: a small MLP of the view direction (DreamFusion); `random`: a random solid colour per step."""
-    ambient: float = Field(0.45, ge=0, le=1)
-    """Ambient light in lambertian and textureless shading."""
-    diffuse: float = Field(0.55, ge=0, le=1)
-    """Diffuse light strength in lambertian and textureless shading."""
-
-
-class CameraConfig(Schema):
-    elevation: tuple[float, float] = (-10.0, 45.0)
-    """Range of camera elevation in degrees."""
-    azimuth: tuple[float, float] = (-180.0, 180.0)
-    """Range of camera azimuth in degrees; 0 is the front."""
-    distance: tuple[float, float] = (2.2, 2.8)
-    """Range of camera distance from the origin, in scene units."""
-    fov: float = Field(40.0, gt=1, lt=170)
-    """Vertical field of view in degrees."""
-    view_dependent_prompt: bool = True
-    """Append ", front view" / ", side view" / ", back view" / ", overhead view" to the prompt per camera."""
-
-    @field_validator("elevation", "azimuth", "distance")
-    @classmethod
-    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if v[0] > v[1]:
-            raise ValueError(f"range must be [low, high] with low <= high, got {list(v)}")
-        return v
-
-
-class TimestepConfig(Schema):
-    schedule: ScheduleName = "anneal"
-    """How t is drawn per step: a registered schedule (`df-sweep config` lists them; `dreamfusion/sds/schedules.py`)."""
-    t_min: float = Field(0.02, ge=0, le=1)
-    """Smallest t as a fraction of the prior's T training steps."""
-    t_max: float = Field(0.98, ge=0, le=1)
-    """Largest t as a fraction of T (the start value for annealed schedules)."""
-    anneal_to: float = Field(0.5, ge=0, le=1)
-    """`anneal`: t_max decays linearly to this value."""
-    anneal_start: float = Field(0.0, ge=0, le=1)
-    """`anneal`: fraction of the run at which the decay starts."""
-    anneal_end: float = Field(0.5, ge=0, le=1)
-    """`anneal`: fraction of the run at which t_max reaches `anneal_to`."""
-    strata: int = Field(8, ge=1, le=1000)
-    """`stratified`: number of equal strata of [t_min, t_max], each visited once per cycle."""
-    dreamtime_m1: float = Field(800, ge=0)
-    """`dreamtime`: upper end of the plateau of the prior weight, in steps of T=1000."""
-    dreamtime_m2: float = Field(500, ge=0)
-    """`dreamtime`: lower end of the plateau."""
-    dreamtime_s1: float = Field(300, gt=0)
-    """`dreamtime`: width of the Gaussian tail above m1."""
-    dreamtime_s2: float = Field(100, gt=0)
-    """`dreamtime`: width of the Gaussian tail below m2."""
-
-    @model_validator(mode="after")
-    def _check_range(self) -> TimestepConfig:
-        if self.t_min >= self.t_max:
-            raise ValueError(f"t_min ({self.t_min}) must be < t_max ({self.t_max})")
-        if self.anneal_start > self.anneal_end:
-            raise ValueError("anneal_start must be <= anneal_end")
-        if self.dreamtime_m2 > self.dreamtime_m1:
-            raise ValueError("dreamtime_m2 must be <= dreamtime_m1")
-        return self
-
-
-class SDSConfig(Schema):
-    guidance_scale: float = Field(20.0, ge=0)
-    """Classifier-free guidance strength, read in the convention below."""
-    guidance_convention: Literal["diffusers", "paper"] = "diffusers"
-    """`diffusers`: ε_u + s(ε_c − ε_u); `paper` (DreamFusion): (1 + ω)ε_c − ωε_u, so s = ω + 1."""
-    weighting: WeightingName = "sds"
-    """w(t): `sds` = 1 − ᾱ_t (DreamFusion σ_t²); `uniform` = 1; `fantasia3d` = sqrt(ᾱ_t)(1 − ᾱ_t)."""
-    loss: LossName = "sds"
-    """The score-distillation residual: `sds` is DreamFusion's w(t)(ε̂ − ε) (`dreamfusion/sds/loss.py`)."""
-    timesteps: TimestepConfig = TimestepConfig()
-    """Timestep sampling schedule."""
-    baseline: bool = True
-    """Subtract the injected noise ε (the variance-reducing baseline); off gives w(t)·ε̂."""
-    grad_clip: float | None = Field(None, gt=0)
-    """Clamp each element of the SDS gradient to [-grad_clip, grad_clip]; null disables."""
-    jacobian: bool = False
-    """Ablation: backpropagate through the UNet (the full diffusion-loss gradient) instead of SDS."""
+__all__ = [
+    "NERF_PRESETS",
+    "CameraConfig",
+    "EvalConfig",
+    "ExportConfig",
+    "NerfConfig",
+    "OptimConfig",
+    "PriorConfig",
+    "RegConfig",
+    "RenderConfig",
+    "SDSConfig",
+    "Schema",
+    "ScoringConfig",
+    "ShadingMix",
+    "TimestepConfig",
+    "TrialConfig",
+]
 
 
 class OptimConfig(Schema):
@@ -233,6 +55,9 @@ class RegConfig(Schema):
     """Weight of the binary entropy of per-ray opacity: pushes rays to be empty or opaque."""
     density_tv: float = Field(0.0, ge=0)
     """Weight of total variation on the finest density-feature grid level (removes floaters)."""
+    sparsity: float = Field(0.0, ge=0)
+    """Weight of the mean of sqrt(opacity² + 0.01) over pixels: pushes rays to be empty (threestudio's
+    `lambda_sparsity`, 1 in its dreamfusion configs)."""
 
 
 class EvalConfig(Schema):
@@ -249,6 +74,34 @@ class EvalConfig(Schema):
     CLIP metrics always, the toy world's exact ground truth for toy-world prompts)."""
 
 
+class ExportConfig(Schema):
+    """What a trial leaves to take away, each switchable off (`df-sweep export` makes more from a logged trial)."""
+
+    weights: bool = True
+    """Write the final field's weights (`final/field.pt`, no optimiser state): what `export` and `init_from` read."""
+    mesh: bool = True
+    """Write the final surface by marching cubes (`final/mesh.<mesh_format>`, vertex colours from the albedo)."""
+    mesh_format: Literal["glb", "obj", "ply"] = "glb"
+    """glb (binary glTF: Blender, three.js, the MLflow UI's download), obj or ply."""
+    mesh_resolution: int = Field(64, ge=16, le=512)
+    """Marching-cubes grid points per side over [-1, 1]³ (also the grid of the toy world's mesh scores)."""
+    threshold: float = Field(5.0, gt=0)
+    """Density of the mesh's surface: where the initial blob is half opaque head-on (`dreamfusion/export/mesh.py`)."""
+    mesh_max_mb: float = Field(5.0, gt=0)
+    """Size cap of the mesh file: a larger mesh is extracted again on a coarser grid until it fits."""
+    video: bool = True
+    """Write an mp4 turntable (`final/turntable.mp4`, H.264) in lit colour."""
+    video_frames: int | None = Field(None, ge=2, le=720)
+    """Frames of the mp4 (one full turn); null: the GIF's frames (`eval.turntable_frames`), rendered once for both."""
+    video_resolution: int | None = Field(None, ge=16, le=2048, multiple_of=2)
+    """Side of the mp4's frames in pixels (even); null: the GIF's, shown enlarged. 48 frames at 128 px cost about
+    800 training renders at 32 px: a trial's own mp4 stays small, `df-sweep export` makes the large one."""
+    video_fps: int = Field(12, ge=1, le=120)
+    """Frames per second of the mp4."""
+    video_max_mb: float = Field(2.0, gt=0)
+    """Size cap of the mp4: a larger one is encoded again at a lower quality until it fits."""
+
+
 class PriorConfig(Schema):
     kind: PriorName = "toyworld"
     """`toyworld`: the embedded small diffusion model of a toy world (CPU); `analytic`: its known-answer twin;
@@ -260,6 +113,9 @@ class PriorConfig(Schema):
     front_bias: float = Field(0.0, ge=0, lt=1)
     """`analytic`: share of its world's views that look at the object head-on (|azimuth| ≤ 15°), the rest uniform:
     the photographs' bias towards an object's front (the suspected cause of the Janus problem)."""
+    latents: Literal["mean", "sample"] = "mean"
+    """Latent priors (Stable Diffusion): a render's latent is its VAE posterior's mean (no VAE noise in the SDS
+    gradient) or a sample from it, from the trial's generator (threestudio's `posterior.sample()`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -299,6 +155,9 @@ class TrialConfig(Schema):
     checkpoint is saved with the evaluation that a sweep's scheduler reads beside it."""
     plugins: list[str] = []
     """Modules to import before the config is read, so the components they register can be named in it."""
+    init_from: str | None = Field(None, min_length=1)
+    """Start from another trial's field (an MLflow run id, a trial or checkpoint directory, a weights file) with a fresh
+    optimiser, step 0 and this trial's seed; a larger `nerf` grows the source into it (`dreamfusion/nerf/grow.py`)."""
     prior: PriorConfig = PriorConfig()
     """The frozen text-to-image prior."""
     scoring: ScoringConfig = ScoringConfig()
@@ -317,6 +176,8 @@ class TrialConfig(Schema):
     """Regularisers."""
     eval: EvalConfig = EvalConfig()
     """Evaluation and final renders."""
+    export: ExportConfig = ExportConfig()
+    """The final artifacts to take away: weights, mesh, mp4."""
 
     @model_validator(mode="before")
     @classmethod

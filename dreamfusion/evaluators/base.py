@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from torch import Tensor
 
@@ -40,6 +40,9 @@ class EvalViews:
     render: Callable[[Cameras, Lighting, bool], RenderOutput]
     """Renders the trial's field from other cameras or in another shading (cameras, lighting, need_normals)."""
     resolution: int
+    mesh: Callable[[], Any]
+    """The field's surface as a `trimesh.Trimesh` (marching cubes at `export.threshold` on an `export.mesh_resolution`
+    grid), extracted on first use and shared with the trial's exported mesh."""
 
 
 class Evaluator(registry.Component, abc.ABC):

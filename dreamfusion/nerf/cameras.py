@@ -81,11 +81,22 @@ def _uniform(lo_hi: tuple[float, float], n: int, generator: torch.Generator) -> 
     return lo + (hi - lo) * torch.rand(n, generator=generator)
 
 
-def sample_cameras(cfg: CameraConfig, n: int, generator: torch.Generator) -> Cameras:
-    """Random training cameras; elevation is drawn uniformly on the sphere's band, not in angle, so the top is not
-    oversampled."""
+def sample_elevation(cfg: CameraConfig, n: int, generator: torch.Generator) -> Tensor:
+    """[n] degrees. `sphere`: uniform on the sphere's band (uniform in sin(elevation)), so the top is not
+    oversampled; `angle`: uniform in degrees, which favours the poles; `mixed`: one or the other for the whole
+    batch with probability 1/2 each (threestudio), one draw of the generator deciding."""
+    mode = cfg.elevation_sampling
+    if mode == "mixed":
+        mode = "angle" if float(torch.rand((), generator=generator)) < 0.5 else "sphere"
+    if mode == "angle":
+        return _uniform(cfg.elevation, n, generator)
     lo, hi = (math.sin(math.radians(e)) for e in cfg.elevation)
-    elevation = torch.rad2deg(torch.asin(lo + (hi - lo) * torch.rand(n, generator=generator)))
+    return torch.rad2deg(torch.asin(lo + (hi - lo) * torch.rand(n, generator=generator)))
+
+
+def sample_cameras(cfg: CameraConfig, n: int, generator: torch.Generator) -> Cameras:
+    """Random training cameras: elevation as `camera.elevation_sampling` says, azimuth and distance uniform."""
+    elevation = sample_elevation(cfg, n, generator)
     azimuth = _uniform(cfg.azimuth, n, generator)
     distance = _uniform(cfg.distance, n, generator)
     return make_cameras(elevation, azimuth, distance, cfg.fov)

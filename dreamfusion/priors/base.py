@@ -8,6 +8,7 @@ a registered component: `prior.kind` names it, and its class says what can be ch
 from __future__ import annotations
 
 import abc
+import hashlib
 from typing import Any, ClassVar
 
 import torch
@@ -21,6 +22,9 @@ class Prior(registry.Component, abc.ABC):
     kind = "prior"
     #: The scorer `scoring.model: auto` pairs this prior with.
     scorer: ClassVar[str] = "clip"
+    #: The negative prompt NFSD uses unless `sds.negative_prompt` is set: words this model knows for a bad image.
+    #: "" (the unconditional prompt) for a model that knows none.
+    default_negative_prompt: ClassVar[str] = ""
     device: torch.device
     #: dtype the denoiser runs in (float16 on CUDA for the diffusers priors); SDS always sees float32.
     dtype: torch.dtype
@@ -38,6 +42,13 @@ class Prior(registry.Component, abc.ABC):
     @classmethod
     def check(cls, cfg: PriorConfig) -> None:
         """What can be checked without loading anything (are the weights there?); raises ConfigError."""
+
+    @classmethod
+    def noise_schedule(cls, cfg: PriorConfig) -> Tensor:
+        """[T] float32 ᾱ_t on the CPU of the prior `cfg` describes: what `alphas_cumprod` will be once it is loaded.
+        Priors that know their schedule without their weights override this (`df-sweep schedules` shows a
+        schedule before anything is downloaded); this default loads the prior."""
+        return cls.load(cfg, torch.device("cpu"), torch.float32).alphas_cumprod.cpu()
 
     @classmethod
     def claims(cls, model: str) -> int:
@@ -65,8 +76,9 @@ class Prior(registry.Component, abc.ABC):
         """[B, ...] text conditioning; the empty prompt is the unconditional embedding."""
 
     @abc.abstractmethod
-    def to_model_space(self, rgb: Tensor) -> Tensor:
-        """[B, 3, H, W] in [0, 1] → [B, C, h, w] the denoiser's space; differentiable (VAE encoder included)."""
+    def to_model_space(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """[B, 3, H, W] in [0, 1] → [B, C, h, w] the denoiser's space; differentiable (VAE encoder included). A
+        prior whose encoding is random (a VAE posterior sample) draws from `generator`; the others ignore it."""
 
     @abc.abstractmethod
     def from_model_space(self, z: Tensor) -> Tensor:
@@ -83,6 +95,24 @@ class Prior(registry.Component, abc.ABC):
     def describe(self) -> str:
         """One line for `df-sweep run` and the run's `df.prior` tag: which model ran, and what it is."""
         return self.name
+
+    def fingerprint(self) -> str:
+        """sha256 of the weights as loaded (every tensor and module the prior holds, by attribute name): the same
+        string for the same weights whatever their checkpoint is called, computed once per prior (seconds for
+        Stable Diffusion, once per worker)."""
+        cached: str | None = getattr(self, "_fingerprint", None)
+        if cached is None:
+            digest = hashlib.sha256()
+            for name, value in sorted(vars(self).items()):
+                tensors = value.state_dict().items() if isinstance(value, torch.nn.Module) else [("", value)]
+                for key, tensor in tensors:
+                    if isinstance(tensor, Tensor):
+                        digest.update(f"{name}.{key}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+                        digest.update(
+                            tensor.detach().reshape(-1).contiguous().cpu().view(torch.uint8).numpy().tobytes()
+                        )
+            cached = self._fingerprint = digest.hexdigest()
+        return cached
 
 
 def freeze(module: Any, device: torch.device) -> Any:

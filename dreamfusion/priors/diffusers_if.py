@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamfusion import registry
+from dreamfusion.config.schema import PriorConfig
 from dreamfusion.nerf.field import parameter_count
 from dreamfusion.priors.base import freeze
 from dreamfusion.priors.hf import (
@@ -39,16 +40,17 @@ class DeepFloydIFPrior(DiffusersPrior):
         """DeepFloyd's stage-I checkpoints are named IF-I-*."""
         return 2 if is_model_reference(model) and "if-i" in model.lower() else 0
 
-    def __init__(self, model: str, device: torch.device, dtype: torch.dtype) -> None:
-        from diffusers import DDPMScheduler, UNet2DConditionModel
+    def __init__(self, model: str, device: torch.device, dtype: torch.dtype, cfg: PriorConfig) -> None:
+        from diffusers import UNet2DConditionModel
         from transformers import T5EncoderModel, T5Tokenizer
 
         super().__init__()
         self.model = model
         self.device = device
         self.dtype = dtype
-        # Weights first: a wrong path or hub id fails here, whereas a transformers 5 tokenizer with no files
-        # silently falls back to an empty vocabulary.
+        self.load_scheduler(model)
+        # Weights before the tokenizer: a wrong path or hub id fails here, whereas a transformers 5 tokenizer with
+        # no files silently falls back to an empty vocabulary.
         self.unet: Any = freeze(
             UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=dtype),
             device,
@@ -58,8 +60,6 @@ class DeepFloydIFPrior(DiffusersPrior):
             device,
         )
         self.tokenizer = T5Tokenizer.from_pretrained(model, subfolder="tokenizer")
-        scheduler = DDPMScheduler.from_pretrained(model, subfolder="scheduler")
-        self.alphas_cumprod = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)  # [T]
         self.image_size = self.unet.config.sample_size
 
     def encode_text(self, prompts: list[str]) -> Tensor:
@@ -75,7 +75,7 @@ class DeepFloydIFPrior(DiffusersPrior):
         out = self.text_encoder(tokens.input_ids.to(self.device), attention_mask=tokens.attention_mask.to(self.device))
         return out.last_hidden_state.float()  # [B, 77, 4096]
 
-    def to_model_space(self, rgb: Tensor) -> Tensor:
+    def to_model_space(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """[B, 3, H, W] in [0, 1] → [B, 3, 64, 64] in [-1, 1], the range IF was trained on."""
         rgb = F.interpolate(rgb, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         return (rgb * 2 - 1).float()
@@ -84,10 +84,10 @@ class DeepFloydIFPrior(DiffusersPrior):
         return ((z.float() + 1) / 2).clamp(0, 1)  # [B, 3, 64, 64]
 
     def predict_noise(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
-        """The UNet predicts ε and the variance interpolation [B, 6, h, w]; SDS wants only ε, the first half."""
+        """The UNet predicts ε (or v) and the variance interpolation [B, 6, h, w]; SDS wants only ε, the first half."""
         out = self.unet(z_t.to(self.dtype), t.to(self.device), encoder_hidden_states=emb.to(self.dtype)).sample
-        eps, _ = out.split(z_t.shape[1], dim=1)
-        return eps.float()  # [B, 3, 64, 64]
+        pred, _ = out.split(z_t.shape[1], dim=1)
+        return self.to_epsilon(pred, z_t, t)  # [B, 3, 64, 64]
 
     def describe(self) -> str:
         s = self.image_size
@@ -95,5 +95,6 @@ class DeepFloydIFPrior(DiffusersPrior):
         return (
             f"{self.name}:{self.model}: pixel space 3×{s}×{s}, "
             f"T5 text {MAX_TOKENS}×{self.text_encoder.config.d_model}, "
-            f"{params / 1e6:.1f}M params, T={self.num_train_timesteps}, {dtype_name(self.dtype)} on {self.device}"
+            f"{params / 1e6:.1f}M params, T={self.num_train_timesteps}, {self.prediction_type}, "
+            f"{dtype_name(self.dtype)} on {self.device}"
         )

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamfusion import registry
+from dreamfusion.config.schema import PriorConfig
 from dreamfusion.nerf.field import parameter_count
 from dreamfusion.priors.base import freeze
 from dreamfusion.priors.hf import (
@@ -37,16 +38,18 @@ class StableDiffusionPrior(DiffusersPrior):
         """Any diffusers checkpoint with a VAE could be a Stable Diffusion one: the generic claim."""
         return 1 if is_model_reference(model) else 0
 
-    def __init__(self, model: str, device: torch.device, dtype: torch.dtype) -> None:
-        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    def __init__(self, model: str, device: torch.device, dtype: torch.dtype, cfg: PriorConfig) -> None:
+        from diffusers import AutoencoderKL, UNet2DConditionModel
         from transformers import CLIPTextModel, CLIPTokenizer
 
         super().__init__()
         self.model = model
         self.device = device
         self.dtype = dtype
-        # Weights first: a wrong path or hub id fails here, whereas a transformers 5 tokenizer with no files
-        # silently falls back to an empty vocabulary.
+        self.latents = cfg.latents
+        self.load_scheduler(model)
+        # Weights before the tokenizer: a wrong path or hub id fails here, whereas a transformers 5 tokenizer with
+        # no files silently falls back to an empty vocabulary.
         self.unet: Any = freeze(
             UNet2DConditionModel.from_pretrained(model, subfolder="unet", torch_dtype=dtype),
             device,
@@ -57,8 +60,6 @@ class StableDiffusionPrior(DiffusersPrior):
             device,
         )
         self.tokenizer = CLIPTokenizer.from_pretrained(model, subfolder="tokenizer")
-        scheduler = DDPMScheduler.from_pretrained(model, subfolder="scheduler")
-        self.alphas_cumprod = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)  # [T]
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.image_size = self.unet.config.sample_size * self.vae_scale_factor
 
@@ -73,11 +74,13 @@ class StableDiffusionPrior(DiffusersPrior):
         )
         return self.text_encoder(tokens.input_ids.to(self.device)).last_hidden_state.float()  # [B, 77, 1024]
 
-    def to_model_space(self, rgb: Tensor) -> Tensor:
-        """[B, 3, H, W] in [0, 1] → [B, 4, h, w]; the latent mean keeps SDS free of the VAE's sampling noise."""
+    def to_model_space(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """[B, 3, H, W] in [0, 1] → [B, 4, h, w]: the VAE posterior's mean (`prior.latents: mean`, which keeps SDS
+        free of the VAE's sampling noise) or a sample from it drawn from `generator` (`sample`, as threestudio)."""
         rgb = F.interpolate(rgb, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         x = rgb * 2 - 1  # [B, 3, 512, 512] in [-1, 1]
-        latents = self.vae.encode(x.to(self.dtype)).latent_dist.mean  # [B, 4, 64, 64]
+        posterior = self.vae.encode(x.to(self.dtype)).latent_dist
+        latents = posterior.sample(generator) if self.latents == "sample" else posterior.mean  # [B, 4, 64, 64]
         return (latents * self.vae.config.scaling_factor).float()
 
     def from_model_space(self, z: Tensor) -> Tensor:
@@ -86,8 +89,8 @@ class StableDiffusionPrior(DiffusersPrior):
         return ((x.float() + 1) / 2).clamp(0, 1)
 
     def predict_noise(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
-        eps = self.unet(z_t.to(self.dtype), t.to(self.device), encoder_hidden_states=emb.to(self.dtype)).sample
-        return eps.float()  # [B, 4, 64, 64]
+        out = self.unet(z_t.to(self.dtype), t.to(self.device), encoder_hidden_states=emb.to(self.dtype)).sample
+        return self.to_epsilon(out, z_t, t)  # [B, 4, 64, 64]
 
     def describe(self) -> str:
         c, s = self.unet.config.in_channels, self.unet.config.sample_size
@@ -95,5 +98,6 @@ class StableDiffusionPrior(DiffusersPrior):
         return (
             f"{self.name}:{self.model}: latent {c}×{s}×{s} of {self.image_size}px RGB (VAE /{self.vae_scale_factor}), "
             f"CLIP text {self.tokenizer.model_max_length}×{self.text_encoder.config.hidden_size}, "
-            f"{params / 1e6:.1f}M params, T={self.num_train_timesteps}, {dtype_name(self.dtype)} on {self.device}"
+            f"{params / 1e6:.1f}M params, T={self.num_train_timesteps}, {self.prediction_type}, "
+            f"{dtype_name(self.dtype)} on {self.device}"
         )

@@ -13,12 +13,16 @@ def guidance_multiplier(scale: float, convention: str) -> float:
     return scale if convention == "diffusers" else scale + 1.0
 
 
+def predict(prior: Prior, z_t: Tensor, t: Tensor, *embs: Tensor) -> tuple[Tensor, ...]:
+    """ε̂(z_t; t, emb) [B, C, h, w] for each [B, ...] embedding in `embs`, from one denoiser call of k·B."""
+    k = len(embs)
+    out = prior.predict_noise(torch.cat([z_t] * k), torch.cat([t] * k), torch.cat(embs))
+    return tuple(out.split(z_t.shape[0]))
+
+
 def predict_pair(prior: Prior, z_t: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor) -> tuple[Tensor, Tensor]:
     """(ε_u, ε_c), each [B, C, h, w]: the unconditional and conditional predictions, one denoiser call of 2B."""
-    b = z_t.shape[0]
-    eps_u, eps_c = prior.predict_noise(
-        torch.cat([z_t, z_t]), torch.cat([t, t]), torch.cat([emb_uncond, emb_cond])
-    ).split(b)
+    eps_u, eps_c = predict(prior, z_t, t, emb_uncond, emb_cond)
     return eps_u, eps_c
 
 

@@ -1,7 +1,10 @@
 """Timestep sampling schedules for SDS: the axis `sweeps/timesteps.yaml` compares. One registered class each.
 
-Every schedule maps (step, total steps, RNG) to an integer diffusion timestep in [t_min·T, t_max·T]. Fractions of
-T are the config's unit (DreamFusion's U(0.02, 0.98)); integers are what the prior's ᾱ table is indexed by.
+Every schedule maps (step, total steps, RNG) to an integer diffusion timestep in [t_min·T, t_max·T]. Two
+conventions hold everywhere, as in threestudio and in DreamTime's reference implementation:
+- step i of N is at progress i/N (0 at the first step, (N − 1)/N at the last);
+- a fraction f of T is the integer timestep int(f·T), both ends included: U(0.02, 0.98) of T = 1000 draws from
+  [20, 980], like threestudio's `randint(int(0.02·T), int(0.98·T) + 1)`.
 Schedules are stateless between calls (all randomness comes from the trial's generator or from (seed, step)), so
 a trial resumed from a checkpoint draws the same timesteps as one that never stopped.
 """
@@ -18,13 +21,15 @@ from dreamfusion import registry
 from dreamfusion.config.schema import TimestepConfig
 
 
-def _to_index(frac: float, num_train_timesteps: int) -> int:
-    return int(round(frac * (num_train_timesteps - 1)))
+def timestep_index(frac: float, num_train_timesteps: int) -> int:
+    """int(frac·T), capped at T − 1 so that t_max = 1 still indexes the prior's ᾱ table. A hair of slack keeps a
+    fraction that float arithmetic left just under a step (0.9 − 0.8·0.8 = 0.25999…) on that step."""
+    return min(int(frac * num_train_timesteps + 1e-9), num_train_timesteps - 1)
 
 
-def _progress(step: int, total: int) -> float:
-    """0 at the first step, 1 at the last."""
-    return step / max(total - 1, 1)
+def progress(step: int, total: int) -> float:
+    """i/N: 0 at the first step; the last step is at (N − 1)/N (threestudio's global_step / max_steps)."""
+    return step / total
 
 
 class Schedule(registry.Component, abc.ABC):
@@ -36,8 +41,8 @@ class Schedule(registry.Component, abc.ABC):
         """alphas_cumprod [T]: the prior's ᾱ_t, whose length is its number of training timesteps T."""
         self.cfg, self.total, self.seed = cfg, total, seed
         self.T = int(alphas_cumprod.shape[0])
-        self.lo = _to_index(cfg.t_min, self.T)
-        self.hi = _to_index(cfg.t_max, self.T)
+        self.lo = timestep_index(cfg.t_min, self.T)
+        self.hi = timestep_index(cfg.t_max, self.T)
 
     @abc.abstractmethod
     def __call__(self, step: int, generator: torch.Generator) -> int:
@@ -51,6 +56,7 @@ def make_schedule(cfg: TimestepConfig, total: int, alphas_cumprod: Tensor, seed:
 @registry.register
 class Uniform(Schedule):
     name = "uniform"
+    version = "2"  # 2: int(f·T) with both ends included ([20, 980], was round(f·(T − 1)): [20, 979])
     summary = "t ~ U(t_min, t_max) (DreamFusion: 0.02–0.98)"
 
     def __call__(self, step: int, generator: torch.Generator) -> int:
@@ -59,7 +65,7 @@ class Uniform(Schedule):
 
 def anneal_t_max(cfg: TimestepConfig, step: int, total: int) -> float:
     """Linear decay of t_max to `anneal_to` between the `anneal_start` and `anneal_end` fractions of the run."""
-    p = _progress(step, total)
+    p = progress(step, total)
     if p <= cfg.anneal_start:
         return cfg.t_max
     span = max(cfg.anneal_end - cfg.anneal_start, 1e-12)
@@ -71,29 +77,34 @@ def anneal_t_max(cfg: TimestepConfig, step: int, total: int) -> float:
 @registry.register
 class Anneal(Schedule):
     name = "anneal"
+    version = "2"  # 2: progress i/N (was i/(N − 1)) and int(f·T)
     summary = "t ~ U(t_min, t_max(i)), t_max decaying linearly to `anneal_to` (threestudio-style)"
     options = ("sds.timesteps.anneal_to", "sds.timesteps.anneal_start", "sds.timesteps.anneal_end")
 
     def __call__(self, step: int, generator: torch.Generator) -> int:
-        hi_now = max(_to_index(anneal_t_max(self.cfg, step, self.total), self.T), self.lo)
+        hi_now = max(timestep_index(anneal_t_max(self.cfg, step, self.total), self.T), self.lo)
         return int(torch.randint(self.lo, hi_now + 1, (), generator=generator))
 
 
 @registry.register
 class SqrtAnneal(Schedule):
     name = "sqrt_anneal"
+    version = "2"  # 2: progress i/N (was i/(N − 1)) and int(f·T)
     summary = "t = t_max − (t_max − t_min)·sqrt(i/N), deterministic (HiFA)"
 
     def __call__(self, step: int, generator: torch.Generator) -> int:
         cfg = self.cfg
-        frac = cfg.t_max - (cfg.t_max - cfg.t_min) * math.sqrt(_progress(step, self.total))
-        return _to_index(frac, self.T)
+        frac = cfg.t_max - (cfg.t_max - cfg.t_min) * math.sqrt(progress(step, self.total))
+        return timestep_index(frac, self.T)
 
 
-def dreamtime_weights(cfg: TimestepConfig, num_train_timesteps: int) -> Tensor:
-    """[T] normalised prior weight p(t) of DreamTime (TP-SDS): plateau on [m2, m1], Gaussian tails outside.
+# -- DreamTime (Huang et al. 2023, "DreamTime: An Improved Optimization Strategy for Diffusion-Guided 3D Generation")
 
-    m1, m2, s1, s2 are in steps of a T=1000 schedule and rescaled to the prior's T.
+
+def plateau_weight(cfg: TimestepConfig, num_train_timesteps: int) -> Tensor:
+    """[T] float64 W_p(t): 1 on the plateau [m2, m1], exp(−(t − m1)²/2s1²) above it, exp(−(t − m2)²/2s2²) below.
+
+    m1, m2, s1, s2 are in steps of a T = 1000 schedule and rescaled to the prior's T.
     """
     scale = num_train_timesteps / 1000.0
     t = torch.arange(num_train_timesteps, dtype=torch.float64)
@@ -101,26 +112,34 @@ def dreamtime_weights(cfg: TimestepConfig, num_train_timesteps: int) -> Tensor:
     s1, s2 = cfg.dreamtime_s1 * scale, cfg.dreamtime_s2 * scale
     w = torch.ones_like(t)
     w = torch.where(t > m1, torch.exp(-((t - m1) ** 2) / (2 * s1**2)), w)
-    w = torch.where(t < m2, torch.exp(-((t - m2) ** 2) / (2 * s2**2)), w)
-    lo, hi = _to_index(cfg.t_min, num_train_timesteps), _to_index(cfg.t_max, num_train_timesteps)
-    w[:lo] = 0
-    w[hi + 1 :] = 0
-    return w / w.sum()
+    return torch.where(t < m2, torch.exp(-((t - m2) ** 2) / (2 * s2**2)), w)
 
 
-def dreamtime_tail(cfg: TimestepConfig, num_train_timesteps: int) -> Tensor:
-    """[T] tail mass Σ_{τ ≥ t} p(τ) of the DreamTime weight: 1 at t = 0, non-increasing."""
-    p = dreamtime_weights(cfg, num_train_timesteps)
+def denoiser_weight(alphas_cumprod: Tensor) -> Tensor:
+    """[T] float64 W_d(t) = sqrt((1 − ᾱ_t)/ᾱ_t) = σ_t/α_t, from the prior's own noise schedule: the weight the
+    diffusion training loss puts on t once written in x0 (the paper's eq. 5); it rises steeply towards t = T."""
+    ab = alphas_cumprod.detach().double().cpu().clamp_min(1e-12)  # ᾱ_T = 0 (zero terminal SNR) stays finite
+    return ((1 - ab) / ab).sqrt()
+
+
+def time_prior(weight: Tensor, lo: int, hi: int) -> Tensor:
+    """[T] the weight restricted to [lo, hi] and normalised to sum to 1: the prior p(t) DreamTime walks down."""
+    p = torch.zeros_like(weight)
+    p[lo : hi + 1] = weight[lo : hi + 1] / weight[lo : hi + 1].sum()
+    return p
+
+
+def tail_mass(p: Tensor) -> Tensor:
+    """[T] Σ_{τ ≥ t} p(τ): 1 at t = 0, non-increasing."""
     return torch.flip(torch.cumsum(torch.flip(p, [0]), 0), [0])
 
 
-@registry.register
-class DreamTime(Schedule):
-    name = "dreamtime"
-    summary = (
-        "deterministic, non-increasing: where the tail mass of DreamTime's plateau weight reaches i/N "
-        "(Huang et al. 2023)"
-    )
+class TimePrioritized(Schedule):
+    """DreamTime's time-prioritised schedule for some prior weight W(t): deterministic and non-increasing, step i
+    takes the largest t whose tail mass Σ_{τ ≥ t} p(τ) still reaches i/N, so the run spends steps at each t in
+    proportion to p(t). The same walk as the first author's implementation (DreamWaltz-G): t_max − bisect_left(the
+    cumulative sum of p from t_max down, i/N)."""
+
     options = (
         "sds.timesteps.dreamtime_m1",
         "sds.timesteps.dreamtime_m2",
@@ -130,14 +149,42 @@ class DreamTime(Schedule):
 
     def __init__(self, cfg: TimestepConfig, total: int, alphas_cumprod: Tensor, seed: int) -> None:
         super().__init__(cfg, total, alphas_cumprod, seed)
-        self.tail = dreamtime_tail(cfg, self.T)  # [T]
+        p = time_prior(self.weight(alphas_cumprod), self.lo, self.hi)
+        self.cumulative = torch.cumsum(torch.flip(p[self.lo : self.hi + 1], [0]), 0)  # [hi − lo + 1], from t_max down
+
+    @abc.abstractmethod
+    def weight(self, alphas_cumprod: Tensor) -> Tensor:
+        """[T] float64 unnormalised prior weight W(t)."""
 
     def __call__(self, step: int, generator: torch.Generator) -> int:
-        """The largest t whose tail mass still reaches i/N: step 0 starts at the top of the support and the last
-        step ends at its bottom."""
-        target = _progress(step, self.total)
-        hits = torch.nonzero((self.tail >= target - 1e-9) & (self.tail > 0)).flatten()
-        return int(hits.max()) if len(hits) else self.lo
+        target = torch.tensor([progress(step, self.total)], dtype=torch.float64)
+        below = int(torch.searchsorted(self.cumulative, target, side="left"))  # bisect_left
+        return max(self.hi - below, self.lo)
+
+
+@registry.register
+class DreamTime(TimePrioritized):
+    name = "dreamtime"
+    version = "2"  # 2: W_d·W_p as published (was W_p alone, now `dreamtime_plateau`), progress i/N and int(f·T)
+    summary = (
+        "deterministic, non-increasing: walks down DreamTime's prior weight W_d·W_p, W_d = sqrt((1 − ᾱ)/ᾱ) "
+        "from the prior's noise schedule, W_p a plateau with Gaussian tails (Huang et al. 2023)"
+    )
+
+    def weight(self, alphas_cumprod: Tensor) -> Tensor:
+        return denoiser_weight(alphas_cumprod) * plateau_weight(self.cfg, self.T)
+
+
+@registry.register
+class DreamTimePlateau(TimePrioritized):
+    name = "dreamtime_plateau"
+    summary = (
+        "DreamTime's walk with the plateau weight W_p alone, without W_d (the first author's 'dreamtime-uniform'; "
+        "`dreamtime@1` before the fix): t runs lower than in `dreamtime`"
+    )
+
+    def weight(self, alphas_cumprod: Tensor) -> Tensor:
+        return plateau_weight(self.cfg, self.T)
 
 
 def stratum_order(seed: int, cycle: int, strata: int) -> list[int]:
@@ -149,6 +196,7 @@ def stratum_order(seed: int, cycle: int, strata: int) -> list[int]:
 @registry.register
 class Stratified(Schedule):
     name = "stratified"
+    version = "2"  # 2: int(f·T) with both ends included
     summary = "`strata` equal strata of [t_min, t_max], each visited once per cycle in a random order"
     options = ("sds.timesteps.strata",)
 

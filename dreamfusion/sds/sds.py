@@ -14,12 +14,13 @@ from torch import Tensor
 from dreamfusion import registry
 from dreamfusion.priors.base import Prior
 from dreamfusion.sds.guidance import guided_noise
-from dreamfusion.sds.loss import Loss, SDSOutput, inject, noised
+from dreamfusion.sds.loss import Loss, SDSOutput, noised
 
 
 @registry.register
 class SDS(Loss):
     name = "sds"
+    version = "2"  # 2: a non-finite residual element gives a zero gradient element (was nan_to_num: ±float max for inf)
     summary = "DreamFusion's score distillation w(t)(ε̂ − ε) (Poole et al. 2023, eq. 3); `sds.jacobian` ablates it"
     options = ("sds.baseline", "sds.jacobian")
 
@@ -34,17 +35,14 @@ class SDS(Loss):
         with torch.no_grad():
             eps_hat = guided_noise(prior, z_t, t, emb_cond, emb_uncond, cfg.guidance_scale, cfg.guidance_convention)
         residual = eps_hat - noise if cfg.baseline else eps_hat
-        grad = self.weight(alpha_bar) * residual
-        if cfg.grad_clip is not None:
-            grad = grad.clamp(-cfg.grad_clip, cfg.grad_clip)
-        grad = torch.nan_to_num(grad)
-        return SDSOutput(loss=inject(x, grad), grad=grad, eps_hat=eps_hat)
+        return self.gradient(x, residual, alpha_bar, eps_hat)
 
     def diffusion_loss(
         self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor, noise: Tensor
     ) -> SDSOutput:
         """The ablation SDS simplifies: w(t)‖ε̂(z_t) − ε‖²/2 differentiated through the denoiser's Jacobian
-        ∂ε̂/∂z_t. The denoiser's parameters stay frozen; only its input carries a gradient."""
+        ∂ε̂/∂z_t. The denoiser's parameters stay frozen; only its input carries a gradient. Nothing is zeroed here:
+        a NaN in ε̂ would flow back through the Jacobian whatever its residual is set to, so the loss shows it."""
         cfg = self.cfg
         alpha_bar = prior.alphas_cumprod[t].view(-1, 1, 1, 1)  # [B, 1, 1, 1]
         z_t = noised(x, noise, alpha_bar)
@@ -52,4 +50,5 @@ class SDS(Loss):
         residual = eps_hat - noise
         w = self.weight(alpha_bar)
         loss = 0.5 * (w * residual**2).sum() / x.shape[0]
-        return SDSOutput(loss=loss, grad=(w * residual).detach(), eps_hat=eps_hat.detach())
+        nonfinite = 1 - torch.isfinite(residual).float().mean()
+        return SDSOutput(loss=loss, grad=(w * residual).detach(), eps_hat=eps_hat.detach(), nonfinite=nonfinite)

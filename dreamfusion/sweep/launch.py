@@ -7,22 +7,26 @@ what a killed worker left open and return the outcome (`results.py`). The worker
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from dreamfusion.sweep.results import Outcome, TrialRow, trial_rows
+from dreamfusion.sweep.results import Outcome, TrialRow, live_rows, trial_rows
 from dreamfusion.sweep.session import preflight, ray_session
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.storage import Launch, exists, find_launch, join, storage_root
 from dreamfusion.sweep.tuner import build_tuner, trainable
 from dreamfusion.sweep.worker import TrialContext
+from dreamfusion.tracking import provenance
+from dreamfusion.tracking.artifacts import check_source
 from dreamfusion.tracking.callback import TrialTracker
 from dreamfusion.tracking.runs import close_runs, end_run, reopen_run, start_parent_run
-from dreamfusion.tracking.store import open_experiment, resolve_uri
+from dreamfusion.tracking.store import client, open_experiment, open_store, resolve_uri
 
 Echo = Callable[[str], None]
 
@@ -39,19 +43,33 @@ def launch_sweep(
     """Run a whole sweep; user mistakes raise ConfigError before any worker starts or any run is created."""
     uri = resolve_uri(tracking_uri or spec.tracking.uri)
     preflight(spec, uri, address)
+    for source in init_sources(spec):
+        check_source(source, uri, "init_from")
+    origin = provenance.collect()  # here, on the driver: workers run a copy of the code without its .git
     root = storage_root(storage)
-    with ray_session(address, root, spec.resources, runtime_env):
-        experiment_id = open_experiment(uri, spec.tracking.experiment or spec.name)
-        sweep_dir = join(root, spec.name)
-        name = _new_launch_name(sweep_dir)
-        parent = start_parent_run(uri, experiment_id, spec.name, name, spec.description, _spec_yaml(spec))
-        launch = Launch(
-            spec.model_dump(mode="json"),
-            join(sweep_dir, name),
-            TrialTracker(uri, experiment_id, parent, spec.tracking.flush_every),
-        )
-        launch.save()
-        return _run(launch, lambda ctx: build_tuner(ctx, sweep_dir, name), echo)
+    # Opening the store (creating a fresh SQLite file's schema takes seconds) needs no Ray: it runs while an embedded
+    # Ray starts, whose every check `preflight` has made. A cluster is checked once connected: the store waits.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        store_ready = pool.submit(open_store, uri) if address is None else None
+        with ray_session(address, root, spec.resources, runtime_env):
+            if store_ready is not None:
+                store_ready.result()
+            experiment_id = open_experiment(uri, spec.tracking.experiment or spec.name)
+            sweep_dir = join(root, spec.name)
+            name = _new_launch_name(sweep_dir)
+            parent = start_parent_run(uri, experiment_id, spec.name, name, spec.description, _spec_yaml(spec))
+            origin.record(client(uri), parent)
+            tracker = TrialTracker(
+                uri,
+                experiment_id,
+                parent,
+                spec.tracking.flush_every,
+                provenance=origin,
+                system_every_s=spec.tracking.system_every_s,
+            )
+            launch = Launch(spec.model_dump(mode="json"), join(sweep_dir, name), tracker)
+            launch.save()
+            return _run(launch, lambda ctx: build_tuner(ctx, sweep_dir, name), echo)
 
 
 def resume_sweep(
@@ -70,8 +88,15 @@ def resume_sweep(
     launch = Launch.load(experiment_dir)
     spec = launch.sweep
     preflight(spec, launch.tracker.uri, address)
+    now = provenance.collect()
     with ray_session(address, storage_root(storage), spec.resources, runtime_env):
         reopen_run(launch.tracker.uri, launch.parent_run_id)
+        mlflow = client(launch.tracker.uri)
+        recorded = mlflow.get_run(launch.parent_run_id).data.tags
+        for change in now.record_change(mlflow, launch.parent_run_id, recorded, "resumed"):
+            echo(f"code changed since the launch: {change} (recorded on its runs as df.code_changed)")
+        # the trials go on under today's code, and each run records the change when it reopens
+        launch = dataclasses.replace(launch, tracker=dataclasses.replace(launch.tracker, provenance=now))
         return _run(
             launch,
             lambda ctx: tune.Tuner.restore(experiment_dir, trainable(ctx), resume_unfinished=True, resume_errored=True),
@@ -89,8 +114,8 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo) 
     )
     rows: list[TrialRow] | None = None
     try:
-        make_tuner(TrialContext(spec, tracker)).fit()
-        rows = trial_rows(launch.experiment_dir, spec)
+        grid = make_tuner(TrialContext(spec, tracker)).fit()
+        rows = live_rows(grid, spec) or trial_rows(launch.experiment_dir, spec)
         return Outcome(launch, rows)
     finally:
         rows = rows if rows is not None else _stored_rows(launch)
@@ -103,6 +128,14 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo) 
             f"interrupted before the trial finished; df-sweep resume {spec.name} continues it",
         )
         end_run(tracker.uri, launch.parent_run_id, _failure(rows, spec.name))
+
+
+def init_sources(spec: SweepSpec) -> list[str]:
+    """Every `init_from` a trial of the spec can have: the base's and the listed values of a varied one."""
+    values = [spec.base.get("init_from")]
+    if "init_from" in spec.space and spec.space["init_from"].kind in ("grid", "choice"):
+        values += list(spec.space["init_from"].argument)
+    return [v for v in values if isinstance(v, str)]
 
 
 def _stored_rows(launch: Launch) -> list[TrialRow] | None:

@@ -11,7 +11,7 @@ from typing import Any
 from dreamfusion.errors import ConfigError
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.storage import Launch, find_launch, storage_root, sweep_names
-from dreamfusion.sweep.table import format_table
+from dreamfusion.sweep.table import OFF, format_table
 from dreamfusion.tracking.store import runs_link, sqlite_path
 
 DEFAULT_UI = "http://127.0.0.1:5000"
@@ -47,14 +47,27 @@ def trial_rows(experiment_dir: str, spec: SweepSpec) -> list[TrialRow]:
         analysis = ExperimentAnalysis(str(experiment_dir))
     finally:
         tune_logger.setLevel(level)
+    return rows_of(analysis.trials, spec)
+
+
+def live_rows(result_grid: Any, spec: SweepSpec) -> list[TrialRow] | None:
+    """The trials as Tune's loop left them, from what `Tuner.fit` returned. The stored state can lag behind: a
+    trial HyperBand stops while it is paused stays PAUSED there (Ray 2.60 saves a stopped trial again only if it
+    had a live actor). None where the result grid does not carry its trials."""
+    trials = getattr(getattr(result_grid, "_experiment_analysis", None), "trials", None)
+    return None if trials is None else rows_of(trials, spec)
+
+
+def rows_of(trials: list[Any], spec: SweepSpec) -> list[TrialRow]:
     rows = []
-    for trial in sorted(analysis.trials, key=lambda t: t.trial_id):
+    for trial in sorted(trials, key=lambda t: t.trial_id):
         result = trial.last_result or {}
+        values = spec.trial_values(trial.config)
         rows.append(
             TrialRow(
                 trial.trial_id,
                 trial.status,
-                {k: trial.config.get(k) for k in spec.varied},
+                {k: values.get(k) for k in spec.varied},  # None: a condition left the key at its base value
                 result.get(spec.tune.metric),
                 result.get("step"),
             )
@@ -63,15 +76,11 @@ def trial_rows(experiment_dir: str, spec: SweepSpec) -> list[TrialRow]:
 
 
 def summary(outcome: Outcome, ui: str = DEFAULT_UI) -> list[str]:
-    """The closing lines of a launch: the best trial, where results are, how to look at them."""
+    """The closing lines of a launch: where results are and how to look at them. No "best trial": one trial's
+    score says nothing of seed noise; `df-sweep report` says which configs differ, with paired tests."""
     launch, spec = outcome.launch, outcome.launch.sweep
-    metric, tracker = spec.tune.metric, launch.tracker
-    scored = [(r.metric, r) for r in outcome.rows if r.metric is not None]
+    tracker = launch.tracker
     lines = []
-    if scored:
-        value, best = (max if spec.tune.mode == "max" else min)(scored, key=lambda pair: pair[0])
-        values = ", ".join(f"{k}={v}" for k, v in best.values.items())
-        lines.append(f"best trial: {best.trial_id}  {metric}={value:.4f}  ({values})")
     states = ", ".join(f"{n} {s}" for s, n in Counter(r.state for r in outcome.rows).items())
     lines.append(f"trials: {states}")
     lines.append(f"tune results: {launch.experiment_dir}")
@@ -82,7 +91,9 @@ def summary(outcome: Outcome, ui: str = DEFAULT_UI) -> list[str]:
     link_base = ui if sqlite_path(tracker.uri) is not None else tracker.uri
     open_ui = "df-sweep ui, then open " if sqlite_path(tracker.uri) is not None else "open "
     lines.append(f"compare runs: {open_ui}{runs_link(link_base, tracker.experiment_id)}")
-    lines.append(f"report: df-sweep report {spec.name} --out report")
+    lines.append(
+        f"which configs differ (paired tests over seeds and prompts): df-sweep report {spec.name} --out report"
+    )
     if not outcome.ok:
         lines.append(f"resume: df-sweep resume {spec.name}")
     return lines
@@ -108,7 +119,7 @@ def status_lines(name: str | None, storage: str | None) -> list[str]:
                         {
                             "trial": r.trial_id,
                             "state": r.state,
-                            **{k: str(v) for k, v in r.values.items()},
+                            **{k: OFF if v is None else str(v) for k, v in r.values.items()},
                             metric: "" if r.metric is None else f"{r.metric:.4f}",
                             "step": str(r.step or ""),
                         }

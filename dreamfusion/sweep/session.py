@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import socket
 from collections.abc import Iterator
@@ -16,9 +17,14 @@ from typing import Any
 import torch
 
 from dreamfusion.errors import ConfigError, first_line
+from dreamfusion.sweep.progress import TRIAL_LINE_REGEX
 from dreamfusion.sweep.spec import Resources, SweepSpec
 from dreamfusion.sweep.storage import is_uri
 from dreamfusion.tracking.store import check_reachable
+
+# Ray folds lines of different workers that differ only in numbers into one ("[repeated 2x across cluster]"); every
+# trial's eval lines must come through. Ray reads this when it is imported, so it is set before that.
+os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", TRIAL_LINE_REGEX)
 
 #: Ray's session dir adds ~64 characters of socket path (`session_<date>_<pid>/sockets/plasma_store`) to its
 #: temp dir, and a unix socket path must fit in 107 bytes.
@@ -37,6 +43,12 @@ def preflight(spec: SweepSpec, uri: str, address: str | None) -> None:
 def local_node() -> dict[str, float]:
     """What an embedded Ray on this machine offers."""
     return {"CPU": float(os.cpu_count() or 1), "GPU": float(torch.cuda.device_count())}
+
+
+def local_slots(resources: Resources) -> int:
+    """Trials an embedded Ray on this machine runs at once."""
+    node = local_node()
+    return max(1, int(min(node["CPU"] / resources.cpu, node["GPU"] / resources.gpu if resources.gpu else math.inf)))
 
 
 def check_resources(resources: Resources, nodes: list[dict[str, float]]) -> None:
@@ -90,7 +102,8 @@ def ray_session(
 
 
 def start_local_ray(root: str | Path, runtime_env: dict[str, Any] | None = None) -> None:
-    """An embedded Ray on this machine: no dashboard, no usage stats, temp files by the results."""
+    """An embedded Ray on this machine: no dashboard, no usage stats, temp files by the results. Workers' output
+    reaches the driver (each trial prints a line per evaluation), as on a cluster."""
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -102,13 +115,14 @@ def start_local_ray(root: str | Path, runtime_env: dict[str, Any] | None = None)
         _temp_dir=str(ray_temp_dir(root)),
         configure_logging=True,
         logging_level=logging.ERROR,
-        log_to_driver=False,
+        log_to_driver=True,
         runtime_env=runtime_env,
     )
 
 
 def connect_ray(address: str, runtime_env: dict[str, Any] | None = None) -> None:
-    """An existing cluster (`auto`, `HOST:PORT`, `ray://HOST:PORT`); no cluster there is a user mistake."""
+    """An existing cluster (`auto`, `HOST:PORT`, `ray://HOST:PORT`); no cluster there is a user mistake. Workers'
+    output is forwarded to the driver, so each trial's eval lines are in the driver's log (`ray job logs`)."""
     import ray
 
     _check_listening(address)
@@ -116,7 +130,7 @@ def connect_ray(address: str, runtime_env: dict[str, Any] | None = None) -> None
         ray.init(
             address=address,
             logging_level=logging.ERROR,
-            log_to_driver=False,
+            log_to_driver=True,
             runtime_env=with_project_code(runtime_env),
         )
     except (ConnectionError, TimeoutError, ValueError) as exc:

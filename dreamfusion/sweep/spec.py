@@ -7,8 +7,6 @@ imports Ray, so `df-sweep validate` and `--dry-run` stay fast.
 from __future__ import annotations
 
 import copy
-import itertools
-import math
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -16,71 +14,33 @@ from pydantic import Field, field_validator, model_validator
 from dreamfusion.config.files import build_trial_config, set_dotted
 from dreamfusion.config.schema import Schema, TrialConfig
 from dreamfusion.evaluators.base import all_metrics
+from dreamfusion.sweep.space import BRANCH_PREFIX, Dimension, combinations, count
 
-KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
+#: Searchers that draw each trial from the results so far, rather than expanding the space up front.
+MODEL_BASED = ("optuna", "hyperopt", "bohb")
 
 
-class Dimension(Schema):
-    """One axis of the search space: exactly one kind, mapped one-to-one onto the `ray.tune` function."""
+class PBTBlock(Schema):
+    """Population Based Training (Jaderberg et al. 2017) through Ray Tune's `PopulationBasedTraining`: at every
+    perturbation, a trial in the bottom quantile continues from the checkpoint of one in the top quantile with
+    that trial's config, perturbed. Each perturbation is recorded in the trial's MLflow run (`df.pbt.*` tags, the
+    `pbt/perturbations.json` artifact, and a `pbt/<key>` metric of each numeric mutated value)."""
 
-    grid: list[Any] | None = Field(None, min_length=1)
-    """Every value, each in its own trial (`tune.grid_search`); grids multiply."""
-    choice: list[Any] | None = Field(None, min_length=1)
-    """One value drawn per sample (`tune.choice`)."""
-    uniform: tuple[float, float] | None = None
-    """[low, high): a float drawn uniformly (`tune.uniform`)."""
-    loguniform: tuple[float, float] | None = None
-    """[low, high): a float drawn uniformly in log space, low > 0 (`tune.loguniform`)."""
-    randint: tuple[int, int] | None = None
-    """[low, high): an integer, high excluded as in `tune.randint`."""
-    quniform: tuple[float, float, float] | None = None
-    """[low, high, q]: a float drawn uniformly and rounded to a multiple of q (`tune.quniform`)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _mapping_expected(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise ValueError(f"expected a mapping with one of {', '.join(KINDS)}, e.g. {{grid: [1, 2]}}")
-        return data
-
-    @model_validator(mode="after")
-    def _exactly_one_kind(self) -> Dimension:
-        given = [k for k in KINDS if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"expected exactly one of {', '.join(KINDS)}, got {len(given)}")
-        bounds = self.uniform or self.loguniform or self.randint or self.quniform
-        if bounds is not None and not bounds[0] < bounds[1]:
-            raise ValueError(f"{self.kind}: expected [low, high] with low < high, got {list(bounds)}")
-        if self.loguniform is not None and self.loguniform[0] <= 0:
-            raise ValueError("loguniform: expected low > 0")
-        if self.quniform is not None and self.quniform[2] <= 0:
-            raise ValueError("quniform: expected q > 0")
-        return self
-
-    @property
-    def kind(self) -> str:
-        return next(k for k in KINDS if getattr(self, k) is not None)
-
-    @property
-    def argument(self) -> Any:
-        """The kind's value: the list of a grid or choice, the bounds of a range."""
-        return getattr(self, self.kind)
-
-    def extremes(self) -> list[Any]:
-        """The values a trial can take that are most likely to break validation: all listed ones, or the bounds."""
-        if self.kind in ("grid", "choice"):
-            return list(self.argument)
-        if self.kind == "randint":
-            low, high = self.argument
-            return [low, high - 1]
-        if self.kind == "quniform":
-            low, high, q = self.argument
-            return [round(low / q) * q, round(high / q) * q]
-        return list(self.argument)
-
-    def describe(self) -> str:
-        """`uniform(0.1, 1.0)`: how the dry-run table shows a dimension that is sampled rather than enumerated."""
-        return f"~{self.kind}({', '.join(fmt_value(v) for v in self.argument)})"
+    perturbation_interval: int = Field(100, ge=1)
+    """Steps between perturbations of a trial: a multiple of `checkpoint_every` (itself a multiple of
+    `eval.every`), so that the checkpoint a trial exploits is the one saved at the evaluation PBT ranked."""
+    mutate: list[str] = Field(default_factory=list)
+    """The space keys PBT perturbs, each drawn from its own dimension on a resample: a range is multiplied by 0.8
+    or 1.2 (kept inside the range), a list moves to a neighbouring value. Every other dimension must be `seed`:
+    an exploiting trial takes on the whole config of the trial it copies."""
+    quantile_fraction: float = Field(0.25, gt=0, le=0.5)
+    """The fraction of trials in the top (copied) and the bottom (copying) quantile."""
+    resample_probability: float = Field(0.25, ge=0, le=1)
+    """The probability that a perturbed value is drawn afresh from its dimension instead of moved."""
+    synch: bool = False
+    """Wait at every perturbation until all trials have reached it, then perturb: the same decisions every time
+    (metrics are deterministic), at the cost of slots idling while the slowest trial catches up. Asynchronous
+    (false) decides as each trial reports, against whatever the others last reported."""
 
 
 class TuneBlock(Schema):
@@ -89,16 +49,27 @@ class TuneBlock(Schema):
     the CLIP metrics, or for toy-world prompts `gt_iou` / `gt_colour_error` (exact scores against its ground truth)."""
     mode: Literal["max", "min"] = "max"
     """Whether a larger or a smaller metric is better; when left out, the metric's own direction."""
+    search: Literal["random", "grid", "optuna", "hyperopt", "bohb"] = "random"
+    """How trials are chosen. `random`: Ray's variant generator, grid dimensions crossed and the others drawn at
+    random, `num_samples` times over. `grid`: the same, with every dimension a grid. `optuna` (TPE), `hyperopt`
+    (TPE) and `bohb` (with `scheduler: hyperband`; `pip install 'df-sweep[bohb]'`): Ray Tune's integrations of
+    model-based searchers, which draw `num_samples` trials in all, each from the results so far (no grids)."""
     num_samples: int = Field(1, ge=1)
-    """Repeats of the whole grid; each repeat draws fresh values for the sampled (non-grid) dimensions."""
-    scheduler: Literal["fifo", "asha"] = "fifo"
-    """`fifo` runs every trial to the end; `asha` stops the worse trials early at its rungs."""
+    """`random`/`grid`: repeats of the whole grid, each drawing fresh values for the sampled dimensions (under
+    `pbt`, the population of each grid point). `optuna`/`hyperopt`/`bohb`: the number of trials."""
+    scheduler: Literal["fifo", "asha", "hyperband", "pbt"] = "fifo"
+    """`fifo` runs every trial to the end; `asha` stops the worse trials early at its rungs; `hyperband` runs
+    HyperBand's brackets (pausing and resuming trials from their checkpoints; BOHB's own with `search: bohb`);
+    `pbt` is Population Based Training (`tune.pbt`)."""
     grace_period: int = Field(100, ge=1)
     """`asha`: steps a trial runs before it can be stopped."""
     reduction_factor: float = Field(2.0, gt=1)
-    """`asha`: 1/reduction_factor of the trials go on at each rung."""
+    """`asha`, `hyperband`: 1/reduction_factor of the trials go on at each rung."""
     max_t: int | None = Field(None, ge=1)
-    """`asha`: the step budget of a trial; null uses the largest `steps` a trial of the sweep can have."""
+    """`asha`, `hyperband`: the step budget of a trial; null uses the largest `steps` a trial of the sweep can
+    have."""
+    pbt: PBTBlock = PBTBlock()
+    """`pbt`: what Population Based Training perturbs, and how often."""
     max_concurrent_trials: int | None = Field(None, ge=1)
     """Cap on trials running at once; null lets the resources decide."""
     seed: int | None = None
@@ -162,6 +133,8 @@ class Tracking(Schema):
     """MLflow experiment; null uses the sweep name."""
     flush_every: int = Field(25, ge=1)
     """Steps of step metrics batched into one MLflow write: fewer, larger writes keep the trial fast."""
+    system_every_s: float = Field(2.0, ge=0.1)
+    """Seconds between samples of a trial process's CPU, memory and GPU (`system/` metrics)."""
 
 
 class SweepSpec(Schema):
@@ -186,16 +159,31 @@ class SweepSpec(Schema):
     def varied(self) -> list[str]:
         return list(self.space)
 
-    def grid_keys(self) -> list[str]:
-        return [k for k, d in self.space.items() if d.kind == "grid"]
+    def grid_options(self) -> dict[str, list[Any]]:
+        return {k: list(d.argument) for k, d in self.space.items() if d.kind == "grid"}
 
     def grid_points(self) -> list[dict[str, Any]]:
-        """The grid's combinations, as `itertools.product` orders them."""
-        keys = self.grid_keys()
-        return [dict(zip(keys, values)) for values in itertools.product(*(self.space[k].argument for k in keys))]
+        """The grid's combinations, a conditional grid crossed only where its condition holds."""
+        return list(combinations(self.space, self.grid_options()))
 
     def num_trials(self) -> int:
-        return math.prod(len(self.space[k].argument) for k in self.grid_keys()) * self.tune.num_samples
+        """The exact number of trials, computed from the dimensions without enumerating them: what a trial-count
+        limit and the dry run read."""
+        if self.tune.search in MODEL_BASED:
+            return self.tune.num_samples
+        return count(self.space, self.grid_options()) * self.tune.num_samples
+
+    def trial_values(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The varied values of a trial from its Tune config, whatever the searcher's layout: flat keys, or a
+        condition key and its dependents nested under `when:KEY`. Dimensions whose condition fails are absent."""
+        flat: dict[str, Any] = {}
+        for key, value in config.items():
+            if key.startswith(BRANCH_PREFIX) and isinstance(value, dict):
+                flat.update(value)
+            else:
+                flat[key] = value
+        # searchers may hand back numpy scalars (BOHB's np.str_): plain values for configs, names and JSON
+        return {k: flat[k].item() if hasattr(flat[k], "item") else flat[k] for k in self.space if k in flat}
 
     def trial_config(self, values: dict[str, Any], source: str = "sweep") -> TrialConfig:
         """The base with the varied dotted keys set to `values`, as one validated trial config."""
@@ -205,12 +193,8 @@ class SweepSpec(Schema):
         return build_trial_config(data, source)
 
     def max_steps(self) -> int:
-        """The longest trial the sweep can run: ASHA's default step budget."""
+        """The longest trial the sweep can run: the default step budget of ASHA and HyperBand."""
         steps = [build_trial_config(self.base, "base").steps]
         if "steps" in self.space:
             steps += [int(v) for v in self.space["steps"].extremes()]
         return max(steps)
-
-
-def fmt_value(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

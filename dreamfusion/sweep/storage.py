@@ -15,6 +15,7 @@ from typing import Any
 from dreamfusion.errors import ConfigError
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.tracking.callback import TrialTracker
+from dreamfusion.tracking.provenance import Provenance
 
 #: What a launch stores beside Tune's experiment state, so that `resume` and `status` need only the name.
 LAUNCH_FILE = "df_sweep.json"
@@ -50,7 +51,9 @@ class Launch:
         fs, path = filesystem(experiment_dir)
         with fs.open_input_stream(posixpath.join(path, LAUNCH_FILE)) as stored:
             data = json.loads(stored.read())
-        return cls(data["spec"], data["experiment_dir"], TrialTracker(**data["tracker"]))
+        tracker = data["tracker"]  # a launch from before provenance was recorded has none
+        origin = Provenance(**tracker.get("provenance", {}))
+        return cls(data["spec"], data["experiment_dir"], TrialTracker(**{**tracker, "provenance": origin}))
 
 
 def is_uri(location: str | Path) -> bool:

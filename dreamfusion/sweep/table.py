@@ -5,16 +5,42 @@ from __future__ import annotations
 
 from typing import Any
 
-from dreamfusion.sweep.spec import SweepSpec, fmt_value
+from dreamfusion.sweep.cost import cost_lines
+from dreamfusion.sweep.space import Dimension, fmt_value
+from dreamfusion.sweep.spec import MODEL_BASED, SweepSpec
+
+#: What the table shows for a dimension whose condition does not hold in a trial (the key keeps its base value).
+OFF = "-"
 
 
 def trial_table(spec: SweepSpec) -> list[dict[str, str]]:
-    """The expanded trials as rows: grid points enumerated, sampled dimensions shown as their distribution."""
-    sampled = {k: d.describe() for k, d in spec.space.items() if d.kind != "grid"}
-    return [
-        {"#": str(i), **{k: fmt_value(point[k]) if k in point else sampled[k] for k in spec.space}}
-        for i, point in enumerate(spec.grid_points())
-    ]
+    """The trials as rows, as many as the sweep runs: grid points enumerated (`num_samples` times over), sampled
+    dimensions shown as their distribution, a dimension whose condition fails as `-`. A model-based searcher draws
+    its trials one by one from the results so far: one row stands for all of them."""
+    if spec.tune.search in MODEL_BASED:
+        n = spec.tune.num_samples
+        return [{"#": f"0-{n - 1}" if n > 1 else "0", **{k: _drawn(d) for k, d in spec.space.items()}}]
+    points = spec.grid_points()
+    rows: list[dict[str, str]] = []
+    for _ in range(spec.tune.num_samples):
+        for point in points:
+            cells = {k: fmt_value(point[k]) if k in point else _cell(d, point) for k, d in spec.space.items()}
+            rows.append({"#": str(len(rows)), **cells})
+    return rows
+
+
+def _cell(dim: Dimension, point: dict[str, Any]) -> str:
+    """A dimension the grid point does not fix: off, drawn, or drawn where a drawn condition holds."""
+    if dim.condition is not None and dim.condition[0] in point:
+        return dim.describe() if dim.holds(point) else OFF
+    return _drawn(dim)
+
+
+def _drawn(dim: Dimension) -> str:
+    if dim.condition is None:
+        return dim.describe()
+    key, values = dim.condition
+    return f"{dim.describe()} if {key.rpartition('.')[2]} in {{{', '.join(fmt_value(v) for v in values)}}}"
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -41,14 +67,27 @@ def format_table(rows: list[dict[str, str]]) -> str:
 
 
 def count_text(spec: SweepSpec) -> str:
-    """`6 trials (3 grid point(s) x num_samples 2, sampling sds.guidance_scale)`."""
-    points = len(spec.grid_points())
+    """`6 trials (3 grid point(s) x num_samples 2, sampling sds.guidance_scale)`, or for a model-based searcher
+    `12 trials drawn by optuna (seed 0) from sds.guidance_scale, ...`."""
     sampled = [k for k, d in spec.space.items() if d.kind != "grid"]
-    how = f"{points} grid point(s) x num_samples {spec.tune.num_samples}" + (
+    t = spec.tune
+    if t.search in MODEL_BASED:
+        seed = f", seed {t.seed}" if t.seed is not None else ""
+        return f"{spec.num_trials()} trials drawn one by one by {t.search}{seed} from {', '.join(sampled)}"
+    points = spec.num_trials() // t.num_samples
+    how = f"{points} grid point(s) x num_samples {t.num_samples}" + (
         f", sampling {', '.join(sampled)}" if sampled else ""
     )
     return f"{spec.num_trials()} trials ({how})"
 
 
-def dry_run_lines(spec: SweepSpec) -> list[str]:
-    return [f"sweep {spec.name}: {count_text(spec)}", format_table(trial_table(spec))]
+def dry_run_lines(spec: SweepSpec, slots: int | None = None) -> list[str]:
+    """The count, the search and scheduler, the table of trials, and what they will cost (and how long they take
+    on `slots` trials at once, where known)."""
+    t = spec.tune
+    how = f"search {t.search}, scheduler {t.scheduler}" + (
+        f" (perturbing {', '.join(t.pbt.mutate)} every {t.pbt.perturbation_interval} steps)"
+        if t.scheduler == "pbt"
+        else ""
+    )
+    return [f"sweep {spec.name}: {count_text(spec)}; {how}", format_table(trial_table(spec)), *cost_lines(spec, slots)]

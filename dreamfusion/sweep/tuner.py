@@ -3,26 +3,17 @@ resources, and where Tune keeps its state."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
+from dreamfusion.sweep.search import build_scheduler, build_search
+from dreamfusion.sweep.space import BRANCH_PREFIX, dependents
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.table import short_names
 from dreamfusion.sweep.worker import TrialContext, sweep_trial
 
-
-def search_space(spec: SweepSpec) -> dict[str, Any]:
-    from ray import tune
-
-    domains: dict[str, Callable[..., Any]] = {
-        "grid": lambda v: tune.grid_search(list(v)),
-        "choice": lambda v: tune.choice(list(v)),
-        "uniform": lambda v: tune.uniform(*v),
-        "loguniform": lambda v: tune.loguniform(*v),
-        "randint": lambda v: tune.randint(*v),
-        "quniform": lambda v: tune.quniform(*v),
-    }
-    return {key: domains[dim.kind](dim.argument) for key, dim in spec.space.items()}
+#: Checkpoints kept per trial under PBT: Ray warns that two or fewer lose checkpoints before they are copied (seen
+#: here: a copy failed with "does not exist on storage anymore" at two).
+PBT_CHECKPOINTS = 4
 
 
 def _trial_id(trial: Any) -> str:
@@ -38,28 +29,14 @@ def trainable(ctx: TrialContext) -> Any:
 
 def build_tuner(ctx: TrialContext, sweep_dir: str, name: str) -> Any:
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
-    from ray.tune.search.basic_variant import BasicVariantGenerator
 
     spec, t = ctx.spec, ctx.spec.tune
-    scheduler = (
-        ASHAScheduler(
-            time_attr="step",
-            grace_period=t.grace_period,
-            reduction_factor=t.reduction_factor,
-            max_t=t.max_t or spec.max_steps(),
-        )
-        if t.scheduler == "asha"
-        else FIFOScheduler()
-    )
-    # The concurrency cap goes to the generator: Tune ignores TuneConfig.max_concurrent_trials once a
-    # BasicVariantGenerator is passed in (which the seed needs).
-    search = BasicVariantGenerator(random_state=t.seed, max_concurrent=t.max_concurrent_trials or 0)
+    search, param_space = build_search(spec)
     tune_config = tune.TuneConfig(
         metric=t.metric,
         mode=t.mode,
         num_samples=t.num_samples,
-        scheduler=scheduler,
+        scheduler=build_scheduler(spec),
         search_alg=search,
         reuse_actors=True,
         trial_name_creator=_trial_id,
@@ -67,29 +44,44 @@ def build_tuner(ctx: TrialContext, sweep_dir: str, name: str) -> Any:
     )
     return tune.Tuner(
         trainable(ctx),
-        param_space=search_space(spec),
+        param_space=param_space,
         tune_config=tune_config,
         run_config=_run_config(spec, sweep_dir, name),
     )
 
 
+def config_path(spec: SweepSpec, key: str) -> str:
+    """Where an unconditional key sits in a trial's Tune config, as Tune's progress table looks it up: at the
+    top, or (Ray's variant generator and HyperOpt) inside its own `when:KEY` branch when others depend on it."""
+    nested = spec.tune.search not in ("optuna", "bohb") and dependents(spec.space, key)
+    return f"{BRANCH_PREFIX}{key}/{key}" if nested else key
+
+
 def _run_config(spec: SweepSpec, sweep_dir: str, name: str) -> Any:
     from ray import tune
 
+    from dreamfusion.sweep.monitor import SweepMonitor
+
     reporter = tune.CLIReporter(
         metric_columns={spec.tune.metric: spec.tune.metric, "step": "step"},
-        parameter_columns=short_names(spec.varied),
+        # Tune's "current best trial" line looks every column up without a default: a key a condition switches
+        # off in that trial would end the sweep with a KeyError, so conditional keys are left to the run names.
+        parameter_columns={
+            config_path(spec, k): n for k, n in short_names(spec.varied).items() if spec.space[k].when is None
+        },
         max_report_frequency=30,
         sort_by_metric=True,
     )
     # Renders and final artifacts go to MLflow; copying each trial's folder into storage at every checkpoint
-    # (Tune's default) would only duplicate them and the trial's own checkpoints.
+    # (Tune's default) would only duplicate them and the trial's own checkpoints. Under PBT the checkpoint a trial
+    # is to copy must outlive the copying trial's restart while its owner goes on saving (PBT's own saves count).
     return tune.RunConfig(
         name=name,
         storage_path=sweep_dir,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=PBT_CHECKPOINTS if spec.tune.scheduler == "pbt" else 1),
         sync_config=tune.SyncConfig(sync_artifacts_on_checkpoint=False),
         progress_reporter=reporter,
+        callbacks=[SweepMonitor(spec.num_trials())],
         verbose=1,
     )

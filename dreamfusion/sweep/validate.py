@@ -9,8 +9,6 @@ some trial selects.
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,9 @@ from dreamfusion.config.files import (
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.errors import ConfigError
 from dreamfusion.evaluators.base import metric_owner
-from dreamfusion.sweep.spec import KINDS, SweepSpec
+from dreamfusion.sweep.search import search_problem
+from dreamfusion.sweep.space import KINDS, combinations, condition_problem, count
+from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.trial.preflight import check_trial
 
 #: Above this many combinations the cross product is not validated; each value still is, one at a time.
@@ -52,7 +52,8 @@ def apply_spec_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str
     """`--set tune.num_samples=4`, `--set base.steps=100`, `--set space.seed.grid=[0,1,2]`.
 
     The keys inside `space` contain dots themselves, so `space.` overrides are split by hand: the last part is
-    the kind when it names one (`space.sds.guidance_scale.grid=[10, 50]`), else the value is a whole dimension.
+    the kind when it names one (`space.sds.guidance_scale.grid=[10, 50]`, keeping the dimension's condition) or
+    the condition (`space.KEY.when={sds.timesteps.schedule: dreamtime}`), else the value is a whole dimension.
     """
     out = apply_overrides(data, [o for o in overrides if not o.startswith("space.")])
     for text in (o for o in overrides if o.startswith("space.")):
@@ -62,7 +63,11 @@ def apply_spec_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str
         if not isinstance(space, dict):
             raise ConfigError(f"--set {text}: space is not a mapping in the spec")
         if last in KINDS and dotted:
-            space[dotted] = {last: value}
+            old = space.get(dotted)
+            when = old.get("when") if isinstance(old, dict) else None  # a new kind keeps the dimension's condition
+            space[dotted] = {last: value, **({"when": when} if when is not None else {})}
+        elif last == "when" and dotted and isinstance(space.get(dotted), dict):
+            space[dotted] = {**space[dotted], "when": value}
         else:
             space[key.removeprefix("space.")] = value
     return out
@@ -81,15 +86,23 @@ def check_space(spec: SweepSpec, source: str) -> None:
     for key in spec.space:
         if key not in known:
             raise ConfigError(f"{source}: space.{key}: unknown trial config key; expected {_suggest(key, known)}")
+    problem = condition_problem(spec.space)
+    if problem:
+        raise ConfigError(f"{source}: space.{problem[0]}.when: {problem[1]}")
     for key, dim in spec.space.items():
+        # a conditional value is checked in a trial its condition holds in
+        condition = {dim.condition[0]: dim.condition[1][0]} if dim.condition else {}
         for value in dim.extremes():
             label = f"{source}: space.{key}={value!r}"
-            check_trial(spec.trial_config({key: value}, label), label)
+            check_trial(spec.trial_config({**condition, key: value}, label), label)
     for values in _combinations(spec):
         label = f"{source}: space combination " + ", ".join(f"{k}={v!r}" for k, v in values.items())
         check_trial(spec.trial_config(values, label), label)
     check_metric(spec, base, source)
     check_options(spec, base, source)
+    problem = search_problem(spec)
+    if problem:
+        raise ConfigError(f"{source}: {problem[0]}: {problem[1]}")
 
 
 def check_metric(spec: SweepSpec, base: TrialConfig, source: str) -> None:
@@ -113,18 +126,26 @@ def check_options(spec: SweepSpec, base: TrialConfig, source: str) -> None:
     """A varied key that only some components read must be read by a component that some trial selects:
     sweeping `dreamtime_m1` while no trial uses the dreamtime schedule changes nothing."""
     base_flat = flatten(base)
-    for key in spec.space:
+    for key, dim in spec.space.items():
         owners = registry.owners(key)
-        if owners and not any(_selected(spec, base_flat, c) for c in owners):
-            names = ", ".join(f"the {c.name} {c.kind}" for c in owners)
-            raise ConfigError(f"{source}: space.{key}: only {names} reads it, and no trial of the sweep selects it")
+        if owners and not any(_selected(spec, base_flat, c, key) for c in owners):
+            kinds = {c.kind for c in owners}
+            names = " or ".join(c.name if len(kinds) == 1 else f"{c.name} {c.kind}" for c in owners)
+            which = f"the {names} {kinds.pop()}" if len(kinds) == 1 else f"the {names}"
+            where = "no trial it varies in" if dim.condition else "no trial of the sweep"
+            raise ConfigError(f"{source}: space.{key}: only {which} reads it, and {where} selects it")
 
 
-def _selected(spec: SweepSpec, base_flat: dict[str, Any], component: type[registry.Component]) -> bool:
-    """Whether some trial selects `component`: the key that picks its kind takes its name somewhere (a list
-    value, like `eval.evaluators`, selects every name in it; null selects every component of the kind)."""
+def _selected(spec: SweepSpec, base_flat: dict[str, Any], component: type[registry.Component], option: str) -> bool:
+    """Whether some trial that varies `option` selects `component`: the key that picks its kind takes its name
+    there (a list value, like `eval.evaluators`, selects every name in it; null selects every component of the
+    kind). Where `option` varies under a condition on that key, only the condition's values count."""
     key = registry.KINDS[component.kind]
-    values = spec.space[key].extremes() if key in spec.space else [base_flat.get(key)]
+    condition = spec.space[option].condition
+    if condition is not None and condition[0] == key:
+        values = condition[1]
+    else:
+        values = spec.space[key].extremes() if key in spec.space else [base_flat.get(key)]
     for value in values:
         if value is None or value == component.name or (isinstance(value, list) and component.name in value):
             return True
@@ -132,13 +153,12 @@ def _selected(spec: SweepSpec, base_flat: dict[str, Any], component: type[regist
 
 
 def _combinations(spec: SweepSpec) -> Iterator[dict[str, Any]]:
-    """Every combination of the dimensions' extremes, unless there are too many to check in a blink."""
-    keys = list(spec.space)
-    lists = [spec.space[k].extremes() for k in keys]
-    if len(keys) < 2 or math.prod(len(v) for v in lists) > MAX_VALIDATED_COMBINATIONS:
+    """Every combination of the dimensions' extremes (a conditional one where its condition holds), unless there
+    are too many to check in a blink."""
+    extremes = {k: d.extremes() for k, d in spec.space.items()}
+    if len(extremes) < 2 or count(spec.space, extremes) > MAX_VALIDATED_COMBINATIONS:
         return
-    for values in itertools.product(*lists):
-        yield dict(zip(keys, values))
+    yield from combinations(spec.space, extremes)
 
 
 def _suggest(key: str, known: set[str]) -> str:

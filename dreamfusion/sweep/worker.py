@@ -5,9 +5,12 @@ Ray retries or `df-sweep resume` restores the trial."""
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import posixpath
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,14 +18,18 @@ from typing import Any
 
 import torch
 
-from dreamfusion.config.schema import PriorConfig, ScoringConfig
+from dreamfusion.config.schema import PriorConfig, ScoringConfig, TrialConfig
 from dreamfusion.priors.base import Prior, load_prior, resolve_device
 from dreamfusion.scoring.metrics import Scorer, load_scorer
+from dreamfusion.sweep.pbt import record_perturbation
+from dreamfusion.sweep.progress import eval_line, trial_line
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.table import run_name
+from dreamfusion.tracking.artifacts import fetch_init, looks_like_run_id
 from dreamfusion.tracking.callback import TrackingCallback, TrialTracker
-from dreamfusion.tracking.schema import DIVERGED_TAG, FAILURE_TAG, NODE_TAG
-from dreamfusion.trial.loop import TrialCallback, TrialResult, run_trial
+from dreamfusion.tracking.schema import DIVERGED_TAG, FAILURE_TAG, INIT_RUN_TAG, NODE_TAG
+from dreamfusion.tracking.store import open_store
+from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult, run_trial
 
 
 @dataclass(frozen=True)
@@ -46,14 +53,23 @@ def prior_loads() -> int:
 
 
 class TuneReporter(TrialCallback):
-    """Reports each eval to Tune with the checkpoint saved at it. The final eval is reported only at the end,
-    once the final renders are written and logged, because a scheduler may stop the trial inside a report."""
+    """Reports each eval to Tune with the checkpoint saved at it, and prints it as one line, which reaches the
+    driver's log (`ray job logs` on a cluster). The final eval is reported only at the end, once the final renders
+    are written and logged, because a scheduler may stop the trial inside a report."""
 
-    def __init__(self, steps: int) -> None:
-        self.steps = steps
+    def __init__(self, steps: int, label: str) -> None:
+        self.steps, self.label = steps, label
         self.final_checkpoint: Path | None = None
+        self.started: Callable[[int], None] | None = None  # told the step the trial starts at (PBT's record)
+        self.clock = time.perf_counter()
+
+    def on_start(self, cfg: TrialConfig, start_step: int, info: TrialInfo) -> None:
+        if self.started is not None:
+            self.started(start_step)
 
     def on_eval(self, step: int, metrics: dict[str, float], render_path: Path, checkpoint: Path | None) -> None:
+        line = eval_line(step, self.steps, time.perf_counter() - self.clock, metrics)
+        print(trial_line(self.label, line), flush=True)
         if step >= self.steps:
             self.final_checkpoint = checkpoint
         else:
@@ -72,21 +88,32 @@ def _report(step: int, metrics: dict[str, float], checkpoint: Path | None) -> No
     )
 
 
+@dataclass(frozen=True)
+class Restore:
+    """Where this attempt of a trial starts: the checkpoint directory Tune restores it from (None for a fresh
+    start), the restore point "<Ray job>/<checkpoint>" (the same for a retry from the same checkpoint on any node,
+    different after `df-sweep resume`, a new job), and the trial whose checkpoint it is (another trial's after a
+    PBT exploit)."""
+
+    path: Path | None
+    point: str
+    source_trial: str | None
+
+
 @contextmanager
-def _restored_checkpoint() -> Iterator[tuple[Path | None, str]]:
-    """The directory of the checkpoint Tune restores this trial from (a retry or a resume; None for a fresh
-    start), and the attempt's restore point "<Ray job>/<checkpoint>": the same for a retry from the same
-    checkpoint on any node, different after `df-sweep resume` (a new job)."""
+def _restored_checkpoint() -> Iterator[Restore]:
     import ray
     from ray import tune
 
     job = ray.get_runtime_context().get_job_id()
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
-        yield None, f"{job}/start"
+        yield Restore(None, f"{job}/start", None)
         return
+    # Tune keeps a trial's checkpoints in its trial directory, which is named by the trial id (tuner._trial_id).
+    source = posixpath.basename(posixpath.dirname(checkpoint.path.rstrip("/")))
     with checkpoint.as_directory() as path:
-        yield Path(path), f"{job}/{posixpath.basename(checkpoint.path)}"
+        yield Restore(Path(path), f"{job}/{posixpath.basename(checkpoint.path)}", source)
 
 
 def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -95,19 +122,40 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     from ray import tune
 
     torch.set_num_threads(max(1, int(ctx.spec.resources.cpu)))
-    values = {k: config[k] for k in ctx.spec.varied}
+    # What a trial prints reaches the driver's log: its eval lines, not Ray's line per saved or restored checkpoint.
+    for name in ("ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    values = ctx.spec.trial_values(config)
     cfg = ctx.spec.trial_config(values)
+    # A fresh worker imports MLflow and opens the store while it loads the prior: the two overlap.
+    store = threading.Thread(target=_open_store_quietly, args=(ctx.tracker.uri,), name="open-store")
+    store.start()
     prior, scorer = _prior_and_scorer(cfg.prior.model_dump_json(), cfg.scoring.model_dump_json(), cfg.device)
+    store.join()
     trial = tune.get_context()
-    node = {NODE_TAG: ray.get_runtime_context().get_node_id()}
+    trial_id, name = trial.get_trial_id(), run_name(values)
+    tags = {NODE_TAG: ray.get_runtime_context().get_node_id()}
+    if cfg.init_from and looks_like_run_id(cfg.init_from):
+        tags[INIT_RUN_TAG] = cfg.init_from
+    reporter = TuneReporter(cfg.steps, f"{trial_id} {name}")
+    out = Path(trial.get_trial_dir())
     with (
-        ctx.tracker.run(
-            trial.get_trial_id(), run_name(values), continue_existing=True, then=TuneReporter(cfg.steps), tags=node
-        ) as callback,
-        _restored_checkpoint() as (resume_from, start),
-        _no_second_divergence(callback, start),
+        ctx.tracker.run(trial_id, name, continue_existing=True, then=reporter, tags=tags) as callback,
+        _restored_checkpoint() as restore,
+        _no_second_divergence(callback, restore.point),
     ):
-        run_trial(cfg, Path(trial.get_trial_dir()), callback, prior, scorer, resume_from)
+        if ctx.spec.tune.scheduler == "pbt":
+            mutated = {k: values[k] for k in ctx.spec.tune.pbt.mutate}
+            reporter.started = functools.partial(record_perturbation, callback, mutated, trial_id, restore.source_trial)
+        init = fetch_init(cfg, ctx.tracker.uri, out / "init") if restore.path is None else None
+        run_trial(cfg, out, callback, prior, scorer, restore.path, init)
+
+
+def _open_store_quietly(uri: str) -> None:
+    try:
+        open_store(uri)
+    except Exception:  # the trial's own opening of its run, next, reports what is wrong with the store
+        pass
 
 
 @contextmanager

@@ -43,6 +43,12 @@ def linear_alphas_cumprod(num_train_timesteps: int, beta_start: float, beta_end:
     return torch.cumprod(1 - betas, 0).float()
 
 
+def toy_alphas_cumprod() -> Tensor:
+    """The toy world's linear-β schedule (`toyworld/assets.py`), which the trained prior was trained with."""
+    s = NOISE_SCHEDULE
+    return linear_alphas_cumprod(s["num_train_timesteps"], s["beta_start"], s["beta_end"])
+
+
 @registry.register
 class AnalyticPrior(Prior):
     name = "analytic"
@@ -59,6 +65,10 @@ class AnalyticPrior(Prior):
     def load(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype) -> AnalyticPrior:
         images, captions, cams = world_bank()
         return cls(images, captions, device, cams, cfg.front_bias)
+
+    @classmethod
+    def noise_schedule(cls, cfg: PriorConfig) -> Tensor:
+        return toy_alphas_cumprod()
 
     def __init__(
         self,
@@ -82,10 +92,7 @@ class AnalyticPrior(Prior):
         if views is not None:  # importance weights: the wanted azimuth law over the one the set was drawn from
             wanted = world.azimuth_density(views[:, 1], front_bias)
             self.log_bias = (wanted / world.azimuth_density(views[:, 1], BANK_BIAS)).log().float().to(self.device)
-        schedule = NOISE_SCHEDULE
-        self.alphas_cumprod = linear_alphas_cumprod(
-            schedule["num_train_timesteps"], schedule["beta_start"], schedule["beta_end"]
-        ).to(self.device)  # [T]
+        self.alphas_cumprod = toy_alphas_cumprod().to(self.device)  # [T]
 
     def encode_text(self, prompts: list[str]) -> Tensor:
         # → [B, K] log-weights over the image bank; "" is the unconditional mixture of all images
@@ -109,7 +116,7 @@ class AnalyticPrior(Prior):
             members = seen if seen.any() else members  # a view the set never shows (overhead): all views
         return torch.where(members, self.log_bias, NEG)
 
-    def to_model_space(self, rgb: Tensor) -> Tensor:
+    def to_model_space(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return resize(rgb, self.resolution) * 2 - 1
 
     def from_model_space(self, z: Tensor) -> Tensor:

@@ -20,6 +20,7 @@ from dreamfusion.errors import ConfigError
 from dreamfusion.nerf.field import parameter_count
 from dreamfusion.nerf.render import resize
 from dreamfusion.priors.base import Prior, freeze
+from dreamfusion.priors.noise import CONFIG_PATH, alphas_cumprod, read_config
 from dreamfusion.toyworld import world
 from dreamfusion.toyworld.assets import MAX_TOKENS, WEIGHTS, check_weights
 
@@ -41,6 +42,12 @@ class ToyWorldPrior(Prior):
     @classmethod
     def check(cls, cfg: PriorConfig) -> None:
         check_weights(WEIGHTS, "unet")
+
+    @classmethod
+    def noise_schedule(cls, cfg: PriorConfig) -> Tensor:
+        """From the shipped weights' scheduler config, without loading the UNet."""
+        check_weights(WEIGHTS, "scheduler")
+        return alphas_cumprod(read_config(WEIGHTS / CONFIG_PATH))
 
     def __init__(self, weights: Path, device: torch.device, dtype: torch.dtype) -> None:
         from diffusers import DDPMScheduler, UNet2DConditionModel
@@ -78,7 +85,7 @@ class ToyWorldPrior(Prior):
         )
         return self.text_encoder(input_ids=tokens.input_ids.to(self.device)).last_hidden_state.float()
 
-    def to_model_space(self, rgb: Tensor) -> Tensor:
+    def to_model_space(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """[B, 3, H, W] in [0, 1] → [B, 3, 32, 32] in [-1, 1]."""
         return resize(rgb, self.image_size).float() * 2 - 1
 

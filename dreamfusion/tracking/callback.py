@@ -9,6 +9,7 @@ run already holds, so no run and no metric point is ever logged twice.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,18 +19,25 @@ from typing import TYPE_CHECKING, Any
 
 from dreamfusion.config.files import flatten
 from dreamfusion.config.schema import TrialConfig
+from dreamfusion.tracking.provenance import Provenance
 from dreamfusion.tracking.runs import MAX_TAG_VALUE, end_run, failure_reason, reopen_run
 from dreamfusion.tracking.schema import (
+    DEVICE_TAG,
     FINAL_DIR,
+    HOST_TAG,
+    OTHER_METRIC_PREFIXES,
     PARENT_TAG,
+    PRIOR_HASH_TAG,
     PRIOR_TAG,
     RENDERS_DIR,
+    RENDERS_IMAGE_KEY,
     SCORER_TAG,
     STEP_METRICS,
     TRIAL_KEY_TAG,
     component_tag,
 )
 from dreamfusion.tracking.store import client
+from dreamfusion.tracking.system import SystemSampler
 from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult
 
 if TYPE_CHECKING:
@@ -42,12 +50,15 @@ MAX_METRICS_PER_BATCH = 1000
 
 @dataclass(frozen=True)
 class TrialTracker:
-    """Where a trial logs: small and picklable, so the sweep driver can ship it to its Ray workers."""
+    """Where a trial logs, and the provenance the driver took: small and picklable, so the sweep driver can ship it
+    to its Ray workers."""
 
     uri: str
     experiment_id: str
     parent_run_id: str | None = None
     flush_every: int = 25
+    provenance: Provenance = Provenance()
+    system_every_s: float = 2.0
 
     @contextmanager
     def run(
@@ -61,30 +72,34 @@ class TrialTracker:
         """The trial's run, ended FINISHED or FAILED by whatever ends the trial, except a clean `SystemExit`: that
         is how Ray Tune stops a trial, for its scheduler or for an interrupted launch alike, and only the driver
         can tell which, so it leaves the run RUNNING for the driver's `close_runs`. `tags` are set each time the
-        run opens: a retried trial's `df.node` names the node it ran on last."""
+        run opens: a retried trial's `df.node` names the node it ran on last. A new run records the provenance; a
+        continued one records whether the code changed since."""
         mlflow = client(self.uri)
         existing = self._find(key) if continue_existing else None
         if existing is None:
             identity = {TRIAL_KEY_TAG: key, **({PARENT_TAG: self.parent_run_id} if self.parent_run_id else {})}
             run_id = mlflow.create_run(self.experiment_id, run_name=name, tags=identity).info.run_id
+            self.provenance.record(mlflow, run_id)
         else:
             run_id = existing.info.run_id
             reopen_run(self.uri, run_id)
-        for tag, value in (tags or {}).items():
+            self.provenance.record_change(mlflow, run_id, existing.data.tags, "continued")
+        for tag, value in {HOST_TAG: socket.gethostname(), **(tags or {})}.items():
             mlflow.set_tag(run_id, tag, value)
         callback = TrackingCallback(mlflow, run_id, self.flush_every, then, existing)
+        callback.system = SystemSampler(self.system_every_s).start()
         try:
             yield callback
         except SystemExit as exc:
-            callback.flush()
+            callback.close()
             if exc.code not in (0, None):
                 end_run(self.uri, run_id, failure_reason(exc))
             raise
         except BaseException as exc:
-            callback.flush()
+            callback.close()
             end_run(self.uri, run_id, failure_reason(exc))
             raise
-        callback.flush()
+        callback.close()
         end_run(self.uri, run_id)
 
     def _find(self, key: str) -> Run | None:
@@ -101,7 +116,7 @@ def _last_step(mlflow: MlflowClient, run_id: str, key: str) -> int:
 
 def _last_eval_step(mlflow: MlflowClient, run: Run) -> int:
     """The last step a continued run holds evaluation metrics for (any metric the steps do not log)."""
-    evals = [k for k in run.data.metrics if k not in STEP_METRICS and not k.startswith("reg_")]
+    evals = [k for k in run.data.metrics if k not in STEP_METRICS and not k.startswith(OTHER_METRIC_PREFIXES)]
     return max((_last_step(mlflow, run.info.run_id, k) for k in evals), default=0)
 
 
@@ -125,10 +140,19 @@ class TrackingCallback(TrialCallback):
         self.logged_step = _last_step(mlflow, run_id, "loss") if existing else 0
         self.logged_eval_step = _last_eval_step(mlflow, existing) if existing else 0
         self.logged_eval_keys: set[str] = set(existing.data.metrics) if existing else set()
+        self.logged_image_step = self.logged_eval_step
         self.pending: list[Metric] = []  # step metrics not yet written
+        self.system: SystemSampler | None = None  # the trial process's resources, written with each flush
 
     def set_tag(self, key: str, value: str) -> None:
         self.mlflow.set_tag(self.run_id, key, value[:MAX_TAG_VALUE])
+
+    def log_text(self, text: str, path: str) -> None:
+        self.mlflow.log_text(self.run_id, text, path)
+
+    def log_values(self, values: dict[str, float], step: int) -> None:
+        """Metrics outside the step and eval bookkeeping (PBT's mutated values), written at once."""
+        self._write(_metrics(values, step))
 
     def on_start(self, cfg: TrialConfig, start_step: int, info: TrialInfo) -> None:
         from mlflow.entities import Param, RunTag
@@ -137,6 +161,8 @@ class TrackingCallback(TrialCallback):
         tags = {
             PRIOR_TAG: info.prior,
             SCORER_TAG: info.scorer,
+            PRIOR_HASH_TAG: info.prior_hash,
+            DEVICE_TAG: info.device,
             **{component_tag(kind): label for kind, label in info.components.items()},
         }
         for i in range(0, len(params) if self.fresh else 0, MAX_PARAMS_PER_BATCH):
@@ -145,6 +171,8 @@ class TrackingCallback(TrialCallback):
         self.then.on_start(cfg, start_step, info)
 
     def on_step(self, step: int, metrics: dict[str, float]) -> None:
+        if self.system is not None:
+            self.system.step = step
         if step > self.logged_step:
             self.pending += _metrics(metrics, step)
             if step % self.flush_every == 0:
@@ -152,15 +180,22 @@ class TrackingCallback(TrialCallback):
         self.then.on_step(step, metrics)
 
     def on_eval(self, step: int, metrics: dict[str, float], render_path: Path, checkpoint: Path | None) -> None:
+        from PIL import Image
+
         self._log_eval(step, metrics)
         self.mlflow.log_artifact(self.run_id, str(render_path), RENDERS_DIR)
+        if step > self.logged_image_step:  # MLflow's image viewer steps through these
+            with Image.open(render_path) as image:
+                self.mlflow.log_image(self.run_id, image.convert("RGB"), key=RENDERS_IMAGE_KEY, step=step)
+            self.logged_image_step = step
         self.then.on_eval(step, metrics, render_path, checkpoint)
 
     def on_end(self, result: TrialResult) -> None:
         self._log_eval(result.steps, result.metrics)  # the last eval's metrics, and any final-only ones
         self.mlflow.log_artifact(self.run_id, str(result.artifacts["config"]))
-        for name in ("views", "turntable", "metrics"):
-            self.mlflow.log_artifact(self.run_id, str(result.artifacts[name]), FINAL_DIR)
+        for name, path in result.artifacts.items():  # views, turntables, metrics, and the weights and mesh if made
+            if name != "config":
+                self.mlflow.log_artifact(self.run_id, str(path), FINAL_DIR)
         self.then.on_end(result)
 
     def _log_eval(self, step: int, metrics: dict[str, float]) -> None:
@@ -175,11 +210,24 @@ class TrackingCallback(TrialCallback):
             self.logged_eval_keys |= set(new)
 
     def flush(self) -> None:
-        """Write the batched step metrics (one `log_batch` per flush_every steps, not one call per value)."""
+        """Write the batched step metrics (one `log_batch` per flush_every steps, not one call per value) and the
+        system samples taken since the last flush."""
         pending, self.pending = self.pending, []
-        self._write(pending)
+        self._write(pending + self._system_metrics())
         if pending:
             self.logged_step = max(m.step for m in pending)
+
+    def close(self) -> None:
+        """The last system sample (the trial's peak memory as it ends), then everything not yet written."""
+        if self.system is not None:
+            self.system.stop()
+        self.flush()
+
+    def _system_metrics(self) -> list[Metric]:
+        from mlflow.entities import Metric
+
+        samples = self.system.drain() if self.system is not None else []
+        return [Metric(k, float(v), ms, step) for ms, step, values in samples for k, v in values.items()]
 
     def _write(self, metrics: list[Any]) -> None:
         for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):

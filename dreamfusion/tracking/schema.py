@@ -15,6 +15,10 @@ DIVERGED_TAG = "df.diverged_from"
 NODE_TAG = "df.node"
 #: Set on a run whose trial a scheduler stopped before its last step (ASHA), at that step.
 STOPPED_TAG = "df.stopped_early_at_step"
+#: PBT (sweep.pbt): the mutated values a trial runs with now (JSON), how many perturbations it has had, the last one.
+PBT_VALUES_TAG = "df.pbt.values"
+PBT_COUNT_TAG = "df.pbt.perturbations"
+PBT_LAST_TAG = "df.pbt.last"
 #: The sweep a parent run launched; and the launch's name (its start time).
 SWEEP_TAG = "df.sweep"
 LAUNCH_TAG = "df.launch"
@@ -23,17 +27,50 @@ PRIOR_TAG = "df.prior"
 SCORER_TAG = "df.scorer"
 #: `df.component.<kind>` = "name@version" of each registered component a trial ran (evaluators comma-separated).
 COMPONENT_TAG_PREFIX = "df.component."
-#: MLflow's own: a child run's parent, and the note shown on a run's page.
+#: Provenance, on every run (taken on the driver of a sweep): the df-sweep source's git commit (absent for a
+#: non-editable install), whether its tree had changes (their diff is the artifact `DIFF_ARTIFACT`), a hash of that
+#: diff, df-sweep's version, `df.package.<name>` for each package in `PROVENANCE_PACKAGES`, and the command line.
+GIT_COMMIT_TAG = "df.git.commit"
+GIT_DIRTY_TAG = "df.git.dirty"
+GIT_DIFF_HASH_TAG = "df.git.diff_sha256"
+VERSION_TAG = "df.version"
+PACKAGE_TAG_PREFIX = "df.package."
+COMMAND_TAG = "df.command"
+#: The host that launched a sweep (or ran `df-sweep run`); a trial's own host and device, where it ran.
+DRIVER_HOST_TAG = "df.driver_host"
+HOST_TAG = "df.host"
+DEVICE_TAG = "df.device"
+#: sha256 of the prior's weights as loaded (what ran, whatever the checkpoint was called).
+PRIOR_HASH_TAG = "df.prior.sha256"
+#: On a run continued under other code or packages (a resume after an edit): each change, `;`-separated, oldest first.
+CODE_CHANGED_TAG = "df.code_changed"
+#: The run a `df-sweep run --from-run` re-ran, and the run whose field an `init_from` trial started from.
+FROM_RUN_TAG = "df.from_run"
+INIT_RUN_TAG = "df.init_run"
+#: Set by `df-sweep gc` on a run whose heavy artifacts it deleted: what, and when.
+GC_TAG = "df.gc"
+#: MLflow's own: the git commit its UI shows on a run's page.
+MLFLOW_COMMIT_TAG = "mlflow.source.git.commit"
+#: MLflow's own: a child run's parent, a run's name, and the note shown on a run's page.
 PARENT_TAG = "mlflow.parentRunId"
+RUN_NAME_TAG = "mlflow.runName"
 NOTE_TAG = "mlflow.note.content"
 #: MLflow 3's UI opens an experiment on its GenAI pages unless the experiment says it is model training.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
 # -- metrics -------------------------------------------------------------------------------------------------------
+#: A step's own time in ms: summed over a run's steps, the trial's compute (what a report counts, not wall time).
+STEP_TIME = "step_ms"
 #: What every optimisation step logs (plus `reg_<name>` for each active regulariser).
-STEP_METRICS = ("loss", "loss_sds", "grad_norm", "t", "opacity", "step_ms")
+STEP_METRICS = ("loss", "loss_sds", "grad_norm", "t", "opacity", "nonfinite", STEP_TIME)
 #: Metrics that measure time, not the optimisation: excluded when determinism is compared.
-TIMING_METRICS = ("step_ms",)
+TIMING_METRICS = (STEP_TIME,)
+#: The trial process's own resources (tracking.system), sampled in time; the MLflow UI's "System metrics" tab.
+SYSTEM_PREFIX = "system/"
+#: A mutated value of a PBT trial from the step it applies at.
+PBT_METRIC_PREFIX = "pbt/"
+#: Metrics that are neither a step's nor an evaluation's.
+OTHER_METRIC_PREFIXES = ("reg_", SYSTEM_PREFIX, PBT_METRIC_PREFIX)
 
 # -- artifacts -----------------------------------------------------------------------------------------------------
 CONFIG_ARTIFACT = "config.yaml"
@@ -41,6 +78,21 @@ SPEC_ARTIFACT = "spec.yaml"
 RENDERS_DIR = "renders"
 FINAL_DIR = "final"
 TURNTABLE_ARTIFACT = f"{FINAL_DIR}/turntable.gif"
+#: The final field's weights (`df-sweep export` and `init_from` read them), mp4 turntable and mesh (`mesh.<format>`).
+WEIGHTS_ARTIFACT = f"{FINAL_DIR}/field.pt"
+VIDEO_ARTIFACT = f"{FINAL_DIR}/turntable.mp4"
+MESH_ARTIFACT_STEM = f"{FINAL_DIR}/mesh"
+#: What `df-sweep gc` deletes from the runs it does not keep: the large files under `final/`.
+HEAVY_SUFFIXES = (".pt", ".mp4", ".glb", ".obj", ".ply")
+#: The git diff of a dirty source tree; and of the tree a continued run went on under (`provenance/changed_N.diff`).
+DIFF_ARTIFACT = "provenance/git.diff"
+PROVENANCE_DIR = "provenance"
+#: The key of the eval renders in MLflow's image viewer (`log_image` with a step: the UI steps through them).
+RENDERS_IMAGE_KEY = "renders"
+#: Packages whose versions every run records.
+PROVENANCE_PACKAGES = ("torch", "diffusers", "transformers", "ray", "mlflow", "numpy")
+#: One JSON file per PBT perturbation of a trial: `pbt/perturbation_NNN.json`.
+PBT_DIR = "pbt"
 
 
 def component_tag(kind: str) -> str:

@@ -87,6 +87,11 @@ def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
+def open_store(uri: str) -> None:
+    """Make the store ready: on a fresh SQLite file, create its schema (MLflow's migrations take seconds)."""
+    client(uri).search_experiments(max_results=1)
+
+
 def open_experiment(uri: str, name: str) -> str:
     """The experiment's id, creating it (model-training kind, artifacts beside a SQLite store) if needed."""
     mlflow = client(uri)

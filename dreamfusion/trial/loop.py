@@ -7,13 +7,17 @@ checkpointed, so the same seed gives the same metrics and a resumed trial contin
 
 from __future__ import annotations
 
+import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from dreamfusion import images
 from dreamfusion.config.files import to_yaml
 from dreamfusion.config.schema import TrialConfig
+from dreamfusion.export.weights import find_weights, load_weights
 from dreamfusion.priors.base import Prior, load_prior, resolve_device
 from dreamfusion.scoring.metrics import Scorer, load_scorer
 from dreamfusion.trial.evaluation import Evaluation
@@ -42,6 +46,8 @@ class TrialInfo:
     prior: str
     scorer: str
     components: dict[str, str]  # kind → "name@version" (evaluators: comma-separated)
+    prior_hash: str = ""  # sha256 of the prior's weights as loaded
+    device: str = ""  # the device the trial ran on, with its model name
 
 
 @dataclass
@@ -60,8 +66,11 @@ def run_trial(
     prior: Prior | None = None,
     scorer: Scorer | None = None,
     resume_from: Path | None = None,
+    init_weights: Path | None = None,
 ) -> TrialResult:
-    """Run (or continue, from `resume_from`) one trial, writing renders, checkpoints and final artifacts to `out`."""
+    """Run (or continue, from `resume_from`) one trial, writing renders, checkpoints and final artifacts to `out`.
+    A trial with `init_from` starts from `init_weights`, the local file its run id was fetched to, or else from the
+    path `init_from` names; a resumed one from its checkpoint alone."""
     callback = callback or TrialCallback()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,10 +83,12 @@ def run_trial(
     evaluation = Evaluation(cfg, scorer, prior.device)
     if resume_from is not None:
         load_checkpoint(state, resume_from)
+    elif cfg.init_from is not None:
+        state.start_from(load_weights(find_weights(init_weights or Path(cfg.init_from))))
     (out / "config.yaml").write_text(to_yaml(cfg))
-    callback.on_start(
-        cfg, state.step, TrialInfo(prior.describe(), scorer.describe(), components(step, prior, scorer, evaluation))
-    )
+    parts = components(step, prior, scorer, evaluation)
+    info = TrialInfo(prior.describe(), scorer.describe(), parts, prior.fingerprint(), device_name(prior.device))
+    callback.on_start(cfg, state.step, info)
     history: list[dict[str, float]] = []
     metrics: dict[str, float] = {}
     render_path = out / "renders" / "none.png"
@@ -104,6 +115,23 @@ def _evaluate(evaluation: Evaluation, state: TrialState, out: Path) -> tuple[dic
     metrics, renders = evaluation(state)
     path = images.save_grid(renders, out / "renders" / f"step_{state.step:06d}.png", state.cfg.eval.views)
     return metrics, path
+
+
+def device_name(device: torch.device) -> str:
+    """`cuda:0 (NVIDIA H200)`, `cpu (AMD EPYC 7B13, 2 threads)`: what a run's timings were measured on."""
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    model = next(
+        (line.split(":", 1)[1].strip() for line in _cpuinfo() if line.startswith("model name")), platform.processor()
+    )
+    return f"cpu ({model or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def _cpuinfo() -> list[str]:
+    try:
+        return Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:  # not Linux
+        return []
 
 
 def components(step: SDSStep, prior: Prior, scorer: Scorer, evaluation: Evaluation) -> dict[str, str]:

@@ -27,3 +27,15 @@ def check_trial(cfg: TrialConfig, label: str) -> None:
                 f"{label}: prompt: {cfg.prompt!r} is not known to the {component.name} "
                 f"{component.kind}; expected {vocabulary.describe()} (see df-sweep priors)"
             )
+    check_negative_prompt(cfg, prior, label)
+
+
+def check_negative_prompt(cfg: TrialConfig, prior: type[registry.Component], label: str) -> None:
+    """A loss that conditions on `sds.negative_prompt` needs a prior that knows the words ("" it always knows)."""
+    negative, vocabulary = cfg.sds.negative_prompt, prior.needs.vocabulary
+    reads = "sds.negative_prompt" in registry.find("loss", cfg.sds.loss).options
+    if reads and negative and vocabulary is not None and not vocabulary.knows(negative):
+        raise ConfigError(
+            f'{label}: sds.negative_prompt: {negative!r} is not known to the {prior.name} prior; expected "" '
+            f"or {vocabulary.describe()}"
+        )

@@ -11,8 +11,10 @@ import torch
 
 from dreamfusion.config.files import to_yaml
 from dreamfusion.config.schema import TrialConfig
+from dreamfusion.export.weights import FieldWeights
 from dreamfusion.nerf.cameras import Cameras
 from dreamfusion.nerf.field import Background, NeRFField, finest_voxel
+from dreamfusion.nerf.grow import grow_field
 from dreamfusion.nerf.occupancy import OccupancyGrid
 from dreamfusion.nerf.render import Lighting, RenderOutput, render
 
@@ -24,16 +26,18 @@ class TrialState:
         self.field = NeRFField(cfg.nerf).to(device)
         self.background = Background(cfg.render.background).to(device)
         self.occupancy = OccupancyGrid().to(device)
-        self.optim = torch.optim.Adam(self._param_groups(), betas=cfg.optim.betas, eps=cfg.optim.eps)
+        self.optim = torch.optim.Adam(self._param_groups())
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
+        self.nonfinite_streak = 0  # steps in a row whose ε̂ was too often non-finite (see trial.step)
 
     def _param_groups(self) -> list[dict[str, Any]]:
         o = self.cfg.optim
+        adam = {"betas": tuple(o.betas), "eps": o.eps}
         groups = [
-            {"params": list(self.field.encoding.parameters()), "lr": o.lr_grid, "name": "grid"},
-            {"params": list(self.field.decoder.parameters()), "lr": o.lr_mlp, "name": "mlp"},
-            {"params": list(self.background.parameters()), "lr": o.lr_background, "name": "background"},
+            {"params": list(self.field.encoding.parameters()), "lr": o.lr_grid, "name": "grid", **adam},
+            {"params": list(self.field.decoder.parameters()), "lr": o.lr_mlp, "name": "mlp", **adam},
+            {"params": list(self.background.parameters()), "lr": o.lr_background, "name": "background", **adam},
         ]
         return [g for g in groups if g["params"]]
 
@@ -61,6 +65,26 @@ class TrialState:
             occupancy=self.occupancy,
         )
 
+    def weights(self) -> FieldWeights:
+        """The field, background and occupancy grid alone: what the trial leaves to re-render or start from."""
+        return FieldWeights(
+            self.cfg,
+            self.field.state_dict(),
+            self.background.state_dict(),
+            self.occupancy.state_dict(),
+            self.step,
+        )
+
+    def start_from(self, source: FieldWeights) -> None:
+        """Take another trial's field (`init_from`), grown to this trial's size when larger; the optimiser, step
+        and RNG stay this trial's own, fresh. A background of the same kind is taken too; the occupancy grid is
+        taken because it describes the field (the first step refreshes it anyway)."""
+        field, background, occupancy = source.build(self.occupancy.occupied.device)
+        grow_field(field, self.field)
+        if source.config.render.background == self.cfg.render.background:
+            self.background.load_state_dict(background.state_dict())
+        self.occupancy.load_state_dict(occupancy.state_dict())
+
     def state_dict(self) -> dict[str, Any]:
         return {
             "field": self.field.state_dict(),
@@ -69,6 +93,7 @@ class TrialState:
             "optim": self.optim.state_dict(),
             "step": self.step,
             "generator": self.generator.get_state(),
+            "nonfinite_streak": self.nonfinite_streak,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -76,8 +101,13 @@ class TrialState:
         self.background.load_state_dict(state["background"])
         self.occupancy.load_state_dict(state["occupancy"])
         self.optim.load_state_dict(state["optim"])
+        # The config's learning rates, betas and eps win over the checkpoint's: the same on a retry or a resume,
+        # new ones when a PBT trial continues another trial's checkpoint with a perturbed config.
+        for group, configured in zip(self.optim.param_groups, self._param_groups()):
+            group.update({k: v for k, v in configured.items() if k != "params"})
         self.step = int(state["step"])
         self.generator.set_state(state["generator"])
+        self.nonfinite_streak = int(state.get("nonfinite_streak", 0))
 
 
 def save_checkpoint(state: TrialState, out: Path) -> Path:

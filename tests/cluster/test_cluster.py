@@ -56,6 +56,13 @@ def test_every_run_metric_and_render_is_in_the_server(stack, launched):
         assert list((stack.root / "mlartifacts").rglob(f"{run_id}/artifacts/final/views.png"))
 
 
+def test_each_trials_eval_lines_and_the_progress_reach_the_drivers_log(stack, launched):
+    output = launched[1]
+    for run in sweep_runs(stack.tracking_uri, NAME)[1]:
+        assert f"[trial {run.data.tags['df.trial_id']} {run.info.run_name}] step {STEPS}/{STEPS}" in output
+    assert "trials: 2/2 done, 0 running, 0 pending" in output
+
+
 def test_workers_run_the_driver_code_shipped_with_the_job(launched):
     imported = {path.read_text() for path in launched[0].glob("code-*")}
     assert imported and all("/runtime_resources/py_modules_files/" in path for path in imported), imported

@@ -124,7 +124,9 @@ def test_a_trial_gone_nan_fails_with_the_reason_and_the_sweep_goes_on(stack, tmp
         tmp_path / "nan.yaml",
         "nan",
         {"prompt": {"grid": ["a red cube", "a blue sphere"]}},
-        base={**TINY_BASE, "prior": "test-nan-prompt", "plugins": ["sweep_helpers"]},
+        # patience 1: the first non-finite step fails the trial, before its first checkpoint, so the retry starts
+        # from the same state and is refused (the patience itself is tested in tests/unit/trial)
+        base={**TINY_BASE, "prior": "test-nan-prompt", "plugins": ["sweep_helpers"], "sds": {"nonfinite_patience": 1}},
     )
     code, output = finished(stack.launch(spec, tmp_path / "markers", nan_prompt="a blue sphere"))
     assert code == 1, output

@@ -54,7 +54,7 @@ class FlatColourPrior(Prior):
 
         return torch.tensor([colour(p) for p in prompts], device=self.device)  # [B, 3]
 
-    def to_model_space(self, rgb: Tensor) -> Tensor:
+    def to_model_space(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
         return resize(rgb, 8) * 2 - 1  # [B, 3, 8, 8]
 
     def from_model_space(self, z: Tensor) -> Tensor:
@@ -113,7 +113,7 @@ def test_a_prior_and_a_schedule_defined_in_a_test_run_through_df_sweep_run(regis
     assert run.data.tags["df.component.prior"] == "test-flat-colour@1"
     assert run.data.tags["df.component.schedule"] == "test-midpoint@1"
     assert run.data.tags["df.component.scorer"] == "toyworld@1"  # the scorer the new prior declares it pairs with
-    lo, hi = round(0.02 * (T - 1)), round(0.98 * (T - 1))
+    lo, hi = int(0.02 * T), int(0.98 * T)  # [2, 98]: both ends of U(0.02, 0.98) included, as threestudio draws
     assert {m.value for m in client.get_metric_history(run.info.run_id, "t")} == {float((lo + hi) // 2)}
     assert "gt_iou" in run.data.metrics  # the toy world's evaluator applies to the prompt, whatever the prior
 
@@ -127,7 +127,7 @@ def test_registered_components_are_listed_where_users_look(registered):
 
 
 def test_an_unknown_component_is_a_one_line_error_that_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"^--set: sds.loss: unknown loss 'sdss'; expected one of sds$"):
+    with pytest.raises(ConfigError, match=r"^--set: sds.loss: unknown loss 'sdss'; expected one of csd, nfsd, sds$"):
         load_trial_config(None, ["sds.loss=sdss"])
 
 

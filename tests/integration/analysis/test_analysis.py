@@ -1,47 +1,25 @@
-"""The report of a real small sweep (real Ray, real MLflow on SQLite): its numbers are checked against the runs
-in MLflow and against independently computed statistics, not just for the files' existence."""
+"""The report of real small sweeps (real Ray, real MLflow on SQLite): its numbers are checked against the runs in
+MLflow and against independently computed statistics, not just for the files' existence."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from sweep_helpers import sweep_runs, sweep_workdir, write_spec
+from sweep_helpers import ANALYSED as NAME
+from sweep_helpers import ANALYSED_SHORT as SHORT
+from sweep_helpers import sweep_runs
 from typer.testing import CliRunner
 
-from analysis.compare import dreamfusion_table, group_summary, mean_ci, ranking
-from analysis.load import SweepNotFound, load_sweep
+from analysis.compare import dreamfusion_table, group_summary, mean_ci
+from analysis.load import SweepNotFound, load_sweep, load_sweeps
 from dreamfusion.cli import app
 
-NAME = "analysed"
-SPACE = {
-    "prompt": {"grid": ["a red cube", "a blue cone"]},
-    "sds.guidance_scale": {"grid": [5.0, 30.0]},
-    "seed": {"grid": [0, 1]},
-}
-
-
-@pytest.fixture(scope="module")
-def sweep_store(tmp_path_factory):
-    """A finished 8-trial sweep and its tracking URI; the module's one local Ray is stopped when it is done."""
-    path = tmp_path_factory.mktemp("analysis")
-    with sweep_workdir(path):
-        spec = write_spec(path / "analysed.yaml", NAME, SPACE)
-        result = CliRunner().invoke(app, ["launch", str(spec)])
-        assert result.exit_code == 0, result.output
-        yield path, f"sqlite:///{path / 'mlruns.db'}"
-
-
-@pytest.fixture(scope="module")
-def report(sweep_store):
-    path, uri = sweep_store
-    out = path / "report"
-    result = CliRunner().invoke(app, ["report", NAME, "--out", str(out), "--tracking-uri", uri])
-    assert result.exit_code == 0, result.output
-    return out, result.output
+COLUMNS = "axis,level_a,level_b,metric,delta,ci_low,ci_high,p_adj,verdict,seeds_needed".split(",")
 
 
 def test_trials_csv_has_one_row_per_run_with_the_runs_numbers(sweep_store, report):
@@ -51,12 +29,18 @@ def test_trials_csv_has_one_row_per_run_with_the_runs_numbers(sweep_store, repor
     _, children = sweep_runs(uri, NAME)
     assert len(trials) == len(children) == 8
     by_id = trials.set_index("run_id")
+    client = MlflowClient(uri)
     for run in children:
         row = by_id.loc[run.info.run_id]
         for metric in ("clip_score", "clip_r_precision", "clip_r_precision_geometry", "gt_iou"):
             assert row[metric] == pytest.approx(run.data.metrics[metric], rel=1e-12, abs=1e-12)
         assert row["sds.guidance_scale"] == float(run.data.params["sds.guidance_scale"])
-        assert row["status"] == "FINISHED"
+        assert row["status"] == "FINISHED" and row["sweep"] == NAME
+        assert row["component.prior"] == run.data.tags["df.component.prior"]
+        # compute is the summed step time, one point per step
+        history = client.get_metric_history(run.info.run_id, "step_ms")
+        assert len(history) == 12
+        assert row["compute_s"] == pytest.approx(sum(m.value for m in history) / 1000)
 
 
 def test_group_means_and_confidence_intervals_match_an_independent_computation(sweep_store):
@@ -82,13 +66,44 @@ def test_mean_ci_exact_on_known_values():
     assert math.isnan(mean_ci(pd.Series([5.0]))["ci95"])
 
 
-def test_ranking_orders_configs_and_excludes_replicates(sweep_store):
-    sweep = load_sweep(NAME, sweep_store[1])
-    assert sweep.varied == ["prompt", "sds.guidance_scale", "seed"]
-    table = ranking(sweep)
-    assert list(table.columns[:1]) == ["sds.guidance_scale"]  # prompt and seed are replicates of a config
-    assert list(table["mean"]) == sorted(table["mean"], reverse=True)
-    assert set(table["n"]) == {4}
+def test_comparisons_csv_matches_a_paired_test_computed_from_the_runs(sweep_store, report):
+    """guidance 5 vs 30 on gt_iou, paired by (prompt, seed) straight from MLflow; the sign-flip p-value by
+    enumerating the 16 sign patterns; with 4 pairs no p falls below 2/16, so the interval is unbounded."""
+    _, uri = sweep_store
+    table = pd.read_csv(report[0] / "comparisons.csv")
+    assert list(table.columns[: len(COLUMNS)]) == COLUMNS
+    _, children = sweep_runs(uri, NAME)
+    score = {
+        (r.data.params["prompt"], r.data.params["seed"], float(r.data.params["sds.guidance_scale"])): r.data.metrics[
+            "gt_iou"
+        ]
+        for r in children
+    }
+    d = [score[(p, s, 5.0)] - score[(p, s, 30.0)] for p in ("a red cube", "a blue cone") for s in ("0", "1")]
+    hits = sum(
+        abs(sum(x * v for x, v in zip(signs, d))) >= abs(sum(d)) - 1e-12
+        for signs in itertools.product((1, -1), repeat=4)
+    )
+    row = table[(table["axis"] == "sds.guidance_scale") & (table["metric"] == "gt_iou")].iloc[0]
+    assert (row["level_a"], row["level_b"]) == ("5.0", "30.0")  # a column of mixed levels reads back as text
+    assert row["delta"] == pytest.approx(sum(d) / 4)
+    assert row["p_adj"] == pytest.approx(hits / 16)  # one pair of levels: Holm leaves it as is
+    assert row["ci_low"] == -math.inf and row["ci_high"] == math.inf and row["verdict"] == "same"
+    assert set(table["metric"]) == {"clip_r_precision", "gt_iou", "gt_colour_error"}  # the sweep's, then exact ones
+    assert "seed" not in set(table["axis"])
+
+
+def test_importance_csv_shares_of_variance_by_hand(sweep_store, report):
+    _, uri = sweep_store
+    table = pd.read_csv(report[0] / "importance.csv").set_index("param")["importance"]
+    assert set(table.index) == {"prompt", "sds.guidance_scale", "seed"}
+    _, children = sweep_runs(uri, NAME)
+    frame = pd.DataFrame(
+        [{"prompt": r.data.params["prompt"], "y": r.data.metrics["clip_r_precision"]} for r in children]
+    )
+    total = ((frame["y"] - frame["y"].mean()) ** 2).sum()
+    between = sum(len(g) * (g["y"].mean() - frame["y"].mean()) ** 2 for _, g in frame.groupby("prompt"))
+    assert table["prompt"] == pytest.approx(between / total if total else 0.0)
 
 
 def test_dreamfusion_table_has_the_ground_truth_row(sweep_store):
@@ -116,17 +131,24 @@ def test_curves_csv_holds_every_logged_step(sweep_store, report):
     assert list(mine["value"]) == pytest.approx([m.value for m in sorted(history, key=lambda m: m.step)])
 
 
-def test_html_and_markdown_reference_images_that_exist(report):
+def test_report_pages_reference_files_that_exist_and_state_verdicts(report):
     out, output = report
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") >= 4  # self-contained: plots embedded
-    for name in re.findall(r'<a href="([^"]+\.png)">', html):
+    assert not re.search(r"<script[^>]+src=", html)  # plotly inlined, nothing fetched
+    page = re.sub(r"<script>.*?</script>", "", html, flags=re.S)  # plotly's own source mentions its site
+    for name in re.findall(r'(?:src|href)="((?!data:)[^"#]+)"', page):
         assert (out / name).is_file(), name
+    assert html.count('src="turntables/') == 8
     md = (out / "report.md").read_text()
     linked = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
     assert {"render_grid.png", "metric_vs_sds_guidance_scale.png", "curves_loss.png"} <= set(linked)
+    assert {"comparisons.png", "importance.png", "parallel_coordinates.png"} <= set(linked)
     assert all((out / name).is_file() for name in linked)
-    assert "Best by max clip_r_precision" in md
+    assert "Best by" not in md and "best" not in output.lower()
+    # 4 pairs cannot reach p < 0.05: the headline must say no scale differs, with the pairing spelled out
+    assert "No sds.guidance_scale differs from another on clip_r_precision at 95%" in output
+    assert "paired over 2 prompts × 2 seeds" in output
+    assert "Downloading" not in output and "it/s" not in output  # no per-artifact progress bars
 
 
 def test_render_grid_has_a_cell_per_config_and_prompt(report):
@@ -140,12 +162,51 @@ def test_render_grid_has_a_cell_per_config_and_prompt(report):
         assert cell.getextrema() != ((255, 255), (255, 255), (255, 255))  # a render, not an empty cell
 
 
-def test_unknown_sweep_is_a_one_line_error(sweep_store):
-    result = CliRunner().invoke(app, ["report", "no-such-sweep", "--out", "x", "--tracking-uri", sweep_store[1]])
+def test_two_sweeps_say_what_differs_and_compare_on_shared_configs(sweep_store, cross_report):
+    out, output = cross_report
+    trials = pd.read_csv(out / "trials.csv")
+    assert trials.groupby("sweep").size().to_dict() == {NAME: 8, SHORT: 4}
+    settings = pd.read_csv(out / "settings.csv", dtype=str)
+    steps = settings[settings["setting"] == "steps"].iloc[0]
+    assert (steps[NAME], steps[SHORT]) == ("12", "8")
+    lines = output.splitlines()
+    before = next(i for i, line in enumerate(lines) if line.startswith("Before comparing: the sweeps differ in"))
+    verdict = next(i for i, line in enumerate(lines) if "sweep" in line and "on clip_r_precision" in line)
+    assert before < verdict and "steps (12 vs 8)" in lines[before]
+    table = pd.read_csv(out / "comparisons.csv")
+    rows = table[(table["axis"] == "sweep") & (table["metric"] == "clip_r_precision")]
+    assert len(rows) == 1 and (rows.iloc[0]["level_a"], rows.iloc[0]["level_b"]) == (NAME, SHORT)
+    assert rows.iloc[0]["n"] == 4  # the configs both ran: 2 prompts × 2 scales at seed 0
+    both = trials[trials["seed"] == 0].pivot_table(
+        index=["prompt", "sds.guidance_scale"], columns="sweep", values="clip_r_precision"
+    )
+    assert rows.iloc[0]["delta"] == pytest.approx((both[NAME] - both[SHORT]).mean())
+
+
+def test_launches_are_selected_by_number(sweep_store):
+    sweep = load_sweeps([f"{NAME}@1", f"{SHORT}@-1"], sweep_store[1], with_curves=False)
+    assert sweep.labels == [f"{NAME}@1", f"{SHORT}@-1"]
+    assert sweep.trials.groupby("sweep").size().to_dict() == {f"{NAME}@1": 8, f"{SHORT}@-1": 4}
+
+
+@pytest.mark.parametrize(
+    "names, message",
+    [
+        (["no-such-sweep"], "no sweep named 'no-such-sweep'"),
+        ([f"{NAME}@7"], f"no launch '7' in sweep '{NAME}'"),
+        ([NAME, NAME], "a sweep is named twice"),
+    ],
+)
+def test_naming_mistakes_are_one_line_errors(sweep_store, names, message, tmp_path):
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", *names, "--out", str(out), "--tracking-uri", sweep_store[1]])
     assert result.exit_code != 0
-    assert "no sweep named 'no-such-sweep'" in result.output and "Traceback" not in result.output
-    with pytest.raises(SweepNotFound):
-        load_sweep("no-such-sweep", sweep_store[1])
+    assert message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) <= 2  # the progress line at most, then the error
+    assert not out.exists()  # nothing written for a mistake
+    if len(names) == 1:
+        with pytest.raises(SweepNotFound):
+            load_sweep(names[0], sweep_store[1])
 
 
 def test_a_partial_sweep_reports_what_is_missing(sweep_store, tmp_path):

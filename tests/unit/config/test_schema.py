@@ -62,7 +62,8 @@ def _yaml(tmp_path: Path, text: str, name: str = "trial.yaml") -> Path:
         (
             ["sds.timesteps.schedule=cosine"],
             "sds.timesteps.schedule",
-            "unknown schedule 'cosine'; expected one of anneal, dreamtime, sqrt_anneal, stratified, uniform",
+            "unknown schedule 'cosine'; expected one of anneal, dreamtime, dreamtime_plateau, sqrt_anneal, stratified, "
+            "uniform",
         ),
         (["nerf.size=huge"], "nerf.size", "'tiny', 'small', 'medium' or 'large'"),
         (["camera.elevation=[50, 10]"], "camera.elevation", "low <= high"),

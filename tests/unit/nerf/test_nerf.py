@@ -7,12 +7,13 @@ import math
 import pytest
 import torch
 
-from dreamfusion.config.schema import NerfConfig
+from dreamfusion.config.schema import CameraConfig, NerfConfig
 from dreamfusion.nerf.cameras import (
     Cameras,
     look_at,
     make_cameras,
     rays,
+    sample_elevation,
     spherical,
     view_label,
 )
@@ -256,3 +257,35 @@ def test_render_of_a_random_field_has_opacity_in_unit_range():
     assert (out.opacity >= 0).all() and (out.opacity <= 1 + 1e-6).all()
     assert (out.rgb >= 0).all() and (out.rgb <= 1 + 1e-6).all()
     assert out.opacity.max() > 0.5  # the init blob is visible
+
+
+@pytest.mark.parametrize("mode", ["sphere", "angle"])
+def test_elevation_sampling_modes_have_their_distributions(mode):
+    """Over (−10°, 90°): `angle` is uniform in degrees (mean 40°), `sphere` uniform in sin(elevation), so its mean
+    is the band's mean latitude ∫ asin(u) du / (1 − sin(−10°)), ≈ 28.4°, and a quarter of the draws lie below
+    asin(sin(−10°) + (1 + sin 10°)/4) ≈ 7.37°."""
+    cfg = CameraConfig(elevation=(-10.0, 90.0), elevation_sampling=mode)
+    e = sample_elevation(cfg, 100_000, torch.Generator().manual_seed(0)).double()
+    assert e.min() >= -10 and e.max() <= 90
+    lo = math.sin(math.radians(-10))
+    if mode == "angle":
+        assert float(e.mean()) == pytest.approx(40.0, abs=0.3)
+        return
+    asin_integral = lambda u: u * math.asin(u) + math.sqrt(1 - u * u)  # ∫ asin(u) du
+    mean = math.degrees((asin_integral(1.0) - asin_integral(lo)) / (1 - lo))
+    assert float(e.mean()) == pytest.approx(mean, abs=0.3)
+    quartile = math.degrees(math.asin(lo + (1 - lo) / 4))
+    assert float((e < quartile).double().mean()) == pytest.approx(0.25, abs=0.01)
+
+
+def test_mixed_elevation_sampling_picks_one_mode_per_batch_with_one_draw():
+    """threestudio's sampler: a coin (one draw of the generator) decides angle or sphere for the whole batch, and the
+    batch is then exactly what that mode draws next."""
+    picked = []
+    for seed in range(200):
+        got = sample_elevation(CameraConfig(elevation_sampling="mixed"), 4, torch.Generator().manual_seed(seed))
+        g = torch.Generator().manual_seed(seed)
+        mode = "angle" if float(torch.rand((), generator=g)) < 0.5 else "sphere"
+        assert torch.equal(got, sample_elevation(CameraConfig(elevation_sampling=mode), 4, g))
+        picked.append(mode)
+    assert 70 < picked.count("angle") < 130

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
 import torch
-from tiny_pipelines import CLIP_MAX_LENGTH, TEXT_DIM, make_tiny_if, make_tiny_sd
+from tiny_pipelines import CLIP_MAX_LENGTH, TEXT_DIM, make_tiny_if, make_tiny_sd, with_prediction_type
 
 from dreamfusion.config.schema import PriorConfig
 from dreamfusion.errors import ConfigError
@@ -46,7 +47,7 @@ def _rgb(batch: int = 2, size: int = 24, requires_grad: bool = False) -> torch.T
 def test_loads_frozen_float32_on_cpu(case):
     prior = case.prior
     assert prior.name == case.kind and prior.model == str(case.path)
-    assert prior.describe().startswith(f"{case.kind}:{case.path}")
+    assert prior.describe().startswith(f"{case.kind}:{case.path}") and "epsilon" in prior.describe()
     assert prior.device == torch.device("cpu") and prior.dtype == torch.float32
     assert prior.alphas_cumprod.dtype == torch.float32 and prior.num_train_timesteps == 1000
     assert all(not p.requires_grad for p in _parameters(prior))
@@ -115,6 +116,66 @@ def test_float16_denoiser_still_talks_float32(case):
     assert prior.dtype == torch.float16 and z.dtype == eps.dtype == torch.float32
     eps.sum().backward()
     assert torch.isfinite(rgb.grad).all() and rgb.grad.abs().sum() > 0
+
+
+# -- noise schedule and prediction type --------------------------------------------------------------------------
+
+
+def test_noise_schedule_is_known_without_the_weights(case):
+    """The class reads the checkpoint's scheduler config alone and gets the loaded prior's ᾱ; the tiny pipelines
+    carry the published checkpoints' scheduler configs, so the default checkpoint's shipped copy agrees too."""
+    cls = type(case.prior)
+    local = cls.noise_schedule(PriorConfig(kind=case.kind, model=str(case.path)))
+    assert local.dtype == torch.float32 and torch.equal(local, case.prior.alphas_cumprod)
+    assert torch.equal(cls.noise_schedule(PriorConfig(kind=case.kind)), local)
+
+
+def test_v_prediction_checkpoint_gives_epsilon(case, tmp_path):
+    """The same weights read as a v-prediction model: ε̂ = α_t·v + σ_t·z_t, v being the UNet's output (what the
+    ε-prediction prior returns as is). That is ε exactly, since z_t = α_t·x + σ_t·ε and v = α_t·ε − σ_t·x."""
+    path = with_prediction_type(case.path, tmp_path / "v", "v_prediction")
+    v_prior = load_prior(PriorConfig(kind=case.kind, model=str(path)), "cpu")
+    assert v_prior.prediction_type == "v_prediction" and "v_prediction" in v_prior.describe()
+    g = torch.Generator().manual_seed(1)
+    z_t = torch.randn(3, *case.shape, generator=g)
+    t = torch.tensor([20, 500, 980])
+    emb = case.prior.text_embeddings(["a red cube", "", "a blue ball"])
+    v = case.prior.predict_noise(z_t, t, emb)  # [3, C, h, w] the UNet's output
+    ab = case.prior.alphas_cumprod[t].double().view(-1, 1, 1, 1)
+    expected = ab.sqrt() * v.double() + (1 - ab).sqrt() * z_t.double()
+    eps = v_prior.predict_noise(z_t, t, emb)
+    assert torch.allclose(eps.double(), expected, atol=1e-5)
+    assert not torch.allclose(eps, v, atol=1e-2)  # the conversion did something
+
+
+def test_other_prediction_types_are_refused_before_any_weight_loads(case, tmp_path):
+    """A folder holding nothing but a scheduler that predicts x0: one line naming the model and what it predicts,
+    not a complaint about missing weights."""
+    path = tmp_path / "x0-model"
+    (path / "scheduler").mkdir(parents=True)
+    config = json.loads((case.path / "scheduler" / "scheduler_config.json").read_text())
+    (path / "scheduler" / "scheduler_config.json").write_text(json.dumps({**config, "prediction_type": "sample"}))
+    with pytest.raises(ConfigError) as err:
+        load_prior(PriorConfig(kind=case.kind, model=str(path)), "cpu")
+    message = str(err.value)
+    assert message.startswith(f"prior.model: {str(path)!r} predicts 'sample'; SDS needs ε") and "\n" not in message
+    assert "epsilon, v_prediction" in message
+
+
+def test_stable_diffusion_latents_are_the_posterior_mean_or_a_sample_from_the_trial_generator(tmp_path_factory):
+    path = make_tiny_sd(tmp_path_factory.mktemp("sd-latents"))
+    mean_prior = load_prior(PriorConfig(kind="stable-diffusion", model=str(path)), "cpu")
+    sample_prior = load_prior(PriorConfig(kind="stable-diffusion", model=str(path), latents="sample"), "cpu")
+    rgb = _rgb(size=16)  # the tiny VAE's own size: nothing to resize, so the posterior below is the same
+    mean = mean_prior.to_model_space(rgb, torch.Generator().manual_seed(0))
+    assert torch.equal(mean, mean_prior.to_model_space(rgb))  # the mean draws nothing
+    a = sample_prior.to_model_space(rgb, torch.Generator().manual_seed(0))
+    b = sample_prior.to_model_space(rgb, torch.Generator().manual_seed(0))
+    c = sample_prior.to_model_space(rgb, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, c) and not torch.allclose(a, mean, atol=1e-3)
+    posterior = sample_prior.vae.encode(rgb * 2 - 1).latent_dist
+    spread = (a / sample_prior.vae.config.scaling_factor - posterior.mean) / posterior.std
+    assert abs(float(spread.mean())) < 0.3 and 0.7 < float(spread.std()) < 1.3  # a draw of N(mean, std²)
 
 
 @pytest.mark.parametrize("kind", list(CASES))

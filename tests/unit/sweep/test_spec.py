@@ -115,7 +115,8 @@ SPEC_CASES = {
     "bad name": (_with(name="my sweep/1"), "name: String should match pattern"),
     "an option no trial's component reads": (
         _with(space={"sds.timesteps.dreamtime_m1": {"grid": [700, 800]}}),
-        "space.sds.timesteps.dreamtime_m1: only the dreamtime schedule reads it, and no trial of the sweep selects it",
+        "space.sds.timesteps.dreamtime_m1: only the dreamtime or dreamtime_plateau schedule reads it, and no trial of "
+        "the sweep selects it",
     ),
     "the opposite direction of a known metric": (
         _with(tune={"metric": "gt_colour_error", "mode": "max"}),
@@ -126,6 +127,110 @@ SPEC_CASES = {
         "base: checkpoint_every (3) must be a multiple of eval.every",
     ),
 }
+
+DREAMTIME_M1 = "sds.timesteps.dreamtime_m1"
+SCHEDULE = "sds.timesteps.schedule"
+GUIDANCE = "sds.guidance_scale"
+CONDITION_CASES = {
+    "a condition on a key the space does not vary": (
+        _with(space={DREAMTIME_M1: {"grid": [700], "when": {SCHEDULE: "dreamtime"}}}),
+        f"space.{DREAMTIME_M1}.when: {SCHEDULE} is not another dimension of the space",
+    ),
+    "a condition on a value the key never takes": (
+        _with(
+            space={
+                SCHEDULE: {"grid": ["anneal", "dreamtime"]},
+                DREAMTIME_M1: {"grid": [700], "when": {SCHEDULE: "dreamtyme"}},
+            }
+        ),
+        f"space.{DREAMTIME_M1}.when: dreamtyme is not one of the values of {SCHEDULE} (anneal, dreamtime)",
+    ),
+    "a condition on a drawn range": (
+        _with(space={GUIDANCE: {"uniform": [5, 50]}, "seed": {"grid": [0, 1], "when": {GUIDANCE: 5}}}),
+        f"space.seed.when: {GUIDANCE} is uniform; expected a grid or choice dimension to depend on",
+    ),
+    "a grid under a drawn condition": (
+        _with(
+            space={
+                SCHEDULE: {"choice": ["anneal", "dreamtime"]},
+                DREAMTIME_M1: {"grid": [700], "when": {SCHEDULE: "dreamtime"}},
+            }
+        ),
+        "a grid can depend only on a grid",
+    ),
+    "a chain of conditions": (
+        _with(
+            space={
+                SCHEDULE: {"grid": ["anneal", "dreamtime"]},
+                DREAMTIME_M1: {"grid": [700, 800], "when": {SCHEDULE: "dreamtime"}},
+                "seed": {"grid": [0, 1], "when": {DREAMTIME_M1: 700}},
+            }
+        ),
+        f"space.seed.when: {DREAMTIME_M1} is itself conditional",
+    ),
+    "two conditions on one key": (
+        _with(space={"seed": {"grid": [0], "when": {SCHEDULE: "anneal", "prompt": "a red cube"}}}),
+        "space.seed.when: expected one condition",
+    ),
+    "an option varied only where its component is not selected": (
+        _with(
+            space={
+                SCHEDULE: {"grid": ["anneal", "dreamtime"]},
+                DREAMTIME_M1: {"grid": [700], "when": {SCHEDULE: "anneal"}},
+            }
+        ),
+        f"space.{DREAMTIME_M1}: only the dreamtime or dreamtime_plateau schedule reads it, "
+        "and no trial it varies in selects it",
+    ),
+}
+
+SEARCH_CASES = {
+    "a grid for a model-based searcher": (
+        _with(tune={"search": "optuna"}),
+        "space.prompt: optuna draws every value itself and cannot cross a grid; expected {choice: [...]}",
+    ),
+    "a drawn dimension in a grid search": (
+        _with(space={GUIDANCE: {"uniform": [5, 50]}}, tune={"search": "grid"}),
+        f"space.{GUIDANCE}: search grid enumerates every dimension, and uniform draws",
+    ),
+    "bohb without its hyperband": (
+        _with(space={"prompt": {"choice": ["a red cube"]}}, tune={"search": "bohb"}),
+        "tune.scheduler: search bohb needs its HyperBand scheduler",
+    ),
+    "pbt with a model-based searcher": (
+        _with(space={GUIDANCE: {"uniform": [5, 50]}}, tune={"search": "optuna", "scheduler": "pbt"}),
+        "tune.scheduler: pbt works with search random or grid",
+    ),
+    "pbt with nothing to perturb": (
+        _with(space={"seed": {"grid": [0, 1]}}, tune={"scheduler": "pbt"}),
+        "tune.pbt.mutate: expected the space keys PBT perturbs",
+    ),
+    "pbt perturbing the model": (
+        _with(
+            space={"nerf.blob_radius": {"uniform": [0.3, 0.6]}},
+            tune={"scheduler": "pbt", "pbt": {"mutate": ["nerf.blob_radius"]}},
+        ),
+        "tune.pbt.mutate: nerf.blob_radius: a trial continuing another's checkpoint keeps its model",
+    ),
+    "pbt with a dimension it does not perturb": (
+        _with(
+            space={"prompt": {"grid": ["a red cube", "a blue sphere"]}, GUIDANCE: {"uniform": [5, 50]}},
+            tune={"scheduler": "pbt", "pbt": {"mutate": [GUIDANCE]}},
+        ),
+        "space.prompt: pbt: a trial that exploits another takes on its whole config",
+    ),
+    "pbt perturbing between checkpoints": (
+        _with(
+            base__checkpoint_every=100,
+            base__steps=400,
+            space={GUIDANCE: {"uniform": [5, 50]}},
+            tune={"scheduler": "pbt", "pbt": {"mutate": [GUIDANCE], "perturbation_interval": 150}},
+        ),
+        "tune.pbt.perturbation_interval: 150 is not a multiple of checkpoint_every (100",
+    ),
+    "an unknown search": (_with(tune={"search": "tpe"}), "tune.search: Input should be 'random', 'grid'"),
+}
+SPEC_CASES = {**SPEC_CASES, **CONDITION_CASES, **SEARCH_CASES}
 
 
 def test_an_option_is_valid_where_some_trial_selects_its_component(tmp_path):
@@ -226,7 +331,7 @@ def test_dry_run_prints_the_grid_and_the_sampled_dimensions(tmp_path):
     assert result.exit_code == 0, result.output
     assert "12 trials (6 grid point(s) x num_samples 2, sampling sds.guidance_scale)" in result.output
     rows = [line for line in result.output.splitlines() if "~loguniform(5, 100)" in line]
-    assert len(rows) == 6 and "a blue sphere" in rows[-1]
+    assert len(rows) == 12 and "a blue sphere" in rows[-1]  # every trial: the 6 points, each sampled twice
     assert not (tmp_path / "mlruns.db").exists() and not (tmp_path / "ray_results").exists()
 
 

@@ -36,7 +36,11 @@ def views_of(field: world.ShapeField, cams: Cameras = RING) -> EvalViews:
 
     lights = cams.position * 1.5
     colour = render_field(cams, Lighting("lambertian", lights), True)
-    return EvalViews(cams, colour, colour, lights, render_field, RES)
+    return EvalViews(cams, colour, colour, lights, render_field, RES, no_mesh)
+
+
+def no_mesh() -> None:
+    raise AssertionError("the 2D detectors read the eval renders, never the mesh")
 
 
 def final(evaluator: type, prompt: str, field: world.ShapeField) -> dict[str, float]:

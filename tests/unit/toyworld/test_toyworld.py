@@ -8,9 +8,10 @@ import json
 import pytest
 import torch
 
-from dreamfusion.config.schema import TrialConfig
+from dreamfusion.config.schema import PriorConfig, TrialConfig
 from dreamfusion.errors import ConfigError
 from dreamfusion.toyworld import world
+from dreamfusion.toyworld.analytic import AnalyticPrior
 from dreamfusion.toyworld.assets import WEIGHTS
 from dreamfusion.toyworld.data import generate
 from dreamfusion.toyworld.evaluate import (
@@ -19,7 +20,7 @@ from dreamfusion.toyworld.evaluate import (
     heldout_renders,
     retrieval_r1,
 )
-from dreamfusion.toyworld.prior import load_toyworld_prior
+from dreamfusion.toyworld.prior import ToyWorldPrior, load_toyworld_prior
 from dreamfusion.toyworld.scorer import load_toyworld_scorer
 from dreamfusion.trial.loop import run_trial
 
@@ -108,3 +109,12 @@ def test_sds_moves_colour_towards_prompt(prior, scorer, tmp_path):
     start = run_trial(TrialConfig.model_validate({**SDS, "steps": 1}), tmp_path / "a", prior=prior, scorer=scorer)
     end = run_trial(TrialConfig.model_validate({**SDS, "steps": 80}), tmp_path / "b", prior=prior, scorer=scorer)
     assert end.metrics["gt_colour_error"] < 0.6 * start.metrics["gt_colour_error"]
+
+
+def test_both_toy_priors_report_the_linear_noise_schedule_without_loading():
+    """The trained prior's from its shipped scheduler config, the analytic prior's from the toy world's constants:
+    both the linear-β DDPM schedule (1e-4 → 0.02 over 1000 steps), written out here in float64."""
+    expected = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)
+    for cls in (ToyWorldPrior, AnalyticPrior):
+        ab = cls.noise_schedule(PriorConfig(kind=cls.name))
+        assert ab.shape == (1000,) and torch.allclose(ab.double(), expected, rtol=1e-5, atol=1e-8)

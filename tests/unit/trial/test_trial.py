@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -161,38 +162,107 @@ def test_only_the_latest_checkpoint_is_kept(straight):
     assert state["step"] == 10 and {"field", "background", "optim", "generator"} <= state.keys()
 
 
+def test_sparsity_regulariser_is_threestudios_and_enters_the_loss(prior, tmp_path):
+    """reg.sparsity · mean(sqrt(opacity² + 0.01)): logged as reg_sparsity, bounded by its values at opacity 0 and
+    1, and the logged loss is the SDS loss plus every weighted regulariser."""
+    cfg = small_config(steps=2, reg={"sparsity": 2.0, "orientation": 0.5, "opacity_entropy": 0.25})
+    steps = Steps()
+    run_trial(cfg, tmp_path, steps, prior=prior)
+    for row in steps.rows.values():
+        assert 0.1 <= row["reg_sparsity"] <= math.sqrt(1.01)
+        regs = 2.0 * row["reg_sparsity"] + 0.5 * row["reg_orientation"] + 0.25 * row["reg_opacity_entropy"]
+        assert row["loss"] == pytest.approx(row["loss_sds"] + regs, rel=1e-5)
+    assert "reg_sparsity" not in run_trial(small_config(steps=1), tmp_path / "off", prior=prior).history[0]
+
+
 # -- NaN from the prior -------------------------------------------------------------------------------------------
 
 
-class NaNAfter(AnalyticPrior):
-    """The analytic prior on the same image bank, whose ε̂ turns NaN from its `first_nan`-th denoiser call on."""
+class NaNOn(AnalyticPrior):
+    """The analytic prior on the same image bank, whose ε̂ turns NaN in its denoiser calls number `calls` (1-based;
+    one call per SDS step): everywhere, or in `elements` elements of the first image only."""
 
-    def __init__(self, base: AnalyticPrior, first_nan: int) -> None:
+    def __init__(self, base: AnalyticPrior, calls: range, elements: int | None = None) -> None:
         r = base.resolution
         super().__init__(((base.bank + 1) / 2).view(-1, 3, r, r), base.captions, base.device)
-        self.calls, self.first_nan = 0, first_nan
+        self.calls, self.nan_calls, self.elements = 0, calls, elements
 
     def predict_noise(self, z_t, t, emb):
         self.calls += 1
         eps = super().predict_noise(z_t, t, emb)
-        return eps * float("nan") if self.calls >= self.first_nan else eps
+        if self.calls not in self.nan_calls:
+            return eps
+        if self.elements is None:
+            return eps * float("nan")
+        flat = eps.clone().flatten()
+        flat[: self.elements] = float("nan")
+        return flat.view_as(eps)
 
 
-def test_nan_prediction_stops_the_trial_before_the_update(prior, tmp_path):
-    """A non-finite ε̂ must fail the trial (the sweep marks it FAILED) rather than be silently zeroed by sds()'s
-    nan_to_num, and the update of that step must not reach the field."""
-    nan_prior = NaNAfter(prior, first_nan=2)
-    cfg = small_config(steps=3, checkpoint_every=1, eval={**SMALL["eval"], "every": 1})
-    with pytest.raises(FloatingPointError, match=r"prior prediction became non-finite \(100% of ε̂\) at step 2$"):
-        run_trial(cfg, tmp_path, prior=nan_prior)
+class Steps(TrialCallback):
+    def __init__(self) -> None:
+        self.rows: dict[int, dict[str, float]] = {}
+
+    def on_step(self, step, metrics):
+        self.rows[step] = metrics
+
+
+def _nan_config(**sds):
+    """Three steps of patience, a checkpoint at every step."""
+    return small_config(
+        steps=6, checkpoint_every=1, eval={**SMALL["eval"], "every": 1}, sds={"nonfinite_patience": 3, **sds}
+    )
+
+
+def test_a_prior_that_stays_nan_fails_the_trial_after_its_patience(prior, tmp_path):
+    """ε̂ all NaN from step 2 on: steps 2 and 3 train on a zero SDS gradient (logged as nonfinite = 1), step 4 is
+    the third in a row and fails before its update, so the last checkpoint (step 3) is finite."""
+    steps = Steps()
+    with pytest.raises(
+        FloatingPointError,
+        match=r"^prior prediction became non-finite \(100% of ε̂ at step 4; "
+        r"above 1% for 3 steps in a row\)$",
+    ):
+        run_trial(_nan_config(), tmp_path, steps, prior=NaNOn(prior, range(2, 100)))
+    assert [steps.rows[s]["nonfinite"] for s in (1, 2, 3)] == [0.0, 1.0, 1.0]
+    assert all(math.isfinite(v) for row in steps.rows.values() for v in row.values())
     state = torch.load(latest_checkpoint(tmp_path) / "state.pt", weights_only=False)
-    assert state["step"] == 1
+    assert state["step"] == 3
+    assert all(torch.isfinite(v).all() for v in state["field"].values())
+
+
+def test_the_count_of_non_finite_steps_survives_a_resume(prior, tmp_path):
+    """Interrupted after step 2 (one non-finite step counted) and resumed: the trial still fails at step 4, as the
+    uninterrupted one does, not at step 5 with a count started afresh."""
+    nan_prior = NaNOn(prior, range(2, 100))
+    with pytest.raises(Interrupted):
+        run_trial(_nan_config(), tmp_path, StopAfterCheckpoint(2), prior=nan_prior)
+    assert torch.load(latest_checkpoint(tmp_path) / "state.pt", weights_only=False)["nonfinite_streak"] == 1
+    with pytest.raises(FloatingPointError, match=r"at step 4; above 1% for 3 steps in a row\)$"):
+        run_trial(_nan_config(), tmp_path, prior=nan_prior, resume_from=latest_checkpoint(tmp_path))
+
+
+def test_a_burst_shorter_than_the_patience_and_stray_elements_are_survived(prior, tmp_path):
+    """NaN everywhere on steps 2–3 (two in a row, patience three), then a single NaN element of 3·32·32 on every
+    step after (0.03%, under the 1% tolerance): the trial finishes, finite, and logs the fraction it zeroed."""
+    bursts = NaNOn(prior, range(2, 4))
+    steps = Steps()
+    run_trial(_nan_config(), tmp_path / "burst", steps, prior=bursts)
+    assert [steps.rows[s]["nonfinite"] for s in range(1, 7)] == [0.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+
+    stray = NaNOn(prior, range(1, 100), elements=1)
+    steps = Steps()
+    result = run_trial(_nan_config(), tmp_path / "stray", steps, prior=stray)
+    assert result.steps == 6
+    assert all(row["nonfinite"] == pytest.approx(1 / (3 * 32 * 32), rel=1e-4) for row in steps.rows.values())
+    state = torch.load(latest_checkpoint(tmp_path / "stray") / "state.pt", weights_only=False)
     assert all(torch.isfinite(v).all() for v in state["field"].values())
 
 
 def test_nan_loss_raises_naming_the_step(prior, tmp_path):
-    """Through the Jacobian ablation no nan_to_num guards the loss: the trial stops at the first NaN step."""
-    nan_prior = NaNAfter(prior, first_nan=3)
+    """Through the Jacobian ablation nothing is zeroed (a NaN would flow back through the UNet's Jacobian anyway):
+    the trial stops at the first NaN step."""
+    nan_prior = NaNOn(prior, range(3, 100))
     with pytest.raises(FloatingPointError, match=r"loss became nan at step 3$"):
         run_trial(small_config(steps=5, sds={"jacobian": True}), tmp_path, prior=nan_prior)
 
@@ -223,7 +293,57 @@ def test_cli_run_end_to_end(tmp_path):
     assert latest_checkpoint(out).name == "step_000004"
 
 
+@pytest.mark.parametrize("loss", ["csd", "nfsd"])
+def test_cli_run_with_another_loss_finishes_and_records_which_ran(loss, tmp_path):
+    """On the default toy-world prior, tracked: the console and the run's tags say which loss ran."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    args = ["run", "--steps", "2", "--out", str(tmp_path / "run"), "--tracking-uri", uri, *TINY_RUN]
+    args += set_args(device="cpu", eval__every=2, checkpoint_every=2, sds__loss=loss)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"sds: loss {loss}@1, schedule anneal@2, weighting sds@1" in result.output
+    client = MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("df-sweep-run").experiment_id])[0]
+    assert run.info.status == "FINISHED" and run.data.params["sds.loss"] == loss
+    assert run.data.tags["df.component.loss"] == f"{loss}@1"
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "nonfinite")] == [0.0, 0.0]
+
+
+def test_an_unknown_negative_prompt_is_refused_before_loading(tmp_path):
+    result = CliRunner().invoke(
+        app, ["run", "--no-tracking", "--out", str(tmp_path), *set_args(sds__loss="nfsd", sds__negative_prompt="ugly")]
+    )
+    assert result.exit_code == 2
+    assert result.output.startswith("error: --set: sds.negative_prompt: 'ugly' is not known to the toyworld prior")
+    assert result.output.count("\n") == 1
+
+
 def test_cli_resume_without_checkpoint_is_a_one_line_error(tmp_path):
     result = CliRunner().invoke(app, ["run", "--resume", "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: --resume: no checkpoint under {tmp_path / 'checkpoints'}"
+
+
+def test_the_configs_optimiser_settings_win_over_the_checkpoints(tmp_path):
+    """What lets a PBT trial continue another's checkpoint with a perturbed learning rate: the checkpoint brings
+    the weights and Adam's moments, the config its learning rates, betas and eps."""
+    from dreamfusion.config.files import build_trial_config
+    from dreamfusion.trial.state import TrialState, load_checkpoint, save_checkpoint
+
+    base = {"nerf": {"size": "tiny"}, "render": {"background": "learned"}}
+    saved = TrialState(build_trial_config(base, "saved"), torch.device("cpu"))
+    for p in saved.field.parameters():
+        p.grad = torch.ones_like(p)
+    saved.optim.step()
+    checkpoint = save_checkpoint(saved, tmp_path)
+    optim = {"lr_grid": 0.06, "lr_mlp": 0.002, "lr_background": 0.05, "betas": [0.8, 0.9], "eps": 1e-8}
+    loaded = TrialState(build_trial_config({**base, "optim": optim}, "loaded"), torch.device("cpu"))
+    load_checkpoint(loaded, checkpoint)
+    groups = {g["name"]: g for g in loaded.optim.param_groups}
+    assert [groups[n]["lr"] for n in ("grid", "mlp", "background")] == [0.06, 0.002, 0.05]
+    assert all(g["betas"] == (0.8, 0.9) and g["eps"] == 1e-8 for g in groups.values())
+    first = next(iter(saved.field.parameters()))
+    moment = loaded.optim.state[next(iter(loaded.field.parameters()))]["exp_avg"]
+    assert torch.equal(moment, saved.optim.state[first]["exp_avg"])

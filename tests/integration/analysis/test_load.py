@@ -1,0 +1,81 @@
+"""Loading from a real MLflow store (SQLite) whose runs are written by the tracking layer's own parent-run code
+and MLflow's client, with times and tags a Ray launch cannot be made to produce on demand: a trial whose retry
+came an hour after its failure, and two launches of one sweep with another version of a component."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+
+from analysis.differences import differences
+from analysis.load import SweepNotFound, load_sweeps
+from dreamfusion.tracking.runs import start_parent_run
+from dreamfusion.tracking.store import open_experiment
+
+SPEC = {"name": "sched", "space": {"schedule": {"grid": ["uniform", "dreamtime"]}}, "tune": {"metric": "gt_iou"}}
+HOUR_MS = 3_600_000
+
+
+def trial(client: MlflowClient, experiment: str, parent: str, schedule: str, version: str, start_ms: int) -> str:
+    """A finished child run: 10 steps of 100 ms logged, but an hour between its start and its end."""
+    tags = {"mlflow.parentRunId": parent, "df.component.schedule": f"{schedule}@{version}"}
+    run = client.create_run(experiment, start_time=start_ms, tags=tags, run_name=f"schedule={schedule}")
+    steps = [Metric("step_ms", 100.0, start_ms, step) for step in range(1, 11)]
+    client.log_batch(
+        run.info.run_id,
+        metrics=[*steps, Metric("gt_iou", 0.8, start_ms, 10)],
+        params=[Param("schedule", schedule), Param("steps", "10")],
+        tags=[RunTag("mlflow.runName", f"schedule={schedule}")],
+    )
+    client.set_terminated(run.info.run_id, "FINISHED", end_time=start_ms + HOUR_MS)
+    return run.info.run_id
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    uri = f"sqlite:///{tmp_path_factory.mktemp('load') / 'mlruns.db'}"
+    experiment = open_experiment(uri, "sched")
+    client = MlflowClient(uri)
+    start = int(time.time() * 1000) - 3 * HOUR_MS
+    parents = []
+    for launch, version in (("2026-01-01_00-00-00", "1"), ("2026-01-02_00-00-00", "2")):
+        parent = start_parent_run(uri, experiment, "sched", launch, "", yaml.safe_dump(SPEC))
+        parents.append(parent)
+        for schedule in ("uniform", "dreamtime"):
+            trial(client, experiment, parent, schedule, version if schedule == "dreamtime" else "1", start)
+        start += HOUR_MS
+    return uri, parents
+
+
+def test_compute_is_the_summed_step_time_not_the_outage(store):
+    uri, _ = store
+    trials = load_sweeps(["sched"], uri, with_curves=False).trials
+    assert trials["compute_s"].tolist() == pytest.approx([1.0] * 4)  # 10 steps of 100 ms
+    assert trials["wall_s"].tolist() == pytest.approx([3600.0] * 4)
+
+
+@pytest.mark.parametrize("selector", ["1", "-2", "2026-01-01_00-00-00", "parent-prefix"])
+def test_a_launch_is_selected_by_number_name_or_run_id(store, selector):
+    uri, parents = store
+    selector = parents[0][:8] if selector == "parent-prefix" else selector
+    sweep = load_sweeps([f"sched@{selector}"], uri, with_curves=False)
+    assert sweep.sources[0].parent_run_ids == [parents[0]]
+    assert len(sweep.trials) == 2 and sweep.spec == SPEC
+
+
+def test_two_launches_name_the_component_whose_version_changed(store):
+    uri, _ = store
+    table = differences(load_sweeps(["sched@1", "sched@2"], uri, with_curves=False))
+    assert table[["kind", "setting", "sched@1", "sched@2"]].values.tolist() == [
+        ["component version", "schedule dreamtime", "dreamtime@1", "dreamtime@2"]
+    ]
+
+
+def test_an_unknown_launch_lists_the_launches(store):
+    uri, _ = store
+    with pytest.raises(SweepNotFound, match="launches, oldest first: 2026-01-01_00-00-00, 2026-01-02_00-00-00"):
+        load_sweeps(["sched@3"], uri)

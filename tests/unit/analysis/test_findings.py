@@ -1,0 +1,115 @@
+"""What mattered (variance shares by hand), what differs between sweeps, and a headline that names a best level
+only when the verdicts support it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from synthetic_sweeps import colour_error_sweep, combine, noisy, sweep
+
+from analysis.compare import levels
+from analysis.differences import differences
+from analysis.importance import importance
+from analysis.paired import comparisons, trends
+from analysis.verdicts import headline
+
+PROMPTS = ["a red cube", "a green torus", "a blue cone"]
+
+
+def test_importance_is_each_keys_share_of_the_variance_by_hand():
+    """Additive 2 × 3 grid, no noise: metric = a-effect + b-effect. Sums of squares by hand: a's levels ±1 over
+    3 trials each (SS 6), b's levels 0, 0, 3 over 2 trials each (means -1, -1, 2 → SS 2·(1 + 1 + 4) = 12); total 18."""
+    s = sweep(
+        {"a": ["lo", "hi"], "b": ["x", "y", "z"]}, lambda c: {"lo": -1, "hi": 1}[c["a"]] + (3 if c["b"] == "z" else 0)
+    )
+    table = importance(s).set_index("param")["importance"]
+    assert table["b"] == pytest.approx(12 / 18)
+    assert table["a"] == pytest.approx(6 / 18)
+    assert list(table.index) == ["b", "a"]  # most important first
+
+
+def test_importance_of_a_key_drawn_per_trial_uses_bins():
+    rng = np.random.default_rng(0)
+    s = sweep({"seed": list(range(40))}, lambda c: 0.0)
+    lr = rng.uniform(0, 1, len(s.trials))
+    s.trials["param:lr"] = lr
+    s.trials["clip_score"] = lr + rng.normal(0, 0.05, len(lr))
+    s.varied.append("lr")
+    s.continuous.add("lr")
+    table = importance(s).set_index("param")["importance"]
+    assert 0.8 < table["lr"] < 1.0  # five quantile bins of a linear effect: most of the variance, not all
+    assert table["seed"] == pytest.approx(1.0)  # one trial per seed: the seed "explains" everything (the bias note)
+
+
+def test_levels_follow_the_spec_then_sorted():
+    s = sweep({"schedule": ["uniform", "anneal", "dreamtime"], "prompt": PROMPTS}, lambda c: 0.0)
+    assert levels(s, "schedule") == ["uniform", "anneal", "dreamtime"]
+    assert levels(s, "prompt") == PROMPTS
+
+
+def two_sweeps(version_b: str = "1"):
+    base = {"schedule": ["uniform", "anneal"], "prompt": PROMPTS, "seed": [0, 1]}
+    a = sweep(base, lambda c: 0.5 + 0.01 * c["seed"], label="baseline", extra={"steps": 400})
+    b = sweep(base, lambda c: 0.6 + 0.01 * c["seed"], label="this-week", extra={"steps": 200})
+    a.trials["component:schedule"] = a.trials["param:schedule"] + "@1"
+    b.trials["component:schedule"] = b.trials["param:schedule"].map(
+        {"uniform": "uniform@1", "anneal": f"anneal@{version_b}"}
+    )
+    a.sources[0].spec["tune"]["max_concurrent_trials"] = 2
+    return combine(a, b)
+
+
+def test_settings_that_differ_between_sweeps():
+    table = differences(two_sweeps(version_b="2"))
+    rows = {(r["kind"], r["setting"]): (r["baseline"], r["this-week"]) for _, r in table.iterrows()}
+    assert rows[("config", "steps")] == ("400", "200")
+    assert rows[("component version", "schedule anneal")] == ("anneal@1", "anneal@2")
+    assert rows[("spec", "tune.max_concurrent_trials")] == ("2", "—")
+    assert ("component version", "schedule uniform") not in rows  # same version in both
+    assert ("config", "schedule") not in rows  # same levels in both
+    assert table.iloc[0]["kind"] == "component version"  # said first: the same name, another algorithm
+
+
+def test_sweeps_are_compared_on_the_configs_they_share():
+    s = two_sweeps()
+    table = comparisons(s)
+    row = table[table["axis"] == "sweep"].iloc[0]
+    assert (row["level_a"], row["level_b"]) == ("baseline", "this-week")
+    assert row["delta"] == pytest.approx(-0.1) and row["n"] == 12 and row["verdict"] == "a<b"
+    # within-sweep axes pair inside each sweep: the 0.1 between the sweeps does not leak into schedule
+    schedule = table[table["axis"] == "schedule"].iloc[0]
+    assert schedule["delta"] == pytest.approx(0.0, abs=1e-12) and schedule["verdict"] == "same"
+
+
+def test_headline_names_no_best_when_nothing_differs():
+    rng = np.random.default_rng(4)
+    s = sweep({"schedule": ["uniform", "anneal", "dreamtime"], "prompt": PROMPTS, "seed": [0, 1]}, noisy(rng, {}, 0.01))
+    lines = headline(s, comparisons(s), trends(s))
+    assert len(lines) == 1 and lines[0].startswith("No schedule differs from another on clip_score at 95%")
+    assert "paired over 3 prompts × 2 seeds" in lines[0] and "best" not in lines[0]
+
+
+def test_headline_names_the_best_only_when_it_beats_every_other_level():
+    rng = np.random.default_rng(5)
+    space = {"schedule": ["uniform", "anneal", "stratified"], "prompt": PROMPTS, "seed": [0, 1, 2]}
+    dominant = sweep(space, noisy(rng, {"schedule": {"stratified": 0.1}}, 0.005))
+    assert headline(dominant, comparisons(dominant), trends(dominant))[0].startswith(
+        "**stratified** is the best schedule on clip_score"
+    )
+    # stratified beats uniform only: a difference, but no best
+    partial = sweep(space, noisy(rng, {"schedule": {"stratified": 0.1, "anneal": 0.1}}, 0.005))
+    line = headline(partial, comparisons(partial), trends(partial))[0]
+    assert "best" not in line.split(".")[0] and "No level beats all others" in line
+    assert "Holm-adjusted p" in line and "95% CI" in line
+
+
+def test_headline_for_lower_is_better_says_who_wins():
+    s = colour_error_sweep()
+    assert headline(s, comparisons(s), trends(s))[0].startswith("**anneal** is the best schedule on gt_colour_error")
+
+
+def test_headline_without_any_comparison():
+    s = sweep({"schedule": ["uniform"]}, lambda c: 0.5)
+    empty = pd.DataFrame(columns=comparisons(s).columns)
+    assert headline(s, empty, trends(s))[0].startswith("No comparison yet")
