@@ -37,6 +37,7 @@ from pathlib import Path
 from analysis.phenomena import entropy_bits, rate, slope
 from dreamfusion.config.files import apply_overrides, build_trial_config
 from dreamfusion.toyworld import world
+from dreamfusion.toyworld.detectors import FRONT_AREA
 
 # Small enough for ~20 CPU-minutes (18 trials of ~70 CPU-s on the analytic prior); the sweeps of sweeps/phenomena/
 # are the full versions.
@@ -115,10 +116,16 @@ def summary(results: list[tuple[str, dict[str, object], dict[str, float]]]) -> t
     lines = []
     nums: dict[str, float] = {}
     for vdp, key in ((False, "janus_off"), (True, "janus_on")):
-        flags = flagged([r for s, r in by["janus"] if s["camera.view_dependent_prompt"] is vdp], "gt_janus", bool)
+        arm = [r for s, r in by["janus"] if s["camera.view_dependent_prompt"] is vdp]
+        flags = flagged(arm, "gt_janus", bool)
         nums[key] = rate(flags)
         lo, hi = wilson(int(sum(flags)), len(flags))
-        lines.append(f"Janus, view-dependent prompts {'on' if vdp else 'off'}: {nums[key]:.2f} [{lo:.2f}, {hi:.2f}]")
+        # a Janus rate means something only where the front formed at all: the spot seen head-on somewhere
+        fronts = int(sum(flagged(arm, "gt_spot_area", lambda a: a >= FRONT_AREA)))
+        lines.append(
+            f"Janus, view-dependent prompts {'on' if vdp else 'off'}: {nums[key]:.2f} [{lo:.2f}, {hi:.2f}]; "
+            f"a front formed in {fronts} of {len(arm)}"
+        )
     slopes = []
     for prompt in SATURATION_PROMPTS:
         pts = [
@@ -141,7 +148,11 @@ def summary(results: list[tuple[str, dict[str, object], dict[str, float]]]) -> t
         lines.append("smoothing: no trial logged mesh_genus (needs the mesh evaluator)")
     else:
         lo, hi = wilson(int(sum(genus)), len(genus))
-        lines.append(f"smoothing: tori with their hole (genus 1) {nums['torus_genus1_rate']:.2f} [{lo:.2f}, {hi:.2f}]")
+        pieces = [int(r["mesh_components"]) for _, r in by["smoothing"] if "mesh_components" in r]
+        lines.append(
+            f"smoothing: tori with their hole (genus 1) {nums['torus_genus1_rate']:.2f} [{lo:.2f}, {hi:.2f}]; "
+            f"genus {[int(r['mesh_genus']) for _, r in by['smoothing'] if 'mesh_genus' in r]}, pieces {pieces}"
+        )
     return nums, lines
 
 
