@@ -54,12 +54,19 @@ def run_one(prompt: str, seed: int, overrides: list[str], prior, scorer, out: Pa
     return {**result.metrics, "cpu_min": (cpu_seconds() - cpu0) / 60, "wall_s": time.perf_counter() - wall0}
 
 
-def contact_sheet(rows: list[tuple[str, Path]], path: Path, eval_views: int, columns: int = 6, views: int = 4) -> Path:
-    """One tile per trial, in the world's shape-major order (with all 36 prompts: a shape per row, a colour per
-    column): the first `views` of its `eval_views` final views (lit colour over textureless), at half size."""
-    order = world.colour_prompts()
+def contact_sheet(
+    rows: list[tuple[str, Path]],
+    path: Path,
+    eval_views: int,
+    columns: int = 6,
+    views: int = 4,
+    order: list[str] | None = world.colour_prompts(),
+) -> Path:
+    """One tile per trial, labelled, in `order` of the labels (the world's shape-major order: with all 36 prompts a
+    shape per row, a colour per column; None keeps the rows' order): the first `views` of its `eval_views` final
+    views (lit colour over textureless), at half size."""
     tiles = []
-    for prompt, views_png in sorted(rows, key=lambda row: order.index(row[0])):
+    for prompt, views_png in rows if order is None else sorted(rows, key=lambda row: order.index(row[0])):
         im = Image.open(views_png).convert("RGB")
         im = im.crop((0, 0, im.width * min(views, eval_views) // eval_views, im.height))
         tiles.append((prompt, im.resize((im.width // 2, im.height // 2), Image.BILINEAR)))

@@ -50,6 +50,7 @@ BUILTINS: tuple[str, ...] = (
     "dreamfusion.toyworld.scorer",
     "dreamfusion.toyworld.analytic",
     "dreamfusion.toyworld.ground_truth",
+    "dreamfusion.toyworld.detectors",
     "dreamfusion.toyworld.mesh_truth",
 )
 #: The entry point group through which an installed package adds components.

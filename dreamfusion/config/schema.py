@@ -136,6 +136,9 @@ class PriorConfig(Schema):
     would (identical results), larger values trade a little kernel-level float difference for throughput."""
     batch_wait_ms: float = Field(2.0, ge=0, le=1000)
     """`shared`: how long the service waits, after a request arrives, for others to batch with it."""
+    front_bias: float = Field(0.0, ge=0, lt=1)
+    """`analytic`: share of its world's views that look at the object head-on (|azimuth| ≤ 15°), the rest uniform:
+    the photographs' bias towards an object's front (the suspected cause of the Janus problem)."""
     latents: Literal["mean", "sample"] = "mean"
     """Latent priors (Stable Diffusion): a render's latent is its VAE posterior's mean (no VAE noise in the SDS
     gradient) or a sample from it, from the trial's generator (threestudio's `posterior.sample()`)."""

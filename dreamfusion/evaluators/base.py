@@ -28,6 +28,8 @@ class Metric:
     """Computed once at the end of the trial rather than at every evaluation."""
     scored: bool = False
     """Computed by the trial's scorer (CLIP), so absent with `scoring.model: none`."""
+    ranked: bool = True
+    """A score a sweep may rank trials by; False for a reading that is not better one way (an index, an angle)."""
 
 
 @dataclass

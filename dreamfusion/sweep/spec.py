@@ -97,9 +97,12 @@ class TuneBlock(Schema):
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, v: str) -> str:
-        known = all_metrics()
-        if v not in known:
-            raise ValueError(f"expected a metric an evaluator logs ({', '.join(sorted(known))}), got {v!r}")
+        logged = all_metrics()
+        known = sorted(name for name, metric in logged.items() if metric.ranked)
+        if v in logged and not logged[v].ranked:
+            raise ValueError(f"{v} is a reading, not a score ({logged[v].doc}); expected one of {', '.join(known)}")
+        if v not in logged:
+            raise ValueError(f"expected a metric an evaluator logs ({', '.join(known)}), got {v!r}")
         return v
 
 

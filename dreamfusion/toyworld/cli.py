@@ -35,6 +35,9 @@ def train(
     unet_max_steps: int | None = typer.Option(None, help="Stop the UNet after this many steps (quick checks)."),
     clip_steps: int | None = typer.Option(None, help="Contrastive CLIP steps (default 800)."),
     small_data: bool = typer.Option(False, help="A few views per prompt instead of the full set (quick checks)."),
+    front_bias: float | None = typer.Option(
+        None, help="Share of training views that look at the object head-on (the Janus bias; default in TrainConfig)."
+    ),
     install: bool = typer.Option(False, help=f"Copy the exported weights over the shipped ones ({PACKAGE_WEIGHTS})."),
 ) -> None:
     """Render the world, train the tiny CLIP, then the tiny UNet, and export both in diffusers format.
@@ -50,8 +53,10 @@ def train(
     cfg = TrainConfig(seed=seed, minutes=minutes, unet_max_steps=unet_max_steps)
     if clip_steps is not None:
         cfg.clip_steps = clip_steps
+    if front_bias is not None:
+        cfg.front_bias = front_bias
     if small_data:
-        cfg.colour_views, cfg.shape_views = 4, 8
+        cfg.colour_views, cfg.spot_views, cfg.shape_views = 4, 4, 8
     try:
         weights = train_all(cfg, out, resume=resume, log=_log)
     except FileExistsError as exc:

@@ -1,9 +1,12 @@
 """The toy world's training data: captioned renders from the trials' cameras, deterministic from a seed, cached.
 
-Every prompt of the world ("a red cube", …, and the textureless "a cube", …) is rendered from random cameras and
-lights drawn exactly as a trial draws them. Colour prompts are also rendered albedo-only (unlit) for a fraction of
-views, as the trials' shading mix does, so the prior has seen every shading a SDS step can show it. Each image keeps
-the DreamFusion view label of its camera, so a caption can carry the matching ", front view" suffix.
+Every prompt of the world ("a red cube", "a red cube with a spot", …, and the textureless "a cube", …) is rendered
+from random cameras and lights drawn as a trial draws them, except that a fraction `front_bias` of the views look at
+the front quadrant (photographs of objects with a front favour it; it is what makes the Janus problem appear).
+Colour prompts are also rendered albedo-only (unlit) for a fraction of views, as the trials' shading mix does, so
+the prior has seen every shading a SDS step can show it. Each image keeps the DreamFusion view label of its camera,
+so a caption can carry the matching ", front view" suffix. The colour-unspecified captions ("a coloured cube")
+have no renders of their own: they caption a share of the colour renders of their shape, six colours equally.
 """
 
 from __future__ import annotations
@@ -15,15 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from dreamfusion.config.schema import CameraConfig
-from dreamfusion.nerf.cameras import (
-    VIEW_SUFFIXES,
-    Cameras,
-    sample_cameras,
-    sample_lights,
-    view_label,
-)
-from dreamfusion.nerf.render import Lighting, render
+from dreamfusion.nerf.cameras import VIEW_SUFFIXES, Cameras, sample_lights, view_label
 from dreamfusion.toyworld import world
 
 VIEWS = tuple(VIEW_SUFFIXES)  # ("front", "side", "back", "overhead")
@@ -34,7 +29,7 @@ class WorldData:
     """A captioned image set; images are uint8 to keep the cache small."""
 
     images: Tensor  # [N, 3, H, W] uint8
-    prompts: list[str]  # the world's prompts, in `all_prompts()` order
+    prompts: list[str]  # the rendered prompts, in `rendered_prompts()` order
     prompt_index: Tensor  # [N] long, index into `prompts`
     view_index: Tensor  # [N] long, index into VIEWS
 
@@ -44,13 +39,23 @@ class WorldData:
     def float_images(self, index: Tensor | slice = slice(None)) -> Tensor:
         return self.images[index].float() / 255  # [n, 3, H, W] in [0, 1]
 
-    def captions(self, index: Tensor, suffix_mask: Tensor) -> list[str]:
-        """Caption of each image; those where `suffix_mask` is set carry their camera's view suffix."""
+    def captions(self, index: Tensor, suffix_mask: Tensor, any_colour_mask: Tensor | None = None) -> list[str]:
+        """Caption of each image; those where `suffix_mask` is set carry their camera's view suffix, and colour
+        renders where `any_colour_mask` is set are captioned without their colour ("a coloured cube")."""
         out = []
-        for i, with_suffix in zip(index.tolist(), suffix_mask.tolist()):
+        any_colour = any_colour_mask.tolist() if any_colour_mask is not None else [False] * len(index)
+        for i, with_suffix, coloured in zip(index.tolist(), suffix_mask.tolist(), any_colour):
             prompt = self.prompts[int(self.prompt_index[i])]
+            if coloured:
+                prompt = colour_unspecified(prompt)
             out.append(prompt + VIEW_SUFFIXES[VIEWS[int(self.view_index[i])]] if with_suffix else prompt)
         return out
+
+    def prompts_of(self, index: Tensor) -> list[str]:
+        return [self.prompts[int(self.prompt_index[i])] for i in index.tolist()]
+
+    def labels_of(self, index: Tensor) -> list[str]:
+        return [VIEWS[int(self.view_index[i])] for i in index.tolist()]
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,9 +74,17 @@ class WorldData:
         return cls(**torch.load(path, weights_only=False))
 
 
-def all_prompts() -> list[str]:
-    """The 36 colour prompts, then the 6 shape-only prompts."""
-    return world.colour_prompts() + world.shape_prompts()
+def rendered_prompts() -> list[str]:
+    """The prompts with renders of their own: the 36 colour prompts, the 36 spotted ones, the 6 shape-only ones."""
+    return world.colour_prompts() + world.spot_prompts() + world.shape_prompts()
+
+
+def colour_unspecified(prompt: str) -> str:
+    """ "a red cube" → "a coloured cube"; the other forms have a colour that must show (or none), and stay."""
+    caption = world.parse_prompt(prompt)
+    if caption is None or caption.colour is None or caption.spot:
+        return prompt
+    return world.Caption(caption.shape, None, any_colour=True).prompt
 
 
 def render_views(
@@ -80,35 +93,28 @@ def render_views(
     resolution: int,
     generator: torch.Generator,
     albedo_fraction: float = 0.0,
-    camera: CameraConfig = CameraConfig(),
-) -> tuple[Tensor, list[str]]:
-    """[n, 3, H, W] renders of a world prompt in [0, 1] and the view label of each camera.
+    front_bias: float = 0.0,
+) -> tuple[Tensor, Cameras]:
+    """[n, 3, H, W] renders of a world prompt in [0, 1] and the cameras they were rendered from.
 
     A shape-only prompt is always textureless; a colour prompt is lambertian, except the first
-    round(n·albedo_fraction) views, which are albedo-only.
+    round(n·albedo_fraction) views, which are albedo-only. `front_bias`: see `world.world_cameras`.
     """
     caption = world.parse_prompt(prompt)
     if caption is None:
         raise ValueError(f"{prompt!r} is not a toy-world prompt")
-    cams = sample_cameras(camera, n, generator)
+    cams = world.world_cameras(n, generator, front_bias)
     lights = sample_lights(cams, generator)
-    labels = [view_label(float(e), float(a)) for e, a in zip(cams.elevation, cams.azimuth)]
-    n_albedo = round(n * albedo_fraction) if caption.colour is not None else 0
+    n_albedo = 0 if caption.textureless else round(n * albedo_fraction)
     images = world.render_caption(caption, cams, resolution, lights)  # [n, 3, H, W]
-    if n_albedo and caption.colour is not None:
-        field = world.ShapeField(caption.shape, world.COLOURS[caption.colour])
-        with torch.no_grad():
-            out = render(
-                field,
-                world.white_background,
-                _subset(cams, n_albedo),
-                resolution,
-                96,
-                Lighting("albedo", None),
-                normal_step=1 / 128,
-            )
-        images[:n_albedo] = out.rgb.clamp(0, 1)
-    return images, labels
+    if n_albedo:
+        images[:n_albedo] = world.render_caption(caption, _subset(cams, n_albedo), resolution, None, shading="albedo")
+    return images, cams
+
+
+def view_labels(cams: Cameras) -> list[str]:
+    """The DreamFusion view label of each camera."""
+    return [view_label(float(e), float(a)) for e, a in zip(cams.elevation, cams.azimuth)]
 
 
 def _subset(cams: Cameras, n: int) -> Cameras:
@@ -119,36 +125,38 @@ def generate(
     seed: int,
     colour_views: int,
     shape_views: int,
+    spot_views: int = 0,
     resolution: int = 32,
     albedo_fraction: float = 0.25,
+    front_bias: float = 0.0,
     chunk: int = 50,
     log=print,
 ) -> WorldData:
-    """Renders of every world prompt: `colour_views` per colour prompt, `shape_views` per shape-only prompt."""
+    """Renders of every rendered prompt: `colour_views` per colour prompt, `spot_views` per spotted prompt,
+    `shape_views` per shape-only prompt, from cameras biased towards the front by `front_bias`."""
     g = torch.Generator().manual_seed(seed)
-    prompts = all_prompts()
+    prompts = rendered_prompts()
     images, prompt_index, view_index = [], [], []
     started = time.perf_counter()
     for k, prompt in enumerate(prompts):
         caption = world.parse_prompt(prompt)
-        n = shape_views if caption is None or caption.colour is None else colour_views
+        assert caption is not None
+        n = shape_views if caption.textureless else spot_views if caption.spot else colour_views
         for start in range(0, n, chunk):
             m = min(chunk, n - start)
-            imgs, labels = render_views(prompt, m, resolution, g, albedo_fraction)
+            imgs, cams = render_views(prompt, m, resolution, g, albedo_fraction, front_bias)
             images.append((imgs * 255).round().to(torch.uint8))
             prompt_index += [k] * m
-            view_index += [VIEWS.index(v) for v in labels]
+            view_index += [VIEWS.index(v) for v in view_labels(cams)]
         if log and (k + 1) % 6 == 0:
             log(f"  data: {k + 1}/{len(prompts)} prompts rendered [{time.perf_counter() - started:.0f}s]")
     return WorldData(torch.cat(images), prompts, torch.tensor(prompt_index), torch.tensor(view_index))
 
 
-def load_or_generate(
-    path: Path, seed: int, colour_views: int, shape_views: int, resolution: int = 32, log=print
-) -> WorldData:
-    """The cached set at `path` if it exists, else a fresh one written there."""
+def load_or_generate(path: Path, log=print, **kwargs) -> WorldData:
+    """The cached set at `path` if it exists, else a fresh one made by `generate(**kwargs)` and written there."""
     if path.exists():
         return WorldData.load(path)
-    data = generate(seed, colour_views, shape_views, resolution, log=log)
+    data = generate(**kwargs, log=log)
     data.save(path)
     return data

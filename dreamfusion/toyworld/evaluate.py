@@ -18,6 +18,7 @@ from torch import Tensor
 from dreamfusion import images as image_io
 from dreamfusion.scoring.metrics import Scorer, r_precision
 from dreamfusion.toyworld import world
+from dreamfusion.toyworld.card_phenomena import coloured_spread, spot_rates
 from dreamfusion.toyworld.prior import ToyWorldPrior, load_toyworld_prior
 
 #: Held-out ground-truth renders of the card.
@@ -96,6 +97,9 @@ def write_card_scores(
         "colour_r1": retrieval_r1(scorer, colour, colour_prompts),
         "geometry_r1": retrieval_r1(scorer, shape, shape_prompts),
     }
+    rng = torch.Generator().manual_seed(HELDOUT_SEED + 1)
+    spotted = torch.cat([world.sample_views(p, views, 32, rng, front_bias=1.0) for p in world.spot_prompts()])
+    heldout["spot_r1"] = retrieval_r1(scorer, spotted, world.spot_prompts())  # front views: the spot shows
     log(f"held-out ground truth: {heldout}")
 
     colour, shape = heldout_renders(FIXED_SET_SEED, FIXED_SET_VIEWS)
@@ -131,17 +135,30 @@ def write_card_scores(
     deterministic = retrieval_r1(scorer, x, colour_prompts)
     log(f"deterministic DDIM (η = 0) at guidance {guidance}: colour sample R@1 {deterministic:.3f}")
 
+    def draw(prompts: list[str], n: int) -> Tensor:
+        return sample(prior, weights, prompts, n, guidance, steps, seed=2, eta=eta)
+
+    spots = spot_rates(draw, max(1, samples // 2))
+    log(f"share of samples showing the spot, by caption form: {spots}")
+    coloured = coloured_spread(draw, samples)
+    log(f"'a coloured <shape>' samples per colour: {coloured}")
+
     scores = {
         "heldout": heldout,
         "fixed_set": fixed,
         "samples": drawn,
         "sample_colour_r1_by_guidance": dict(sorted(by_guidance.items(), key=lambda kv: float(kv[0]))),
         "sample_colour_r1_deterministic_ddim": deterministic,
+        "sample_spot_rate": spots,
+        "sample_coloured": coloured,
         "summary": {
             "gt_colour_r1": round(heldout["colour_r1"], 4),
             "gt_geometry_r1": round(heldout["geometry_r1"], 4),
             "sample_colour_r1": round(drawn["colour_r1"], 4),
             "sample_geometry_r1": round(drawn["geometry_r1"], 4),
+            "sample_spot_rate_no_view": round(spots["none"], 4),
+            "sample_spot_rate_back_view": round(spots["back"], 4),
+            "sample_coloured_entropy_bits": round(coloured["entropy_bits"], 4),
         },
         "seconds": round(time.perf_counter() - started, 1),
     }

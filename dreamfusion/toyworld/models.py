@@ -19,7 +19,7 @@ IMAGE_MEAN, IMAGE_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 
 
 def vocabulary_words() -> list[str]:
-    words = ["a", ","] + list(world.COLOURS) + list(world.SHAPES)
+    words = ["a", ","] + list(world.COLOURS) + [world.ANY_COLOUR] + list(world.SHAPES) + list(world.SPOT_WORDS)
     words += [w for suffix in VIEW_SUFFIXES.values() for w in suffix.replace(",", " ").split()]
     return list(dict.fromkeys(words))
 

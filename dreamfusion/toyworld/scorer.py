@@ -16,11 +16,11 @@ from dreamfusion.toyworld.assets import WEIGHTS, check_weights
 
 @registry.register
 class ToyWorldScorer(CLIPScorer):
-    """Colour prompts are retrieved among the world's 36 colour prompts, textureless renders among the 6
-    shape-only prompts ("a red cube" → "a cube")."""
+    """A prompt is retrieved among its own family (the 36 colour prompts, the 36 spotted ones, the 6 coloured or
+    the 6 shape-only ones), textureless renders among the 6 shape-only prompts ("a red cube" → "a cube")."""
 
     name = "toyworld"
-    summary = "the toy world's own small CLIP (R-precision among the world's 36 colour / 6 shape prompts)"
+    summary = "the toy world's own small CLIP (R-precision among the prompt's family, e.g. the 36 colour prompts)"
     needs = registry.Needs(vocabulary=world.VOCABULARY)
 
     @classmethod
@@ -38,8 +38,7 @@ class ToyWorldScorer(CLIPScorer):
         return world.geometry_query(prompt, prompt_set)
 
     def default_prompt_set(self, prompt: str) -> list[str]:
-        caption = world.parse_prompt(prompt)
-        return world.shape_prompts() if caption is not None and caption.colour is None else world.colour_prompts()
+        return world.prompt_family(prompt)
 
 
 def load_toyworld_scorer(device: torch.device | str = "cpu", weights: Path = WEIGHTS) -> Scorer:

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dreamfusion.nerf.cameras import VIEW_SUFFIXES
-from dreamfusion.toyworld.data import WorldData, load_or_generate
+from dreamfusion.toyworld import world
+from dreamfusion.toyworld.data import WorldData, colour_unspecified, load_or_generate
 from dreamfusion.toyworld.models import (
     IMAGE_MEAN,
     IMAGE_STD,
@@ -35,6 +36,7 @@ from dreamfusion.toyworld.models import (
     tokenize,
     write_tokenizer,
 )
+from dreamfusion.toyworld.world import strip_view, view_of
 
 
 @dataclass
@@ -47,8 +49,15 @@ class TrainConfig:
     """Image side: 32 px is what trials render by default, and 64 px renders cost 7.5× more (measured)."""
     colour_views: int = 100
     """Training renders per colour prompt (36 prompts)."""
+    spot_views: int = 100
+    """Training renders per spotted prompt ("a red cube with a spot", 36 prompts)."""
     shape_views: int = 200
     """Training renders per shape-only textureless prompt (6 prompts)."""
+    front_bias: float = 0.6
+    """Share of the training views that look at the object head-on (|azimuth| ≤ 15°), the rest uniform: the bias
+    of photographs towards an object's front, which makes the Janus problem appear (`world.world_cameras`)."""
+    any_colour_fraction: float = 0.15
+    """Share of the colour renders captioned without their colour ("a coloured cube"): six colours equally."""
     clip_steps: int = 800
     """Contrastive steps of the tiny CLIP."""
     clip_batch: int = 128
@@ -84,6 +93,21 @@ def random_suffixes(n: int, fraction: float, g: torch.Generator) -> Tensor:
     return torch.rand(n, generator=g) < fraction  # [n] bool
 
 
+def describes(captions: list[str], data: WorldData, index: Tensor) -> Tensor:
+    """[U, B] bool: whether caption u is a true caption of image b: its prompt or, for a colour render, the
+    colour-unspecified form of it, with no view suffix or its own view's."""
+    rows = []
+    for caption in captions:
+        base, view = strip_view(caption), view_of(caption)
+        rows.append(
+            [
+                base in (prompt, colour_unspecified(prompt)) and view in (None, label)
+                for prompt, label in zip(data.prompts_of(index), data.labels_of(index))
+            ]
+        )
+    return torch.tensor(rows)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # CLIP
 
@@ -105,14 +129,15 @@ def train_clip(cfg: TrainConfig, data: WorldData, folder: Path, log: Callable[[s
             group["lr"] = lr
         idx = torch.randint(len(data), (cfg.clip_batch,), generator=g)
         images = random_hflip(data.float_images(idx), g)
-        captions = data.captions(idx, random_suffixes(len(idx), cfg.suffix_fraction_clip, g))
+        suffixes = random_suffixes(len(idx), cfg.suffix_fraction_clip, g)
+        captions = data.captions(idx, suffixes, random_suffixes(len(idx), cfg.any_colour_fraction, g))
         unique = list(dict.fromkeys(captions))
         target = torch.tensor([unique.index(c) for c in captions])  # [B] index of each image's caption
         img = F.normalize(model.get_image_features(pixel_values=to_clip_pixels(images)).pooler_output, dim=-1)
         txt = F.normalize(model.get_text_features(input_ids=tokenize(tokenizer, unique)).pooler_output, dim=-1)
         logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T  # [B, U]
-        positives = F.one_hot(target, len(unique)).float().T  # [U, B]
-        loss_img = F.cross_entropy(logits, target)
+        positives = describes(unique, data, idx).float()  # [U, B]: every true caption counts, not only its own
+        loss_img = -(logits.log_softmax(-1) * positives.T / positives.T.sum(-1, keepdim=True)).sum(-1).mean()
         loss_txt = -(logits.T.log_softmax(-1) * positives / positives.sum(-1, keepdim=True)).sum(-1).mean()
         loss = (loss_img + loss_txt) / 2
         opt.zero_grad(set_to_none=True)
@@ -148,7 +173,8 @@ def train_clip(cfg: TrainConfig, data: WorldData, folder: Path, log: Callable[[s
 
 
 class CaptionTable:
-    """Frozen text-encoder states of every caption the UNet can see (each prompt × {no suffix, 4 views}, and "")."""
+    """Frozen text-encoder states of every caption the UNet can see (each world prompt × {no suffix, 4 views},
+    and "")."""
 
     def __init__(self, encoder, tokenizer, prompts: list[str]) -> None:
         self.captions = [""] + [p + s for p in prompts for s in ("", *VIEW_SUFFIXES.values())]
@@ -200,7 +226,8 @@ def train_unet(
             group["lr"] = lr
         idx = torch.randint(len(data), (cfg.unet_batch,), generator=g)
         x0 = random_hflip(data.float_images(idx), g) * 2 - 1  # [B, 3, H, W] in [-1, 1]
-        captions = data.captions(idx, random_suffixes(len(idx), cfg.suffix_fraction_unet, g))
+        suffixes = random_suffixes(len(idx), cfg.suffix_fraction_unet, g)
+        captions = data.captions(idx, suffixes, random_suffixes(len(idx), cfg.any_colour_fraction, g))
         drop = torch.rand(len(idx), generator=g) < cfg.cond_dropout
         captions = ["" if d else c for c, d in zip(captions, drop.tolist())]
         t = torch.randint(0, len(alphas_cumprod), (len(idx),), generator=g)
@@ -292,11 +319,22 @@ def train_all(cfg: TrainConfig, out: Path, resume: bool = False, log: Callable[[
         f"end): finishes around {finish}"
     )
     log(
-        f"[1/4] data: {cfg.colour_views} views × 36 colour prompts + {cfg.shape_views} × 6 shape prompts "
-        f"at {cfg.resolution}px (cached in {out / 'data'})"
+        f"[1/4] data: {cfg.colour_views} views × 36 colour prompts + {cfg.spot_views} × 36 spotted + "
+        f"{cfg.shape_views} × 6 shape prompts at {cfg.resolution}px, front bias {cfg.front_bias} "
+        f"(cached in {out / 'data'})"
     )
-    data_path = out / "data" / f"train_seed{cfg.seed}_{cfg.colour_views}x{cfg.shape_views}_{cfg.resolution}px.pt"
-    data = load_or_generate(data_path, cfg.seed, cfg.colour_views, cfg.shape_views, cfg.resolution, log=log)
+    views = f"{cfg.colour_views}x{cfg.spot_views}x{cfg.shape_views}"
+    data_path = out / "data" / f"train_seed{cfg.seed}_{views}_bias{cfg.front_bias}_{cfg.resolution}px.pt"
+    data = load_or_generate(
+        data_path,
+        log=log,
+        seed=cfg.seed,
+        colour_views=cfg.colour_views,
+        shape_views=cfg.shape_views,
+        spot_views=cfg.spot_views,
+        resolution=cfg.resolution,
+        front_bias=cfg.front_bias,
+    )
     log(f"  {len(data)} images [{spent():.0f}s]")
     save_run_state(data_seconds=run.get("data_seconds", spent()))
 
@@ -315,7 +353,7 @@ def train_all(cfg: TrainConfig, out: Path, resume: bool = False, log: Callable[[
         save_run_state(before_unet=spent())
     unet_seconds = budget - run["before_unet"] - cfg.reserve_minutes * 60  # the UNet's total, over all resumes
     log(f"[3/4] unet: training for {max(unet_seconds, 0) / 60:.1f} min in all on the frozen CLIP text encoder")
-    table = CaptionTable(text_encoder_from_clip(clip), tokenizer, data.prompts)
+    table = CaptionTable(text_encoder_from_clip(clip), tokenizer, world.all_prompts())
     unet, unet_state = train_unet(cfg, data, table, out / "unet", unet_seconds, log, resume)
     save_run_state(unet_steps=unet_state["step"], unet_seconds=unet_state["seconds"], unet_loss=unet_state["loss"])
 
