@@ -173,14 +173,20 @@ def _source(client, uri: str, name: str) -> tuple[Source, pd.DataFrame]:
     return Source(name, exp.experiment_id, ids, _spec(client, ids)), children
 
 
+PLACE_DIGITS = 4
+
+
 def _select_launch(parents: pd.DataFrame, selector: str, experiment: str) -> pd.DataFrame:
     """The one launch a selector names (parents sorted oldest first)."""
-    # A number within the launch count is a place (`@7` is the seventh launch, even when a run id starts "7");
-    # any other selector, an all-digit run id prefix included, is a run id prefix or a launch name.
-    if selector.lstrip("-").isdigit() and 0 < abs(int(selector)) <= len(parents):
+    # A number of up to PLACE_DIGITS digits is a place (`@7` is the seventh launch, even when a run id starts "7");
+    # a longer one is a run id prefix (MLflow's ids are hex, so a prefix may be all digits), as is any other text.
+    if selector.lstrip("-").isdigit() and len(selector.lstrip("-")) <= PLACE_DIGITS:
         index = int(selector)
-        return parents.iloc[[index - 1 if index > 0 else index]]
-    match = parents[parents["run_id"].str.startswith(selector) | (_tag(parents, LAUNCH_TAG) == selector)]
+        if 0 < abs(index) <= len(parents):
+            return parents.iloc[[index - 1 if index > 0 else index]]
+        match = parents.iloc[0:0]
+    else:
+        match = parents[parents["run_id"].str.startswith(selector) | (_tag(parents, LAUNCH_TAG) == selector)]
     if len(match) != 1:
         names = ", ".join(_tag(parents, LAUNCH_TAG).fillna(parents["run_id"]))
         raise SweepNotFound(

@@ -24,7 +24,7 @@ PARENTS = pd.DataFrame(
         ("-1", "2b0d44"),
         ("-3", "7f3e1c"),
         ("2", "87499189aa"),
-        ("87499189", "87499189aa"),  # all digits but no place: a run id prefix
+        ("87499", "87499189aa"),  # more digits than a place has: a run id prefix
         ("7f", "7f3e1c"),
         ("2026-01-02_00-00-00", "87499189aa"),
     ],
@@ -38,7 +38,7 @@ def test_a_number_within_the_count_is_a_place_even_where_a_run_id_starts_with_it
     assert _select_launch(parents, "2", "sched")["run_id"].tolist() == ["1def"]
 
 
-@pytest.mark.parametrize("selector", ["4", "-4", "0", "99", "ffff"])
+@pytest.mark.parametrize("selector", ["4", "-4", "0", "99", "7", "8749", "ffff"])
 def test_nothing_named_lists_the_launches(selector):
     with pytest.raises(SweepNotFound, match="launches, oldest first: 2026-01-01_00-00-00, 2026-01-02"):
         _select_launch(PARENTS, selector, "sched")
