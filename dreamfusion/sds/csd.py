@@ -33,4 +33,4 @@ class CSD(Loss):
             eps_u, eps_c = predict_pair(prior, z_t, t, emb_cond, emb_uncond)
         s = guidance_multiplier(self.cfg.guidance_scale, self.cfg.guidance_convention)
         classifier = s * (eps_c - eps_u)  # [B, C, h, w]
-        return self.gradient(x, classifier, alpha_bar)
+        return self.gradient(x, classifier, alpha_bar, eps_u + classifier)

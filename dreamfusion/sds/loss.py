@@ -26,6 +26,7 @@ from dreamfusion.sds.weighting import Weighting, make_weighting
 class SDSOutput:
     loss: Tensor  # [] surrogate loss; its gradient w.r.t. x is `grad / B`
     grad: Tensor  # [B, C, h, w] the gradient injected at x, after clipping
+    eps_hat: Tensor  # [B, C, h, w] the guided prediction ε_u + s(ε_c − ε_u)
     nonfinite: Tensor  # [] fraction of the residual's elements that were non-finite (and contribute no gradient)
 
 
@@ -42,18 +43,18 @@ class Loss(registry.Component, abc.ABC):
     ) -> SDSOutput:
         """x [B, C, h, w] in model space (requires grad), t [B] long, text embeddings [B, ...], noise ε like x."""
 
-    def gradient(self, x: Tensor, residual: Tensor, alpha_bar: Tensor) -> SDSOutput:
+    def gradient(self, x: Tensor, residual: Tensor, alpha_bar: Tensor, eps_hat: Tensor) -> SDSOutput:
         """w(t)·residual injected at x: clamped to ±`grad_clip`, and every element whose residual is non-finite (a
         stray NaN or inf of the denoiser, in fp16 say) zeroed and counted. Zeroing the gradient, not ε̂ alone, as
         the references' nan_to_num does: a zeroed ε̂ would still inject w(t)·(0 − ε), pure noise.
 
-        residual [B, C, h, w]; alpha_bar [B, 1, 1, 1].
+        residual, eps_hat [B, C, h, w]; alpha_bar [B, 1, 1, 1].
         """
         finite = torch.isfinite(residual)
         grad = self.weight(alpha_bar) * torch.where(finite, residual, torch.zeros_like(residual))
         if self.cfg.grad_clip is not None:
             grad = grad.clamp(-self.cfg.grad_clip, self.cfg.grad_clip)
-        return SDSOutput(inject(x, grad), grad, 1 - finite.float().mean())
+        return SDSOutput(inject(x, grad), grad, eps_hat, 1 - finite.float().mean())
 
 
 def noised(x: Tensor, noise: Tensor, alpha_bar: Tensor) -> Tensor:

@@ -52,7 +52,7 @@ class NFSD(Loss):
         delta_d = torch.where(small, eps_u, eps_u - eps_neg)
         delta_c = eps_c - eps_u
         s = guidance_multiplier(self.cfg.guidance_scale, self.cfg.guidance_convention)
-        return self.gradient(x, delta_d + s * delta_c, alpha_bar)
+        return self.gradient(x, delta_d + s * delta_c, alpha_bar, eps_u + s * delta_c)
 
     def negative_prompt(self, prior: Prior) -> str:
         """`sds.negative_prompt`, else the words the prior knows for a bad image ("" where it knows none)."""

@@ -35,7 +35,7 @@ class SDS(Loss):
         with torch.no_grad():
             eps_hat = guided_noise(prior, z_t, t, emb_cond, emb_uncond, cfg.guidance_scale, cfg.guidance_convention)
         residual = eps_hat - noise if cfg.baseline else eps_hat
-        return self.gradient(x, residual, alpha_bar)
+        return self.gradient(x, residual, alpha_bar, eps_hat)
 
     def diffusion_loss(
         self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor, noise: Tensor
@@ -51,4 +51,4 @@ class SDS(Loss):
         w = self.weight(alpha_bar)
         loss = 0.5 * (w * residual**2).sum() / x.shape[0]
         nonfinite = 1 - torch.isfinite(residual).float().mean()
-        return SDSOutput(loss=loss, grad=(w * residual).detach(), nonfinite=nonfinite)
+        return SDSOutput(loss=loss, grad=(w * residual).detach(), eps_hat=eps_hat.detach(), nonfinite=nonfinite)

@@ -93,6 +93,11 @@ def test_csd_is_the_scaled_classifier_score_alone(prior, convention, scale, s):
     assert torch.allclose(out.grad.double(), expected, rtol=1e-5, atol=1e-6)
     assert torch.allclose((x.grad * 3).double(), expected, rtol=1e-5, atol=1e-5)  # injected exactly, / B
     assert prior.calls == [6]  # one denoiser call of 2B
+    ab = prior.alphas_cumprod[t].double().view(-1, 1, 1, 1)
+    z_t = ab.sqrt() * x.detach().double() + (1 - ab).sqrt() * noise.double()
+    eps_u = (t.double() / T).view(-1, 1, 1, 1) * z_t + prior.bias("").double()
+    guided = eps_u + s * (prior.bias("a red cube") - prior.bias("")).double()
+    assert torch.allclose(out.eps_hat.double(), guided, rtol=1e-5, atol=1e-4)  # ε̂ as the adapter check reads it
 
     other_noise = torch.randn(noise.shape, generator=torch.Generator().manual_seed(9))
     again = make_loss(SDSConfig(loss="csd", guidance_scale=scale, guidance_convention=convention))(
@@ -118,6 +123,7 @@ def test_nfsd_uses_the_negative_prompt_above_t_200_and_the_unconditional_predict
     assert torch.allclose(out.grad.double(), expected, rtol=1e-5, atol=1e-5)
     assert torch.allclose((x.grad * 4).double(), expected, rtol=1e-5, atol=1e-5)
     assert prior.calls == [12]
+    assert torch.allclose(out.eps_hat.double(), eps_u + s * (b_y - b_0), rtol=1e-5, atol=1e-4)
 
 
 def test_nfsd_negative_prompt_is_configurable(prior):

@@ -142,6 +142,7 @@ def test_without_baseline_gradient_is_weighted_prediction(prior, images, weighti
     z_t = ab.sqrt() * x.detach() + (1 - ab).sqrt() * noise
     eps_hat = guided_noise(prior, z_t, t, cond, uncond, cfg)
     assert torch.allclose(x.grad * x.shape[0], reference_weight(t, weighting).float() * eps_hat, atol=1e-6, rtol=1e-5)
+    assert torch.equal(out.eps_hat, eps_hat)
 
 
 def test_grad_clip_clamps_each_element(prior, images):
