@@ -44,15 +44,18 @@ def table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, border=0, classes="t", na_rep="")
 
 
-def _text(row: pd.Series) -> str:
-    return html.escape(" ".join(str(v) for v in row.to_numpy()).lower(), quote=True)
+def _text(settings: pd.Series) -> str:
+    """What the filter box matches: a trial's settings (name, status, varied values), never its measurements, so
+    that "30" finds guidance 30 and not a score or a time that happens to contain it."""
+    return html.escape(" ".join(str(v) for v in settings.dropna().to_numpy()).lower(), quote=True)
 
 
-def trial_table(trials: pd.DataFrame) -> str:
-    """The trials, each row carrying its own text for the filter box."""
+def trial_table(trials: pd.DataFrame, settings: list[str]) -> str:
+    """The trials, each row carrying the text of its `settings` columns for the filter box."""
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in trials.columns)
+    keys = [c for c in settings if c in trials]
     rows = "".join(
-        f'<tr class="filterable" data-text="{_text(row)}">'
+        f'<tr class="filterable" data-text="{_text(row[keys])}">'
         + "".join(f"<td>{html.escape(str(v))}</td>" for v in row.to_numpy())
         + "</tr>"
         for _, row in trials.iterrows()
@@ -66,7 +69,8 @@ GALLERY_PREFERENCE = ("gif", "webm", "mp4")
 
 
 def gallery(media: pd.DataFrame) -> str:
-    """One turntable per run with its name and metric: GIFs as images, videos (mp4, webm) as looping videos."""
+    """One turntable per run with its name and metric: GIFs as images, videos (mp4, webm) as looping videos. `media`
+    has a row per file: run_id, format, path, caption, and settings (the run's, for the filter box)."""
     if media.empty:
         return "<p><em>no turntables logged</em></p>"
     rank = media["format"].map(
@@ -82,7 +86,7 @@ def gallery(media: pd.DataFrame) -> str:
             else f'<img src="{src}" alt="turntable">'
         )
         items.append(
-            f'<figure class="filterable" data-text="{html.escape(m["caption"].lower(), quote=True)}">{tag}'
+            f'<figure class="filterable" data-text="{_text(m["settings"])}">{tag}'
             f"<figcaption>{html.escape(m['caption'])}</figcaption></figure>"
         )
     return f'<div class="gallery">{"".join(items)}</div>'
