@@ -27,7 +27,7 @@ from dreamfusion.sweep.tuner import build_tuner, trainable
 from dreamfusion.sweep.worker import TrialContext
 from dreamfusion.tracking import provenance
 from dreamfusion.tracking.artifacts import check_source
-from dreamfusion.tracking.callback import TrialTracker
+from dreamfusion.tracking.callback import TrialTracker, held_interrupt
 from dreamfusion.tracking.runs import close_runs, end_run, failure_reason, reopen_run, start_parent_run
 from dreamfusion.tracking.store import MLFLOW_DB_LOGGER, client, open_experiment, open_store, resolve_uri
 
@@ -121,7 +121,8 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, 
     try:
         if new:
             launch.save()
-            tracker.provenance.record(client(tracker.uri), launch.parent_run_id)  # the code it runs
+            with held_interrupt():  # a Ctrl-C inside these writes would leave SQLite locked for the close below
+                tracker.provenance.record(client(tracker.uri), launch.parent_run_id)  # the code it runs
         echo(
             f"sweep {spec.name}: {spec.num_trials()} trials; tune results in {launch.experiment_dir}; "
             f"mlflow {tracker.uri} (experiment id {tracker.experiment_id})"
