@@ -149,11 +149,15 @@ def _experiments(sweep: Sweep) -> str:
     return ", ".join(dict.fromkeys(s.experiment_id for s in sweep.sources))
 
 
+#: A trial's identity in the report: with its varied values, what the filter box of report.html matches.
+IDENTITY = ("run_name", "sweep", "status")
+
+
 def _html(sweep: Sweep, findings: Findings, out: Path, media: pd.DataFrame, files: list[str]) -> str:
     figs = figures(sweep, findings.comparisons, findings.importance)
     sections = [(title, page.table(_fmt(frame))) for title, frame in _sections(sweep, findings)]
     captions = sweep.trials.set_index("run_id")
-    settings = ["run_name", "sweep", "status", *(f"param:{k}" for k in sweep.varied)]
+    settings = [*IDENTITY, *(f"param:{k}" for k in sweep.varied)]
     media = media.assign(
         caption=[_caption(captions.loc[r], sweep.metric) for r in media["run_id"]],
         settings=[captions.loc[r].reindex(settings) for r in media["run_id"]],
@@ -163,9 +167,9 @@ def _html(sweep: Sweep, findings: Findings, out: Path, media: pd.DataFrame, file
     after = next(i for i, (title, _) in enumerate(sections) if title == "What mattered") + 1
     sections[after:after] = [("Config → metric", ""), ("Trials by level", ""), ("Renders", renders)]
     shown = sweep.trials.drop(columns=["artifact_uri"]).rename(columns=lambda c: c.removeprefix("param:"))
-    keep = ["run_name", "sweep", "status", "compute_s", *sweep.varied, sweep.metric, "gt_iou", "gt_colour_error"]
+    keep = [*IDENTITY, "compute_s", *sweep.varied, sweep.metric, "gt_iou", "gt_colour_error"]
     columns = [c for c in dict.fromkeys(keep) if c in shown]
-    sections.append(("Trials", page.trial_table(_fmt(shown[columns]), ["run_name", "sweep", "status", *sweep.varied])))
+    sections.append(("Trials", page.trial_table(_fmt(shown[columns]), [*IDENTITY, *sweep.varied])))
     return page.render(f"Sweep report: {sweep.name}", summary_lines(sweep, findings), sections, figs, files)
 
 
