@@ -120,8 +120,8 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, 
     rows: list[TrialRow] | None = None
     try:
         if new:
-            launch.save()
             with held_interrupt():  # a Ctrl-C inside these writes would leave SQLite locked for the close below
+                launch.save()
                 tracker.provenance.record(client(tracker.uri), launch.parent_run_id)  # the code it runs
         echo(
             f"sweep {spec.name}: {spec.num_trials()} trials; tune results in {launch.experiment_dir}; "

@@ -47,10 +47,14 @@ class Launch:
         return SweepSpec.model_validate(self.spec)
 
     def save(self) -> None:
+        """Written whole or not at all (a temporary name, then a rename): a record cut short by a kill would make the
+        launch unreadable to `resume` and `status`, while a missing one only hides a launch that never started."""
         fs, path = filesystem(self.experiment_dir)
         fs.create_dir(path)
-        with fs.open_output_stream(posixpath.join(path, LAUNCH_FILE)) as out:
+        partial = posixpath.join(path, f".{LAUNCH_FILE}.partial")
+        with fs.open_output_stream(partial) as out:
             out.write(json.dumps(asdict(self), indent=2).encode())
+        fs.move(partial, posixpath.join(path, LAUNCH_FILE))
 
     @classmethod
     def load(cls, experiment_dir: str) -> Launch:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dreamfusion.sweep.storage import Launch, new_launch
+from dreamfusion.sweep.storage import LAUNCH_FILE, Launch, new_launch
 from dreamfusion.tracking.callback import TrialTracker
 
 
@@ -65,3 +65,15 @@ def test_a_launch_is_resumable_once_tune_saved_its_trials(tmp_path, files, resum
 
 def test_a_missing_launch_directory_is_not_resumable(tmp_path):
     assert _launch(tmp_path / "gone").resumable() is False
+
+
+def test_a_launch_record_is_written_whole_or_not_at_all(tmp_path):
+    """A write stopped half-way (here: a spec JSON cannot encode; in the field, a Ctrl-C) leaves no record rather
+    than an empty one that `resume` and `status` cannot read."""
+    with pytest.raises(TypeError):
+        Launch({"bad": object()}, str(tmp_path), TrialTracker("sqlite:///unused.db", "1", "parent")).save()
+    assert not (tmp_path / LAUNCH_FILE).exists()
+    saved = _launch(tmp_path)
+    saved.save()
+    assert Launch.load(str(tmp_path)) == saved
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LAUNCH_FILE]
