@@ -13,8 +13,11 @@ from matplotlib.figure import Figure
 
 from analysis.compare import levels
 from analysis.load import Sweep, varied_frame
+from analysis.verdicts import outcome
 
-VERDICT_COLOURS = {"a>b": "#1a7f37", "a<b": "#cf222e", "same": "#8c959f"}
+#: Coloured by how level_a fares (`verdicts.outcome`), not by the sign: green is better whichever way the metric runs.
+OUTCOME_COLOURS = {"better": "#1a7f37", "worse": "#cf222e", "same": "#8c959f", "differs": "#0969da"}
+OUTCOME_LEGEND = "a − b; green: a better, red: a worse, grey: same, blue: differs, better unknown"
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -25,7 +28,7 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def forest(comparisons: pd.DataFrame, out: Path) -> Path | None:
     """One panel per metric, one row per pair of levels: the mean difference and its interval, coloured by the
-    verdict; an interval the pairs cannot close (too few of them) runs off the panel as an arrow."""
+    outcome; an interval the pairs cannot close (too few of them) runs off the panel as an arrow."""
     if comparisons.empty:
         return None
     metrics = list(dict.fromkeys(comparisons["metric"]))
@@ -38,7 +41,7 @@ def forest(comparisons: pd.DataFrame, out: Path) -> Path | None:
         limit = 1.15 * (span or 1.0)
         for i, r in enumerate(rows.to_dict("records")):
             y = len(rows) - 1 - i
-            colour = VERDICT_COLOURS[r["verdict"]]
+            colour = OUTCOME_COLOURS[outcome(pd.Series(r))]
             low, high = max(r["ci_low"], -limit), min(r["ci_high"], limit)
             ax.plot([low, high], [y, y], color=colour, lw=2)
             ax.plot([r["delta"]], [y], "o", color=colour)
@@ -49,8 +52,9 @@ def forest(comparisons: pd.DataFrame, out: Path) -> Path | None:
         ax.set_xlim(-limit, limit)
         labels = [f"{r.axis.split('.')[-1]}: {r.level_a} − {r.level_b}" for r in rows.itertuples()]
         ax.set_yticks(range(len(rows)), labels[::-1], fontsize=8)
-        ax.set_xlabel(f"Δ {metric} (mean over pairs, Holm-level CI)")
+        ax.set_xlabel(f"Δ {metric}: mean over pairs, Holm-level CI", fontsize=9)
         ax.set_title(metric)
+    fig.suptitle(OUTCOME_LEGEND, fontsize=9)
     return _save(fig, out / "comparisons.png")
 
 

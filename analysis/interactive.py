@@ -9,11 +9,12 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.charts import VERDICT_COLOURS, coordinates, dimensions
+from analysis.charts import OUTCOME_COLOURS, OUTCOME_LEGEND, coordinates, dimensions
 from analysis.compare import axes_to_compare, levels
 from analysis.load import Sweep, varied_frame
 from analysis.paired import compared_metrics
 from analysis.plots import colour_axis
+from analysis.verdicts import outcome
 
 CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -61,7 +62,7 @@ def metric_by_level(sweep: Sweep) -> go.Figure | None:
 
 
 def forest(comparisons: pd.DataFrame) -> go.Figure | None:
-    """The paired comparisons: mean difference with its Holm-level interval (arrows: unbounded), by verdict."""
+    """The paired comparisons: mean difference and Holm-level interval (arrows: unbounded), coloured by outcome."""
     if comparisons.empty:
         return None
     metrics = list(dict.fromkeys(comparisons["metric"]))
@@ -70,7 +71,7 @@ def forest(comparisons: pd.DataFrame) -> go.Figure | None:
         rows = comparisons[comparisons["metric"] == metric]
         finite = rows[["delta", "ci_low", "ci_high"]].replace([np.inf, -np.inf], np.nan).abs().max().max()
         limit = 1.15 * (float(finite) if pd.notna(finite) and finite > 0 else 1.0)
-        for verdict, group in rows.groupby("verdict"):
+        for result, group in rows.groupby(rows.apply(outcome, axis=1)):
             labels = [f"{r.axis}: {r.level_a} − {r.level_b}" for r in group.itertuples()]
             high = np.minimum(group["ci_high"], limit) - group["delta"]
             low = group["delta"] - np.maximum(group["ci_low"], -limit)
@@ -84,10 +85,10 @@ def forest(comparisons: pd.DataFrame) -> go.Figure | None:
                     x=group["delta"],
                     y=labels,
                     mode="markers",
-                    marker={"color": VERDICT_COLOURS[str(verdict)], "size": 9},
+                    marker={"color": OUTCOME_COLOURS[str(result)], "size": 9},
                     error_x={"type": "data", "symmetric": False, "array": high, "arrayminus": low},
-                    name=str(verdict),
-                    legendgroup=str(verdict),
+                    name=f"a {result}",
+                    legendgroup=str(result),
                     showlegend=j == 1,
                     hovertext=text,
                     hoverinfo="text+y",
@@ -98,7 +99,7 @@ def forest(comparisons: pd.DataFrame) -> go.Figure | None:
         fig.add_vline(x=0, line_width=1, line_color="black", row=j, col=1)
         fig.update_xaxes(range=[-limit, limit], row=j, col=1)
     fig.update_layout(height=len(metrics) * max(220, 28 * comparisons.groupby("metric").size().max() + 90))
-    fig.update_layout(title="Paired comparisons (a − b; green a>b, red a<b, grey same)")
+    fig.update_layout(title=f"Paired comparisons ({OUTCOME_LEGEND})")
     return fig
 
 

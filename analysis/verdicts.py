@@ -43,14 +43,23 @@ def pairing(sweep: Sweep, axis: str) -> str:
     return " × ".join(parts) or "one trial per level"
 
 
+def outcome(row: pd.Series) -> str:
+    """How level_a fares against level_b in the metric's better direction: `better`, `worse`, `same`, or
+    `differs` (significant, but which way is better is unknown). The verdict alone says only which is higher, and
+    for a lower-is-better metric such as `gt_colour_error` higher is worse."""
+    if row["verdict"] == "same":
+        return "same"
+    if row["direction"] not in ("max", "min"):
+        return "differs"
+    return "better" if (row["verdict"] == "a>b") == (row["direction"] == "max") else "worse"
+
+
 def _better(row: pd.Series) -> tuple[str, str] | None:
-    """(winner, loser) of a significant row in the metric's better direction; None if it is `same` or the
-    direction is unknown."""
-    if row["verdict"] == "same" or row["direction"] not in ("max", "min"):
-        return None
-    higher_is_a = row["verdict"] == "a>b"
-    a_wins = higher_is_a == (row["direction"] == "max")
-    return (row["level_a"], row["level_b"]) if a_wins else (row["level_b"], row["level_a"])
+    """(winner, loser) of a row whose better level is known; None otherwise."""
+    found = outcome(row)
+    if found == "better":
+        return row["level_a"], row["level_b"]
+    return (row["level_b"], row["level_a"]) if found == "worse" else None
 
 
 def best_level(family: pd.DataFrame, order: list) -> object | None:

@@ -12,7 +12,7 @@ from analysis.compare import levels
 from analysis.differences import differences
 from analysis.importance import importance
 from analysis.paired import comparisons, trends
-from analysis.verdicts import headline
+from analysis.verdicts import headline, outcome
 
 PROMPTS = ["a red cube", "a green torus", "a blue cone"]
 
@@ -107,6 +107,16 @@ def test_headline_names_the_best_only_when_it_beats_every_other_level():
 def test_headline_for_lower_is_better_says_who_wins():
     s = colour_error_sweep()
     assert headline(s, comparisons(s), trends(s))[0].startswith("**anneal** is the best schedule on gt_colour_error")
+
+
+def test_the_figures_colour_a_lower_error_as_better_though_it_is_the_lower_value():
+    s = colour_error_sweep()
+    row = comparisons(s).query("metric == 'gt_colour_error'").iloc[0]
+    anneal_first = row["level_a"] == "anneal"
+    assert row["verdict"] == ("a<b" if anneal_first else "a>b")
+    assert outcome(row) == ("better" if anneal_first else "worse")
+    assert outcome(row.copy().replace({"min": None})) == "differs"
+    assert outcome(row.copy().replace({row["verdict"]: "same"})) == "same"
 
 
 def test_headline_without_any_comparison():
