@@ -1,6 +1,6 @@
 """How good is SDS with the embedded toyworld prior at default settings? DreamFusion's R-precision table, toy world.
 
-    python benchmarks/toyworld_quality.py [--prompts 36] [--seed 0] [--out DIR] [--set key=value ...]
+    python benchmarks/toyworld_quality.py [--prompts 36] [--seed 0] [--out DIR] [--ceiling DIR] [--set key=value ...]
 
 Runs one default-settings `df-sweep run` trial (the shipped toyworld prior, every other key at its default, on the
 CPU) per colour prompt and reads the final eval ring (8 views, 15° elevation) of each:
@@ -12,15 +12,20 @@ CPU) per colour prompt and reads the final eval ring (8 views, 15° elevation) o
 6 cover every shape and every colour once, the first 12 twice, and so on. `--set` changes the trial config for an
 ablation (the table is then no longer "default settings"; the header says so).
 
-Prints one row per trial, the table, peak RSS, writes `<out>/trials.png` (a tile per trial: its first 4 eval views,
-lit colour over textureless; a shape per row and a colour per column when all 36 ran) and, as its last line,
+Prints one row per trial, the table, `gt_iou` per shape, peak RSS, writes `<out>/trials.png` (a tile per trial: its
+first 4 eval views, lit colour over textureless; a shape per row and a colour per column when all 36 ran) and
+`<out>/results.json` (every trial's metrics), and, as its last line,
     gt_r1=<x> color_r1=<y> geometry_r1=<z> cpu_min_per_trial=<m> prompts=<n>
 Targets: color_r1 ≥ 0.8 (moonshot ≥ 0.97 × gt_r1, DreamFusion's ratio on COCO), geometry_r1 ≥ 0.6, ≤ 3 CPU-min.
+`--ceiling DIR` reads the `results.json` of a run with `--set prior.kind=analytic` (the exact denoiser: what the
+NeRF and renderer allow SDS to reach) and prints each shape's `gt_iou` as a share of that ceiling, on the prompts
+both runs share.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import statistics
 import tempfile
@@ -102,11 +107,30 @@ def table(m: dict[str, float], n: int, prior: str, ablation: list[str]) -> list[
     ]
 
 
+def by_shape(results: dict[str, dict[str, float]], metric: str = "gt_iou") -> dict[str, float]:
+    """The mean of `metric` per shape, in the world's shape order: a shape the NeRF renders badly (the pyramid's
+    apex, the torus's hole) hides in the mean over all prompts."""
+    shapes = {shape: [r[metric] for p, r in results.items() if p.endswith(f" {shape}")] for shape in world.SHAPES}
+    return {shape: statistics.fmean(values) for shape, values in shapes.items() if values}
+
+
+def against_ceiling(results: dict[str, dict[str, float]], ceiling: dict[str, dict[str, float]]) -> list[str]:
+    shared = {p: r for p, r in results.items() if p in ceiling}
+    if not shared:
+        return ["ceiling: no prompt in common"]
+    reached = {p: ceiling[p] for p in shared}
+    ours, best = by_shape(shared), by_shape(reached)
+    cells = "  ".join(f"{s} {ours[s]:.3f}/{best[s]:.3f}={ours[s] / best[s]:.2f}" for s in ours)
+    mean_ours, mean_best = (statistics.fmean(r["gt_iou"] for r in rs.values()) for rs in (shared, reached))
+    return [f"gt_iou / analytic ceiling ({len(shared)} prompts): mean {mean_ours:.3f}/{mean_best:.3f}", cells]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=len(world.colour_prompts()))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="keep trial folders and trials.png here")
+    parser.add_argument("--ceiling", type=Path, default=None, help="an analytic run's --out, to compare gt_iou")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     if not 1 <= args.prompts <= len(world.colour_prompts()):
@@ -137,10 +161,15 @@ def main() -> None:
         )
 
     sheet = contact_sheet(views, out / "trials.png", cfg.eval.views)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
     m = means(results)
     print()
     for line in table(m, len(results), cfg.prior.kind, args.overrides):
         print(line)
+    print("gt_iou by shape: " + "  ".join(f"{shape} {v:.3f}" for shape, v in by_shape(results).items()))
+    if args.ceiling:
+        for line in against_ceiling(results, json.loads((args.ceiling / "results.json").read_text())):
+            print(line)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; renders: {sheet}")
     print(
         f"gt_r1={m['gt_clip_r_precision']:.3f} color_r1={m['clip_r_precision']:.3f} "
