@@ -45,7 +45,6 @@ JANUS_PROMPTS = ["a red sphere with a spot", "a blue cube with a spot", "a green
 SATURATION_PROMPTS = ["a purple sphere"]
 GUIDANCE = [5.0, 20.0, 80.0]
 TORUS_PROMPTS = ["a red torus", "a blue torus", "a green torus"]
-#: The prior every trial runs against unless `--set` says otherwise: its ε̂ is exact.
 #: What every trial runs with unless `--set` says otherwise: the analytic prior (its ε̂ is exact; scoring.model auto
 #: is its own nearest-image scorer), half the default steps and no turntable video, so that the 18 trials fit in
 #: ~20 CPU-minutes (`--set steps=400` for the default trial length).
