@@ -304,10 +304,10 @@ def train_all(cfg: TrainConfig, out: Path, resume: bool = False, log: Callable[[
         raise FileExistsError(f"{out} already holds a training run: pass --resume, or choose a fresh --out")
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     budget = cfg.minutes * 60
-    started = time.perf_counter() - run["seconds"]
+    started = [time.perf_counter() - run["seconds"]]  # as if the run had never been stopped
 
     def spent() -> float:
-        return time.perf_counter() - started
+        return time.perf_counter() - started[0]
 
     def save_run_state(**extra) -> None:
         run.update(extra, seconds=spent())
@@ -355,6 +355,8 @@ def train_all(cfg: TrainConfig, out: Path, resume: bool = False, log: Callable[[
     log(f"[3/4] unet: training for {max(unet_seconds, 0) / 60:.1f} min in all on the frozen CLIP text encoder")
     table = CaptionTable(text_encoder_from_clip(clip), tokenizer, world.all_prompts())
     unet, unet_state = train_unet(cfg, data, table, out / "unet", unet_seconds, log, resume)
+    # the UNet's time before a resume is in its checkpoint, not in the run state saved before the UNet began
+    started[0] = time.perf_counter() - run["before_unet"] - unet_state["seconds"]
     save_run_state(unet_steps=unet_state["step"], unet_seconds=unet_state["seconds"], unet_loss=unet_state["loss"])
 
     log("[4/4] export")
