@@ -39,9 +39,9 @@ def forest(comparisons: pd.DataFrame, out: Path) -> Path | None:
         finite = pd.concat([rows["delta"], rows["ci_low"], rows["ci_high"]]).replace([np.inf, -np.inf], np.nan)
         span = float(finite.abs().max()) if finite.notna().any() else 1.0
         limit = 1.15 * (span or 1.0)
-        for i, r in enumerate(rows.to_dict("records")):
+        for i, (r, found) in enumerate(zip(rows.to_dict("records"), rows.apply(outcome, axis=1))):
             y = len(rows) - 1 - i
-            colour = OUTCOME_COLOURS[outcome(pd.Series(r))]
+            colour = OUTCOME_COLOURS[found]
             low, high = max(r["ci_low"], -limit), min(r["ci_high"], limit)
             ax.plot([low, high], [y, y], color=colour, lw=2)
             ax.plot([r["delta"]], [y], "o", color=colour)
