@@ -38,6 +38,9 @@ def train(
     front_bias: float | None = typer.Option(
         None, help="Share of training views that look at the object head-on (the Janus bias; default in TrainConfig)."
     ),
+    bias_all: bool = typer.Option(
+        False, help="Bias the views of every object, not only of the objects with a front (the spotted ones)."
+    ),
     install: bool = typer.Option(False, help=f"Copy the exported weights over the shipped ones ({PACKAGE_WEIGHTS})."),
 ) -> None:
     """Render the world, train the tiny CLIP, then the tiny UNet, and export both in diffusers format.
@@ -55,6 +58,7 @@ def train(
         cfg.clip_steps = clip_steps
     if front_bias is not None:
         cfg.front_bias = front_bias
+    cfg.bias_all = bias_all
     if small_data:
         cfg.colour_views, cfg.spot_views, cfg.shape_views = 4, 4, 8
     try:

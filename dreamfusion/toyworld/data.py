@@ -1,8 +1,9 @@
 """The toy world's training data: captioned renders from the trials' cameras, deterministic from a seed, cached.
 
 Every prompt of the world ("a red cube", "a red cube with a spot", …, and the textureless "a cube", …) is rendered
-from random cameras and lights drawn as a trial draws them, except that a fraction `front_bias` of the views look at
-the front quadrant (photographs of objects with a front favour it; it is what makes the Janus problem appear).
+from random cameras and lights drawn as a trial draws them, except that a fraction `front_bias` of the views of an
+object with a front look at its front (photographs of such objects favour it; it is what makes the Janus problem
+appear). Objects without a front are seen from all round, as a trial sees them, unless `bias_all` says otherwise.
 Colour prompts are also rendered albedo-only (unlit) for a fraction of views, as the trials' shading mix does, so
 the prior has seen every shading a SDS step can show it. Each image keeps the DreamFusion view label of its camera,
 so a caption can carry the matching ", front view" suffix. The colour-unspecified captions ("a coloured cube")
@@ -129,11 +130,13 @@ def generate(
     resolution: int = 32,
     albedo_fraction: float = 0.25,
     front_bias: float = 0.0,
+    bias_all: bool = False,
     chunk: int = 50,
     log=print,
 ) -> WorldData:
     """Renders of every rendered prompt: `colour_views` per colour prompt, `spot_views` per spotted prompt,
-    `shape_views` per shape-only prompt, from cameras biased towards the front by `front_bias`."""
+    `shape_views` per shape-only prompt, the spotted ones (with `bias_all`, every one) from cameras biased towards
+    the front by `front_bias`."""
     g = torch.Generator().manual_seed(seed)
     prompts = rendered_prompts()
     images, prompt_index, view_index = [], [], []
@@ -142,9 +145,10 @@ def generate(
         caption = world.parse_prompt(prompt)
         assert caption is not None
         n = shape_views if caption.textureless else spot_views if caption.spot else colour_views
+        bias = front_bias if caption.spot or bias_all else 0.0
         for start in range(0, n, chunk):
             m = min(chunk, n - start)
-            imgs, cams = render_views(prompt, m, resolution, g, albedo_fraction, front_bias)
+            imgs, cams = render_views(prompt, m, resolution, g, albedo_fraction, bias)
             images.append((imgs * 255).round().to(torch.uint8))
             prompt_index += [k] * m
             view_index += [VIEWS.index(v) for v in view_labels(cams)]

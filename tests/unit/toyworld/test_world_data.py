@@ -10,7 +10,7 @@ import torch
 from dreamfusion.nerf.cameras import make_cameras
 from dreamfusion.toyworld import world
 from dreamfusion.toyworld.card_phenomena import sample_colours, shows_spot
-from dreamfusion.toyworld.data import colour_unspecified, generate
+from dreamfusion.toyworld.data import VIEWS, colour_unspecified, generate
 from dreamfusion.toyworld.train import describes
 
 
@@ -31,6 +31,21 @@ def test_sample_colours_of_true_renders():
     for index, colour in enumerate(world.COLOURS):
         assert sample_colours(lit(world.Caption("torus", colour), [20.0])) == [index]
     assert sample_colours(torch.ones(1, 3, 32, 32)) == [None]
+
+
+@pytest.mark.parametrize("bias_all", [False, True])
+def test_front_bias_applies_to_objects_with_a_front(bias_all):
+    """At bias 1 every spotted view is a front view; the plain objects are seen from all round (a trial's views)
+    unless the bias is applied to every object."""
+    data = generate(
+        seed=2, colour_views=8, shape_views=8, spot_views=8, resolution=8, front_bias=1.0, bias_all=bias_all, log=None
+    )
+    spotted = torch.tensor([world.parse_prompt(data.prompts[int(k)]).spot for k in data.prompt_index])
+    front = data.view_index == VIEWS.index("front")
+    assert bool(front[spotted].all())
+    assert bool(front[~spotted].all()) == bias_all
+    if not bias_all:  # 336 uniform views: about a quarter each side and back
+        assert 0.15 < float((data.view_index[~spotted] == VIEWS.index("back")).float().mean()) < 0.35
 
 
 @pytest.fixture(scope="module")
