@@ -38,13 +38,13 @@ def test_front_bias_applies_to_objects_with_a_front(bias_all):
     """At bias 1 every spotted view is a front view; the plain objects are seen from all round (a trial's views)
     unless the bias is applied to every object."""
     data = generate(
-        seed=2, colour_views=8, shape_views=8, spot_views=8, resolution=8, front_bias=1.0, bias_all=bias_all, log=None
+        seed=2, colour_views=4, shape_views=4, spot_views=4, resolution=4, front_bias=1.0, bias_all=bias_all, log=None
     )
     spotted = torch.tensor([world.parse_prompt(data.prompts[int(k)]).spot for k in data.prompt_index])
     front = data.view_index == VIEWS.index("front")
     assert bool(front[spotted].all())
     assert bool(front[~spotted].all()) == bias_all
-    if not bias_all:  # 336 uniform views: about a quarter each side and back
+    if not bias_all:  # 168 uniform views: about a quarter each side and back
         assert 0.15 < float((data.view_index[~spotted] == VIEWS.index("back")).float().mean()) < 0.35
 
 
