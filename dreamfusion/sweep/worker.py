@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import posixpath
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -136,6 +137,7 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
 
     threads = max(1, int(ctx.spec.resources.cpu))
     torch.set_num_threads(threads)
+    sys.unraisablehook = quiet_stop_hook
     # What a trial prints reaches the driver's log: its eval lines, not Ray's line per saved or restored checkpoint.
     for name in ("ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -166,6 +168,14 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             reporter.started = functools.partial(record_perturbation, callback, mutated, trial_id, restore.source_trial)
         init = fetch_init(cfg, ctx.tracker.uri, out / "init") if restore.path is None else None
         run_trial(cfg, out, callback, prior, scorer, restore.path, init)
+
+
+def quiet_stop_hook(unraisable: Any) -> None:
+    """Ray stops a finished trial's actor with SIGTERM, whose handler raises SystemExit. Landing in a weakref or
+    garbage-collector callback, that exit cannot be raised, and Python would print it as a traceback into the
+    driver's log for an ordinary stop (seen on resumed sweeps). Other unraisable errors are printed as usual."""
+    if not isinstance(unraisable.exc_value, SystemExit):
+        sys.__unraisablehook__(unraisable)
 
 
 def _open_store_quietly(uri: str) -> None:
