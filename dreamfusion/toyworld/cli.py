@@ -28,10 +28,10 @@ def _log(message: str) -> None:
 @app.command()
 def train(
     out: Path = typer.Option(Path("runs/toyworld"), help="Data cache, checkpoints and the exported weights."),
-    minutes: float = typer.Option(95.0, help="Wall-clock budget of the whole run; the UNet trains for what is left."),
+    minutes: float = typer.Option(180.0, help="Wall-clock budget of the whole run; the UNet trains for what is left."),
     resume: bool = typer.Option(False, help="Continue the run in --out from its latest checkpoint."),
     seed: int = typer.Option(0, help="Seeds the data, the initialisations, the batches and the noise."),
-    threads: int = typer.Option(1, help="torch CPU threads."),
+    threads: int = typer.Option(2, help="torch CPU threads."),
     unet_max_steps: int | None = typer.Option(None, help="Stop the UNet after this many steps (quick checks)."),
     clip_steps: int | None = typer.Option(None, help="Contrastive CLIP steps (default 800)."),
     small_data: bool = typer.Option(False, help="A few views per prompt instead of the full set (quick checks)."),
@@ -45,7 +45,7 @@ def train(
 ) -> None:
     """Render the world, train the tiny CLIP, then the tiny UNet, and export both in diffusers format.
 
-    Runs in the foreground; for the full ~95-minute run, background it:
+    Runs in the foreground; for the full 3-hour run (the shipped weights' recipe), background it:
     nohup df-sweep toyworld train --out runs/toyworld > toyworld.log 2>&1 &
     """
     import torch
