@@ -58,10 +58,10 @@ ENTRY_POINT_GROUP = "df_sweep.components"
 
 
 class Vocabulary(Protocol):
-    """A closed set of prompts a component can condition on (the toy world's 42 captions, say)."""
+    """A closed set of prompts a component can condition on (the toy world's 84 captions, say)."""
 
     label: str
-    """A few words for catalogues: "the toy world's 42 prompts"."""
+    """A few words for catalogues: "the toy world's 84 captions"."""
 
     def knows(self, prompt: str) -> bool: ...
 

@@ -32,5 +32,5 @@ def check_weights(weights: Path, part: str) -> None:
         raise ConfigError(
             f"prior: the toyworld weights are not installed ({weights / part} not found); expected "
             f"prior: analytic, or retrain them with df-sweep toyworld train --install "
-            f"(about 95 CPU-minutes)"
+            f"(3 hours on 2 threads)"
         )
