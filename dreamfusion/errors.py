@@ -19,7 +19,9 @@ class RunError(RuntimeError):
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type when it has none: libraries (transformers, diffusers,
     Ray) write messages many lines long, and a user needs the line that says what went wrong."""
-    lines = str(exc).strip().splitlines()
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+    if lines and lines[0].startswith("Traceback (most recent call last)"):
+        return lines[-1].strip()  # Tune's errors carry the traceback as their message: its last line is the error
     return lines[0] if lines else type(exc).__name__
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamfusion.errors import ConfigError, RunError, first_line
+from dreamfusion.evaluators.base import metric_owner
 from dreamfusion.sweep.prior_service import prior_services
 from dreamfusion.sweep.results import NOTHING_TO_RESUME, Outcome, TrialRow, live_rows, stored_rows, trial_rows
 from dreamfusion.sweep.session import preflight, ray_session
@@ -141,7 +142,8 @@ def fit_tuner(launch: Launch, tuner: Any) -> Any:
     """`Tuner.fit`, its own failures in one line: Tune's loop raises what it did not expect (Ray's memory monitor
     killing a trial's worker while it starts, on a node others fill) as a bare RuntimeError."""
     try:
-        return tuner.fit()
+        with _final_metric_allowed(launch.sweep.tune.metric):
+            return tuner.fit()
     except (ConfigError, RunError):
         raise
     except Exception as exc:  # Tune's and Ray's errors alike; a Ctrl-C (not an Exception) goes on as it is
@@ -149,6 +151,28 @@ def fit_tuner(launch: Launch, tuner: Any) -> Any:
         raise RunError(f"{launch.sweep.name}: Ray Tune stopped ({first_line(exc)}); {how}") from None
 
 
+@contextmanager
+def _final_metric_allowed(metric: str) -> Iterator[None]:
+    """Tune refuses every result without its metric, and a metric computed once at a trial's end (`gt_janus`,
+    `gt_chamfer`) is absent from the evaluations before it: Tune's check is off while such a sweep runs (the spec's
+    validation has already made sure that every trial logs the metric at its end)."""
+    owner = metric_owner(metric)
+    if owner is None or not owner.metrics[metric].final_only:
+        yield
+        return
+    saved = os.environ.get(STRICT_METRIC_ENV)
+    os.environ[STRICT_METRIC_ENV] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(STRICT_METRIC_ENV, None)
+        else:
+            os.environ[STRICT_METRIC_ENV] = saved
+
+
+#: Ray Tune's switch for its check that every result holds the tune metric.
+STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
 #: Where Tune logs with a traceback: each failed trial attempt, a checkpoint or state it could not save or delete.
 TUNE_LOGGERS = (
     "ray.tune.execution.tune_controller",
