@@ -151,6 +151,10 @@ def fit_tuner(launch: Launch, tuner: Any) -> Any:
         raise RunError(f"{launch.sweep.name}: Ray Tune stopped ({first_line(exc)}); {how}") from None
 
 
+#: Ray Tune's switch for its check that every result holds the tune metric.
+STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
+
+
 @contextmanager
 def _final_metric_allowed(metric: str) -> Iterator[None]:
     """Tune refuses every result without its metric, and a metric computed once at a trial's end (`gt_janus`,
@@ -171,8 +175,6 @@ def _final_metric_allowed(metric: str) -> Iterator[None]:
             os.environ[STRICT_METRIC_ENV] = saved
 
 
-#: Ray Tune's switch for its check that every result holds the tune metric.
-STRICT_METRIC_ENV = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
 #: Where Tune logs with a traceback: each failed trial attempt, a checkpoint or state it could not save or delete.
 TUNE_LOGGERS = (
     "ray.tune.execution.tune_controller",
