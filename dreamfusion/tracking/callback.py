@@ -10,9 +10,7 @@ run already holds, so no run and no metric point is ever logged twice.
 from __future__ import annotations
 
 import contextlib
-import signal
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from dreamfusion.config.files import flatten
 from dreamfusion.config.schema import TrialConfig
+from dreamfusion.interrupts import held_interrupt
 from dreamfusion.tracking.provenance import Provenance
 from dreamfusion.tracking.runs import MAX_TAG_VALUE, end_run, failure_reason, reopen_run
 from dreamfusion.tracking.schema import (
@@ -109,27 +108,6 @@ class TrialTracker:
             query += f" and tags.{PARENT_TAG} = '{self.parent_run_id}'"
         found = client(self.uri).search_runs([self.experiment_id], query, max_results=1)
         return found[0] if found else None
-
-
-@contextmanager
-def held_interrupt() -> Iterator[None]:
-    """A Ctrl-C that arrives while MLflow writes is raised once the write is done: interrupted inside a
-    transaction, a SQLite store stays locked by the interrupted connection, and every later write of this process
-    (the one recording the interrupt included) fails with "database is locked". Signals reach the main thread
-    only; elsewhere (a Tune trial's thread) this does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and callable(previous):
-            previous(signal.SIGINT, None)
-        elif received and previous == signal.SIG_DFL:
-            signal.raise_signal(signal.SIGINT)  # the default action, now that the write is done
 
 
 def _record_stop(callback: TrackingCallback, uri: str, run_id: str, failure: str | None) -> None:

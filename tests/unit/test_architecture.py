@@ -103,6 +103,7 @@ FORBIDDEN = [
             "dreamfusion.nerf",
             "dreamfusion.config",
             "dreamfusion.toyworld",
+            "dreamfusion.interrupts",
         )
         for external in ("ray", "mlflow")
     ],

@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from dreamfusion.tracking.callback import held_interrupt
+from dreamfusion.interrupts import held_interrupt
 
 
 @pytest.fixture(autouse=True)
