@@ -4,7 +4,7 @@ metrics (their names and which direction is better), so specs, trackers and repo
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -21,7 +21,9 @@ from dreamfusion.scoring.none import NO_SCORER
 @dataclass(frozen=True)
 class Metric:
     mode: Literal["max", "min"]
-    """Whether larger or smaller is better."""
+    """Whether larger or smaller is better: the one statement of it, recorded on every run that logs the metric, so
+    that specs, retention and reports take it from here. A reading (`ranked=False`) has no better side, so its mode
+    is a placeholder that is never recorded."""
     doc: str
     """What it measures, in one line."""
     final_only: bool = False
@@ -30,6 +32,9 @@ class Metric:
     """Computed by the trial's scorer (CLIP), so absent with `scoring.model: none`."""
     ranked: bool = True
     """A score a sweep may rank trials by; False for a reading that is not better one way (an index, an angle)."""
+    levels: tuple[str, ...] = ()
+    """For an index into a list, what its values 0, 1, … name: recorded on the run, so that a report counts the
+    categories without knowing the list."""
 
 
 @dataclass
@@ -82,9 +87,14 @@ def make_evaluator_classes(cfg: TrialConfig) -> list[type[Evaluator]]:
     return [c for c in registry.components("evaluator") if c.applies(cfg)]
 
 
+def declared_metrics(evaluators: Iterable[Evaluator | type[Evaluator]]) -> dict[str, Metric]:
+    """Every metric these evaluators log, as they declare it."""
+    return {name: metric for e in evaluators for name, metric in e.metrics.items()}
+
+
 def all_metrics() -> dict[str, Metric]:
     """Every metric any registered evaluator can log."""
-    return {name: metric for cls in registry.components("evaluator") for name, metric in cls.metrics.items()}
+    return declared_metrics(registry.components("evaluator"))
 
 
 def metric_owner(metric: str) -> type[Evaluator] | None:

@@ -82,7 +82,7 @@ class Janus(Evaluator):
         "gt_janus_area": Metric("min", "most spot seen from the back half, in units of the true front spot", True),
         "gt_spot_area": Metric("max", "spot seen from the front view, in units of the true front spot", True),
         "gt_front_azimuth": Metric(
-            "max", "azimuth of the view that sees the most spot (the object's front)", True, False
+            "max", "azimuth of the view that sees the most spot (the object's front)", final_only=True, ranked=False
         ),
     }
 
@@ -120,9 +120,14 @@ class Saturation(Evaluator):
     name = "saturation"
     summary = "toy-world colour prompts only: the albedo's saturation against the true object's from the same views"
     metrics = {
-        "gt_saturation": Metric("max", "mean HSV saturation of the opaque albedo pixels (spot excluded)", True, False),
+        "gt_saturation": Metric(
+            "max", "mean HSV saturation of the opaque albedo pixels (spot excluded)", final_only=True, ranked=False
+        ),
         "gt_saturation_excess": Metric(
-            "min", "gt_saturation − the true object's, from the same views: > 0 is over-saturated", True, False
+            "min",
+            "gt_saturation − the true object's, from the same views: > 0 is over-saturated",
+            final_only=True,
+            ranked=False,
         ),
     }
 
@@ -160,9 +165,16 @@ class ColourChoice(Evaluator):
     metrics = {
         "gt_colour_index": Metric(
             "max",
-            "index in the world's colour list (red, green, blue, yellow, purple, orange) of the nearest",
-            True,
-            False,
+            "which world colour (levels) the albedo is nearest to",
+            final_only=True,
+            ranked=False,
+            levels=tuple(world.COLOURS),
+        ),
+        "gt_colour_open": Metric(
+            "max",
+            "1 if the prompt leaves the colour to SDS ('a coloured cube'), 0 if it names one",
+            final_only=True,
+            ranked=False,
         ),
     }
 
@@ -175,5 +187,11 @@ class ColourChoice(Evaluator):
         return {}
 
     def final(self, views: EvalViews) -> dict[str, float]:
+        """The colour chosen, and whether the prompt left it open: the trials whose choices measure diversity,
+        told apart here so that a report need not parse the caption."""
         colour = foreground_colour(albedo_views(views))
-        return {} if colour is None else {"gt_colour_index": float(nearest_colour(colour))}
+        if colour is None:
+            return {}
+        caption = world.parse_prompt(self.cfg.prompt)
+        left_open = caption is not None and caption.any_colour
+        return {"gt_colour_index": float(nearest_colour(colour)), "gt_colour_open": float(left_open)}

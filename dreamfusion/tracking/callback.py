@@ -27,6 +27,7 @@ from dreamfusion.tracking.schema import (
     DEVICE_TAG,
     FINAL_DIR,
     HOST_TAG,
+    LEVELS_SEPARATOR,
     OTHER_METRIC_PREFIXES,
     PARENT_TAG,
     PRIOR_HASH_TAG,
@@ -37,6 +38,8 @@ from dreamfusion.tracking.schema import (
     STEP_METRICS,
     TRIAL_KEY_TAG,
     component_tag,
+    direction_tag,
+    levels_tag,
 )
 from dreamfusion.tracking.store import client
 from dreamfusion.tracking.system import SystemSampler
@@ -182,6 +185,8 @@ class TrackingCallback(TrialCallback):
             PRIOR_HASH_TAG: info.prior_hash,
             DEVICE_TAG: info.device,
             **{component_tag(kind): label for kind, label in info.components.items()},
+            **{direction_tag(name): m.mode for name, m in info.metrics.items() if m.ranked},
+            **{levels_tag(name): LEVELS_SEPARATOR.join(m.levels) for name, m in info.metrics.items() if m.levels},
         }
         for i in range(0, len(params) if self.fresh else 0, MAX_PARAMS_PER_BATCH):
             self.mlflow.log_batch(self.run_id, params=params[i : i + MAX_PARAMS_PER_BATCH])

@@ -9,13 +9,13 @@ from __future__ import annotations
 TRIAL_KEY_TAG = "df.trial_id"
 #: Why a run ended FAILED, in one line.
 FAILURE_TAG = "df.failure"
-#: Where a trial went non-finite from: "<Ray job id>/<checkpoint it started from>" (see sweep.worker).
+#: Where a trial went non-finite from: "<Ray job id>/<checkpoint it started from>" (see tune.worker).
 DIVERGED_TAG = "df.diverged_from"
 #: The Ray node a sweep trial ran on (last, if it was retried).
 NODE_TAG = "df.node"
 #: Set on a run whose trial a scheduler stopped before its last step (ASHA), at that step.
 STOPPED_TAG = "df.stopped_early_at_step"
-#: PBT (sweep.pbt): the mutated values a trial runs with now (JSON), how many perturbations it has had, the last one.
+#: PBT (tune.pbt): the mutated values a trial runs with now (JSON), how many perturbations it has had, the last one.
 PBT_VALUES_TAG = "df.pbt.values"
 PBT_COUNT_TAG = "df.pbt.perturbations"
 PBT_LAST_TAG = "df.pbt.last"
@@ -27,6 +27,13 @@ PRIOR_TAG = "df.prior"
 SCORER_TAG = "df.scorer"
 #: `df.component.<kind>` = "name@version" of each registered component a trial ran (evaluators comma-separated).
 COMPONENT_TAG_PREFIX = "df.component."
+#: `df.direction.<metric>` = "max" or "min" for each score the trial's evaluators log, as the evaluator declares it
+#: (`Metric.mode`): a report ranks by the run's record, not by a table of its own. A reading that is better
+#: neither way (`Metric.ranked` false) has none.
+DIRECTION_TAG_PREFIX = "df.direction."
+#: `df.levels.<metric>` = the names of an index metric's values 0, 1, … (`Metric.levels`), `LEVELS_SEPARATOR`-joined.
+LEVELS_TAG_PREFIX = "df.levels."
+LEVELS_SEPARATOR = ","
 #: Provenance, on every run (taken on the driver of a sweep): the df-sweep source's git commit (absent for a
 #: non-editable install), whether its tree had changes (their diff is the artifact `DIFF_ARTIFACT`), a hash of that
 #: diff, df-sweep's version, `df.package.<name>` for each package in `PROVENANCE_PACKAGES`, and the command line.
@@ -97,3 +104,11 @@ PBT_DIR = "pbt"
 
 def component_tag(kind: str) -> str:
     return f"{COMPONENT_TAG_PREFIX}{kind}"
+
+
+def direction_tag(metric: str) -> str:
+    return f"{DIRECTION_TAG_PREFIX}{metric}"
+
+
+def levels_tag(metric: str) -> str:
+    return f"{LEVELS_TAG_PREFIX}{metric}"

@@ -17,6 +17,7 @@ import torch
 from dreamfusion import images
 from dreamfusion.config.files import to_yaml
 from dreamfusion.config.schema import TrialConfig
+from dreamfusion.evaluators.base import Metric, declared_metrics
 from dreamfusion.export.weights import find_weights, load_weights
 from dreamfusion.priors.base import Prior, load_prior, resolve_device
 from dreamfusion.scoring.metrics import Scorer, load_scorer
@@ -49,6 +50,7 @@ class TrialInfo:
     components: dict[str, str]  # kind → "name@version" (evaluators: comma-separated)
     prior_hash: str = ""  # sha256 of the prior's weights as loaded
     device: str = ""  # the device the trial ran on, with its model name
+    metrics: dict[str, Metric] = field(default_factory=dict)  # what the evaluators log, as declared (with direction)
 
 
 @dataclass
@@ -88,7 +90,14 @@ def run_trial(
         state.start_from(load_weights(find_weights(init_weights or Path(cfg.init_from))))
     (out / "config.yaml").write_text(to_yaml(cfg))
     parts = components(step, prior, scorer, evaluation)
-    info = TrialInfo(prior.describe(), scorer.describe(), parts, prior.fingerprint(), device_name(prior.device))
+    info = TrialInfo(
+        prior.describe(),
+        scorer.describe(),
+        parts,
+        prior.fingerprint(),
+        device_name(prior.device),
+        declared_metrics(evaluation.evaluators),
+    )
     callback.on_start(cfg, state.step, info)
     history: list[dict[str, float]] = []
     metrics: dict[str, float] = {}

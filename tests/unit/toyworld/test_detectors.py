@@ -187,7 +187,9 @@ def test_the_spot_does_not_count_towards_saturation_or_colour():
 @pytest.mark.parametrize("index,colour", list(enumerate(world.COLOURS)))
 def test_each_world_colour_is_chosen_as_itself(index, colour):
     field = world.ShapeField("cone", world.COLOURS[colour])
-    assert final(ColourChoice, "a coloured cone", field) == {"gt_colour_index": float(index)}
+    assert final(ColourChoice, "a coloured cone", field) == {"gt_colour_index": float(index), "gt_colour_open": 1.0}
+    assert final(ColourChoice, f"a {colour} cone", field) == {"gt_colour_index": float(index), "gt_colour_open": 0.0}
+    assert ColourChoice.metrics["gt_colour_index"].levels[index] == colour  # recorded on the run for reports
 
     def colour_error(prompt: str) -> float:
         return GroundTruth(TrialConfig(prompt=prompt, device="cpu"), None).evaluate(views_of(field))["gt_colour_error"]
