@@ -36,10 +36,10 @@ from peak import PeakSampler
 from dreamfusion.config.files import build_trial_config
 from dreamfusion.priors.base import load_prior
 from dreamfusion.scoring.metrics import load_scorer
-from dreamfusion.sweep.launch import launch_sweep
 from dreamfusion.sweep.validate import load_spec
 from dreamfusion.tracking.runs import child_runs
 from dreamfusion.trial.loop import run_trial
+from dreamfusion.tune.launch import launch_sweep
 
 #: A mid-sized trial: the small NeRF at 32 px, one view per step, four evals (so four reports and checkpoints).
 BASE = {

@@ -172,14 +172,14 @@ def launch(
 
     sweep = load_spec(spec, set_, max_trials)
     if dry_run:
-        from dreamfusion.sweep.session import local_slots, preflight
         from dreamfusion.sweep.table import dry_run_lines
         from dreamfusion.tracking.store import resolve_uri
+        from dreamfusion.tune.session import local_slots, preflight
 
         preflight(sweep, resolve_uri(tracking_uri or sweep.tracking.uri), address)
         typer.echo("\n".join(dry_run_lines(sweep, local_slots(sweep.resources) if address is None else None)))
         return
-    from dreamfusion.sweep.launch import launch_sweep
+    from dreamfusion.tune.launch import launch_sweep
 
     _finish(launch_sweep(sweep, address=address, tracking_uri=tracking_uri, storage=storage, echo=typer.echo))
 
@@ -207,7 +207,7 @@ def resume(
     storage: str | None = typer.Option(None, help=STORAGE_HELP),
 ) -> None:
     """Continue an interrupted sweep: finished trials stay, the rest go on from their checkpoints."""
-    from dreamfusion.sweep.launch import resume_sweep
+    from dreamfusion.tune.launch import resume_sweep
 
     _finish(resume_sweep(name, address=address, storage=storage, echo=typer.echo))
 
@@ -219,7 +219,7 @@ def status(
     storage: str | None = typer.Option(None, help=STORAGE_HELP),
 ) -> None:
     """The trial table of a sweep (state, varied values, metric), from its stored Tune results."""
-    from dreamfusion.sweep.results import status_lines
+    from dreamfusion.tune.results import status_lines
 
     typer.echo("\n".join(status_lines(name, storage)))
 
@@ -291,13 +291,13 @@ def gc(
     tracking_uri: str | None = typer.Option(None, help=URI_HELP),
 ) -> None:
     """Delete the heavy artifacts (field weights, meshes, videos) of all but the best K trials of a sweep."""
-    from dreamfusion.sweep.retention import collect_garbage
+    from dreamfusion.tune.retention import collect_garbage
 
     collect_garbage(name, keep_best, tracking_uri, metric, dry_run, typer.echo)
 
 
 def _finish(outcome: Any) -> None:
-    from dreamfusion.sweep.results import summary
+    from dreamfusion.tune.results import summary
 
     typer.echo("")
     for line in summary(outcome):

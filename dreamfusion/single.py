@@ -17,7 +17,6 @@ from dreamfusion.config.files import flatten, load_trial_config
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.errors import ConfigError, shorten
 from dreamfusion.sweep.progress import LOG_EVERY_S, StepRate, eval_line
-from dreamfusion.sweep.storage import claim_new_dir
 from dreamfusion.sweep.table import run_name
 from dreamfusion.tracking import provenance
 from dreamfusion.tracking.artifacts import fetch_config, fetch_init, get_run, looks_like_run_id
@@ -32,6 +31,7 @@ from dreamfusion.tracking.store import (
 from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult, run_trial
 from dreamfusion.trial.preflight import check_trial
 from dreamfusion.trial.state import latest_checkpoint
+from dreamfusion.tune.storage import claim_new_dir
 
 Echo = Callable[[str], None]
 #: How often a terminal's progress bar is redrawn.

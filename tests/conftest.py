@@ -11,7 +11,7 @@ from dreamfusion.sweep.progress import TRIAL_LINE_REGEX
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# As `df-sweep` has it (dreamfusion.sweep.session), before any test imports Ray: every trial's eval lines come through.
+# As `df-sweep` has it (dreamfusion.tune.session), before any test imports Ray: every trial's eval lines come through.
 os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", TRIAL_LINE_REGEX)
 
 TESTS = Path(__file__).parent

@@ -158,7 +158,7 @@ def worker_runtime_env(hook: str, env: dict[str, str]) -> dict[str, Any]:
 def local_ray(root: Path, hook: str = "sweep_helpers.small_world", env: dict[str, str] | None = None) -> Iterator[None]:
     """One embedded Ray for a test module, started the way `df-sweep launch` starts it; `hook` runs in every
     worker before its first trial."""
-    from dreamfusion.sweep.embedded import embedded_ray
+    from dreamfusion.tune.embedded import embedded_ray
 
     with embedded_ray(root, worker_runtime_env(hook, {"DF_SWEEP_CACHE": str(root / "cache"), **(env or {})})):
         yield

@@ -1,4 +1,4 @@
-"""Sweeps: a YAML spec of many trials run on Ray Tune and tracked in MLflow. The spec (`spec.py`) and its
-validation (`validate.py`) import no Ray, so `df-sweep validate` and `--dry-run` stay fast; storage (`storage.py`),
-the Ray session (`session.py`), the worker's trainable (`worker.py`), the Tuner (`tuner.py`), results
-(`results.py`) and launch/resume (`launch.py`) run a sweep; `table.py` is how it reads on a terminal."""
+"""Sweeps as a researcher writes them: the YAML spec (`spec.py`), its search space (`space.py`), what the chosen
+searcher and scheduler cannot do with it (`search.py`), and the whole check (`validate.py`). Nothing here imports
+Ray or MLflow, so `df-sweep validate` and `--dry-run` stay fast; running a sweep is `dreamfusion/tune/`, and how
+one reads on a terminal is `table.py`."""

@@ -4,8 +4,8 @@ expansion and exact count of the trials it makes.
 A conditional dimension (`when: {sds.timesteps.schedule: dreamtime}`) varies only in the trials whose condition
 key takes one of the listed values; elsewhere its key keeps the base value, and it adds no trials. Conditions are
 one level deep (the key a dimension depends on is itself unconditional, and a grid or a choice), which every
-searcher that supports conditions can express. Ray is imported only to build a domain, so `validate` and
-`--dry-run` stay fast.
+searcher that supports conditions can express. Nothing here imports Ray, so `validate` and `--dry-run` stay
+fast: the dimensions as Tune's domains are `dreamfusion/tune/domains.py`.
 """
 
 from __future__ import annotations
@@ -118,9 +118,6 @@ class Dimension(Schema):
             return [math.sqrt(low * high)]
         return [(low + high - 1) // 2 if self.kind == "randint" else (low + high) / 2]
 
-    def tune_domain(self) -> Any:
-        return tune_domain(self.kind, self.argument)
-
     def describe(self) -> str:
         """`~uniform(0.1, 1)`: how the dry-run table shows a dimension that is sampled rather than enumerated."""
         return f"~{self.kind}({', '.join(fmt_value(v) for v in self.argument)})"
@@ -180,17 +177,6 @@ def count(space: Space, options: dict[str, list[Any]]) -> int:
         under = [d for d in dependents(space, key) if d in options]
         total *= sum(math.prod(len(options[d]) for d in under if space[d].holds({key: v})) for v in options[key])
     return total
-
-
-def tune_domain(kind: str, argument: Any) -> Any:
-    """Values of a kind as the `ray.tune` function of that kind (a grid or choice may list branch mappings)."""
-    from ray import tune
-
-    if kind == "grid":
-        return tune.grid_search(list(argument))
-    if kind == "choice":
-        return tune.choice(list(argument))
-    return getattr(tune, kind)(*argument)
 
 
 def fmt_value(value: Any) -> str:

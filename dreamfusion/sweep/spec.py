@@ -1,7 +1,7 @@
 """The sweep spec: a typed YAML schema of a base trial config plus a search space over its dotted keys.
 
-Reading and validating a spec whole is `validate.py`; the mapping onto `ray.tune` is `tuner.py`. Nothing here
-imports Ray, so `df-sweep validate` and `--dry-run` stay fast.
+Reading and validating a spec whole is `validate.py`; the mapping onto `ray.tune` is `dreamfusion/tune/tuner.py`.
+Nothing here imports Ray, so `df-sweep validate` and `--dry-run` stay fast.
 """
 
 from __future__ import annotations

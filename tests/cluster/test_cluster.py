@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 from sweep_helpers import TINY_BASE, run_artifacts, sweep_runs, write_spec
 
 import dreamfusion
-from dreamfusion.sweep.session import with_project_code
-from dreamfusion.sweep.storage import join, storage_root
+from dreamfusion.tune.session import with_project_code
+from dreamfusion.tune.storage import join, storage_root
 
 NAME = "two-nodes"
 STEPS = TINY_BASE["steps"]

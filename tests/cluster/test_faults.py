@@ -20,9 +20,9 @@ from sweep_helpers import TINY_BASE, sweep_runs, write_spec
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
-from dreamfusion.sweep.results import trial_rows
-from dreamfusion.sweep.storage import find_launch
 from dreamfusion.sweep.validate import load_spec
+from dreamfusion.tune.results import trial_rows
+from dreamfusion.tune.storage import find_launch
 
 STEPS = TINY_BASE["steps"]
 EVALS = list(range(TINY_BASE["eval"]["every"], STEPS + 1, TINY_BASE["eval"]["every"]))

@@ -1,10 +1,12 @@
 """The layout tells the architecture, and these checks keep it so: no import cycle anywhere (imports inside
 functions count), no module over 380 lines, and each layer imports only what it may (the field knows nothing of
-SDS, the trial nothing of Ray or MLflow, neither the trial nor the sweep knows the toy world, and analysis reads
-MLflow, not the trial code)."""
+SDS, the trial nothing of Ray or MLflow, the sweep spec and its search space nothing of Ray or MLflow either, so
+that `validate` and `--dry-run` stay fast (what talks to Ray is `dreamfusion.tune`), neither the trial nor a sweep
+knows the toy world, and analysis reads MLflow, not the trial code)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import grimp
@@ -83,6 +85,7 @@ FORBIDDEN = [
         for layer in (
             "dreamfusion.trial",
             "dreamfusion.sweep",
+            "dreamfusion.tune",
             "dreamfusion.tracking",
             "dreamfusion.sds",
             "dreamfusion.scoring",
@@ -104,6 +107,7 @@ FORBIDDEN = [
             "dreamfusion.config",
             "dreamfusion.toyworld",
             "dreamfusion.interrupts",
+            "dreamfusion.sweep",
         )
         for external in ("ray", "mlflow")
     ],
@@ -117,13 +121,17 @@ FORBIDDEN = [
             "dreamfusion.config.files",
         )
     ],
-    *[("dreamfusion.trial", outer) for outer in ("dreamfusion.sweep", "dreamfusion.tracking", "dreamfusion.cli")],
+    *[
+        ("dreamfusion.trial", outer)
+        for outer in ("dreamfusion.sweep", "dreamfusion.tune", "dreamfusion.tracking", "dreamfusion.cli")
+    ],
     *[("dreamfusion.sds", outer) for outer in ("dreamfusion.trial", "dreamfusion.tracking", "dreamfusion.scoring")],
     *[
         ("analysis", inner)
         for inner in (
             "dreamfusion.trial",
             "dreamfusion.sweep",
+            "dreamfusion.tune",
             "dreamfusion.priors",
             "dreamfusion.sds",
             "dreamfusion.nerf",
@@ -137,6 +145,15 @@ FORBIDDEN = [
 def test_layers_import_only_downwards(graph, importer, imported):
     chain = graph.find_shortest_chain(importer=importer, imported=imported, as_packages=True)
     assert chain is None, " → ".join(chain)
+
+
+def test_the_layer_check_sees_an_import_inside_a_function_two_modules_away(graph):
+    """The sweep spec may not reach Ray even through a lazy import in a module it imports: were `search.py` to
+    import the searchers of `dreamfusion.tune` (whose Ray imports sit inside functions), the check must see it."""
+    g = copy.deepcopy(graph)
+    g.add_import(importer="dreamfusion.sweep.search", imported="dreamfusion.tune.searchers")
+    chain = g.find_shortest_chain(importer="dreamfusion.sweep", imported="ray", as_packages=True)
+    assert chain is not None and chain[0] == "dreamfusion.sweep.search" and chain[-1].startswith("ray")
 
 
 def test_analysis_reads_names_from_the_tracking_schema_only(graph):

@@ -20,8 +20,8 @@ from process_helpers import alive, kill_all
 DRIVER = """
 import json, os, subprocess, sys, time
 from pathlib import Path
-from dreamfusion.sweep.embedded import start_reaper, write_token
-from dreamfusion.sweep.reaper import MARKER_VAR
+from dreamfusion.tune.embedded import start_reaper, write_token
+from dreamfusion.tune.reaper import MARKER_VAR
 
 temp = Path(sys.argv[1])
 logs = temp / f"session_2026-01-01_00-00-00_000000_{os.getpid()}" / "logs"

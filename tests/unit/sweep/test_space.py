@@ -12,10 +12,11 @@ import yaml
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
-from dreamfusion.sweep.search import OptunaSpace, bohb_space, hyperopt_space, variant_space
 from dreamfusion.sweep.space import combinations, count
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.table import trial_table
+from dreamfusion.tune.domains import variant_space
+from dreamfusion.tune.searchers import OptunaSpace, bohb_space, hyperopt_space
 
 SCHEDULES = ["uniform", "anneal", "dreamtime"]
 CONDITIONAL = {

@@ -8,7 +8,7 @@ import pytest
 
 SCRIPT = """
 import sys, weakref
-from dreamfusion.sweep.worker import quiet_stop_hook
+from dreamfusion.tune.worker import quiet_stop_hook
 sys.unraisablehook = quiet_stop_hook
 
 class Node: pass

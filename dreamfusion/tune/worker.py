@@ -24,8 +24,6 @@ from dreamfusion.config.schema import PriorConfig, ScoringConfig, TrialConfig
 from dreamfusion.priors.base import Part, Prior, load_prior, resolve_device
 from dreamfusion.priors.served import ServedPrior
 from dreamfusion.scoring.metrics import Scorer, load_scorer
-from dreamfusion.sweep.pbt import record_perturbation
-from dreamfusion.sweep.prior_service import connect
 from dreamfusion.sweep.progress import eval_line, trial_line
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.table import run_name
@@ -34,6 +32,8 @@ from dreamfusion.tracking.callback import TrackingCallback, TrialTracker
 from dreamfusion.tracking.schema import DIVERGED_TAG, FAILURE_TAG, INIT_RUN_TAG, NODE_TAG
 from dreamfusion.tracking.store import MLFLOW_DB_LOGGER, open_store
 from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult, run_trial
+from dreamfusion.tune.pbt import record_perturbation
+from dreamfusion.tune.prior_service import connect
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from dreamfusion.sweep.pbt import KeepInRange, record_perturbation
 from dreamfusion.sweep.space import Dimension
 from dreamfusion.tracking.callback import TrialTracker
 from dreamfusion.tracking.store import open_experiment
+from dreamfusion.tune.pbt import KeepInRange, record_perturbation
 
 KEY = "sds.guidance_scale"
 

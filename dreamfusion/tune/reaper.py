@@ -2,7 +2,7 @@
 SIGKILL included), stops every process that driver's Ray started. Ray's processes learn of a dead driver late or
 never: its agents outlive it (seen: over a minute), and a killed driver runs no `ray.shutdown()`.
 
-`python -m dreamfusion.sweep.reaper FD MARKER TEMP_DIR [FILE...]` blocks on reading pipe FD, whose write end only
+`python -m dreamfusion.tune.reaper FD MARKER TEMP_DIR [FILE...]` blocks on reading pipe FD, whose write end only
 the driver holds: end-of-file means the driver has exited. The driver's Ray is then every process that carries
 `DF_SWEEP_RAY=MARKER` in its environment (the driver set it before starting Ray; workers inherit it) or writes to
 a file of the driver's Ray session, `TEMP_DIR/session_<date>_<driver pid>/` (Ray's agents, started with an

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from dreamfusion.sweep import reaper
-from dreamfusion.sweep.storage import is_uri
+from dreamfusion.tune import reaper
+from dreamfusion.tune.storage import is_uri
 
 #: Ray's session dir adds ~64 characters of socket path (`session_<date>_<pid>/sockets/plasma_store`) to its
 #: temp dir, and a unix socket path must fit in 107 bytes.
@@ -134,7 +134,7 @@ def start_reaper(marker: str, temp_dir: Path, token: Path) -> Callable[[], None]
     driver's exit closes too, however it exits)."""
     read_end, write_end = os.pipe()  # not inherited: only this process holds the write end
     process = subprocess.Popen(
-        [sys.executable, "-m", "dreamfusion.sweep.reaper", str(read_end), marker, str(temp_dir), str(token)],
+        [sys.executable, "-m", "dreamfusion.tune.reaper", str(read_end), marker, str(temp_dir), str(token)],
         pass_fds=(read_end,),
         start_new_session=True,  # out of the terminal's process group: a Ctrl-C is for the driver
         stdin=subprocess.DEVNULL,

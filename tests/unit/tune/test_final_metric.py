@@ -7,7 +7,7 @@ import os
 import pytest
 
 from dreamfusion.errors import first_line
-from dreamfusion.sweep.launch import STRICT_METRIC_ENV, _final_metric_allowed
+from dreamfusion.tune.launch import STRICT_METRIC_ENV, _final_metric_allowed
 
 
 @pytest.fixture(autouse=True)

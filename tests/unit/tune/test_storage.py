@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dreamfusion.sweep.storage import LAUNCH_FILE, Launch, new_launch
 from dreamfusion.tracking.callback import TrialTracker
+from dreamfusion.tune.storage import LAUNCH_FILE, Launch, new_launch
 
 
 def _claim_at(sweep_dir: str, start: float, names) -> None:

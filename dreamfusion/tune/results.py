@@ -10,9 +10,9 @@ from typing import Any
 
 from dreamfusion.errors import ConfigError, first_line
 from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.sweep.storage import Launch, load_launch, storage_root, sweep_names
 from dreamfusion.sweep.table import OFF, format_table
 from dreamfusion.tracking.store import runs_link, sqlite_path
+from dreamfusion.tune.storage import Launch, load_launch, storage_root, sweep_names
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 #: What `status` and `resume` say of a launch stopped before Tune saved anything it could restore.

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from dreamfusion.errors import ConfigError, RunError
-from dreamfusion.sweep.launch import TUNE_LOGGERS, errors_in_one_line, fit_tuner
-from dreamfusion.sweep.storage import Launch
 from dreamfusion.tracking.callback import TrialTracker
+from dreamfusion.tune.launch import TUNE_LOGGERS, errors_in_one_line, fit_tuner
+from dreamfusion.tune.storage import Launch
 
 
 class WrappedError(Exception):

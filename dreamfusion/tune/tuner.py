@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dreamfusion.sweep.search import build_scheduler, build_search
 from dreamfusion.sweep.space import BRANCH_PREFIX, dependents
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.table import short_names
-from dreamfusion.sweep.worker import TrialContext, sweep_trial
+from dreamfusion.tune.searchers import build_scheduler, build_search
+from dreamfusion.tune.worker import TrialContext, sweep_trial
 
 #: Checkpoints kept per trial under PBT: Ray warns that two or fewer lose checkpoints before they are copied (seen
 #: here: a copy failed with "does not exist on storage anymore" at two).
@@ -60,7 +60,7 @@ def config_path(spec: SweepSpec, key: str) -> str:
 def _run_config(spec: SweepSpec, sweep_dir: str, name: str) -> Any:
     from ray import tune
 
-    from dreamfusion.sweep.monitor import SweepMonitor
+    from dreamfusion.tune.monitor import SweepMonitor
 
     reporter = tune.CLIReporter(
         metric_columns={spec.tune.metric: spec.tune.metric, "step": "step"},

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from dreamfusion.errors import ConfigError, first_line
-from dreamfusion.sweep.embedded import embedded_ray, local_node
 from dreamfusion.sweep.progress import TRIAL_LINE_REGEX
 from dreamfusion.sweep.spec import Resources, SweepSpec
-from dreamfusion.sweep.storage import is_uri
 from dreamfusion.tracking.store import check_reachable
+from dreamfusion.tune.embedded import embedded_ray, local_node
+from dreamfusion.tune.storage import is_uri
 
 # Ray folds lines of different workers that differ only in numbers into one ("[repeated 2x across cluster]"); every
 # trial's eval lines must come through. Ray reads this when it is imported, so it is set before that.

@@ -1,6 +1,7 @@
-"""Population Based Training on a sweep: what PBT may perturb (`pbt_problem`), Ray Tune's scheduler built from
-`tune.pbt` (`pbt_scheduler`), and the record of each perturbation in the trial's MLflow run
-(`record_perturbation`), since a run's params, written once, keep the values the trial started with.
+"""Population Based Training on Ray Tune: the scheduler built from `tune.pbt` (`pbt_scheduler`), and the record
+of each perturbation in the trial's MLflow run (`record_perturbation`), since a run's params, written once, keep
+the values the trial started with. What PBT may perturb is checked before anything starts
+(`dreamfusion/sweep/search.py`).
 
 An exploiting trial continues from the checkpoint of the trial it copies (weights, optimiser, step and RNG, the
 same checkpoint a retry resumes from) with that trial's config perturbed; the trial state then takes the
@@ -12,49 +13,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from dreamfusion.sweep.space import Dimension, dependents, fmt_value
+from dreamfusion.sweep.space import Dimension, fmt_value
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.tracking.schema import PBT_COUNT_TAG, PBT_DIR, PBT_LAST_TAG, PBT_METRIC_PREFIX, PBT_VALUES_TAG
+from dreamfusion.tune.domains import tune_domain
 
-#: Config sections whose values a trial can change while continuing another trial's checkpoint; what the
-#: checkpoint's shapes depend on (the NeRF, the learned background) and what a trial is scored on cannot.
 if TYPE_CHECKING:
     from dreamfusion.tracking.callback import TrackingCallback
-
-MUTABLE = ("sds.", "optim.", "reg.", "camera.", "render.")
-FROZEN = ("render.background",)
-
-
-def pbt_problem(spec: SweepSpec) -> tuple[str, str] | None:
-    """(spec key, why) for the first thing PBT cannot do with this spec."""
-    p, t = spec.tune.pbt, spec.tune
-    if t.search not in ("random", "grid"):
-        return "tune.scheduler", f"pbt works with search random or grid (Tune's rule), not {t.search}"
-    if not p.mutate:
-        return "tune.pbt.mutate", "expected the space keys PBT perturbs, e.g. [sds.guidance_scale]"
-    for key in p.mutate:
-        if key not in spec.space:
-            return "tune.pbt.mutate", f"{key} is not a dimension of the space"
-        if spec.space[key].when is not None or dependents(spec.space, key):
-            return "tune.pbt.mutate", f"{key} is part of a condition; PBT perturbs a value every trial has"
-        if not key.startswith(MUTABLE) or key.startswith(FROZEN):
-            return "tune.pbt.mutate", (
-                f"{key}: a trial continuing another's checkpoint keeps its model and what it is scored on; "
-                f"expected keys under {', '.join(m.rstrip('.') for m in MUTABLE)}"
-            )
-    for key in spec.space:
-        if key not in p.mutate and key != "seed":
-            return f"space.{key}", (
-                "pbt: a trial that exploits another takes on its whole config, so this value would change too; "
-                "expected it in tune.pbt.mutate, or only seed besides the mutated keys"
-            )
-    base = spec.trial_config({})
-    if p.perturbation_interval % base.checkpoint_every:
-        return "tune.pbt.perturbation_interval", (
-            f"{p.perturbation_interval} is not a multiple of checkpoint_every ({base.checkpoint_every}, a multiple "
-            f"of eval.every {base.eval.every}): a trial exploits the checkpoint saved at the evaluation PBT ranked"
-        )
-    return None
 
 
 def pbt_scheduler(spec: SweepSpec) -> Any:
@@ -75,7 +40,7 @@ def pbt_scheduler(spec: SweepSpec) -> Any:
 
 def _mutation(dim: Dimension) -> Any:
     """A list PBT shifts along, or the domain it resamples and scales."""
-    return list(dim.argument) if dim.kind in ("grid", "choice") else dim.tune_domain()
+    return list(dim.argument) if dim.kind in ("grid", "choice") else tune_domain(dim.kind, dim.argument)
 
 
 class KeepInRange:
