@@ -203,7 +203,7 @@ def main() -> None:
     folder = args.out or Path(tempfile.mkdtemp(prefix="soak_"))
     folder.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(ROOT))
-    from dreamfusion.sweep.table import run_name
+    from dreamfusion.console.table import run_name
     from dreamfusion.sweep.validate import load_spec
 
     spec = load_spec(write_spec(folder, args.trials))

@@ -1,5 +1,5 @@
 """Measured step times per prior, NeRF size and device: the table `df-sweep launch --dry-run` estimates a sweep's
-CPU- or GPU-hours from (`dreamfusion/sweep/step_times.json`).
+CPU- or GPU-hours from (`dreamfusion/console/step_times.json`).
 
     python benchmarks/step_times.py [--priors toyworld,analytic] [--sizes tiny,small,medium,large] [--steps 10]
                                     [--threads 1] [--write]
@@ -24,9 +24,9 @@ import time
 import torch
 
 from dreamfusion.config.files import build_trial_config
+from dreamfusion.console.cost import TABLE
 from dreamfusion.priors.base import load_prior
 from dreamfusion.scoring.metrics import load_scorer
-from dreamfusion.sweep.cost import TABLE
 from dreamfusion.trial.evaluation import Evaluation
 from dreamfusion.trial.state import TrialState
 from dreamfusion.trial.step import SDSStep

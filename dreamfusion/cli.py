@@ -172,7 +172,7 @@ def launch(
 
     sweep = load_spec(spec, set_, max_trials)
     if dry_run:
-        from dreamfusion.sweep.table import dry_run_lines
+        from dreamfusion.console.table import dry_run_lines
         from dreamfusion.tracking.store import resolve_uri
         from dreamfusion.tune.session import local_slots, preflight
 
@@ -192,7 +192,7 @@ def validate(
     max_trials: int = typer.Option(10_000, "--max-trials", min=1, help=MAX_TRIALS_HELP),
 ) -> None:
     """Check a sweep spec (schema, keys, every value and combination) without running anything."""
-    from dreamfusion.sweep.table import count_text
+    from dreamfusion.console.table import count_text
     from dreamfusion.sweep.validate import load_spec
 
     sweep = load_spec(spec, set_, max_trials)

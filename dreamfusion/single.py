@@ -15,9 +15,9 @@ from pathlib import Path
 
 from dreamfusion.config.files import flatten, load_trial_config
 from dreamfusion.config.schema import TrialConfig
+from dreamfusion.console.progress import LOG_EVERY_S, StepRate, eval_line
+from dreamfusion.console.table import run_name
 from dreamfusion.errors import ConfigError, shorten
-from dreamfusion.sweep.progress import LOG_EVERY_S, StepRate, eval_line
-from dreamfusion.sweep.table import run_name
 from dreamfusion.tracking import provenance
 from dreamfusion.tracking.artifacts import fetch_config, fetch_init, get_run, looks_like_run_id
 from dreamfusion.tracking.callback import TrialTracker

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dreamfusion.sweep.progress import TRIAL_LINE_REGEX
+from dreamfusion.console.progress import TRIAL_LINE_REGEX
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -26,13 +26,13 @@ from dreamfusion.config.files import (
     read_yaml,
 )
 from dreamfusion.config.schema import TrialConfig
+from dreamfusion.console.table import count_text
 from dreamfusion.errors import ConfigError, shorten
 from dreamfusion.evaluators.base import make_evaluator_classes, metric_owner
 from dreamfusion.scoring.none import NO_SCORER
 from dreamfusion.sweep.search import search_problem
 from dreamfusion.sweep.space import KINDS, combinations, condition_problem, count
 from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.sweep.table import count_text
 from dreamfusion.trial.preflight import check_trial
 
 #: The most trials a spec may expand to unless `--max-trials` says more.

@@ -1,5 +1,6 @@
 """The driver's view of a running sweep: a Tune callback that prints trials done / running / pending, the elapsed
-time and an ETA (`progress.SweepClock`) whenever a trial ends and at least every `LOG_EVERY_S` between."""
+time and an ETA (`SweepClock` of `dreamfusion/console/progress.py`) whenever a trial ends and at least every
+`LOG_EVERY_S` between."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from dreamfusion.sweep.progress import LOG_EVERY_S, SweepClock
+from dreamfusion.console.progress import LOG_EVERY_S, SweepClock
 
 FINISHED = ("TERMINATED", "ERROR")
 

@@ -8,9 +8,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from dreamfusion.console.table import OFF, format_table
 from dreamfusion.errors import ConfigError, first_line
 from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.sweep.table import OFF, format_table
 from dreamfusion.tracking.store import runs_link, sqlite_path
 from dreamfusion.tune.storage import Launch, load_launch, storage_root, sweep_names
 

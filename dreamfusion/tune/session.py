@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from dreamfusion.console.progress import TRIAL_LINE_REGEX
 from dreamfusion.errors import ConfigError, first_line
-from dreamfusion.sweep.progress import TRIAL_LINE_REGEX
 from dreamfusion.sweep.spec import Resources, SweepSpec
 from dreamfusion.tracking.store import check_reachable
 from dreamfusion.tune.embedded import embedded_ray, local_node

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from dreamfusion.console.table import short_names
 from dreamfusion.sweep.space import BRANCH_PREFIX, dependents
 from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.sweep.table import short_names
 from dreamfusion.tune.searchers import build_scheduler, build_search
 from dreamfusion.tune.worker import TrialContext, sweep_trial
 

@@ -21,12 +21,12 @@ from typing import Any
 import torch
 
 from dreamfusion.config.schema import PriorConfig, ScoringConfig, TrialConfig
+from dreamfusion.console.progress import eval_line, trial_line
+from dreamfusion.console.table import run_name
 from dreamfusion.priors.base import Part, Prior, load_prior, resolve_device
 from dreamfusion.priors.served import ServedPrior
 from dreamfusion.scoring.metrics import Scorer, load_scorer
-from dreamfusion.sweep.progress import eval_line, trial_line
 from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.sweep.table import run_name
 from dreamfusion.tracking.artifacts import fetch_init, looks_like_run_id
 from dreamfusion.tracking.callback import TrackingCallback, TrialTracker
 from dreamfusion.tracking.schema import DIVERGED_TAG, FAILURE_TAG, INIT_RUN_TAG, NODE_TAG

@@ -1,8 +1,9 @@
 """The layout tells the architecture, and these checks keep it so: no import cycle anywhere (imports inside
 functions count), no module over 380 lines, and each layer imports only what it may (the field knows nothing of
 SDS, the trial nothing of Ray or MLflow, the sweep spec and its search space nothing of Ray or MLflow either, so
-that `validate` and `--dry-run` stay fast (what talks to Ray is `dreamfusion.tune`), neither the trial nor a sweep
-knows the toy world, and analysis reads MLflow, not the trial code)."""
+that `validate` and `--dry-run` stay fast (what talks to Ray is `dreamfusion.tune`), the console output that
+`df-sweep run` and sweeps share nothing of them too, neither the trial nor a sweep knows the toy world, and
+analysis reads MLflow, not the trial code)."""
 
 from __future__ import annotations
 
@@ -86,6 +87,7 @@ FORBIDDEN = [
             "dreamfusion.trial",
             "dreamfusion.sweep",
             "dreamfusion.tune",
+            "dreamfusion.console",
             "dreamfusion.tracking",
             "dreamfusion.sds",
             "dreamfusion.scoring",
@@ -108,6 +110,7 @@ FORBIDDEN = [
             "dreamfusion.toyworld",
             "dreamfusion.interrupts",
             "dreamfusion.sweep",
+            "dreamfusion.console",
         )
         for external in ("ray", "mlflow")
     ],
@@ -123,7 +126,13 @@ FORBIDDEN = [
     ],
     *[
         ("dreamfusion.trial", outer)
-        for outer in ("dreamfusion.sweep", "dreamfusion.tune", "dreamfusion.tracking", "dreamfusion.cli")
+        for outer in (
+            "dreamfusion.sweep",
+            "dreamfusion.tune",
+            "dreamfusion.console",
+            "dreamfusion.tracking",
+            "dreamfusion.cli",
+        )
     ],
     *[("dreamfusion.sds", outer) for outer in ("dreamfusion.trial", "dreamfusion.tracking", "dreamfusion.scoring")],
     *[
@@ -132,6 +141,7 @@ FORBIDDEN = [
             "dreamfusion.trial",
             "dreamfusion.sweep",
             "dreamfusion.tune",
+            "dreamfusion.console",
             "dreamfusion.priors",
             "dreamfusion.sds",
             "dreamfusion.nerf",

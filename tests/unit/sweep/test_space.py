@@ -12,9 +12,9 @@ import yaml
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
+from dreamfusion.console.table import trial_table
 from dreamfusion.sweep.space import combinations, count
 from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.sweep.table import trial_table
 from dreamfusion.tune.domains import variant_space
 from dreamfusion.tune.searchers import OptunaSpace, bohb_space, hyperopt_space
 
@@ -162,7 +162,7 @@ def test_bohb_configspace_leaves_an_inactive_value_out():
 
 
 def test_a_grid_cost_sums_its_trials_and_a_choice_averages_them():
-    from dreamfusion.sweep.cost import estimate, table, trial_seconds
+    from dreamfusion.console.cost import estimate, table, trial_seconds
 
     times = table()[0][("toyworld", "small", "cpu")]
     steps = {"steps": {"grid": [100, 300]}}

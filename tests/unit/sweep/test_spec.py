@@ -11,9 +11,9 @@ import yaml
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
+from dreamfusion.console.table import run_name, trial_table
 from dreamfusion.evaluators.base import make_evaluator_classes
 from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.sweep.table import run_name, trial_table
 from dreamfusion.sweep.validate import apply_spec_overrides, load_spec
 
 GOOD = {

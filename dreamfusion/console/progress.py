@@ -1,6 +1,6 @@
 """Progress you can act on: how far along a trial or a sweep is, how fast it goes and when it will be done, as
-lines for a terminal or a log. No Ray here: `monitor.py` feeds a sweep's trial states from Tune's loop, and
-`df-sweep run` feeds a trial's steps."""
+lines for a terminal or a log. No Ray here: `dreamfusion/tune/monitor.py` feeds a sweep's trial states from
+Tune's loop, and `df-sweep run` feeds a trial's steps."""
 
 from __future__ import annotations
 

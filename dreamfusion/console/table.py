@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from dreamfusion.sweep.cost import cost_lines
+from dreamfusion.console.cost import cost_lines
 from dreamfusion.sweep.space import Dimension, fmt_value
 from dreamfusion.sweep.spec import MODEL_BASED, SweepSpec
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from dreamfusion.console.progress import StepRate, SweepClock, duration, eval_line
 from dreamfusion.single import ConsoleProgress
-from dreamfusion.sweep.progress import StepRate, SweepClock, duration, eval_line
 from dreamfusion.trial.loop import TrialInfo
 
 

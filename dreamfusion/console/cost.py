@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamfusion.config.schema import TrialConfig
-from dreamfusion.sweep.progress import duration
+from dreamfusion.console.progress import duration
 from dreamfusion.sweep.space import combinations, count
 from dreamfusion.sweep.spec import SweepSpec
 
