@@ -4,44 +4,33 @@ render, the turntables load, the filter narrow the trials, and the console stay 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from browser_helpers import chromium, needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed (scripts/install_chromium.sh installs it)"
-)
-FLAGS = ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-dev-shm-usage"]
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def opened(report):
-    from playwright.sync_api import sync_playwright
-
     out, _ = report
     errors: list[str] = []
     refused: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1300, "height": 900})
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
 
-            def offline(route):
-                if route.request.url.startswith(("file:", "data:")):
-                    return route.continue_()
-                refused.append(route.request.url)
-                return route.abort()
+        def offline(route):
+            if route.request.url.startswith(("file:", "data:")):
+                return route.continue_()
+            refused.append(route.request.url)
+            return route.abort()
 
-            page.route("**/*", offline)
-            page.goto((out / "report.html").as_uri())
-            page.wait_for_load_state("load")
-            page.wait_for_timeout(1500)  # plotly draws after load
-            yield page, errors, refused
-        finally:
-            browser.close()
+        page.route("**/*", offline)
+        page.goto((out / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        page.wait_for_timeout(1500)  # plotly draws after load
+        yield page, errors, refused
 
 
 def test_the_page_asks_for_nothing_outside_and_logs_no_error(opened):
