@@ -3,8 +3,9 @@
 #   1. both adapters at full size (SD 2.1-base, IF-I-XL) from the shipped configs with random weights, float16 on
 #      CUDA: load time, ms per SDS step, peak CUDA memory, whether float16 stays finite (benchmarks/adapter_check.py);
 #   2. the packing table: k = 1, 2, 4, 8 trials on the GPU, local vs shared prior (benchmarks/gpu_packing.py).
-# It prints Markdown tables to paste into the README. Each part has a time limit (150 s, 300 s): with the installs,
-# under 8 minutes on one GPU (an estimate: the script has not yet run on a GPU, only in its CPU smoke mode).
+# It prints Markdown tables to paste into docs/results/benchmarks.md. Each part has a time limit (150 s, 300 s):
+# with the installs, under 8 minutes on one GPU (an estimate: the script has not yet run on a GPU, only in its CPU
+# smoke mode).
 #
 # Nothing of Ray or MLflow is needed (the packing harness is Ray-free). If diffusers, transformers, pydantic, PyYAML
 # or Pillow is missing, they are installed into a folder beside the machine's own torch, from the package registry,

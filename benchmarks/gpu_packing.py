@@ -11,7 +11,7 @@ per trial (1000 / median step time) and in total, peak memory in use (GPU: the w
 resident memory of the trial and service processes, sampled), and the batching achieved (mean requests per UNet
 call). Then max |ε̂ stacked − ε̂ alone| of k requests stacked into one call.
 
-On a GPU: a Markdown table for the README, and the last line
+On a GPU: a Markdown table for docs/results/benchmarks.md, and the last line
     gpu k=<ks> local_steps_per_s=<…> shared_steps_per_s=<…> shared_over_local_memory=<…> batched_max_abs_diff=<x>
 (totals and ratio at the largest k). With --cpu (default k = 2, float32, 2 steps, a small NeRF: the prior is what
 is measured) the shared run uses max batch 1, so its trials must equal the local ones bit for bit; last line

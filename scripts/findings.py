@@ -1,5 +1,6 @@
-"""Reproduce the README's findings: launch the flagship (`sweeps/timesteps.yaml`) and the guidance ladder
-(`sweeps/guidance.yaml`) with more seeds, report each (its newest launch only), and print what they found.
+"""Reproduce the findings (docs/results/flagship.md; the method in docs/guide/reports.md): launch the flagship
+(`sweeps/timesteps.yaml`) and the guidance ladder (`sweeps/guidance.yaml`) with more seeds, report each (its newest
+launch only), and print what they found.
 
     python scripts/findings.py [--timesteps-seeds N] [--guidance-seeds N] [--out DIR] [--quick] [--set k=v]...
 

@@ -56,7 +56,7 @@ def serve_ui(
         (warn or echo)(
             f"warning: --host {host}: the MLflow UI is served to every machine that reaches this one, with no "
             f"authentication: anyone can read, change and delete runs. Keep 127.0.0.1 and use an SSH tunnel, or "
-            f"put auth in front (README: Sharing the MLflow UI)"
+            f"put auth in front (docs/guide/security.md: Sharing the MLflow UI)"
         )
     command = server_command(uri, host, port)
     base = f"http://{host}:{port}"

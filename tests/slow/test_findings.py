@@ -1,6 +1,6 @@
 """scripts/findings.py end to end on tiny trials (`--quick`, one seed each: 27 trials of the real toyworld prior,
 several minutes on 2 cores): both sweeps launch, both reports land, and the closing line carries the numbers the
-README's findings quote. Slow tier: CI skips it."""
+findings quote (docs/results/flagship.md). Slow tier: CI skips it."""
 
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ from dreamfusion.nerf.render import Lighting, composite, render, render_shadings
 
 torch.set_num_threads(1)
 
-# Parameter counts for the README table, by hand from NERF_PRESETS in config.py.
+# Parameter counts for the NeRF size table (docs/guide/spec.md), by hand from NERF_PRESETS in config.py.
 # grid = F · Σ_levels R³ (levels geometric from base to max resolution, rounded); the decoder is
 # Linear(L·F → W) + (depth − 1) × Linear(W → W) + Linear(W → 4), each with weights and biases.
 #   tiny:   L=2 F=2  R=[8,16]:            2·(512+4096)                        =      9,216

@@ -28,7 +28,7 @@ def test_ui_on_every_interface_warns_before_anything_starts(tmp_path, monkeypatc
     lines = result.output.strip().splitlines()
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert lines[0].startswith("warning: --host 0.0.0.0: the MLflow UI is served to every machine")
-    assert "no authentication" in lines[0] and "README: Sharing the MLflow UI" in lines[0]
+    assert "no authentication" in lines[0] and "docs/guide/security.md: Sharing the MLflow UI" in lines[0]
     assert lines[1].endswith("no MLflow store here yet; df-sweep launch or df-sweep run creates it")
     quiet = CliRunner().invoke(app, ["ui", "--host", "127.0.0.1"])
     assert "warning" not in quiet.output and quiet.exit_code == 2
