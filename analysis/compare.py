@@ -61,14 +61,16 @@ def levels(sweep: Sweep, axis: str) -> list:
 
 def config_means(sweep: Sweep, metric: str | None = None) -> pd.DataFrame:
     """Each config (combination of the compared axes other than prompt) with its mean ± 95% CI over prompts and
-    seeds, in the direction of the sweep's mode. Descriptive: `comparisons.csv` says which gaps are real."""
+    seeds, best first where the metric's direction is known (highest first where not). Descriptive:
+    `comparisons.csv` says which gaps are real."""
     metric = metric or sweep.metric
     axes = [a for a in axes_to_compare(sweep) if a != "prompt"] or axes_to_compare(sweep)
     axes += ["sweep"] if len(sweep.sources) > 1 else []
     if not axes:
         return pd.DataFrame(columns=["mean", "ci95", "n"])
     table = group_summary(sweep, axes, metric)
-    return table.sort_values("mean", ascending=sweep.mode == "min", na_position="last").reset_index(drop=True)
+    ascending = sweep.direction(metric) == "min"
+    return table.sort_values("mean", ascending=ascending, na_position="last").reset_index(drop=True)
 
 
 def dreamfusion_table(sweep: Sweep, ground_truth: dict[str, float] | None = None) -> pd.DataFrame:

@@ -4,7 +4,8 @@ MLflow's own `search_runs` into pandas.
 Layout read (written by `dreamfusion/tracking/`, named in its `schema.py`): experiment = sweep name; one parent
 run per launch tagged `df.sweep`, the spec as its `spec.yaml`; one child run per trial tagged
 `mlflow.parentRunId`, params = the flattened trial config, metrics = whatever the trial's steps and evaluators
-logged, `df.component.<kind>` = `name@version` of each component it ran.
+logged, `df.component.<kind>` = `name@version` of each component it ran, `df.direction.<metric>` = which way each
+score is better and `df.levels.<metric>` = what an index metric's values name, as the evaluators declared them.
 
 Several sweeps, or launches of one (`NAME@LAUNCH`), load into one frame with a `sweep` column naming each.
 """
@@ -23,8 +24,11 @@ import yaml
 from dreamfusion.errors import ConfigError
 from dreamfusion.tracking.schema import (
     COMPONENT_TAG_PREFIX,
+    DIRECTION_TAG_PREFIX,
     FAILURE_TAG,
     LAUNCH_TAG,
+    LEVELS_SEPARATOR,
+    LEVELS_TAG_PREFIX,
     PARENT_TAG,
     RUN_NAME_TAG,
     SPEC_ARTIFACT,
@@ -69,6 +73,8 @@ class Sweep:
     mode: str = "max"
     continuous: set[str] = field(default_factory=set)  # varied keys drawn per trial rather than taken from levels
     missing: list[str] = field(default_factory=list)  # what a partial sweep lacks, in words
+    directions: dict[str, str] = field(default_factory=dict)  # metric → "max"/"min", as its runs record it
+    levels: dict[str, list[str]] = field(default_factory=dict)  # index metric → what its values 0, 1, … name
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -81,6 +87,15 @@ class Sweep:
     @property
     def labels(self) -> list[str]:
         return [s.label for s in self.sources]
+
+    def direction(self, metric: str) -> str | None:
+        """Which way `metric` is better, "max" or "min": as its runs record it (the evaluator that logs it declares
+        it), else, for a metric a spec ranks by, that spec's `tune.mode`. Otherwise None, and a report states a
+        difference without calling either side better: that is all it can honestly say of runs logged before
+        directions were recorded, and of step metrics (loss, step time), which no evaluator declares; a guess from
+        the metric's name could crown the worse level."""
+        ranked_by = {s.tune.get("metric", self.metric): s.tune.get("mode", self.mode) for s in self.sources}
+        return self.directions.get(metric) or (ranked_by or {self.metric: self.mode}).get(metric)
 
 
 def load_sweep(name: str, tracking_uri: str | None = None, with_curves: bool = True) -> Sweep:
@@ -122,6 +137,8 @@ def load_sweeps(names: list[str], tracking_uri: str | None = None, with_curves: 
         first.get("metric", "clip_r_precision"),
         first.get("mode", "max"),
         continuous,
+        directions=_recorded(runs, DIRECTION_TAG_PREFIX),
+        levels={m: names.split(LEVELS_SEPARATOR) for m, names in _recorded(runs, LEVELS_TAG_PREFIX).items()},
     )
     sweep.missing = [note for s in sources for note in _missing(sweep, s)]
     return sweep
@@ -152,6 +169,17 @@ def _search(uri: str, experiment_id: str) -> pd.DataFrame:
 def _tag(runs: pd.DataFrame, tag: str) -> pd.Series:
     column = f"tags.{tag}"
     return runs[column] if column in runs else pd.Series(None, index=runs.index, dtype=object)
+
+
+def _recorded(runs: pd.DataFrame, prefix: str) -> dict[str, str]:
+    """metric → the value the runs' `<prefix><metric>` tags hold, where they agree. Runs that disagree (sweeps
+    compared across a change of the declaration) leave the metric out: unknown, rather than either one's."""
+    found = {}
+    for column in (c for c in runs if c.startswith(f"tags.{prefix}")):
+        values = runs[column].dropna().unique()
+        if len(values) == 1:
+            found[column.removeprefix(f"tags.{prefix}")] = str(values[0])
+    return found
 
 
 def _source(client, uri: str, name: str) -> tuple[Source, pd.DataFrame]:

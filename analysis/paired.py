@@ -5,7 +5,7 @@ within the axis and metric, with the confidence interval that inverts the same t
 Conventions (the columns of comparisons.csv):
 - `delta` = mean over pairs of metric(level_a) − metric(level_b), in the metric's own units, whichever direction
   is better: `a>b` says level_a's value is higher. For `gt_colour_error`, where lower is better, `a>b` therefore
-  means level_a is *worse*; `direction` says which way is better where it is known.
+  means level_a is *worse*; `direction` says which way is better where the runs record it (blank where not).
 - `ci_low, ci_high`: the interval of the mean difference at level 1 − 0.05/(m − rank + 1) (m pairs of levels in
   the family, rank of this p among them): the level Holm tests this comparison at, so the interval excludes 0
   whenever `p_adj` < 0.05. It may be infinite: with n pairs no p-value falls below 2/2^n.
@@ -26,9 +26,8 @@ from analysis import stats
 from analysis.compare import axes_to_compare, levels
 from analysis.load import Sweep, varied_frame
 
-#: Exact scores of the toy world's ground truth, compared beside the sweep's own metric wherever trials log them;
-#: which way is better (the evaluators declare it; analysis reads MLflow only, so it is restated here).
-GROUND_TRUTH = {"gt_iou": "max", "gt_colour_error": "min"}
+#: Exact scores of the toy world's ground truth, compared beside the sweep's own metric wherever trials log them.
+GROUND_TRUTH = ("gt_iou", "gt_colour_error")
 COLUMNS = [
     "axis",
     "level_a",
@@ -48,13 +47,11 @@ COLUMNS = [
 TREND_COLUMNS = ["axis", "metric", "scale", "slope", "ci_low", "ci_high", "p_adj", "verdict", "n", "p"]
 
 
-def compared_metrics(sweep: Sweep) -> dict[str, str]:
-    """Metric → better direction: each source's `tune.metric` (its `tune.mode`), then the ground-truth scores."""
-    found = {s.tune.get("metric", sweep.metric): s.tune.get("mode", sweep.mode) for s in sweep.sources}
-    found = found or {sweep.metric: sweep.mode}
-    found |= {m: d for m, d in GROUND_TRUTH.items() if m not in found}
+def compared_metrics(sweep: Sweep) -> dict[str, str | None]:
+    """Metric → better direction (`Sweep.direction`): each source's `tune.metric`, then the ground-truth scores."""
+    ranked = [s.tune.get("metric", sweep.metric) for s in sweep.sources] or [sweep.metric]
     t = sweep.finished
-    return {m: d for m, d in found.items() if m in t and t[m].notna().any()}
+    return {m: sweep.direction(m) for m in dict.fromkeys([*ranked, *GROUND_TRUTH]) if m in t and t[m].notna().any()}
 
 
 def blocks(sweep: Sweep, axis: str) -> list[str]:

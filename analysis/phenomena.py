@@ -1,6 +1,9 @@
 """Readings of SDS's failure modes over a sweep, from the trials' exact toy-world metrics: the colour diversity of
 colour-unspecified prompts across seeds (mode collapse), the Janus rate, the slope of colour error against guidance
-(over-saturation) and the rate at which the torus keeps its hole (over-smoothing)."""
+(over-saturation) and the rate at which the torus keeps its hole (over-smoothing).
+
+What the world is (its colours, which captions leave the colour open) comes from the runs, as the toy world's
+evaluators log and declare it, never from a copy here: the tables follow the world when it changes."""
 
 from __future__ import annotations
 
@@ -10,16 +13,18 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-#: Categories a colour-unspecified prompt can become: the toy world's six colours.
-COLOURS = 6
+#: The colour a trial's object became, an index into the colours its runs record as the metric's levels; and 1 when
+#: its prompt left that colour to SDS (the trials whose choices measure diversity).
+COLOUR_CHOICE = "gt_colour_index"
+COLOUR_OPEN = "gt_colour_open"
 
 
 def entropy_bits(choices: Iterable[float]) -> float:
     """Plug-in entropy, in bits, of the empirical distribution of the categories in `choices`.
 
-    0 when every trial chose the same colour (mode collapse); log2(6) = 2.585 for six colours equally. With n
-    trials it cannot exceed log2(n), and its expectation under the uniform law sits below log2(6) (by about
-    5/(2n ln 2) bits): compare sweeps at equal n.
+    0 when every trial chose the same colour (mode collapse); log2(k) for k colours equally. With n trials it
+    cannot exceed log2(n), and its expectation under the uniform law sits below log2(k) (by about (k − 1)/(2n ln 2)
+    bits): compare sweeps at equal n.
     """
     values = pd.Series(list(choices)).dropna()
     if values.empty:
@@ -28,31 +33,27 @@ def entropy_bits(choices: Iterable[float]) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def is_colour_unspecified(prompt: str) -> bool:
-    """'a coloured cube' (with or without a view suffix): the prompts whose colour is left to SDS."""
-    words = prompt.lower().split()
-    return len(words) >= 2 and words[1] == "coloured"
-
-
-def diversity_table(trials: pd.DataFrame, varied: list[str]) -> pd.DataFrame:
+def diversity_table(trials: pd.DataFrame, varied: list[str], colours: list[str]) -> pd.DataFrame:
     """Colour entropy across seeds (and prompts) of the colour-unspecified trials, per setting of the other varied
-    parameters: columns `<params>`, `trials`, `colour_entropy_bits`, `counts` (trials per colour, world order)."""
-    if "gt_colour_index" not in trials or "param:prompt" not in trials:
+    parameters: columns `<params>`, `trials`, `colour_entropy_bits`, `counts` (trials per colour, in the order of
+    `colours`, the levels the runs record for the colour choice). Empty where the runs do not record which prompts
+    left the colour open, or the colours (runs logged before they did): better no table than one from a guess."""
+    if COLOUR_CHOICE not in trials or COLOUR_OPEN not in trials or not colours:
         return pd.DataFrame()
-    rows = trials[trials["param:prompt"].map(is_colour_unspecified) & trials["gt_colour_index"].notna()]
+    rows = trials[(trials[COLOUR_OPEN] == 1) & trials[COLOUR_CHOICE].notna()]
     if rows.empty:
         return pd.DataFrame()
     keys = [f"param:{k}" for k in varied if k not in ("seed", "prompt") and f"param:{k}" in rows]
     groups = rows.groupby(keys, dropna=False) if keys else [((), rows)]
     out = []
     for key, group in groups:
-        counts = group["gt_colour_index"].astype(int).value_counts().reindex(range(COLOURS), fill_value=0)
+        counts = group[COLOUR_CHOICE].astype(int).value_counts().reindex(range(len(colours)), fill_value=0)
         setting = dict(zip([k.removeprefix("param:") for k in keys], key if isinstance(key, tuple) else (key,)))
         out.append(
             {
                 **setting,
                 "trials": len(group),
-                "colour_entropy_bits": entropy_bits(group["gt_colour_index"]),
+                "colour_entropy_bits": entropy_bits(group[COLOUR_CHOICE]),
                 "counts": " ".join(str(int(c)) for c in counts),
             }
         )

@@ -8,6 +8,7 @@ or launches are compared, settings.csv (what differs between them), plus the plo
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from analysis.interactive import figures
 from analysis.load import Sweep, SweepNotFound, load_sweeps
 from analysis.media import fetch_turntables
 from analysis.paired import comparisons, trends
-from analysis.phenomena import diversity_table
+from analysis.phenomena import COLOUR_CHOICE, diversity_table
 from analysis.plots import all_plots
 from analysis.verdicts import headline
 
@@ -60,9 +61,11 @@ def tables(sweep: Sweep) -> dict[str, pd.DataFrame]:
         f"Means by config ({sweep.metric}; descriptive, see the comparisons for what differs)": config_means(sweep),
         "R-precision, colour and geometry (DreamFusion Table 1 style)": dreamfusion_table(sweep, ground_truth(sweep)),
     }
-    diversity = diversity_table(sweep.finished, sweep.varied)
+    colours = sweep.levels.get(COLOUR_CHOICE, [])
+    diversity = diversity_table(sweep.finished, sweep.varied, colours)
     if len(diversity):
-        out["Colour diversity across seeds (colour-unspecified prompts; log2 6 = 2.585 bits is uniform)"] = diversity
+        uniform = f"log2 {len(colours)} = {math.log2(len(colours)):.3f} bits is uniform"
+        out[f"Colour diversity across seeds (colour-unspecified prompts; {uniform})"] = diversity
     for axis in axes_to_compare(sweep):
         out[f"By {axis}"] = group_summary(sweep, [axis])
     return out
