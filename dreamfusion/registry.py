@@ -6,8 +6,16 @@ all ask the registry, so a new variant is one `@register`ed class in one file an
 
     @register
     class Sqrt(Schedule):
-        name, version, summary = "my_sqrt", "1", "t = t_max·(1 − √progress)"
+        name, version, summary = "my_sqrt", "1", "t = t_max·(1 − progress^p)"
+
+        class Options(registry.Options):
+            power: float = Field(0.5, gt=0)  # a docstring below a field is its reference entry
+
         def __call__(self, step, generator): ...
+
+A component's options are keys of the config block that selects it (`sds.timesteps.power` above, beside
+`sds.timesteps.schedule`): specs address them by the same dotted keys, the block validates them against the chosen
+class's `Options`, and `df-sweep config`, the docs and the MLflow params list them.
 
 Components register when their module is imported: the built-ins below always (imported by name on first use,
 so that this module imports none of them and nothing here can form an import cycle), third-party packages through
@@ -20,7 +28,10 @@ import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Annotated, Any, ClassVar, Protocol, TypeVar, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
 
 from dreamfusion.errors import ConfigError, first_line
 
@@ -33,6 +44,12 @@ KINDS: dict[str, str] = {
     "loss": "sds.loss",
     "evaluator": "eval.evaluators",
 }
+
+
+def block(kind: str) -> str:
+    """The config block that selects a component of this kind and holds its options: `sds.timesteps`."""
+    return KINDS[kind].rpartition(".")[0]
+
 
 #: Modules of the components that ship with df-sweep, imported by name the first time the registry is read.
 BUILTINS: tuple[str, ...] = (
@@ -82,8 +99,35 @@ class Needs:
     """Works only with this prior (a scorer that reads the prior's own data, say)."""
 
 
+#: What every config block and every component's options obey: unknown keys are errors, assignments are validated,
+#: floats are finite, and a field's docstring is its reference entry.
+STRICT = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True, allow_inf_nan=False)
+
+
+class Options(BaseModel):
+    """Base of a component's own typed options (a nested `class Options(registry.Options)` on the component)."""
+
+    model_config = STRICT
+
+
+#: The type of an option that is a prompt: checked against the prior's vocabulary before anything is loaded.
+Prompt = Annotated[str, Field(json_schema_extra={"prompt": True})]
+
+
+def is_prompt(info: FieldInfo) -> bool:
+    """Whether an option's type is `Prompt`, alone or in a union (`Prompt | None`)."""
+
+    def marked(annotation: Any) -> bool:
+        extras = [getattr(m, "json_schema_extra", None) for m in getattr(annotation, "__metadata__", ())]
+        return any(isinstance(e, dict) and e.get("prompt") for e in extras) or any(map(marked, get_args(annotation)))
+
+    extra = info.json_schema_extra
+    return (isinstance(extra, dict) and bool(extra.get("prompt"))) or marked(info.annotation)
+
+
 class Component:
-    """Base of every registered class: its kind (set by the kind's base class), name, version and catalogue line."""
+    """Base of every registered class: its kind (set by the kind's base class), name, version, catalogue line and
+    options."""
 
     kind: ClassVar[str]
     name: ClassVar[str]
@@ -92,8 +136,8 @@ class Component:
     summary: ClassVar[str] = ""
     """One line for `df-sweep priors` / `df-sweep config`: what it is, with its reference."""
     needs: ClassVar[Needs] = Needs()
-    options: ClassVar[tuple[str, ...]] = ()
-    """Dotted trial-config keys that only this component reads (a sweep varying one must select it somewhere)."""
+    Options: ClassVar[type[Options]] = Options
+    """The component's own settings; a subclass declares a nested `class Options(registry.Options)`."""
 
     @classmethod
     def label(cls) -> str:
@@ -146,9 +190,14 @@ def components(kind: str) -> list[type[Any]]:
     return [_registered[kind][n] for n in names(kind)]
 
 
+def option_keys(cls: type[Component]) -> list[str]:
+    """The dotted trial-config keys of a component's options: `sds.timesteps.strata`."""
+    return [f"{block(cls.kind)}.{name}" for name in cls.Options.model_fields]
+
+
 def owners(key: str) -> list[type[Component]]:
     """The components that declare `key` as one of their own options."""
-    return [c for kind in KINDS for c in components(kind) if key in c.options]
+    return [c for kind in KINDS for c in components(kind) if key in option_keys(c)]
 
 
 def load_plugins(modules: Iterable[str]) -> None:

@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from dreamfusion import registry
+from dreamfusion.config.base import OPTION_ERROR, Selecting
 from dreamfusion.config.schema import PriorConfig, TrialConfig
 from dreamfusion.errors import ConfigError
 
@@ -20,8 +21,10 @@ def describe_error(err: ValidationError, source: str, prefix: str = "") -> str:
     """One line per pydantic error, in the form `file: key.path: what was expected`."""
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
-    key = ".".join(p for p in (prefix, loc) if p)
     msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == OPTION_ERROR:  # a component's option: the error's location is its block
+        loc, msg = ".".join(p for p in (loc, first["ctx"]["key"]) if p), first["ctx"]["message"]
+    key = ".".join(p for p in (prefix, loc) if p)
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     extra = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
@@ -144,7 +147,8 @@ def to_yaml(cfg: TrialConfig) -> str:
 
 
 def reference(model: type[BaseModel] = TrialConfig, indent: int = 0) -> list[str]:
-    """The schema as commented YAML (defaults and every field's docstring): `df-sweep config` and the README."""
+    """The schema as commented YAML (defaults and every field's docstring), a block's component options after its
+    own fields: what `df-sweep config` prints."""
     lines: list[str] = []
     pad = "  " * indent
     defaults = model()
@@ -155,9 +159,28 @@ def reference(model: type[BaseModel] = TrialConfig, indent: int = 0) -> list[str
             lines.append(f"{pad}{name}:{'  # ' + doc if doc else ''}")
             lines += reference(type(value), indent + 1)
             continue
-        rendered = json.dumps(value, ensure_ascii=False)  # JSON scalars and lists are valid YAML
-        lines.append(f"{pad}{name}: {rendered}{'  # ' + doc if doc else ''}")
+        lines.append(_entry(pad, name, value, doc))
+    if issubclass(model, Selecting):
+        for key, (owners, info) in component_options(model).items():
+            readers = f"{owners[0].kind} {', '.join(c.name for c in owners)} only: "
+            doc = readers + " ".join((info.description or "").split())
+            lines.append(_entry(pad, key, info.get_default(call_default_factory=True), doc))
     return lines
+
+
+def component_options(block: type[Selecting]) -> dict[str, tuple[list[type[registry.Component]], Any]]:
+    """Every registered option a block accepts: key → (the components that declare it, the first one's field)."""
+    found: dict[str, tuple[list[type[registry.Component]], Any]] = {}
+    for kind in block.selects.values():
+        for component in registry.components(kind):
+            for key, info in component.Options.model_fields.items():
+                found.setdefault(key, ([], info))[0].append(component)
+    return found
+
+
+def _entry(pad: str, name: str, value: Any, doc: str) -> str:
+    rendered = json.dumps(value, ensure_ascii=False)  # JSON scalars and lists are valid YAML
+    return f"{pad}{name}: {rendered}{'  # ' + doc if doc else ''}"
 
 
 def _registered_names(info: Any) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from dreamfusion import registry
-from dreamfusion.config.base import EvaluatorName, PriorName, Schema
+from dreamfusion.config.base import EvaluatorName, PriorName, Schema, Selecting
 from dreamfusion.config.scene import NERF_PRESETS, CameraConfig, NerfConfig, RenderConfig, ShadingMix
 from dreamfusion.config.sds import SDSConfig, TimestepConfig
 
@@ -61,7 +61,11 @@ class RegConfig(Schema):
     `lambda_sparsity`, 1 in its dreamfusion configs)."""
 
 
-class EvalConfig(Schema):
+class EvalConfig(Selecting):
+    """Evaluation, and the options of the registered evaluators."""
+
+    selects = {"evaluators": "evaluator"}
+
     every: int = Field(100, ge=1)
     """Evaluate (render eval views, score) every N steps, and at the last step."""
     views: int = Field(8, ge=1, le=64)
@@ -117,7 +121,11 @@ class ExportConfig(Schema):
     """Size cap of the mp4: a larger one is encoded again at a lower quality until it fits."""
 
 
-class PriorConfig(Schema):
+class PriorConfig(Selecting):
+    """The prior, and the options of the registered priors."""
+
+    selects = {"kind": "prior"}
+
     kind: PriorName = "toyworld"
     """`toyworld`: the embedded small diffusion model of a toy world (CPU); `analytic`: its known-answer twin;
     `stable-diffusion` / `deepfloyd-if`: a diffusers pipeline (GPU); or any registered prior."""
@@ -136,9 +144,6 @@ class PriorConfig(Schema):
     would (identical results), larger values trade a little kernel-level float difference for throughput."""
     batch_wait_ms: float = Field(2.0, ge=0, le=1000)
     """`shared`: how long the service waits, after a request arrives, for others to batch with it."""
-    front_bias: float = Field(0.0, ge=0, lt=1)
-    """`analytic`: share of its world's views that look at the object head-on (|azimuth| ≤ 15°), the rest uniform:
-    the photographs' bias towards an object's front (the suspected cause of the Janus problem)."""
     latents: Literal["mean", "sample"] = "mean"
     """Latent priors (Stable Diffusion): a render's latent is its VAE posterior's mean (no VAE noise in the SDS
     gradient) or a sample from it, from the trial's generator (threestudio's `posterior.sample()`)."""
@@ -161,7 +166,11 @@ class PriorConfig(Schema):
         return {"kind": best, "model": data}
 
 
-class ScoringConfig(Schema):
+class ScoringConfig(Selecting):
+    """The scorer, and the options of the registered scorers."""
+
+    selects = {"model": "scorer"}
+
     model: str = "auto"
     """`auto` pairs the prior with its own scorer; a registered scorer's name (`analytic` scores by the analytic
     prior's image set); otherwise a transformers CLIP hub id or local path (e.g. openai/clip-vit-base-patch32)."""
@@ -173,8 +182,8 @@ class TrialConfig(Schema):
     seed: int = Field(0, ge=0)
     """Seeds the field init, cameras, noise, timesteps and shading choices."""
     steps: int = Field(100, ge=1)
-    """Optimisation steps. 100: the toy world's default trial reaches the final `gt_iou` of 400 steps (the default
-    before issue 18) at under a third of the CPU time (`benchmarks/trial_cost.py`, README "Trial cost")."""
+    """Optimisation steps. 100: the toy world's default trial reaches the final `gt_iou` of 400 steps at under a
+    third of the CPU time (`benchmarks/trial_cost.py`)."""
     device: str = "auto"
     """`auto` (CUDA if available), `cpu`, `cuda`, `cuda:1`."""
     checkpoint_every: int = Field(100, ge=1)
@@ -185,27 +194,27 @@ class TrialConfig(Schema):
     init_from: str | None = Field(None, min_length=1)
     """Start from another trial's field (an MLflow run id, a trial or checkpoint directory, a weights file) with a fresh
     optimiser, step 0 and this trial's seed; a larger `nerf` grows the source into it (`dreamfusion/nerf/grow.py`)."""
-    prior: PriorConfig = PriorConfig()
+    prior: PriorConfig = Field(default_factory=PriorConfig)
     """The frozen text-to-image prior."""
-    scoring: ScoringConfig = ScoringConfig()
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     """The model behind clip_score and clip_r_precision."""
-    nerf: NerfConfig = NerfConfig()
+    nerf: NerfConfig = Field(default_factory=NerfConfig)
     """The field and its size."""
-    render: RenderConfig = RenderConfig()
+    render: RenderConfig = Field(default_factory=RenderConfig)
     """Volume rendering and shading."""
-    camera: CameraConfig = CameraConfig()
+    camera: CameraConfig = Field(default_factory=CameraConfig)
     """Random training cameras."""
-    sds: SDSConfig = SDSConfig()
+    sds: SDSConfig = Field(default_factory=SDSConfig)
     """Score distillation."""
-    optim: OptimConfig = OptimConfig()
+    optim: OptimConfig = Field(default_factory=OptimConfig)
     """Optimiser."""
-    reg: RegConfig = RegConfig()
+    reg: RegConfig = Field(default_factory=RegConfig)
     """Regularisers."""
-    eval: EvalConfig = EvalConfig()
+    eval: EvalConfig = Field(default_factory=EvalConfig)
     """Evaluation and final renders."""
     speed: SpeedConfig = Field(default_factory=SpeedConfig)
     """Speed-ups of the same computation (`DF_SWEEP_SPEEDUPS=off` turns them all off by default)."""
-    export: ExportConfig = ExportConfig()
+    export: ExportConfig = Field(default_factory=ExportConfig)
     """The final artifacts to take away: weights, mesh, mp4."""
 
     @model_validator(mode="before")

@@ -1,5 +1,6 @@
 """Config of score distillation: the timestep schedule and the SDS block (guidance, weighting, loss, non-finite
-policy). The names of schedules, weightings and losses are registered components."""
+policy). The names of schedules, weightings and losses are registered components; their options are declared on
+their classes and accepted here as keys of the block that names them."""
 
 from __future__ import annotations
 
@@ -7,32 +8,20 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dreamfusion.config.base import LossName, ScheduleName, Schema, WeightingName
+from dreamfusion.config.base import LossName, ScheduleName, Selecting, WeightingName
 
 
-class TimestepConfig(Schema):
+class TimestepConfig(Selecting):
+    """The timestep schedule, and the options of the registered schedules (`anneal_to`, `strata`, ...)."""
+
+    selects = {"schedule": "schedule"}
+
     schedule: ScheduleName = "anneal"
     """How t is drawn per step: a registered schedule (`df-sweep config` lists them; `dreamfusion/sds/schedules.py`)."""
     t_min: float = Field(0.02, ge=0, le=1)
     """Smallest t as a fraction of the prior's T training steps."""
     t_max: float = Field(0.98, ge=0, le=1)
     """Largest t as a fraction of T (the start value for annealed schedules)."""
-    anneal_to: float = Field(0.5, ge=0, le=1)
-    """`anneal`: t_max decays linearly to this value."""
-    anneal_start: float = Field(0.0, ge=0, le=1)
-    """`anneal`: fraction of the run at which the decay starts."""
-    anneal_end: float = Field(0.5, ge=0, le=1)
-    """`anneal`: fraction of the run at which t_max reaches `anneal_to`."""
-    strata: int = Field(8, ge=1, le=1000)
-    """`stratified`: number of equal strata of [t_min, t_max], each visited once per cycle."""
-    dreamtime_m1: float = Field(800, ge=0)
-    """`dreamtime`, `dreamtime_plateau`: upper end of the plateau of the prior weight, in steps of T=1000."""
-    dreamtime_m2: float = Field(500, ge=0)
-    """`dreamtime`, `dreamtime_plateau`: lower end of the plateau."""
-    dreamtime_s1: float = Field(300, gt=0)
-    """`dreamtime`, `dreamtime_plateau`: width of the Gaussian tail above m1."""
-    dreamtime_s2: float = Field(100, gt=0)
-    """`dreamtime`, `dreamtime_plateau`: width of the Gaussian tail below m2."""
     per_view: bool = False
     """Draw t once per view of a step (threestudio) instead of once per step; deterministic schedules give every
     view the same t either way."""
@@ -41,14 +30,14 @@ class TimestepConfig(Schema):
     def _check_range(self) -> TimestepConfig:
         if self.t_min >= self.t_max:
             raise ValueError(f"t_min ({self.t_min}) must be < t_max ({self.t_max})")
-        if self.anneal_start > self.anneal_end:
-            raise ValueError("anneal_start must be <= anneal_end")
-        if self.dreamtime_m2 > self.dreamtime_m1:
-            raise ValueError("dreamtime_m2 must be <= dreamtime_m1")
         return self
 
 
-class SDSConfig(Schema):
+class SDSConfig(Selecting):
+    """Score distillation, and the options of the registered losses and weightings (`negative_prompt`, ...)."""
+
+    selects = {"loss": "loss", "weighting": "weighting"}
+
     guidance_scale: float = Field(20.0, ge=0)
     """Classifier-free guidance strength, read in the convention below."""
     guidance_convention: Literal["diffusers", "paper"] = "diffusers"
@@ -58,10 +47,7 @@ class SDSConfig(Schema):
     loss: LossName = "sds"
     """The score-distillation gradient: `sds` is DreamFusion's w(t)(ε̂ − ε); `csd` Classifier Score Distillation
     w(t)·s(ε_c − ε_u); `nfsd` Noise-Free Score Distillation w(t)(δ_D + s(ε_c − ε_u)) (`dreamfusion/sds/`)."""
-    negative_prompt: str | None = None
-    """`nfsd`: the negative prompt of its denoising term for t ≥ 0.2·T; null uses the prior's default (the NFSD
-    paper's "unrealistic, blurry, …" for Stable Diffusion and IF; "" for the toy world, which has no such words)."""
-    timesteps: TimestepConfig = TimestepConfig()
+    timesteps: TimestepConfig = Field(default_factory=TimestepConfig)
     """Timestep sampling schedule."""
     baseline: bool = True
     """Subtract the injected noise ε (the variance-reducing baseline); off gives w(t)·ε̂."""

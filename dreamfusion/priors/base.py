@@ -27,9 +27,6 @@ class Prior(registry.Component, abc.ABC):
     kind = "prior"
     #: The scorer `scoring.model: auto` pairs this prior with.
     scorer: ClassVar[str] = "clip"
-    #: The negative prompt NFSD uses unless `sds.negative_prompt` is set: words this model knows for a bad image.
-    #: "" (the unconditional prompt) for a model that knows none.
-    default_negative_prompt: ClassVar[str] = ""
     device: torch.device
     #: dtype the denoiser runs in (float16 on CUDA for the diffusers priors); SDS always sees float32.
     dtype: torch.dtype

@@ -31,10 +31,6 @@ ARCHITECTURES = Path(__file__).parent / "architectures"
 RANDOM_SEED = 0
 #: What a denoiser may predict for SDS: ε itself, or v = α_t·ε − σ_t·x (Salimans & Ho 2022), converted to ε.
 PREDICTION_TYPES = ("epsilon", "v_prediction")
-#: NFSD's negative prompt (Katzir et al. 2023): words a text-to-image model associates with a bad image.
-NFSD_NEGATIVE_PROMPT = (
-    "unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, low-resolution, gloomy"
-)
 
 
 class DiffusersPrior(Prior):
@@ -44,7 +40,6 @@ class DiffusersPrior(Prior):
     default_model: ClassVar[str]
     #: The shipped architectures (`random:<name>`) this adapter builds.
     architectures: ClassVar[tuple[str, ...]] = ()
-    default_negative_prompt = NFSD_NEGATIVE_PROMPT
     model: str
     #: One of PREDICTION_TYPES: what the checkpoint's UNet outputs, from its scheduler config.
     prediction_type: str

@@ -35,7 +35,8 @@ class Loss(registry.Component, abc.ABC):
 
     def __init__(self, cfg: SDSConfig) -> None:
         self.cfg = cfg
-        self.weight: Weighting = make_weighting(cfg.weighting)
+        self.options = cfg.options_for(type(self))
+        self.weight: Weighting = make_weighting(cfg)
 
     @abc.abstractmethod
     def __call__(

@@ -7,17 +7,20 @@
 
 The paper decomposes the guided score into a noise term, a domain term and a condition term, and drops the noise
 term that SDS cancels only in expectation; the negative prompt y_neg (`sds.negative_prompt`) describes the
-out-of-domain images the render should move away from. s multiplies δ_C as in the guided prediction
+out-of-domain images the render should move away from: the paper's words by default, where the prior's
+vocabulary is open. s multiplies δ_C as in the guided prediction
 ε_u + s(ε_c − ε_u): `guidance_scale` in the diffusers convention (the paper's 7.5), ω + 1 in the paper convention.
 
-On the toy world, whose vocabulary has no words for a bad image, y_neg defaults to "", the unconditional prompt:
+On a prior whose closed vocabulary lacks those words (the toy world's), y_neg defaults to "", the unconditional
+prompt:
 then ε̂(z_t; y_neg) = ε_u, δ_D = 0 for t ≥ 200, and NFSD reduces to w(t)(ε_u·[t < 200] + s·δ_C), that is CSD plus
-the unconditional prediction at small t. Stable Diffusion and DeepFloyd IF default to the paper's y_neg.
+the unconditional prediction at small t.
 """
 
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from dreamfusion import registry
@@ -27,13 +30,21 @@ from dreamfusion.sds.loss import Loss, SDSOutput, noised
 
 #: Below this fraction of T the domain term is ε_u alone (the paper's t < 200 of T = 1000).
 SMALL_T = 0.2
+#: The paper's negative prompt: words a text-to-image model associates with a bad image.
+PAPER_NEGATIVE_PROMPT = (
+    "unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, low-resolution, gloomy"
+)
 
 
 @registry.register
 class NFSD(Loss):
     name = "nfsd"
     summary = "Noise-Free Score Distillation w(t)(δ_D + s(ε_c − ε_u)), δ_D from a negative prompt (Katzir et al. 2023)"
-    options = ("sds.negative_prompt",)
+
+    class Options(registry.Options):
+        negative_prompt: registry.Prompt | None = Field(None)
+        """The negative prompt y_neg of the domain term for t ≥ 0.2·T; null: the paper's words where the prior's
+        vocabulary has them (Stable Diffusion, IF), else "" (the toy world: the unconditional prompt)."""
 
     def __call__(
         self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor, noise: Tensor
@@ -55,6 +66,9 @@ class NFSD(Loss):
         return self.gradient(x, delta_d + s * delta_c, alpha_bar, eps_u + s * delta_c)
 
     def negative_prompt(self, prior: Prior) -> str:
-        """`sds.negative_prompt`, else the words the prior knows for a bad image ("" where it knows none)."""
-        chosen = self.cfg.negative_prompt
-        return prior.default_negative_prompt if chosen is None else chosen
+        """`sds.negative_prompt`, else the paper's words if the prior can condition on them, else ""."""
+        chosen = self.options.negative_prompt
+        if chosen is not None:
+            return str(chosen)
+        vocabulary = prior.component.needs.vocabulary
+        return PAPER_NEGATIVE_PROMPT if vocabulary is None or vocabulary.knows(PAPER_NEGATIVE_PROMPT) else ""

@@ -15,6 +15,7 @@ import abc
 import math
 
 import torch
+from pydantic import Field, model_validator
 from torch import Tensor
 
 from dreamfusion import registry
@@ -40,6 +41,7 @@ class Schedule(registry.Component, abc.ABC):
     def __init__(self, cfg: TimestepConfig, total: int, alphas_cumprod: Tensor, seed: int) -> None:
         """alphas_cumprod [T]: the prior's ᾱ_t, whose length is its number of training timesteps T."""
         self.cfg, self.total, self.seed = cfg, total, seed
+        self.options = cfg.options_for(type(self))
         self.T = int(alphas_cumprod.shape[0])
         self.lo = timestep_index(cfg.t_min, self.T)
         self.hi = timestep_index(cfg.t_max, self.T)
@@ -63,14 +65,29 @@ class Uniform(Schedule):
         return int(torch.randint(self.lo, self.hi + 1, (), generator=generator))
 
 
-def anneal_t_max(cfg: TimestepConfig, step: int, total: int) -> float:
+class AnnealOptions(registry.Options):
+    anneal_to: float = Field(0.5, ge=0, le=1)
+    """t_max decays linearly to this value."""
+    anneal_start: float = Field(0.0, ge=0, le=1)
+    """Fraction of the run at which the decay starts."""
+    anneal_end: float = Field(0.5, ge=0, le=1)
+    """Fraction of the run at which t_max reaches `anneal_to`."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AnnealOptions:
+        if self.anneal_start > self.anneal_end:
+            raise ValueError("anneal_start must be <= anneal_end")
+        return self
+
+
+def anneal_t_max(cfg: TimestepConfig, options: AnnealOptions, step: int, total: int) -> float:
     """Linear decay of t_max to `anneal_to` between the `anneal_start` and `anneal_end` fractions of the run."""
     p = progress(step, total)
-    if p <= cfg.anneal_start:
+    if p <= options.anneal_start:
         return cfg.t_max
-    span = max(cfg.anneal_end - cfg.anneal_start, 1e-12)
-    frac = min((p - cfg.anneal_start) / span, 1.0)
-    end = max(cfg.anneal_to, cfg.t_min)
+    span = max(options.anneal_end - options.anneal_start, 1e-12)
+    frac = min((p - options.anneal_start) / span, 1.0)
+    end = max(options.anneal_to, cfg.t_min)
     return cfg.t_max + (end - cfg.t_max) * frac
 
 
@@ -79,10 +96,10 @@ class Anneal(Schedule):
     name = "anneal"
     version = "2"  # 2: progress i/N (was i/(N − 1)) and int(f·T)
     summary = "t ~ U(t_min, t_max(i)), t_max decaying linearly to `anneal_to` (threestudio-style)"
-    options = ("sds.timesteps.anneal_to", "sds.timesteps.anneal_start", "sds.timesteps.anneal_end")
+    Options = AnnealOptions
 
     def __call__(self, step: int, generator: torch.Generator) -> int:
-        hi_now = max(timestep_index(anneal_t_max(self.cfg, step, self.total), self.T), self.lo)
+        hi_now = max(timestep_index(anneal_t_max(self.cfg, self.options, step, self.total), self.T), self.lo)
         return int(torch.randint(self.lo, hi_now + 1, (), generator=generator))
 
 
@@ -101,7 +118,24 @@ class SqrtAnneal(Schedule):
 # -- DreamTime (Huang et al. 2023, "DreamTime: An Improved Optimization Strategy for Diffusion-Guided 3D Generation")
 
 
-def plateau_weight(cfg: TimestepConfig, num_train_timesteps: int) -> Tensor:
+class DreamTimeOptions(registry.Options):
+    dreamtime_m1: float = Field(800, ge=0)
+    """Upper end of the plateau of the prior weight, in steps of T=1000."""
+    dreamtime_m2: float = Field(500, ge=0)
+    """Lower end of the plateau."""
+    dreamtime_s1: float = Field(300, gt=0)
+    """Width of the Gaussian tail above m1."""
+    dreamtime_s2: float = Field(100, gt=0)
+    """Width of the Gaussian tail below m2."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DreamTimeOptions:
+        if self.dreamtime_m2 > self.dreamtime_m1:
+            raise ValueError("dreamtime_m2 must be <= dreamtime_m1")
+        return self
+
+
+def plateau_weight(cfg: DreamTimeOptions, num_train_timesteps: int) -> Tensor:
     """[T] float64 W_p(t): 1 on the plateau [m2, m1], exp(−(t − m1)²/2s1²) above it, exp(−(t − m2)²/2s2²) below.
 
     m1, m2, s1, s2 are in steps of a T = 1000 schedule and rescaled to the prior's T.
@@ -140,12 +174,7 @@ class TimePrioritized(Schedule):
     proportion to p(t). The same walk as the first author's implementation (DreamWaltz-G): t_max − bisect_left(the
     cumulative sum of p from t_max down, i/N)."""
 
-    options = (
-        "sds.timesteps.dreamtime_m1",
-        "sds.timesteps.dreamtime_m2",
-        "sds.timesteps.dreamtime_s1",
-        "sds.timesteps.dreamtime_s2",
-    )
+    Options = DreamTimeOptions
 
     def __init__(self, cfg: TimestepConfig, total: int, alphas_cumprod: Tensor, seed: int) -> None:
         super().__init__(cfg, total, alphas_cumprod, seed)
@@ -172,7 +201,7 @@ class DreamTime(TimePrioritized):
     )
 
     def weight(self, alphas_cumprod: Tensor) -> Tensor:
-        return denoiser_weight(alphas_cumprod) * plateau_weight(self.cfg, self.T)
+        return denoiser_weight(alphas_cumprod) * plateau_weight(self.options, self.T)
 
 
 @registry.register
@@ -184,7 +213,7 @@ class DreamTimePlateau(TimePrioritized):
     )
 
     def weight(self, alphas_cumprod: Tensor) -> Tensor:
-        return plateau_weight(self.cfg, self.T)
+        return plateau_weight(self.options, self.T)
 
 
 def stratum_order(seed: int, cycle: int, strata: int) -> list[int]:
@@ -198,11 +227,14 @@ class Stratified(Schedule):
     name = "stratified"
     version = "2"  # 2: int(f·T) with both ends included
     summary = "`strata` equal strata of [t_min, t_max], each visited once per cycle in a random order"
-    options = ("sds.timesteps.strata",)
+
+    class Options(registry.Options):
+        strata: int = Field(8, ge=1, le=1000)
+        """Number of equal strata of [t_min, t_max], each visited once per cycle."""
 
     def __call__(self, step: int, generator: torch.Generator) -> int:
         """One uniform draw inside one stratum; each cycle of `strata` steps visits every stratum once."""
-        k = self.cfg.strata
+        k = self.options.strata
         stratum = stratum_order(self.seed, step // k, k)[step % k]
         width = (self.hi + 1 - self.lo) / k
         a = self.lo + stratum * width

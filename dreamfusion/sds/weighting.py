@@ -8,10 +8,14 @@ import torch
 from torch import Tensor
 
 from dreamfusion import registry
+from dreamfusion.config.sds import SDSConfig
 
 
 class Weighting(registry.Component, abc.ABC):
     kind = "weighting"
+
+    def __init__(self, options: registry.Options) -> None:
+        self.options: registry.Options = options
 
     @abc.abstractmethod
     def __call__(self, alpha_bar: Tensor) -> Tensor:
@@ -45,5 +49,6 @@ class Fantasia3D(Weighting):
         return alpha_bar.sqrt() * (1 - alpha_bar)
 
 
-def make_weighting(name: str) -> Weighting:
-    return registry.find("weighting", name)()
+def make_weighting(cfg: SDSConfig) -> Weighting:
+    chosen = registry.find("weighting", cfg.weighting)
+    return chosen(cfg.options_for(chosen))

@@ -112,7 +112,9 @@ def check_space(spec: SweepSpec, source: str) -> None:
             f"{source}: space: expected at least one dotted key to vary, e.g. "
             f"{{seed: {{grid: [0, 1]}}}} (for a single trial use df-sweep run)"
         )
-    known = set(flatten(base))
+    known = set(flatten(base)) | {
+        k for kind in registry.KINDS for c in registry.components(kind) for k in registry.option_keys(c)
+    }
     for key in spec.space:
         if key not in known:
             raise ConfigError(f"{source}: space.{key}: unknown trial config key; expected {_suggest(key, known)}")

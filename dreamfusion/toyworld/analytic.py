@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from dreamfusion import registry
@@ -58,13 +59,17 @@ class AnalyticPrior(Prior):
         "known-answer prior for checking SDS itself; not a neural network"
     )
     needs = registry.Needs(vocabulary=world.VOCABULARY)
-    options = ("prior.front_bias",)
     scorer = "analytic"
+
+    class Options(registry.Options):
+        front_bias: float = Field(0.0, ge=0, lt=1)
+        """Share of its world's views that look at the object head-on (|azimuth| ≤ 15°), the rest uniform: the
+        photographs' bias towards an object's front (the suspected cause of the Janus problem)."""
 
     @classmethod
     def load(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype) -> AnalyticPrior:
         images, captions, cams = world_bank()
-        return cls(images, captions, device, cams, cfg.front_bias)
+        return cls(images, captions, device, cams, cfg.options_for(cls).front_bias)
 
     @classmethod
     def noise_schedule(cls, cfg: PriorConfig) -> Tensor:

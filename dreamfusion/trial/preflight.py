@@ -34,15 +34,22 @@ def check_trial(cfg: TrialConfig, label: str) -> None:
                 f"{label}: prompt: {shorten(cfg.prompt)} is not known to the {component.name} "
                 f"{component.kind}; expected {vocabulary.describe()} (see df-sweep priors)"
             )
-    check_negative_prompt(cfg, prior, label)
+    check_prompt_options(cfg, prior, label)
 
 
-def check_negative_prompt(cfg: TrialConfig, prior: type[registry.Component], label: str) -> None:
-    """A loss that conditions on `sds.negative_prompt` needs a prior that knows the words ("" it always knows)."""
-    negative, vocabulary = cfg.sds.negative_prompt, prior.needs.vocabulary
-    reads = "sds.negative_prompt" in registry.find("loss", cfg.sds.loss).options
-    if reads and negative and vocabulary is not None and not vocabulary.knows(negative):
-        raise ConfigError(
-            f'{label}: sds.negative_prompt: {negative!r} is not known to the {prior.name} prior; expected "" '
-            f"or {vocabulary.describe()}"
-        )
+def check_prompt_options(cfg: TrialConfig, prior: type[registry.Component], label: str) -> None:
+    """A chosen component's option that is a prompt (`registry.Prompt`: NFSD's negative prompt, say) is one the
+    prior conditions on, so it must know the words ("" it always knows)."""
+    vocabulary = prior.needs.vocabulary
+    if vocabulary is None:
+        return
+    for block in (cfg.prior, cfg.scoring, cfg.sds, cfg.sds.timesteps, cfg.eval):
+        for component in block.chosen():
+            options = block.options_for(component)
+            for key, info in type(options).model_fields.items():
+                value = getattr(options, key)
+                if registry.is_prompt(info) and value and not vocabulary.knows(value):
+                    raise ConfigError(
+                        f"{label}: {registry.block(component.kind)}.{key}: {value!r} is not known to the "
+                        f'{prior.name} prior; expected "" or {vocabulary.describe()}'
+                    )

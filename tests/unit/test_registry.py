@@ -17,12 +17,13 @@ from typer.testing import CliRunner
 
 from dreamfusion import registry
 from dreamfusion.cli import app
-from dreamfusion.config.files import load_trial_config
+from dreamfusion.config.files import flatten, load_trial_config
 from dreamfusion.config.schema import PriorConfig
 from dreamfusion.errors import ConfigError
 from dreamfusion.nerf.render import resize
 from dreamfusion.priors.base import Prior
-from dreamfusion.sds.schedules import Schedule
+from dreamfusion.sds.loss import make_loss
+from dreamfusion.sds.schedules import Schedule, make_schedule
 from dreamfusion.toyworld import world
 
 T = 100  # a noise schedule of another length than the built-in priors' 1000
@@ -196,4 +197,117 @@ def test_every_builtin_declares_what_the_catalogue_shows():
     for kind in registry.KINDS:
         for cls in registry.components(kind):
             assert cls.kind == kind and cls.summary and cls.version, cls
-            assert all(key.count(".") >= 1 for key in cls.options), cls
+            assert issubclass(cls.Options, registry.Options), cls
+            assert all(info.description for info in cls.Options.model_fields.values()), cls
+
+
+OPTION_PLUGIN = """
+    import torch
+    from pydantic import Field
+
+    from dreamfusion import registry
+    from dreamfusion.sds.schedules import Schedule
+    from dreamfusion.sds.sds import SDS
+    from dreamfusion.toyworld.prior import ToyWorldPrior
+
+
+    @registry.register
+    class Fixed(Schedule):
+        name, summary = "test-fixed", "t fixed at a chosen fraction of T"
+
+        class Options(registry.Options):
+            at: float = Field(0.5, gt=0, lt=1)
+            \"\"\"The fraction of T every step takes.\"\"\"
+
+        def __call__(self, step, generator):
+            return int(self.options.at * self.T)
+
+
+    @registry.register
+    class Scaled(SDS):
+        name, version, summary = "test-scaled", "1", "SDS with its gradient multiplied by a factor"
+
+        class Options(registry.Options):
+            factor: float = Field(1.0, ge=0)
+            \"\"\"What the SDS gradient is multiplied by.\"\"\"
+            label: str = "x"
+            \"\"\"A string option.\"\"\"
+
+        def gradient(self, x, residual, alpha_bar, eps_hat):
+            return super().gradient(x, self.options.factor * residual, alpha_bar, eps_hat)
+
+
+    @registry.register
+    class Dimmed(ToyWorldPrior):
+        name, summary = "test-dimmed", "the toy prior under another name, with an option of its own"
+
+        class Options(registry.Options):
+            dim: float = Field(1.0, gt=0, le=1)
+            \"\"\"A number only this prior reads.\"\"\"
+"""
+
+
+@pytest.fixture
+def option_plugin(tmp_path, monkeypatch):
+    """A schedule, a loss and a prior, each with an option of its own, in one file that nothing else names."""
+    (tmp_path / "df_test_options.py").write_text(textwrap.dedent(OPTION_PLUGIN))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield ["plugins=[df_test_options]"]
+    for kind, name in (("schedule", "test-fixed"), ("loss", "test-scaled"), ("prior", "test-dimmed")):
+        registry.unregister(kind, name)
+    sys.modules.pop("df_test_options", None)
+
+
+def test_a_plugins_options_are_config_keys_of_the_block_that_chooses_it(option_plugin):
+    chosen = [*option_plugin, "sds.timesteps.schedule=test-fixed", "sds.loss=test-scaled", "prior=test-dimmed"]
+    cfg = load_trial_config(None, [*chosen, "sds.timesteps.at=0.25", "sds.factor=3", "prior.dim=0.5"])
+    flat = flatten(cfg)
+    assert (flat["sds.timesteps.at"], flat["sds.factor"], flat["sds.label"], flat["prior.dim"]) == (0.25, 3.0, "x", 0.5)
+    defaults = flatten(load_trial_config(None, chosen))  # the chosen classes' defaults fill the config
+    assert (defaults["sds.timesteps.at"], defaults["sds.factor"], defaults["prior.dim"]) == (0.5, 1.0, 1.0)
+    assert "sds.timesteps.anneal_to" not in defaults  # the options of a component not chosen stay out
+    schedule = make_schedule(cfg.sds.timesteps, 10, torch.ones(1000), seed=0)
+    assert schedule(0, torch.Generator()) == 250  # the class reads its own typed option
+    loss = make_loss(cfg.sds)
+    assert loss.options.factor == 3.0 and cfg.prior.options_for(registry.find("prior", "test-dimmed")).dim == 0.5
+
+
+@pytest.mark.parametrize(
+    ("override", "error"),
+    [
+        ("sds.timesteps.at=1.5", "--set: sds.timesteps.at: Input should be less than 1"),
+        ("sds.factor=much", "--set: sds.factor: Input should be a valid number, unable to parse string as a number"),
+        ("prior.dim=0", "--set: prior.dim: Input should be greater than 0"),
+        ("sds.timesteps.att=0.3", "--set: sds.timesteps.att: unknown key"),
+        ("prior.factor=2", "--set: prior.factor: unknown key"),
+    ],
+)
+def test_a_bad_option_is_a_one_line_error_naming_its_key(option_plugin, override, error):
+    chosen = [*option_plugin, "sds.timesteps.schedule=test-fixed", "sds.loss=test-scaled", "prior=test-dimmed"]
+    with pytest.raises(ConfigError) as caught:
+        load_trial_config(None, [*chosen, override])
+    assert str(caught.value) == error
+
+
+def test_a_plugins_options_are_listed_by_df_sweep_config(option_plugin, tmp_path):
+    (tmp_path / "trial.yaml").write_text("plugins: [df_test_options]\n")
+    load_trial_config(tmp_path / "trial.yaml")  # imports the plugin, as any config naming it does
+    reference = CliRunner().invoke(app, ["config"]).output
+    assert "at: 0.5  # schedule test-fixed only: The fraction of T every step takes." in reference
+    assert "factor: 1.0  # loss test-scaled only: What the SDS gradient is multiplied by." in reference
+    assert "dim: 1.0  # prior test-dimmed only: A number only this prior reads." in reference
+
+
+def test_a_plugins_options_reach_the_mlflow_params_of_a_run(option_plugin, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    sets = set_args(sds__timesteps__schedule="test-fixed", sds__loss="test-scaled", eval__every=5)
+    sets += ["--set", option_plugin[0], "--set", "sds.timesteps.at=0.3", "--set", "sds.factor=2"]
+    sets += set_args(checkpoint_every=5)
+    args = ["run", "--prompt", "a red cube", "--steps", "5", "--out", str(tmp_path / "run"), "--tracking-uri", uri]
+    result = CliRunner().invoke(app, [*args, *TINY_RUN, *sets])
+    assert result.exit_code == 0, result.output
+    client = MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("df-sweep-run").experiment_id])[0]
+    assert (run.data.params["sds.timesteps.at"], run.data.params["sds.factor"]) == ("0.3", "2.0")
+    assert run.data.tags["df.component.loss"] == "test-scaled@1"
+    assert {m.value for m in client.get_metric_history(run.info.run_id, "t")} == {300.0}

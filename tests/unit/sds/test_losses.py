@@ -17,6 +17,7 @@ from torch import Tensor
 from dreamfusion.config.schema import PriorConfig, SDSConfig
 from dreamfusion.priors.base import Prior
 from dreamfusion.sds.loss import make_loss
+from dreamfusion.sds.nfsd import PAPER_NEGATIVE_PROMPT
 from dreamfusion.toyworld.analytic import AnalyticPrior
 
 T = 1000
@@ -27,8 +28,7 @@ class AffinePrior(Prior):
     """ε̂(z_t; y, t) = c_t·z_t + b_y: c_t = t/T, b_y a fixed random pattern per prompt (seeded by the prompt's
     hash), b_∅ for the empty prompt. Its schedule is the linear-β one; `calls` counts denoiser batches."""
 
-    name = "test-affine"
-    default_negative_prompt = "bad picture"
+    name = "test-affine"  # an open vocabulary (no `needs.vocabulary`): NFSD defaults to the paper's y_neg
 
     @classmethod
     def load(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype) -> AffinePrior:
@@ -108,14 +108,14 @@ def test_csd_is_the_scaled_classifier_score_alone(prior, convention, scale, s):
 
 def test_nfsd_uses_the_negative_prompt_above_t_200_and_the_unconditional_prediction_below(prior):
     """δ_D = ε_u = c_t·z_t + b_∅ for t < 200; δ_D = ε_u − ε_neg = b_∅ − b_neg for t ≥ 200 (c_t·z_t cancels);
-    grad = w(t)(δ_D + s(b_y − b_∅)). t = 199 and 200 straddle the boundary. The prior's own default negative
-    prompt is used, in one denoiser call of 3B."""
+    grad = w(t)(δ_D + s(b_y − b_∅)). t = 199 and 200 straddle the boundary. A prior with an open vocabulary gets
+    the paper's negative prompt by default, in one denoiser call of 3B."""
     x, t, noise, cond, uncond = _batch(prior, [20, 199, 200, 900])
     s = 7.5
     out = _run(prior, x, t, noise, cond, uncond, loss="nfsd", guidance_scale=s)
     ab = prior.alphas_cumprod[t].double().view(-1, 1, 1, 1)
     z_t = ab.sqrt() * x.detach().double() + (1 - ab).sqrt() * noise.double()
-    b_y, b_0, b_neg = (prior.bias(p).double() for p in ("a red cube", "", "bad picture"))
+    b_y, b_0, b_neg = (prior.bias(p).double() for p in ("a red cube", "", PAPER_NEGATIVE_PROMPT))
     eps_u = (t.double() / T).view(-1, 1, 1, 1) * z_t + b_0
     small = torch.tensor([True, True, False, False]).view(-1, 1, 1, 1)
     delta_d = torch.where(small, eps_u, (b_0 - b_neg).expand_as(eps_u))
@@ -152,7 +152,7 @@ def test_on_the_toy_world_nfsd_defaults_to_csd_above_t_200():
     g = torch.Generator().manual_seed(3)
     images = (0.5 + 0.1 * torch.randn(4, 3, 8, 8, generator=g)).clamp(0, 1)
     prior = AnalyticPrior(images, ["a red cube", "a red cube", "a blue cone", "a blue cone"], "cpu")
-    assert prior.default_negative_prompt == ""
+    assert make_loss(SDSConfig(loss="nfsd")).negative_prompt(prior) == ""  # type: ignore[attr-defined]
     t = torch.tensor([50, 199, 200, 600])
     x = (images * 2 - 1).requires_grad_(True)
     noise = torch.randn(x.shape, generator=g)

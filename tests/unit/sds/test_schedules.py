@@ -16,6 +16,7 @@ from schedule_reference import dreamtime_weight, plateau, sd_alphas_cumprod, tim
 
 from dreamfusion.config.schema import TimestepConfig
 from dreamfusion.sds.schedules import (
+    Anneal,
     Schedule,
     anneal_t_max,
     denoiser_weight,
@@ -25,6 +26,7 @@ from dreamfusion.sds.schedules import (
     time_prior,
 )
 
+_anneal = lambda cfg: cfg.options_for(Anneal)
 SCHEDULES = ["uniform", "anneal", "sqrt_anneal", "dreamtime", "dreamtime_plateau", "stratified"]
 T = 1000
 TOTAL = 200
@@ -85,19 +87,21 @@ def test_sqrt_anneal_follows_hifa_formula():
 def test_anneal_upper_bound_decays_as_configured():
     cfg = TimestepConfig(schedule="anneal", t_min=0.02, t_max=0.98, anneal_to=0.5, anneal_start=0.2, anneal_end=0.6)
     total = 100  # progress = step / 100
-    assert anneal_t_max(cfg, 0, total) == 0.98
-    assert anneal_t_max(cfg, 20, total) == 0.98  # decay has not started
-    assert anneal_t_max(cfg, 40, total) == pytest.approx(0.98 + (0.5 - 0.98) * 0.5)  # halfway through the decay
-    assert anneal_t_max(cfg, 60, total) == pytest.approx(0.5)
-    assert anneal_t_max(cfg, 99, total) == pytest.approx(0.5)  # held after anneal_end
-    bounds = [anneal_t_max(cfg, s, total) for s in range(total)]
+    assert anneal_t_max(cfg, _anneal(cfg), 0, total) == 0.98
+    assert anneal_t_max(cfg, _anneal(cfg), 20, total) == 0.98  # decay has not started
+    assert anneal_t_max(cfg, _anneal(cfg), 40, total) == pytest.approx(
+        0.98 + (0.5 - 0.98) * 0.5
+    )  # halfway through the decay
+    assert anneal_t_max(cfg, _anneal(cfg), 60, total) == pytest.approx(0.5)
+    assert anneal_t_max(cfg, _anneal(cfg), 99, total) == pytest.approx(0.5)  # held after anneal_end
+    bounds = [anneal_t_max(cfg, _anneal(cfg), s, total) for s in range(total)]
     assert all(a >= b for a, b in zip(bounds, bounds[1:]))
 
     # the draws respect the bound of their step and reach it: 300 independent runs per step
     sampler = schedule_for(cfg, total, seed=0)
     lo = int(0.02 * T)
     for step in (0, 40, 80):
-        hi_now = int(anneal_t_max(cfg, step, total) * T)
+        hi_now = int(anneal_t_max(cfg, _anneal(cfg), step, total) * T)
         g = torch.Generator().manual_seed(step)
         draws = [sampler(step, g) for _ in range(300)]
         assert lo <= min(draws) and max(draws) <= hi_now
@@ -106,7 +110,7 @@ def test_anneal_upper_bound_decays_as_configured():
 
 def test_anneal_never_goes_below_t_min():
     cfg = TimestepConfig(schedule="anneal", t_min=0.3, t_max=0.9, anneal_to=0.1)
-    assert anneal_t_max(cfg, 99, 100) == pytest.approx(0.3)
+    assert anneal_t_max(cfg, _anneal(cfg), 99, 100) == pytest.approx(0.3)
     g = torch.Generator().manual_seed(0)
     assert {schedule_for(cfg, 100, seed=0)(99, g) for _ in range(20)} == {300}
 
@@ -182,7 +186,7 @@ def test_resume_reproduces_the_uninterrupted_sequence(schedule):
 
 def test_dreamtime_weights_are_the_papers():
     """W_p: plateau on [m2, m1] = [500, 800], Gaussian tails; W_d = sqrt((1 − ᾱ)/ᾱ); p(t) normalised on [lo, hi]."""
-    cfg = TimestepConfig()
+    cfg = TimestepConfig(schedule="dreamtime")
     lo, hi = _bounds(cfg)
     wp = plateau_weight(cfg, T)
     assert np.allclose(wp.numpy(), plateau(), rtol=1e-12, atol=0)
