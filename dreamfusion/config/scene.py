@@ -9,7 +9,8 @@ from pydantic import Field, field_validator, model_validator
 
 from dreamfusion.config.base import Schema
 
-# The NeRF size presets. Parameter counts per preset are in the README table and checked by tests.
+# The NeRF size presets. Parameter counts per preset are in docs/guide/spec.md ("NeRF size presets") and checked
+# by tests.
 NERF_PRESETS: dict[str, dict[str, int]] = {
     "tiny": dict(
         grid_levels=2, grid_base_resolution=8, grid_max_resolution=16, grid_features=2, mlp_width=16, mlp_depth=1
