@@ -144,9 +144,6 @@ class PriorConfig(Selecting):
     would (identical results), larger values trade a little kernel-level float difference for throughput."""
     batch_wait_ms: float = Field(2.0, ge=0, le=1000)
     """`shared`: how long the service waits, after a request arrives, for others to batch with it."""
-    latents: Literal["mean", "sample"] = "mean"
-    """Latent priors (Stable Diffusion): a render's latent is its VAE posterior's mean (no VAE noise in the SDS
-    gradient) or a sample from it, from the trial's generator (threestudio's `posterior.sample()`)."""
 
     @model_validator(mode="before")
     @classmethod

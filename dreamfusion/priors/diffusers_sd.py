@@ -6,7 +6,7 @@ fits the prior. The VAE encoder stays on the autograd path: SDS's gradient reach
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -38,6 +38,11 @@ class StableDiffusionPrior(DiffusersPrior):
     default_model = DEFAULT_MODEL
     architectures = ("sd-2.1-base",)
 
+    class Options(registry.Options):
+        latents: Literal["mean", "sample"] = "mean"
+        """A render's latent is its VAE posterior's mean (no VAE noise in the SDS gradient) or a sample from it,
+        from the trial's generator (threestudio's `posterior.sample()`)."""
+
     @classmethod
     def claims(cls, model: str) -> int:
         """Any diffusers checkpoint with a VAE could be a Stable Diffusion one: the generic claim."""
@@ -51,7 +56,7 @@ class StableDiffusionPrior(DiffusersPrior):
 
         super().__init__()
         self.model, self.device, self.dtype, self.part = model, device, dtype, part
-        self.latents = cfg.latents
+        self.latents = cfg.options_for(type(self)).latents
         self.load_scheduler(model)
         denoiser, codec, source = part != "codec", part != "denoiser", checkpoint_dir(model)
         # Weights before the tokenizer: a wrong path or hub id fails here, whereas a transformers 5 tokenizer with
