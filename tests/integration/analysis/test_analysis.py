@@ -90,6 +90,12 @@ def test_comparisons_csv_matches_a_paired_test_computed_from_the_runs(sweep_stor
     assert row["p_adj"] == pytest.approx(hits / 16)  # one pair of levels: Holm leaves it as is
     assert row["ci_low"] == -math.inf and row["ci_high"] == math.inf and row["verdict"] == "same"
     assert set(table["metric"]) == {"clip_r_precision", "gt_iou", "gt_colour_error"}  # the sweep's, then exact ones
+    # which way is better, as the trials' runs record it (gt_colour_error's only source: no spec ranks by it)
+    assert dict(zip(table["metric"], table["direction"])) == {
+        "clip_r_precision": "max",
+        "gt_iou": "max",
+        "gt_colour_error": "min",
+    }
     assert "seed" not in set(table["axis"])
 
 
