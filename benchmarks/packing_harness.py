@@ -25,9 +25,9 @@ from torch import Tensor
 
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.priors.base import load_prior, resolve_device
-from dreamfusion.priors.batching import BatchingDenoiser
-from dreamfusion.priors.served import RemoteDenoiser, ServedPrior
 from dreamfusion.scoring.metrics import load_scorer
+from dreamfusion.serving.batching import BatchingDenoiser
+from dreamfusion.serving.served import RemoteDenoiser, ServedPrior
 from dreamfusion.trial.loop import run_trial
 
 #: Per-step metrics compared between placements (step_ms is time, not a result).

@@ -20,13 +20,13 @@ from typing import Any
 from dreamfusion.errors import ConfigError, RunError, first_line
 from dreamfusion.evaluators.base import metric_owner
 from dreamfusion.interrupts import held_interrupt
+from dreamfusion.serving.service import prior_services
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.tracking import provenance
 from dreamfusion.tracking.artifacts import check_source
 from dreamfusion.tracking.callback import TrialTracker
 from dreamfusion.tracking.runs import close_runs, end_run, failure_reason, reopen_run, start_parent_run
 from dreamfusion.tracking.store import MLFLOW_DB_LOGGER, client, open_experiment, open_store, resolve_uri
-from dreamfusion.tune.prior_service import prior_services
 from dreamfusion.tune.results import NOTHING_TO_RESUME, Outcome, TrialRow, live_rows, stored_rows, trial_rows
 from dreamfusion.tune.session import preflight, ray_session
 from dreamfusion.tune.storage import Launch, check_storage, join, load_launch, new_launch, storage_root

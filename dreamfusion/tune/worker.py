@@ -24,8 +24,9 @@ from dreamfusion.config.schema import PriorConfig, ScoringConfig, TrialConfig
 from dreamfusion.console.progress import eval_line, trial_line
 from dreamfusion.console.table import run_name
 from dreamfusion.priors.base import Part, Prior, load_prior, resolve_device
-from dreamfusion.priors.served import ServedPrior
 from dreamfusion.scoring.metrics import Scorer, load_scorer
+from dreamfusion.serving.served import ServedPrior
+from dreamfusion.serving.service import connect
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.tracking.artifacts import fetch_init, looks_like_run_id
 from dreamfusion.tracking.callback import TrackingCallback, TrialTracker
@@ -33,7 +34,6 @@ from dreamfusion.tracking.schema import DIVERGED_TAG, FAILURE_TAG, INIT_RUN_TAG,
 from dreamfusion.tracking.store import MLFLOW_DB_LOGGER, open_store
 from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult, run_trial
 from dreamfusion.tune.pbt import record_perturbation
-from dreamfusion.tune.prior_service import connect
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
 """The layout tells the architecture, and these checks keep it so: no import cycle anywhere (imports inside
-functions count), no module over 380 lines, and each layer imports only what it may (the field knows nothing of
-SDS, the trial nothing of Ray or MLflow, the sweep spec and its search space nothing of Ray or MLflow either, so
-that `validate` and `--dry-run` stay fast (what talks to Ray is `dreamfusion.tune`), the console output that
-`df-sweep run` and sweeps share nothing of them too, neither the trial nor a sweep knows the toy world, and
-analysis reads MLflow, not the trial code)."""
+functions count), no module over 380 lines, and each layer imports only what it may. The field knows nothing of
+SDS; the trial nothing of Ray or MLflow; the sweep spec and its search space (`dreamfusion.sweep`) nothing of them
+either, so that `validate` and `--dry-run` stay fast, nor the console output that `df-sweep run` and sweeps share:
+what talks to Ray is `dreamfusion.tune`, and of the shared prior only its actors (`serving.service`). Neither the
+trial nor a sweep knows the toy world, and analysis reads MLflow, not the trial code."""
 
 from __future__ import annotations
 
@@ -88,6 +88,7 @@ FORBIDDEN = [
             "dreamfusion.sweep",
             "dreamfusion.tune",
             "dreamfusion.console",
+            "dreamfusion.serving",
             "dreamfusion.tracking",
             "dreamfusion.sds",
             "dreamfusion.scoring",
@@ -111,6 +112,8 @@ FORBIDDEN = [
             "dreamfusion.interrupts",
             "dreamfusion.sweep",
             "dreamfusion.console",
+            "dreamfusion.serving.served",
+            "dreamfusion.serving.batching",
         )
         for external in ("ray", "mlflow")
     ],
@@ -130,6 +133,7 @@ FORBIDDEN = [
             "dreamfusion.sweep",
             "dreamfusion.tune",
             "dreamfusion.console",
+            "dreamfusion.serving.service",
             "dreamfusion.tracking",
             "dreamfusion.cli",
         )
@@ -142,6 +146,7 @@ FORBIDDEN = [
             "dreamfusion.sweep",
             "dreamfusion.tune",
             "dreamfusion.console",
+            "dreamfusion.serving",
             "dreamfusion.priors",
             "dreamfusion.sds",
             "dreamfusion.nerf",

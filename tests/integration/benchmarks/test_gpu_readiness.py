@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from dreamfusion.priors.batching import BATCHED_TOLERANCE
+from dreamfusion.serving.batching import BATCHED_TOLERANCE
 
 ROOT = Path(__file__).parents[3]
 CPU_LAST_LINE = re.compile(

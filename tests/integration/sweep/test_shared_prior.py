@@ -21,11 +21,11 @@ from mlflow import MlflowClient
 from sweep_helpers import TINY_BASE, sweep_runs, sweep_workdir
 from tiny_pipelines import make_tiny_sd
 
+from dreamfusion.serving.service import DIRECTORY
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.sweep.validate import check_space
 from dreamfusion.tracking.schema import STEP_TIME, SYSTEM_PREFIX
 from dreamfusion.tune.launch import launch_sweep
-from dreamfusion.tune.prior_service import DIRECTORY
 
 HELD = "7"  # trials with this seed wait at step 6 until released, the first time (sweep_helpers.faulty_world)
 STEP_KEYS = ("loss", "loss_sds", "grad_norm", "t", "opacity")

@@ -29,8 +29,8 @@ from torch import Tensor
 from dreamfusion.config.schema import PriorConfig
 from dreamfusion.errors import first_line
 from dreamfusion.priors.base import load_prior
-from dreamfusion.priors.batching import BatchingDenoiser
-from dreamfusion.priors.served import RemoteDenoiser
+from dreamfusion.serving.batching import BatchingDenoiser
+from dreamfusion.serving.served import RemoteDenoiser
 from dreamfusion.sweep.spec import SweepSpec
 
 DIRECTORY = "df-prior-services"

@@ -13,9 +13,9 @@ from tiny_pipelines import make_tiny_sd
 
 from dreamfusion.config.schema import PriorConfig, SDSConfig
 from dreamfusion.priors.base import load_prior
-from dreamfusion.priors.batching import BATCHED_TOLERANCE, BatchingDenoiser
-from dreamfusion.priors.served import ServedPrior
 from dreamfusion.sds.sds import SDS
+from dreamfusion.serving.batching import BATCHED_TOLERANCE, BatchingDenoiser
+from dreamfusion.serving.served import ServedPrior
 
 KIND = "stable-diffusion"
 

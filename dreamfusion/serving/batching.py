@@ -8,7 +8,7 @@ own prior would run it, so a served trial's metrics equal a local one's bit for 
 differ from its solo value by kernel-level rounding (other batch sizes pick other kernels): at most
 `BATCHED_TOLERANCE` of the prior's dtype, which the tests and `benchmarks/gpu_packing.py` measure.
 
-No transport here: a Ray actor (`dreamfusion/sweep/prior_service.py`) or the packing benchmark's pipes call
+No transport here: a Ray actor (`service.py`) or the packing benchmark's pipes call
 `predict_noise` from their own threads. A failing call fails the requests it held and nothing else.
 """
 
