@@ -5,7 +5,8 @@ within the axis and metric, with the confidence interval that inverts the same t
 Conventions (the columns of comparisons.csv):
 - `delta` = mean over pairs of metric(level_a) − metric(level_b), in the metric's own units, whichever direction
   is better: `a>b` says level_a's value is higher. For `gt_colour_error`, where lower is better, `a>b` therefore
-  means level_a is *worse*; `direction` says which way is better where the runs record it (blank where not).
+  means level_a is *worse*; `direction` says which way is better where it is recorded (`Sweep.direction`), else
+  blank.
 - `ci_low, ci_high`: the interval of the mean difference at level 1 − 0.05/(m − rank + 1) (m pairs of levels in
   the family, rank of this p among them): the level Holm tests this comparison at, so the interval excludes 0
   whenever `p_adj` < 0.05. It may be infinite: with n pairs no p-value falls below 2/2^n.
