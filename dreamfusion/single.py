@@ -7,16 +7,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from dreamfusion.config.files import flatten, load_trial_config
 from dreamfusion.config.schema import TrialConfig
-from dreamfusion.console.progress import LOG_EVERY_S, StepRate, eval_line
 from dreamfusion.console.table import run_name
+from dreamfusion.console.trial_progress import ConsoleProgress, Echo
 from dreamfusion.errors import ConfigError, shorten
 from dreamfusion.tracking import provenance
 from dreamfusion.tracking.artifacts import fetch_config, fetch_init, get_run, looks_like_run_id
@@ -28,14 +26,10 @@ from dreamfusion.tracking.store import (
     open_experiment,
     resolve_uri,
 )
-from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult, run_trial
+from dreamfusion.trial.loop import TrialResult, run_trial
 from dreamfusion.trial.preflight import check_trial
 from dreamfusion.trial.state import latest_checkpoint
 from dreamfusion.tune.storage import claim_new_dir
-
-Echo = Callable[[str], None]
-#: How often a terminal's progress bar is redrawn.
-BAR_REDRAW_S = 0.1
 
 #: Where runs go without --out: one new directory per run, named by its prompt and start time.
 RUNS_DIR = Path("runs")
@@ -150,39 +144,3 @@ def quote_prompt(overrides: list[str]) -> list[str]:
 def run_key(out: Path) -> str:
     """`--resume` in the same --out continues the same MLflow run: the run is found by this key."""
     return "run-" + hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:16]
-
-
-class ConsoleProgress(TrialCallback):
-    """Progress of one trial: which models ran, a bar with the step rate and the ETA (redrawn in place on a
-    terminal, a line every LOG_EVERY_S in a log), and a line per eval with its metrics."""
-
-    def __init__(self, total: int, echo: Echo, tty: bool | None = None) -> None:
-        self.total, self.echo = total, echo
-        self.tty = sys.stderr.isatty() if tty is None else tty
-        self.started = self.shown = time.perf_counter()
-        self.rate = StepRate(total, 0, self.started)
-        self.width = 0  # of the bar last drawn in place, which the next line must cover
-
-    def on_start(self, cfg: TrialConfig, start_step: int, info: TrialInfo) -> None:
-        self.echo(f"prior: {info.prior}")
-        self.echo(f"scorer: {info.scorer}")
-        self.echo("sds: " + ", ".join(f"{k} {info.components[k]}" for k in ("loss", "schedule", "weighting")))
-        if start_step:
-            self.echo(f"resuming at step {start_step}")
-        self.rate = StepRate(self.total, start_step, time.perf_counter())
-
-    def on_step(self, step: int, metrics: dict[str, float]) -> None:
-        now = time.perf_counter()
-        if now - self.shown < (BAR_REDRAW_S if self.tty else LOG_EVERY_S) and step < self.total:
-            return
-        self.shown = now
-        line = f"{self.rate.bar(step, now)}  loss {metrics['loss']:.4f}  t {metrics['t']:.0f}"
-        if self.tty:
-            sys.stderr.write(f"\r{line}")
-            self.width = len(line)
-        else:
-            self.echo(line)
-
-    def on_eval(self, step: int, metrics: dict[str, float], render_path: Path, checkpoint: Path | None) -> None:
-        line = eval_line(step, self.total, time.perf_counter() - self.started, metrics)
-        self.echo(f"\r{line:<{self.width}}" if self.tty else line)

@@ -9,13 +9,14 @@ from __future__ import annotations
 TRIAL_KEY_TAG = "df.trial_id"
 #: Why a run ended FAILED, in one line.
 FAILURE_TAG = "df.failure"
-#: Where a trial went non-finite from: "<Ray job id>/<checkpoint it started from>" (see tune.worker).
+#: Where a trial went non-finite from: "<Ray job id>/<checkpoint it started from>" (see dreamfusion/tune/worker.py).
 DIVERGED_TAG = "df.diverged_from"
 #: The Ray node a sweep trial ran on (last, if it was retried).
 NODE_TAG = "df.node"
 #: Set on a run whose trial a scheduler stopped before its last step (ASHA), at that step.
 STOPPED_TAG = "df.stopped_early_at_step"
-#: PBT (tune.pbt): the mutated values a trial runs with now (JSON), how many perturbations it has had, the last one.
+#: PBT (dreamfusion/tune/pbt.py): the mutated values a trial runs with now (JSON), how many perturbations it has
+#: had, the last one.
 PBT_VALUES_TAG = "df.pbt.values"
 PBT_COUNT_TAG = "df.pbt.perturbations"
 PBT_LAST_TAG = "df.pbt.last"

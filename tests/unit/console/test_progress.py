@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dreamfusion.console.progress import StepRate, SweepClock, duration, eval_line
-from dreamfusion.single import ConsoleProgress
+from dreamfusion.console.trial_progress import ConsoleProgress
 from dreamfusion.trial.loop import TrialInfo
 
 
