@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from dreamfusion.errors import ConfigError, RunError
+from dreamfusion.registry import KINDS
 from dreamfusion.toyworld.cli import app as toyworld_app
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -99,11 +100,18 @@ def run(
 def show_config(
     config: Path | None = typer.Argument(None, help="A trial config YAML to check and print resolved."),
     set_: list[str] = typer.Option([], "--set", help="Override a config key."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the reference as Markdown tables (the docs page)."),
 ) -> None:
     """Print the trial config: every key with its default and meaning, or a file's resolved values."""
     from dreamfusion.config.files import load_trial_config, reference, to_yaml
 
-    if config is None and not set_:
+    if markdown and (config is not None or set_):
+        fail("--markdown prints the reference of every key; it takes no config file or --set")
+    if markdown:
+        from dreamfusion.reference.config_page import config_markdown
+
+        typer.echo(config_markdown(), nl=False)
+    elif config is None and not set_:
         typer.echo("\n".join(reference()))
     else:
         typer.echo(to_yaml(load_trial_config(config, set_)), nl=False)
@@ -111,24 +119,27 @@ def show_config(
 
 @app.command()
 @user_errors
+def components(
+    kind: str | None = typer.Option(None, help=f"Only this kind: {', '.join(KINDS)}."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print Markdown tables (the docs page)."),
+) -> None:
+    """The catalogue of registered components: version, summary, needs and options of each, by kind."""
+    from dreamfusion.reference.catalogue import catalogue_markdown, catalogue_text
+
+    typer.echo(catalogue_markdown(kind) if markdown else "\n".join(catalogue_text(kind)), nl=not markdown)
+
+
+@app.command()
+@user_errors
 def priors() -> None:
     """List the registered priors and scorers, what each needs, and how to switch between them."""
+    from dreamfusion.reference.catalogue import needs_notes
     from dreamfusion.registry import components
 
     for kind, how in (("prior", "--set prior.kind=NAME"), ("scorer", "--set scoring.model=NAME")):
         typer.echo(f"{kind}s ({how}):")
         for cls in components(kind):
-            needs = cls.needs
-            notes = [
-                n
-                for n in (
-                    "GPU" if needs.gpu else "CPU",
-                    f"only {needs.vocabulary.label}" if needs.vocabulary else "",
-                    f"prior {needs.prior} only" if needs.prior else "",
-                )
-                if n
-            ]
-            typer.echo(f"  {cls.name:17s} {cls.summary} [{'; '.join(notes)}] v{cls.version}")
+            typer.echo(f"  {cls.name:17s} {cls.summary} [{'; '.join(needs_notes(cls.needs))}] v{cls.version}")
 
 
 @app.command()
