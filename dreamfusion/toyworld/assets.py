@@ -12,6 +12,12 @@ from dreamfusion.errors import ConfigError
 #: `df-sweep toyworld train --install` replaces them.
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 
+#: The sha256 of the shipped prior's weights as loaded on the CPU in float32 (`Prior.fingerprint`, what a trial
+#: records in its `df.prior.sha256` tag), kept beside them so that what reads it needs no torch: `df-sweep report`
+#: and the documentation site mark results measured on another toy-world prior as stale. `df-sweep toyworld train
+#: --install` rewrites it; a unit test checks it against the weights.
+SHIPPED_SHA256 = WEIGHTS / "prior_sha256.txt"
+
 #: Token sequence length of the toy tokenizer ("a purple cylinder, overhead view" is 8 tokens with BOS/EOS),
 #: padded to like SD's 77.
 MAX_TOKENS = 16
@@ -25,6 +31,17 @@ NOISE_SCHEDULE: dict[str, Any] = {
     "prediction_type": "epsilon",
     "clip_sample": True,
 }
+
+
+def shipped_sha256() -> str | None:
+    """The shipped toy-world prior's sha256, None where its weights (or the record) are not installed."""
+    return SHIPPED_SHA256.read_text().strip() if SHIPPED_SHA256.is_file() else None
+
+
+def shipped_priors() -> dict[str, str]:
+    """Prior kind → the sha256 of the weights it ships, for `df-sweep report` to say when trials ran on others."""
+    sha = shipped_sha256()
+    return {"toyworld": sha} if sha else {}
 
 
 def check_weights(weights: Path, part: str) -> None:

@@ -50,6 +50,7 @@ def train(
     """
     import torch
 
+    from dreamfusion.toyworld.prior import record_sha256
     from dreamfusion.toyworld.train import TrainConfig, train_all
 
     torch.set_num_threads(threads)
@@ -70,7 +71,7 @@ def train(
         if PACKAGE_WEIGHTS.exists():
             shutil.rmtree(PACKAGE_WEIGHTS)
         shutil.copytree(weights, PACKAGE_WEIGHTS)
-        _log(f"installed into {PACKAGE_WEIGHTS}")
+        _log(f"installed into {PACKAGE_WEIGHTS}, prior sha256 {record_sha256(PACKAGE_WEIGHTS)}")
 
 
 @app.command()

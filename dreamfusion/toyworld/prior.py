@@ -22,7 +22,7 @@ from dreamfusion.nerf.render import resize
 from dreamfusion.priors.base import Prior, freeze
 from dreamfusion.priors.noise import CONFIG_PATH, alphas_cumprod, read_config
 from dreamfusion.toyworld import world
-from dreamfusion.toyworld.assets import MAX_TOKENS, WEIGHTS, check_weights
+from dreamfusion.toyworld.assets import MAX_TOKENS, SHIPPED_SHA256, WEIGHTS, check_weights
 
 
 @registry.register
@@ -110,3 +110,11 @@ def load_toyworld_prior(
     device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32, weights: Path = WEIGHTS
 ) -> ToyWorldPrior:
     return ToyWorldPrior(Path(weights), torch.device(device), dtype)
+
+
+def record_sha256(weights: Path = WEIGHTS) -> str:
+    """Load the prior from `weights` as a trial does (CPU, float32) and write its fingerprint beside them, where
+    `assets.shipped_sha256` reads it."""
+    sha = load_toyworld_prior(weights=weights).fingerprint()
+    (Path(weights) / SHIPPED_SHA256.name).write_text(sha + "\n")
+    return sha

@@ -10,9 +10,10 @@ import torch
 
 from dreamfusion.config.schema import PriorConfig, TrialConfig
 from dreamfusion.errors import ConfigError
+from dreamfusion.priors.base import load_prior
 from dreamfusion.toyworld import world
 from dreamfusion.toyworld.analytic import AnalyticPrior
-from dreamfusion.toyworld.assets import WEIGHTS
+from dreamfusion.toyworld.assets import WEIGHTS, shipped_sha256
 from dreamfusion.toyworld.data import generate
 from dreamfusion.toyworld.evaluate import (
     FIXED_SET_SEED,
@@ -63,6 +64,13 @@ def test_weights_ship_small_and_in_safetensors():
     assert not [p for p in files if p.suffix in (".bin", ".pt", ".pth", ".ckpt")]
     for part in ("unet", "scheduler", "text_encoder", "tokenizer", "clip"):
         assert (WEIGHTS / part).is_dir()
+
+
+def test_the_recorded_sha256_is_the_shipped_weights_as_a_trial_loads_them():
+    """`prior_sha256.txt` (what `df-sweep report` and the documentation site compare runs and results pages with) is
+    the fingerprint a trial of the default config tags its runs with, computed from the weights now shipped."""
+    loaded = load_prior(PriorConfig(kind="toyworld"), "cpu")
+    assert shipped_sha256() == loaded.fingerprint()
 
 
 def test_clip_reproduces_model_card_on_fixed_set(scorer):
