@@ -3,7 +3,7 @@
 #   1. both adapters at full size (SD 2.1-base, IF-I-XL) from the shipped configs with random weights, float16 on
 #      CUDA: load time, ms per SDS step, peak CUDA memory, whether float16 stays finite (benchmarks/adapter_check.py);
 #   2. the packing table: k = 1, 2, 4, 8 trials on the GPU, local vs shared prior (benchmarks/gpu_packing.py).
-# It prints Markdown tables to paste into docs/results/benchmarks.md. Each part has a time limit (150 s, 300 s):
+# It prints Markdown tables; gpu_packing.py writes its table into docs/results/gpu-packing.md. Each part has a time limit (150 s, 300 s):
 # with the installs, under 8 minutes on one GPU (an estimate: the script has not yet run on a GPU, only in its CPU
 # smoke mode).
 #

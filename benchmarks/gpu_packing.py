@@ -11,7 +11,7 @@ per trial (1000 / median step time) and in total, peak memory in use (GPU: the w
 resident memory of the trial and service processes, sampled), and the batching achieved (mean requests per UNet
 call). Then max |ε̂ stacked − ε̂ alone| of k requests stacked into one call.
 
-On a GPU: a Markdown table for docs/results/benchmarks.md, and the last line
+Writes the results page docs/results/gpu-packing.md (not with --tiny). On a GPU: a Markdown table, and the last line
     gpu k=<ks> local_steps_per_s=<…> shared_steps_per_s=<…> shared_over_local_memory=<…> batched_max_abs_diff=<x>
 (totals and ratio at the largest k). With --cpu (default k = 2, float32, 2 steps, a small NeRF: the prior is what
 is measured) the shared run uses max batch 1, so its trials must equal the local ones bit for bit; last line
@@ -37,6 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from packing_harness import Packing, rss_bytes, run_packing, stacked_max_abs_diff
 from peak import PeakSampler
+from results_page import ResultsPage, add_arguments
 
 from dreamfusion.config.files import read_yaml
 from dreamfusion.config.schema import TrialConfig
@@ -44,6 +45,15 @@ from dreamfusion.config.schema import TrialConfig
 ROOT = Path(__file__).resolve().parents[1]
 GPU_SPEC = ROOT / "sweeps" / "gpu" / "stable_diffusion.yaml"
 MB, GIB = 1024**2, 1024**3
+INTRO = """
+What sharing one prior saves when several SDS trials share a device: k trials at once, each loading its own prior
+(`local`) or all served by one batching prior service (`shared`,
+[`prior.placement: shared`](../guide/priors.md#one-prior-per-gpu-for-many-trials-priorplacement-shared)), with the
+full-size Stable Diffusion 2.1-base architecture and seeded random weights (`random:sd-2.1-base`: the real shapes,
+FLOPs and memory, no download). Peak memory in use is the GPU's on a GPU, the trial and service processes' resident
+memory on a CPU; on a CPU the shared run uses max batch 1, so its trials must equal the local ones bit for bit.
+`bash benchmarks/device_check.sh` runs it on a GPU at k = 1, 2, 4, 8 in float16.
+"""
 #: On a CPU the NeRF is kept small: what is measured is the prior (a 64 px render → 512 px → VAE → UNet).
 CPU_TRIAL = {"nerf": {"size": "small"}, "render": {"resolution": 64, "samples_per_ray": 32, "views_per_step": 1}}
 TINY_TRIAL = {"nerf": {"size": "tiny"}, "render": {"resolution": 16, "samples_per_ray": 16, "views_per_step": 1}}
@@ -92,7 +102,7 @@ def model_for(args: argparse.Namespace, work: Path) -> str:
     return str(make_tiny_sd(work / "tiny-sd"))
 
 
-def measure(args: argparse.Namespace, work: Path, model: str) -> dict[tuple[int, str], Packing]:
+def measure(args: argparse.Namespace, work: Path, model: str, page: ResultsPage) -> dict[tuple[int, str], Packing]:
     threads_total = os.cpu_count() or 1
     found = {}
     for k in args.ks:
@@ -103,7 +113,7 @@ def measure(args: argparse.Namespace, work: Path, model: str) -> dict[tuple[int,
             folder.mkdir()
             memory = lambda pids: device_memory(args.cpu, pids)
             found[k, placement] = packing = run_packing(cfgs, placement, folder, threads, memory)
-            print(row(packing, found.get((k, "local"))), flush=True)
+            page.print(row(packing, found.get((k, "local"))))
     return found
 
 
@@ -130,25 +140,32 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=None, help="steps per trial (default 30; 2 with --cpu)")
     parser.add_argument("--max-batch", type=int, default=8, help="the shared service's max batch on a GPU")
     parser.add_argument("--tiny", action="store_true", help="the tiny random SD pipeline: a smoke run")
+    add_arguments(parser)
     args = parser.parse_args()
+    args.page = args.page and not args.tiny  # a smoke run measures nothing
     args.ks = args.ks or ([2] if args.cpu else [1, 2, 4, 8])
     args.steps = args.steps or (2 if args.cpu else 30)
     if not args.cpu and not torch.cuda.is_available():
         print("gpu_packing: no CUDA GPU on this machine; nothing to measure (--cpu measures resident memory)")
         return 0
     device = "CPU" if args.cpu else torch.cuda.get_device_name(0)
-    print(f"gpu_packing on {device}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
-    print("| trials | placement | steps/s per trial | steps/s total | vs local | peak GiB | requests per call |")
-    print("|---|---|---|---|---|---|---|")
+    page = ResultsPage.from_args(args, "gpu-packing", "Shared prior placement", INTRO)
+    page.condition("device", device)
+    page.print(f"gpu_packing on {device}; load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    page.print("| trials | placement | steps/s per trial | steps/s total | vs local | peak GiB | requests per call |")
+    page.print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="dfs-pack-") as tmp:
         work = Path(tmp)
         model = model_for(args, work)
-        found = measure(args, work, model)
+        found = measure(args, work, model, page)
         k = max(args.ks)
         diff = stacked_max_abs_diff(trial_configs(args, 1, "shared", model)[0], max(k, 2))
     local, shared = found[k, "local"], found[k, "shared"]
-    print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-    print(last_line(args, k, local, shared, found, diff))
+    page.print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    page.markdown("\n".join(line for line in page.output if line.startswith("|")))
+    page.prior(model, None)  # seeded random weights, made in the trial processes: no trained prior to be stale
+    page.print(last_line(args, k, local, shared, found, diff))
+    page.write(max(p.peak_bytes for p in found.values()) / MB)
     return 0
 
 

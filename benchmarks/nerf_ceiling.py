@@ -23,6 +23,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from results_page import ResultsPage, add_arguments
 
 from dreamfusion.config.files import apply_overrides, build_trial_config
 from dreamfusion.config.schema import TrialConfig
@@ -33,6 +34,13 @@ from dreamfusion.toyworld import world
 from dreamfusion.trial.evaluation import Evaluation
 from dreamfusion.trial.state import TrialState
 from dreamfusion.trial.step import OCCUPANCY_EVERY, choose_shading
+
+INTRO = """
+What the trial's NeRF and renderer reach with no prior at all: the default trial's field (its size, resolution,
+optimiser, cameras, lights, shadings and step count) fitted to the world's true renders of each shape by photometric
+MSE, then scored by the trial's own `gt_iou` on the 8-view eval ring. A shape's `gt_iou` here is the limit the
+representation and the step budget put on any prior ([Toy-world quality](toyworld-quality.md) has SDS's beside it).
+"""
 
 
 def fit(cfg: TrialConfig) -> float:
@@ -63,7 +71,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="fit steps (default: the trial's `steps`)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_arguments(ap)
     args = ap.parse_args()
+    page = ResultsPage.from_args(args, "nerf-ceiling", "The NeRF's ceiling", INTRO)
+    page.condition("torch threads", torch.get_num_threads())
     base = {
         "seed": args.seed,
         "device": "cpu",
@@ -76,11 +87,15 @@ def main() -> None:
     for shape in world.SHAPES:
         cfg = build_trial_config(apply_overrides({**base, "prompt": f"a red {shape}"}, args.overrides), "--set")
         scores[shape] = fit(cfg)
-        print(f"{shape:9s} gt_iou {scores[shape]:.3f}  [{time.perf_counter() - started:.0f}s]", flush=True)
+        page.print(f"{shape:9s} gt_iou {scores[shape]:.3f}  [{time.perf_counter() - started:.0f}s]")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS {rss:.0f} MB, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
+    page.print(f"peak RSS {rss:.0f} MB, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     mean = sum(scores.values()) / len(scores)
-    print(f"ceiling_gt_iou={mean:.3f} " + " ".join(f"{k}={v:.3f}" for k, v in scores.items()) + f" steps={cfg.steps}")
+    page.table(["", "mean", *world.SHAPES], [["`gt_iou`", f"{mean:.3f}", *(f"{v:.3f}" for v in scores.values())]])
+    page.print(
+        f"ceiling_gt_iou={mean:.3f} " + " ".join(f"{k}={v:.3f}" for k, v in scores.items()) + f" steps={cfg.steps}"
+    )
+    page.write()
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
 """SDS's known failure modes, made to appear in the toy world and counted exactly: small versions of the four
 phenomenon sweeps of `sweeps/phenomena/`.
 
-    python benchmarks/phenomena.py [--seed S] [--out DIR] [--workers 2] [--janus-bias B] [--set key=value ...]
+    python benchmarks/phenomena.py [--seed S] [--seeds K] [--out DIR] [--workers 2] [--janus-bias B]
+                                   [--set key=value ...]
 
-Every trial (18 in all) is a `df-sweep run` trial at the default settings but 200 steps and no video (one key
+Every trial (18 per seed) is a `df-sweep run` trial at the default settings but 200 steps and no video (one key
 varied per phenomenon) on the `analytic` prior, the exact denoiser of the toy world rendered with a given front
-bias, so that what fails is SDS and not a prior's approximation (the shipped `toyworld` prior was trained before
-the world had fronts and open colours and does not know the spotted and colour-unspecified prompts; `--set
-prior.kind=toyworld` runs it once retrained). The trials are read by the toy world's exact detectors
-(`dreamfusion/toyworld/detectors.py`, the mesh evaluator's genus):
+bias, so that what fails is SDS and not a prior's approximation; `--set prior.kind=toyworld` runs the shipped
+prior. `--seeds K` runs seeds S … S+K−1 and pools their trials in every reading. The trials are read by the toy
+world's exact detectors (`dreamfusion/toyworld/detectors.py`, the mesh evaluator's genus):
   - Janus: spotted objects ("a red sphere with a spot") in a world whose views look at the front with bias
     `--janus-bias`, with view-dependent prompting off and on; the rate of trials where the front's spot is also
     seen from behind (`gt_janus`);
@@ -18,7 +18,8 @@ prior.kind=toyworld` runs it once retrained). The trials are read by the toy wor
     trial became (`gt_colour_index`; log2 6 = 2.585 is six colours equally, 0 is every seed the same);
   - over-smoothing: tori; the share whose final mesh has genus 1 (the hole kept; `mesh_genus`).
 Prints a row per trial, each phenomenon's reading with a 95% interval, writes `<out>/<phenomenon>.png` contact
-sheets, and ends with exactly
+sheets and the results page (`failure-modes.md` for the `toyworld` prior, `failure-modes-<prior>.md` for another),
+and ends with exactly
     janus_off=<rate> janus_on=<rate> saturation_slope=<d colour_error / d ln guidance> colour_entropy_bits=<b>
     torus_genus1_rate=<r> trials=<n>
 """
@@ -34,20 +35,20 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from results_page import ResultsPage, add_arguments
+
 from analysis.phenomena import entropy_bits, rate, slope
 from dreamfusion.config.files import apply_overrides, build_trial_config
 from dreamfusion.toyworld import world
 from dreamfusion.toyworld.detectors import FRONT_AREA
 
-# Small enough for ~20 CPU-minutes (18 trials of ~70 CPU-s on the analytic prior); the sweeps of sweeps/phenomena/
-# are the full versions.
+# Small versions of the sweeps of sweeps/phenomena/.
 JANUS_PROMPTS = ["a red sphere with a spot", "a blue cube with a spot", "a green cylinder with a spot"]
 SATURATION_PROMPTS = ["a purple sphere"]
 GUIDANCE = [5.0, 20.0, 80.0]
 TORUS_PROMPTS = ["a red torus", "a blue torus", "a green torus"]
 #: What every trial runs with unless `--set` says otherwise: the analytic prior (its ε̂ is exact; scoring.model auto
-#: is its own nearest-image scorer), half the default steps and no turntable video, so that the 18 trials fit in
-#: ~20 CPU-minutes (`--set steps=400` for the default trial length).
+#: is its own nearest-image scorer), 200 steps and no turntable video (`--set steps=400` for the sweeps' length).
 DEFAULTS = ["prior.kind=analytic", "steps=200", "export.video=false"]
 
 
@@ -74,7 +75,8 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def _run(args: tuple[dict[str, object], list[str], Path]) -> dict[str, float]:
+def _run(args: tuple[dict[str, object], list[str], Path]) -> tuple[dict[str, float], str]:
+    """The trial's final metrics (and its wall time), and the sha256 of the prior it ran on."""
     from dreamfusion.priors.base import load_prior
     from dreamfusion.scoring.metrics import load_scorer
     from dreamfusion.trial.loop import run_trial
@@ -89,7 +91,7 @@ def _run(args: tuple[dict[str, object], list[str], Path]) -> dict[str, float]:
     prior, scorer = _LOADED[key]
     started = time.perf_counter()
     result = run_trial(cfg, folder, prior=prior, scorer=scorer)
-    return {**result.metrics, "wall_s": time.perf_counter() - started}
+    return {**result.metrics, "wall_s": time.perf_counter() - started}, prior.fingerprint()
 
 
 def wilson(k: int, n: int) -> tuple[float, float]:
@@ -177,6 +179,16 @@ def _label(sets: dict[str, object]) -> str:
     return f"g={sets['sds.guidance_scale']:g}" if "sds.guidance_scale" in sets else ""
 
 
+INTRO = """
+SDS's known failure modes, counted by the toy world's exact detectors on small versions of the phenomena sweeps
+(`sweeps/phenomena/`; what each detector reads is in
+[Priors and the toy world](../guide/priors.md#failure-modes-in-the-toy-world)): Janus on spotted objects with
+view-dependent prompts off and on, over-saturation along a guidance ladder, mode collapse on the colour-unspecified
+prompts, over-smoothing on tori. Intervals are 95% (Wilson for rates); one contact sheet per phenomenon, each trial's
+final eval ring from azimuth 0 in steps of 45°, colour over textureless.
+"""
+
+
 def load_average() -> list[str]:
     return Path("/proc/loadavg").read_text().split()[:3]
 
@@ -184,27 +196,35 @@ def load_average() -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1, help="seeds from --seed on, pooled in every reading")
     parser.add_argument("--out", type=Path, default=None, help="keep trial folders and contact sheets here")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="trials run at once")
     parser.add_argument(
         "--janus-bias", type=float, default=0.8, help="prior.front_bias of the Janus trials (share of head-on views)"
     )
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_arguments(parser)
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="phenomena_"))
-    plan = trials(args.seed, args.janus_bias)
+    plan = [trial for seed in range(args.seed, args.seed + args.seeds) for trial in trials(seed, args.janus_bias)]
     overrides = DEFAULTS + args.overrides
     cfg = build_trial_config(apply_overrides({"device": "cpu"}, overrides), "--set")
-    print(
-        f"{len(plan)} trials on the {cfg.prior.kind} prior (Janus trials at front bias {args.janus_bias:g}), "
-        f"{args.workers} at once; out: {out}; load average {' '.join(load_average())}",
-        flush=True,
+    kind = cfg.prior.kind
+    suffix = "" if kind == "toyworld" else f"-{kind}"
+    title = "Failure modes" + ("" if kind == "toyworld" else f" on the `{kind}` prior")
+    page = ResultsPage.from_args(args, f"failure-modes{suffix}", title, INTRO)
+    page.condition("torch threads", f"1 per worker, {args.workers} workers")
+    print(f"out: {out}")
+    page.print(
+        f"{len(plan)} trials on the {kind} prior (Janus trials at front bias {args.janus_bias:g}), "
+        f"{args.workers} at once; load average {' '.join(load_average())}"
     )
     jobs = [(sets, overrides, out / f"{i:02d}") for i, (_, sets) in enumerate(plan)]
-    results = []
+    results, hashes = [], set()
     started = time.perf_counter()
     with ProcessPoolExecutor(args.workers, initializer=_one_thread) as pool:
-        for (name, sets), job, metrics in zip(plan, jobs, pool.map(_run, jobs)):
+        for (name, sets), job, (metrics, sha256) in zip(plan, jobs, pool.map(_run, jobs)):
+            hashes.add(sha256)
             metrics["folder"] = str(job[2])
             results.append((name, sets, metrics))
             shown = {
@@ -212,22 +232,29 @@ def main() -> None:
                 for k, v in metrics.items()
                 if k.startswith(("gt_janus", "gt_colour", "mesh_genus", "gt_iou", "gt_sat"))
             }
-            print(f"{name:10s} {sets['prompt']:30s} {_label(sets):8s} {shown}  {metrics['wall_s']:.0f}s", flush=True)
+            page.print(
+                f"{name:10s} {sets['prompt']:30s} {_label(sets):8s} {shown}  seed {sets['seed']}  "
+                f"{metrics['wall_s']:.0f}s"
+            )
+    page.prior(kind, ", ".join(sorted(hashes)))
     nums, lines = summary(results)
-    print()
-    print("\n".join(lines))
+    page.print()
+    page.print(*lines)
     paths = sheets(results, out, cfg.eval.views)
+    for path in paths:
+        page.figure(path, f"{path.stem}: {kind} prior", f"phenomena_{path.stem}{suffix.replace('-', '_')}.png")
     load = load_average()
     rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(
+    page.print(
         f"{(time.perf_counter() - started) / 60:.1f} min wall, peak RSS of a worker {rss:.0f} MB, load average "
-        f"{' '.join(load)}; sheets: {', '.join(str(p) for p in paths)}"
+        f"{' '.join(load)}"
     )
-    print(
+    page.print(
         f"janus_off={nums['janus_off']:.3f} janus_on={nums['janus_on']:.3f} "
         f"saturation_slope={nums['saturation_slope']:.4f} colour_entropy_bits={nums['colour_entropy_bits']:.3f} "
         f"torus_genus1_rate={nums['torus_genus1_rate']:.3f} trials={len(results)}"
     )
+    page.write(rss)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 import torch
+from results_page import ResultsPage, add_arguments
 
 from dreamfusion.config.files import apply_overrides, build_trial_config
 from dreamfusion.config.schema import TimestepConfig, TrialConfig
@@ -34,6 +35,14 @@ from dreamfusion.sds.loss import make_loss
 from dreamfusion.sds.schedules import make_schedule
 from dreamfusion.trial.state import TrialState
 from dreamfusion.trial.step import SDSStep
+
+INTRO = """
+Does subtracting the injected noise ε (SDS's baseline) keep the gradient's expectation and lower its variance? The
+default trial's prior and settings, one fixed render (the front view of a default "a red cube" trial's field after
+the warm-up steps), and seeded paired draws (t, ε), each giving both gradients from the same (t, ε) through the
+registered `sds` loss: w(t)(ε̂ − ε) with the baseline, w(t)·ε̂ without. Variance is per element across draws, averaged
+over elements; the mean difference −w(t)·mean(ε) is zero in expectation, so its 95% CI should contain 0.
+"""
 
 #: Upper edges of the bands of t the variance is also reported in (the last band ends at t_max).
 BAND_EDGES = (200, 400, 600, 800)
@@ -121,6 +130,12 @@ def report_line(label: str, m: Moments) -> str:
     return f"{label:>12s} {m.n:6d} {on:12.5g} {off:12.5g} {off / on:9.2f}   {mean:+.2e} ± {half:.2e}"
 
 
+def table_row(label: str, m: Moments) -> list[str]:
+    on, off = m.variance("on"), m.variance("off")
+    mean, half = m.mean_ci()
+    return [label, str(m.n), f"{on:.4f}", f"{off:.4f}", f"{off / on:.2f}", f"{mean:+.1e} ± {half:.1e}"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--draws", type=int, default=4096)
@@ -129,9 +144,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    add_arguments(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    page = ResultsPage.from_args(args, "sds-variance", "SDS gradient variance", INTRO)
+    page.condition("torch threads", args.threads)
 
     cfg = build_trial_config(apply_overrides({"prompt": "a red cube", "seed": args.seed}, args.overrides), "--set")
     prior = load_prior(cfg.prior, cfg.device)
@@ -139,24 +157,31 @@ def main() -> None:
     overall, bands = measure(cfg, prior, x, args.draws, args.batch, args.seed)
 
     s = cfg.sds
-    print(f"prior: {prior.describe()}")
-    print(
+    page.prior(cfg.prior.kind, prior.fingerprint())
+    page.print(f"prior: {prior.describe()}")
+    page.print(
         f"prompt {cfg.prompt!r}, render after {args.warmup} default steps, guidance {s.guidance_scale:g} "
         f"({s.guidance_convention}), weighting {s.weighting}, {args.draws} paired (t, ε) draws, seed {args.seed}"
     )
-    print(f"{'t band':>12s} {'draws':>6s} {'var on':>12s} {'var off':>12s} {'off/on':>9s}   mean(on − off) ± 95% CI")
-    for label, m in bands.items():
-        print(report_line(label, m))
-    print(report_line("all", overall))
+    page.print(
+        f"{'t band':>12s} {'draws':>6s} {'var on':>12s} {'var off':>12s} {'off/on':>9s}   mean(on − off) ± 95% CI"
+    )
+    for label, m in [*bands.items(), ("all", overall)]:
+        page.print(report_line(label, m))
+    page.table(
+        ["t band", "draws", "variance with ε subtracted", "without", "ratio", "mean(with − without) ± 95% CI"],
+        [table_row(label, m) for label, m in [*bands.items(), ("all", overall)]],
+    )
     mean, half = overall.mean_ci()
     load = os.getloadavg()
-    print(
+    page.print(
         f"wall {time.perf_counter() - started:.0f} s, {torch.get_num_threads()} thread(s), peak RSS "
         f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB, load average "
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     ratio = overall.variance("off") / overall.variance("on")
-    print(f"variance_ratio={ratio:.3f} mean_within_ci={int(abs(mean) <= half)} draws={overall.n}")
+    page.print(f"variance_ratio={ratio:.3f} mean_within_ci={int(abs(mean) <= half)} draws={overall.n}")
+    page.write()
 
 
 if __name__ == "__main__":

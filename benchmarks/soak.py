@@ -27,11 +27,14 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
+from results_page import ResultsPage, add_arguments, runs_prior
 
 ROOT = Path(__file__).resolve().parents[1]
+Echo = Callable[[str], None]
 BIN = Path(sys.executable).parent
 PROMPTS = ["a red cube", "a blue sphere", "a green cone", "a yellow torus"]
 #: A tiny trial: four evals and checkpoints, so a killed trial resumes mid-way.
@@ -42,6 +45,12 @@ BASE = {
     "render": {"resolution": 16, "samples_per_ray": 16, "views_per_step": 1},
     "eval": {"every": 10, "views": 2, "turntable_frames": 2},
 }
+INTRO = """
+A sweep of tiny trials under faults: trial workers SIGKILLed at seeded random moments and the driver SIGKILLed once,
+then `df-sweep resume`; what MLflow holds at the end is counted. Every count but trials, finished and kills must be 0:
+no trial lost or run twice, no run left RUNNING, no metric logged twice at one step; and no process of the killed
+launch may be alive 30 s after its driver's kill.
+"""
 ORPHAN_WAIT_S = 30
 #: A resume that fails (Ray's memory monitor stopping Tune on a node others fill) is run again, up to this often.
 MAX_RESUMES = 3
@@ -119,7 +128,7 @@ def finished_trials(db: Path) -> int:
     return int(row[0])
 
 
-def kill_a_worker(driver: Driver, soak_id: str, rng: random.Random, db: Path, after: int) -> bool:
+def kill_a_worker(driver: Driver, soak_id: str, rng: random.Random, db: Path, after: int, echo: Echo) -> bool:
     """Once `after` trials have finished, wait a random moment, then SIGKILL a random trial worker."""
     while driver.running() and finished_trials(db) < after:
         time.sleep(0.5)
@@ -132,13 +141,15 @@ def kill_a_worker(driver: Driver, soak_id: str, rng: random.Random, db: Path, af
                 os.kill(victim, signal.SIGKILL)
             except ProcessLookupError:  # its trial ended between the listing and the kill: draw again
                 continue
-            print(f"  killed trial worker {victim} after {finished_trials(db)} finished trials", flush=True)
+            echo(f"  killed trial worker {victim} after {finished_trials(db)} finished trials")
             return True
         time.sleep(0.2)
     return False
 
 
-def kill_the_driver(driver: Driver, soak_id: str, rng: random.Random, db: Path, after: int) -> tuple[bool, int]:
+def kill_the_driver(
+    driver: Driver, soak_id: str, rng: random.Random, db: Path, after: int, echo: Echo
+) -> tuple[bool, int]:
     """SIGKILL the driver alone once `after` trials have finished; returns whether it was killed (it may have ended
     by itself before) and how many of its processes are still alive ORPHAN_WAIT_S later (then killed here, by
     PID)."""
@@ -150,7 +161,7 @@ def kill_the_driver(driver: Driver, soak_id: str, rng: random.Random, db: Path, 
         os.kill(driver.proc.pid, signal.SIGKILL)
     driver.proc.wait()
     what = "killed the driver" if killed else f"the driver had ended by itself (exit code {driver.proc.returncode})"
-    print(f"  {what} {driver.proc.pid} after {finished_trials(db)} finished trials: {last_line(driver)}", flush=True)
+    echo(f"  {what} {driver.proc.pid} after {finished_trials(db)} finished trials: {last_line(driver)}")
     deadline = time.monotonic() + ORPHAN_WAIT_S
     while marked(soak_id) and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -198,7 +209,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--worker-kills", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="keep the sweep's folder here")
+    add_arguments(parser)
     args = parser.parse_args()
+    page = ResultsPage.from_args(args, "soak", "Soak: kills and resume at scale", INTRO)
+    page.condition("peak memory counts", "this script and the df-sweep drivers it waited for, not Ray's workers")
     rng = random.Random(args.seed)
     folder = args.out or Path(tempfile.mkdtemp(prefix="soak_"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -213,34 +227,36 @@ def main() -> None:
     # the moments of the kills, as numbers of finished trials: workers before and after the driver's kill
     driver_at = rng.randint(n // 3, n // 2)
     worker_at = sorted(rng.randint(n // 10, n - n // 10) for _ in range(args.worker_kills))
-    print(f"soak: {n} trials in {folder}; seed {args.seed}; worker kills after {worker_at} finished trials, "
-          f"the driver's after {driver_at}", flush=True)  # fmt: skip
+    page.print(f"soak: {n} trials in {folder.name}; seed {args.seed}; worker kills after {worker_at} finished "
+               f"trials, the driver's after {driver_at}")  # fmt: skip
     started, kills = time.monotonic(), 0
     driver = Driver(["launch", str(folder / "soak.yaml")], folder, soak_id)
     for after in (a for a in worker_at if a < driver_at):
-        kills += kill_a_worker(driver, soak_id, rng, db, after)
-    killed, orphans = kill_the_driver(driver, soak_id, rng, db, driver_at)
+        kills += kill_a_worker(driver, soak_id, rng, db, after, page.print)
+    killed, orphans = kill_the_driver(driver, soak_id, rng, db, driver_at, page.print)
     kills += killed
     pending = [a for a in worker_at if a >= driver_at]
     for resumes in range(1, MAX_RESUMES + 1):
         resumed = Driver(["resume", "soak"], folder, soak_id)
-        while pending and kill_a_worker(resumed, soak_id, rng, db, pending[0]):
+        while pending and kill_a_worker(resumed, soak_id, rng, db, pending[0], page.print):
             kills += 1
             pending.pop(0)
         code = resumed.proc.wait(timeout=TIMEOUT_S)
         if code == 0:
             break
-        print(f"  resume {resumes} ended with exit code {code}: {last_line(resumed)}", flush=True)
+        page.print(f"  resume {resumes} ended with exit code {code}: {last_line(resumed)}")
     wall = time.monotonic() - started
     result = counts(db, spec_trials)
     load = os.getloadavg()
-    print(f"resume exit code {code} after {resumes} resume(s); wall {wall:.0f} s; processes of the killed launch alive "
-          f"{ORPHAN_WAIT_S} s after its driver's kill: {orphans}; load average {load[0]:.2f} {load[1]:.2f} "
-          f"{load[2]:.2f} (2-core machine shared with others)", flush=True)  # fmt: skip
-    print(
+    page.prior(*runs_prior(f"sqlite:///{db}", "soak"))
+    page.print(f"resume exit code {code} after {resumes} resume(s); wall {wall:.0f} s; processes of the killed launch "
+               f"alive {ORPHAN_WAIT_S} s after its driver's kill: {orphans}; load average {load[0]:.2f} {load[1]:.2f} "
+               f"{load[2]:.2f}")  # fmt: skip
+    page.print(
         f"trials={n} finished={result['finished']} lost={result['lost']} duplicate_runs={result['duplicate_runs']} "
         f"orphaned_running={result['orphaned_running']} duplicate_steps={result['duplicate_steps']} kills={kills}"
     )
+    page.write()
 
 
 if __name__ == "__main__":

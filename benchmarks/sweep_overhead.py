@@ -32,6 +32,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import torch
 import yaml
 from peak import PeakSampler
+from results_page import ResultsPage, add_arguments
 
 from dreamfusion.config.files import build_trial_config
 from dreamfusion.priors.base import load_prior
@@ -40,6 +41,12 @@ from dreamfusion.sweep.validate import load_spec
 from dreamfusion.tracking.runs import child_runs
 from dreamfusion.trial.loop import run_trial
 from dreamfusion.tune.launch import launch_sweep
+
+INTRO = """
+N equal trials of the default prior as a sweep on Ray Tune + MLflow, against the same trials run one after another
+in one process with neither: the sweep's wall time beyond its trials' compute, and its start-up (from `launch`
+called to the first trial's run starting: Ray, the store, worker start-up, the prior's load).
+"""
 
 #: A mid-sized trial: the small NeRF at 32 px, one view per step, four evals (so four reports and checkpoints).
 BASE = {
@@ -164,7 +171,9 @@ def main() -> None:
     parser.add_argument("--trial-seconds", type=float, default=30.0)
     parser.add_argument("--cpu", type=float, default=1.0, help="CPUs per trial (and torch threads)")
     parser.add_argument("--slots", type=int, default=None, help="trials at once (default: CPUs / cpu per trial)")
+    add_arguments(parser)
     args = parser.parse_args()
+    page = ResultsPage.from_args(args, "sweep-overhead", "Sweep overhead", INTRO)
     torch.set_num_threads(max(1, int(args.cpu)))
     slots = max(1, min(args.trials, args.slots or int((os.cpu_count() or 1) // args.cpu)))
     with tempfile.TemporaryDirectory(prefix="dfs-bench-") as tmp:
@@ -174,6 +183,7 @@ def main() -> None:
         prior = load_prior(cfg.prior, "cpu")
         scorer = load_scorer(cfg.scoring, prior.device, prior)
         load_s = time.perf_counter() - started
+        page.prior(cfg.prior.kind, prior.fingerprint())
         steps = calibrate(args.trial_seconds, prior, scorer, work / "calibration")
         walls = sequential(steps, args.trials, prior, scorer, work / "sequential")
         sequential_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -197,10 +207,12 @@ def main() -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
-    print(
+    page.table(["", "measured"], rows)
+    page.print(
         f"overhead_ratio={actual / ideal:.3f} per_trial_overhead_s={overhead:.2f} "
         f"prior_loads={swept['prior_loads']} trials={args.trials} startup_s={swept['startup']:.1f}"
     )
+    page.write(max(sequential_rss, swept["rss_mb"]))
 
 
 def _seconds(values: list[float]) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import resource
 import statistics
 import tempfile
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from results_page import ResultsPage, add_arguments
 from toyworld_quality import cpu_seconds, stratified_prompts
 
 from dreamfusion.config.files import apply_overrides, build_trial_config
@@ -45,8 +45,15 @@ from dreamfusion.scoring.metrics import load_scorer
 from dreamfusion.timing import PhaseTimes
 from dreamfusion.trial.loop import run_trial
 
-#: Defaults the speed work changed (issue 18), as they were before: the "off" arm sets them back.
+#: Defaults the speed work changed, as they were before: the "off" arm sets them back.
 BEFORE: dict[str, Any] = {"steps": 400}
+
+INTRO = """
+What a default toy-world trial costs, and what the speed-ups bought: the same prompts with every `speed.*` switch off
+and the defaults the speed work changed set back (`steps: 400`), against today's defaults, trial by trial in turn.
+Cost is the CPU time of the process (prior and scorer loaded beforehand, not counted); quality is the final
+`gt_iou`. The target: a speed-up of at least 3 at `gt_iou_on ≥ gt_iou_off − 0.01`.
+"""
 
 #: Final metrics reported per arm: the ground truth's shape and colour scores, and the toy CLIP's R@1.
 QUALITY = ("gt_iou", "gt_colour_error", "clip_r_precision", "clip_r_precision_geometry")
@@ -101,34 +108,35 @@ def main() -> None:
     parser.add_argument("--also", action="append", default=[], metavar="KEY=VALUE", help="an arm: defaults + this")
     parser.add_argument("--out", type=Path, default=None, help="keep the trial folders here")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    page = ResultsPage.from_args(args, "trial-cost", "Trial cost", INTRO)
+    page.condition("torch threads", args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="trial_cost_"))
     trials = [(p, s) for s in range(args.seed, args.seed + args.seeds) for p in stratified_prompts(args.prompts)]
-    load_before = os.getloadavg()
 
     cfg = build_trial_config({"device": "cpu"}, "--set")
     prior = load_prior(cfg.prior, cfg.device)
     scorer = load_scorer(cfg.scoring, prior.device, prior)
+    page.prior(cfg.prior.kind, prior.fingerprint())
     plan = arms(args.ablate, args.also, args.overrides)
-    print(f"prior: {prior.describe()}\n{args.threads} thread(s), {len(trials)} trials per arm, out {out}")
+    print(f"out {out}")
+    page.print(f"prior: {prior.describe()}", f"{args.threads} thread(s), {len(trials)} trials per arm")
     for name, overrides in plan.items():
-        print(f"arm {name}: {' '.join(overrides) or 'the defaults'}")
-    print(f"{'prompt':20s} {'seed':>4s} {'arm':28s} {'gt_iou':>6s} {'CPU s':>7s} {'wall s':>7s}", flush=True)
+        page.print(f"arm {name}: {' '.join(overrides) or 'the defaults'}")
+    page.print(f"{'prompt':20s} {'seed':>4s} {'arm':28s} {'gt_iou':>6s} {'CPU s':>7s} {'wall s':>7s}")
 
     rows: dict[str, list[dict[str, float]]] = {name: [] for name in plan}
     for i, (prompt, seed) in enumerate(trials):
         for j, (name, overrides) in enumerate(plan.items()):
             r = run_one(prompt, seed, overrides, prior, scorer, out / f"{i:02d}_{j}")
             rows[name].append(r)
-            print(
-                f"{prompt:20s} {seed:4d} {name:28s} {r['gt_iou']:6.3f} {r['cpu_s']:7.1f} {r['wall_s']:7.1f}",
-                flush=True,
-            )
+            page.print(f"{prompt:20s} {seed:4d} {name:28s} {r['gt_iou']:6.3f} {r['cpu_s']:7.1f} {r['wall_s']:7.1f}")
 
     mean = {name: {k: statistics.fmean(r[k] for r in rs) for k in rs[0]} for name, rs in rows.items()}
-    print()
-    print(
+    page.print()
+    page.print(
         f"{'arm':28s} {'CPU s':>6s} {'wall s':>6s} {'speedup':>7s} "
         + " ".join(f"{p:>6s}" for p in LOOP_PHASES)
         + "  "
@@ -138,18 +146,33 @@ def main() -> None:
         split = " ".join(f"{m[p + '_s']:6.1f}" for p in LOOP_PHASES)
         quality = " ".join(f"{m[k]:.3f}" for k in QUALITY)
         speedup = mean["off"]["cpu_s"] / m["cpu_s"]
-        print(f"{name:28s} {m['cpu_s']:6.1f} {m['wall_s']:6.1f} {speedup:7.2f} {split}  {quality}")
-    diff, half = paired_ci([on["gt_iou"] - off["gt_iou"] for on, off in zip(rows["on"], rows["off"])])
-    print(f"gt_iou on − off: {diff:+.3f} ± {half:.3f} (95% CI over {len(trials)} prompt-seed pairs)")
-    load_after = os.getloadavg()
-    print(
-        f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; load average "
-        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min), {load_after[2]:.2f} (15 min)"
+        page.print(f"{name:28s} {m['cpu_s']:6.1f} {m['wall_s']:6.1f} {speedup:7.2f} {split}  {quality}")
+    page.table(
+        ["arm", "CPU s / trial", "speed-up", *(f"{p} CPU s" for p in LOOP_PHASES), *(f"`{k}`" for k in QUALITY)],
+        [
+            [name, f"{m['cpu_s']:.1f}", f"{mean['off']['cpu_s'] / m['cpu_s']:.2f}"]
+            + [f"{m[p + '_s']:.1f}" for p in LOOP_PHASES]
+            + [f"{m[k]:.3f}" for k in QUALITY]
+            for name, m in mean.items()
+        ],
+        "Means per trial of each arm (CPU time of the process):",
     )
-    print(
+    page.table(
+        ["prompt", "seed", *(f"{name}: `gt_iou` (CPU s)" for name in plan)],
+        [
+            [prompt, seed, *(f"{rows[name][i]['gt_iou']:.3f} ({rows[name][i]['cpu_s']:.1f})" for name in plan)]
+            for i, (prompt, seed) in enumerate(trials)
+        ],
+        "Per trial:",
+    )
+    diff, half = paired_ci([on["gt_iou"] - off["gt_iou"] for on, off in zip(rows["on"], rows["off"])])
+    page.print(f"gt_iou on − off: {diff:+.3f} ± {half:.3f} (95% CI over {len(trials)} prompt-seed pairs)")
+    page.print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    page.print(
         f"speedup={mean['off']['cpu_s'] / mean['on']['cpu_s']:.2f} gt_iou_off={mean['off']['gt_iou']:.3f} "
         f"gt_iou_on={mean['on']['gt_iou']:.3f} cpu_s_on={mean['on']['cpu_s']:.1f} prompts={args.prompts}"
     )
+    page.write()
 
 
 if __name__ == "__main__":
