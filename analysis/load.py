@@ -5,7 +5,8 @@ Layout read (written by `dreamfusion/tracking/`, named in its `schema.py`): expe
 run per launch tagged `df.sweep`, the spec as its `spec.yaml`; one child run per trial tagged
 `mlflow.parentRunId`, params = the flattened trial config, metrics = whatever the trial's steps and evaluators
 logged, `df.component.<kind>` = `name@version` of each component it ran, `df.direction.<metric>` = which way each
-score is better and `df.levels.<metric>` = what an index metric's values name, as the evaluators declared them.
+score is better and `df.levels.<metric>` = what an index metric's values name, as the evaluators declared them,
+`df.prior.sha256` = the sha256 of the prior's weights as loaded.
 
 Several sweeps, or launches of one (`NAME@LAUNCH`), load into one frame with a `sweep` column naming each.
 """
@@ -30,6 +31,7 @@ from dreamfusion.tracking.schema import (
     LEVELS_SEPARATOR,
     LEVELS_TAG_PREFIX,
     PARENT_TAG,
+    PRIOR_HASH_TAG,
     RUN_NAME_TAG,
     SPEC_ARTIFACT,
     STEP_TIME,
@@ -75,6 +77,7 @@ class Sweep:
     missing: list[str] = field(default_factory=list)  # what a partial sweep lacks, in words
     directions: dict[str, str] = field(default_factory=dict)  # metric → "max"/"min", as its runs record it
     levels: dict[str, list[str]] = field(default_factory=dict)  # index metric → what its values 0, 1, … name
+    prior_sha256: dict[str, str] = field(default_factory=dict)  # run id → its prior's sha256, where it recorded one
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -139,6 +142,7 @@ def load_sweeps(names: list[str], tracking_uri: str | None = None, with_curves: 
         continuous,
         directions=_recorded(runs, DIRECTION_TAG_PREFIX),
         levels={m: names.split(LEVELS_SEPARATOR) for m, names in _recorded(runs, LEVELS_TAG_PREFIX).items()},
+        prior_sha256=_prior_hashes(runs),
     )
     sweep.missing = [note for s in sources for note in _missing(sweep, s)]
     return sweep
@@ -180,6 +184,13 @@ def _recorded(runs: pd.DataFrame, prefix: str) -> dict[str, str]:
         if len(values) == 1:
             found[column.removeprefix(f"tags.{prefix}")] = str(values[0])
     return found
+
+
+def _prior_hashes(runs: pd.DataFrame) -> dict[str, str]:
+    """run id → the sha256 of the prior's weights it recorded (`df.prior.sha256`; runs logged before it have none)."""
+    if runs.empty:
+        return {}
+    return {r: h for r, h in zip(runs["run_id"], _tag(runs, PRIOR_HASH_TAG)) if isinstance(h, str) and h}
 
 
 def _source(client, uri: str, name: str) -> tuple[Source, pd.DataFrame]:

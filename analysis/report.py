@@ -38,10 +38,34 @@ class Findings:
     trends: pd.DataFrame
     importance: pd.DataFrame
     settings: pd.DataFrame
+    stale: str | None = None  # one line when trials ran on other weights than the prior ships now
 
 
-def analyse(sweep: Sweep) -> Findings:
-    return Findings(comparisons(sweep), trends(sweep), importance(sweep), differences(sweep))
+def analyse(sweep: Sweep, shipped: dict[str, str] | None = None) -> Findings:
+    """`shipped`: prior kind → the sha256 of the weights it ships (the caller knows them; analysis reads MLflow)."""
+    found = Findings(comparisons(sweep), trends(sweep), importance(sweep), differences(sweep))
+    found.stale = stale_prior(sweep, shipped or {})
+    return found
+
+
+def stale_prior(sweep: Sweep, shipped: dict[str, str]) -> str | None:
+    """A line saying the trials' numbers are stale, where some ran on a prior kind that ships weights (`shipped`:
+    kind → their sha256) but recorded another sha256, or none (runs logged before the tag): they were not measured
+    on the weights that ship now. None where every such trial matches, or none ran on such a kind."""
+    if "param:prior.kind" not in sweep.trials:
+        return None
+    runs = [(r, k) for r, k in zip(sweep.trials["run_id"], sweep.trials["param:prior.kind"]) if k in shipped]
+    stale = [(r, k) for r, k in runs if sweep.prior_sha256.get(r) != shipped[k]]
+    if not stale:
+        return None
+    short = lambda sha: f"{sha[:12]}…" if sha else "not recorded"
+    measured = ", ".join(sorted({short(sweep.prior_sha256.get(r, "")) for r, _ in stale}))
+    kinds = sorted({k for _, k in stale})
+    ships = ", ".join(f"{short(shipped[k])}" for k in kinds)
+    return (
+        f"Stale: {len(stale)} of {len(runs)} trials on the {', '.join(kinds)} prior ran on other weights than the "
+        f"shipped ones (sha256 {measured}; shipped {ships}); launch the sweep again for the shipped prior's numbers."
+    )
 
 
 def ground_truth(sweep: Sweep) -> dict[str, float] | None:
@@ -94,6 +118,8 @@ def summary_lines(sweep: Sweep, findings: Findings) -> list[str]:
     ]
     if sweep.spec.get("description"):
         lines.insert(0, " ".join(str(sweep.spec["description"]).split()))
+    if findings.stale:
+        lines.append(findings.stale)
     if len(sweep.sources) > 1:
         lines.append(_settings_line(findings.settings))
     for source in (s for s in sweep.sources if len(s.parent_run_ids) > 1):
@@ -228,11 +254,18 @@ def write_report(
     return {"html": out / "report.html", "markdown": out / "report.md", **{n: out / f"{n}.csv" for n in csvs}}
 
 
-def report(names: list[str], out: Path, tracking_uri: str | None = None, echo: Echo = print) -> list[str]:
-    """Load the sweeps, write the report; the lines `df-sweep report` prints last (raises SweepNotFound)."""
+def report(
+    names: list[str],
+    out: Path,
+    tracking_uri: str | None = None,
+    echo: Echo = print,
+    shipped: dict[str, str] | None = None,
+) -> list[str]:
+    """Load the sweeps, write the report; the lines `df-sweep report` prints last (raises SweepNotFound).
+    `shipped`: prior kind → the sha256 of the weights it ships, to say when trials ran on others."""
     echo(f"reading {', '.join(names)} from MLflow")
     sweep = load_sweeps(names, tracking_uri)
-    findings = analyse(sweep)
+    findings = analyse(sweep, shipped)
     paths = write_report(sweep, out, echo, findings)
     return ["", *summary_lines(sweep, findings), "", *(f"  {kind:12s} {path}" for kind, path in paths.items())]
 
@@ -242,9 +275,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("names", nargs="+", metavar="NAME", help="a sweep, or NAME@LAUNCH for one launch of it")
     ap.add_argument("--out", type=Path, default=Path("report"))
     ap.add_argument("--tracking-uri", default=None)
+    ap.add_argument(
+        "--shipped",
+        action="append",
+        default=[],
+        metavar="KIND=SHA256",
+        help="a prior kind and the sha256 of the weights it ships: trials on other weights are reported stale",
+    )
     args = ap.parse_args(argv)
+    shipped = dict(pair.split("=", 1) for pair in args.shipped)
     try:
-        print("\n".join(report(args.names, args.out, args.tracking_uri)))
+        print("\n".join(report(args.names, args.out, args.tracking_uri, shipped=shipped)))
     except SweepNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

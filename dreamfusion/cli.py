@@ -262,8 +262,9 @@ def report(
     sweeps or launches (NAME@LAUNCH: parent run id, launch name, or number, -1 the newest), as an offline
     report.html, report.md and CSVs."""
     from analysis.report import report as write
+    from dreamfusion.toyworld.assets import shipped_priors
 
-    typer.echo("\n".join(write(names, out, tracking_uri, typer.echo)))
+    typer.echo("\n".join(write(names, out, tracking_uri, typer.echo, shipped_priors())))
 
 
 @app.command()
