@@ -19,7 +19,7 @@ first 4 eval views, lit colour over textureless; a shape per row and a colour pe
 Targets: color_r1 ≥ 0.8 (moonshot ≥ 0.97 × gt_r1, DreamFusion's ratio on COCO), geometry_r1 ≥ 0.6, ≤ 3 CPU-min.
 `--ceiling DIR` reads the `results.json` of a run with `--set prior.kind=analytic` (the exact denoiser of a finite
 set of renders) and prints each shape's `gt_iou` as a share of it, on the prompts both runs share. It is a
-reference, not an upper bound (docs/results/toyworld-quality.md has both).
+reference, not an upper bound (docs/results/toyworld-quality.md).
 """
 
 from __future__ import annotations

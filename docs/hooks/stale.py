@@ -39,7 +39,8 @@ def banner(meta: dict[str, Any], shipped: str | None) -> str | None:
     """The admonition a results page with this front matter needs, or None."""
     command = meta.get("command") or "its script"
     measured = meta.get("prior_sha256")
-    if meta.get("prior", TOY_PRIOR) == TOY_PRIOR and (measured is None or measured != shipped):
+    kinds = str(meta.get("prior", TOY_PRIOR)).split(", ")  # a page may pool trials of several priors
+    if TOY_PRIOR in kinds and (measured is None or measured != shipped):
         return _admonition(
             "warning",
             "Stale: measured on another prior than the shipped one",

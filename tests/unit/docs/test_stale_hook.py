@@ -48,6 +48,11 @@ def test_a_missing_sha256_or_missing_front_matter_gets_the_warning():
     assert stale.banner({}, SHIPPED).startswith("!!! warning")
 
 
+def test_a_page_that_pools_the_toy_prior_with_another_is_stale_unless_on_the_shipped_weights():
+    assert stale.banner(meta(prior="analytic, toyworld", prior_sha256=f"{OTHER}, {SHIPPED}"), SHIPPED) is not None
+    assert stale.banner(meta(prior="analytic, toyworld", prior_sha256=SHIPPED), SHIPPED) is None
+
+
 def test_no_prior_or_another_kind_of_prior_does_not_depend_on_the_shipped_weights():
     assert stale.banner(meta(prior="none", prior_sha256=None), SHIPPED) is None
     assert stale.banner(meta(prior="analytic", prior_sha256=OTHER), SHIPPED) is None
