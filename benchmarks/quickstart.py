@@ -61,13 +61,13 @@ def main() -> None:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     print(f"work: {work} (log {log})", flush=True)
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
-    page.commit = commit(clone)  # what ran is the clone: HEAD, without this checkout's uncommitted changes
     times: dict[str, float | None] = {"setup": None}
-    if args.skip_setup:
+    if args.skip_setup:  # this environment's df-sweep runs, and so this checkout's code
         bin_dir = Path(sys.executable).parent
     else:
         times["setup"] = timed(["bash", "scripts/setup.sh"], clone, env, log)
         bin_dir = clone / ".venv" / "bin"
+        page.commit = commit(clone)  # the clone's own environment runs HEAD, without uncommitted changes
     launch = [str(bin_dir / "df-sweep"), "launch", SPEC, *(a for s in args.sets for a in ("--set", s))]
     times["launch"] = timed(launch, clone, env, log)
     times["report"] = timed([str(bin_dir / "df-sweep"), "report", "timesteps"], clone, env, log)
