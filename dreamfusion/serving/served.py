@@ -70,7 +70,6 @@ class ServedPrior(Prior):
         super().__init__()
         self.codec, self.denoiser = codec, denoiser
         self.device, self.dtype, self.alphas_cumprod = codec.device, codec.dtype, codec.alphas_cumprod
-        self.default_negative_prompt = codec.default_negative_prompt  # type: ignore[misc]  # the served class's
 
     @classmethod
     def load(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype) -> Prior:
