@@ -3,7 +3,7 @@
 The trial keeps the codec part of the prior (image ↔ model space, ᾱ_t: SD's VAE, through whose encoder SDS's
 gradient passes) and asks a `Denoiser` for text embeddings and ε̂; SDS and the trial loop see the same `Prior`
 interface either way. Which process answers, and how requests travel, is the transport's business: a Ray actor
-per node or GPU in a sweep (`dreamfusion/sweep/prior_service.py`), pipes in the packing benchmark.
+per node or GPU in a sweep (`dreamfusion/serving/service.py`), pipes in the packing benchmark.
 """
 
 from __future__ import annotations
