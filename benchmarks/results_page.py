@@ -108,7 +108,7 @@ def runs_prior(tracking_uri: str, experiment: str, newest_launch: bool = False) 
 
     client = MlflowClient(tracking_uri)
     found = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([found.experiment_id], max_results=100_000) if found else []
+    runs = client.search_runs([found.experiment_id], max_results=50_000) if found else []
     trials = [r for r in runs if PARENT_TAG in r.data.tags]
     launches = sorted((r for r in runs if SWEEP_TAG in r.data.tags), key=lambda r: r.info.start_time)
     if newest_launch and launches:

@@ -116,3 +116,25 @@ def test_the_commit_is_head_and_dirty_when_a_tracked_file_differs(tmp_path):
     outside = tmp_path.parent / "not-a-checkout"
     outside.mkdir()
     assert results_page.commit(outside) == "unknown"
+
+
+def test_the_prior_of_trials_run_elsewhere_is_read_from_their_runs(tmp_path):
+    """A sweep's trials ran in other processes: their runs' prior kind and sha256 tag name the page's prior; with
+    `newest_launch` only the newest launch's trials count."""
+    from mlflow import MlflowClient
+
+    from dreamfusion.tracking.runs import start_parent_run
+    from dreamfusion.tracking.schema import PARENT_TAG, PRIOR_HASH_TAG
+    from dreamfusion.tracking.store import open_experiment
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    experiment = open_experiment(uri, "sweep")
+    client = MlflowClient(uri)
+    for launch, sha in (("2026-01-01_00-00-00", "ab" * 32), ("2026-01-02_00-00-00", "12" * 32)):
+        parent = start_parent_run(uri, experiment, "sweep", launch, "", "name: sweep\n")
+        for seed in (0, 1):
+            run = client.create_run(experiment, f"seed={seed}", tags={PARENT_TAG: parent, PRIOR_HASH_TAG: sha})
+            client.log_param(run.info.run_id, "prior.kind", "toyworld")
+    assert results_page.runs_prior(uri, "sweep") == ("toyworld", f"{'12' * 32}, {'ab' * 32}")
+    assert results_page.runs_prior(uri, "sweep", newest_launch=True) == ("toyworld", "12" * 32)
+    assert results_page.runs_prior(uri, "no such sweep") == ("none", None)
