@@ -133,7 +133,7 @@ def test_the_prior_of_trials_run_elsewhere_is_read_from_their_runs(tmp_path):
     for launch, sha in (("2026-01-01_00-00-00", "ab" * 32), ("2026-01-02_00-00-00", "12" * 32)):
         parent = start_parent_run(uri, experiment, "sweep", launch, "", "name: sweep\n")
         for seed in (0, 1):
-            run = client.create_run(experiment, f"seed={seed}", tags={PARENT_TAG: parent, PRIOR_HASH_TAG: sha})
+            run = client.create_run(experiment, run_name=f"seed={seed}", tags={PARENT_TAG: parent, PRIOR_HASH_TAG: sha})
             client.log_param(run.info.run_id, "prior.kind", "toyworld")
     assert results_page.runs_prior(uri, "sweep") == ("toyworld", f"{'12' * 32}, {'ab' * 32}")
     assert results_page.runs_prior(uri, "sweep", newest_launch=True) == ("toyworld", "12" * 32)
