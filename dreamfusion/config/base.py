@@ -36,10 +36,12 @@ class Selecting(Schema):
     selects: ClassVar[dict[str, str]] = {}
 
     def chosen(self) -> list[type[registry.Component]]:
-        """The registered components this block names, in field order."""
+        """The registered components this block names, in field order; null names every one of its kind (as
+        `eval.evaluators: null` runs every evaluator that applies)."""
         found = []
         for field, kind in self.selects.items():
             value = getattr(self, field)
+            value = registry.names(kind) if value is None else value
             for name in value if isinstance(value, list) else [value]:
                 if isinstance(name, str) and name in registry.names(kind):
                     found.append(registry.find(kind, name))

@@ -59,6 +59,7 @@ class Evaluator(registry.Component, abc.ABC):
 
     def __init__(self, cfg: TrialConfig, scorer: Scorer) -> None:
         self.cfg, self.scorer = cfg, scorer
+        self.options = cfg.eval.options_for(type(self))
 
     @classmethod
     def applies(cls, cfg: TrialConfig) -> bool:

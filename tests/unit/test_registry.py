@@ -311,3 +311,30 @@ def test_a_plugins_options_reach_the_mlflow_params_of_a_run(option_plugin, tmp_p
     assert (run.data.params["sds.timesteps.at"], run.data.params["sds.factor"]) == ("0.3", "2.0")
     assert run.data.tags["df.component.loss"] == "test-scaled@1"
     assert {m.value for m in client.get_metric_history(run.info.run_id, "t")} == {300.0}
+
+
+def test_an_evaluators_options_are_filled_where_every_evaluator_runs():
+    """`eval.evaluators: null` runs every evaluator that applies, so each one's options are in the config; a list
+    fills only the options of the evaluators it names."""
+    from dreamfusion.evaluators.base import Evaluator, Metric
+
+    @registry.register
+    class Counting(Evaluator):
+        name, summary = "test-counting", "how many views an evaluation rendered"
+        metrics = {"view_count": Metric("max", "views rendered")}
+
+        class Options(registry.Options):
+            scale: float = 1.0
+            """What the count is multiplied by."""
+
+        def evaluate(self, views):
+            return {"view_count": self.options.scale * 8}
+
+    try:
+        assert flatten(load_trial_config(None, ["eval.scale=2"]))["eval.scale"] == 2.0
+        assert flatten(load_trial_config(None, []))["eval.scale"] == 1.0
+        assert "eval.scale" not in flatten(load_trial_config(None, ["eval.evaluators=[clip]"]))
+        with pytest.raises(ConfigError, match=r"^--set: eval.scale: Input should be a valid number"):
+            load_trial_config(None, ["eval.scale=many"])
+    finally:
+        registry.unregister("evaluator", "test-counting")
