@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import resource
 import shlex
 import subprocess
@@ -44,6 +45,8 @@ RESULTS = ROOT / "docs" / "results"
 IMAGES = "img"
 #: The `prior` of a measurement that involved no prior.
 NO_PRIOR = "none"
+#: Terminal colour codes (Ray colours its workers' log prefixes): kept on the terminal, not on the page.
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,7 +170,7 @@ class ResultsPage:
         """Print result lines and keep them for the page's output block."""
         for line in lines or ("",):
             print(line, flush=True)
-            self.output.extend(str(line).splitlines() or [""])
+            self.output.extend(ANSI.sub("", str(line)).splitlines() or [""])
 
     def markdown(self, text: str) -> None:
         """A block of the script's own Markdown (a table, a sentence computed from the numbers)."""

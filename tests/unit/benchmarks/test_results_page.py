@@ -41,13 +41,13 @@ def test_the_page_carries_its_provenance_its_markdown_its_output_and_its_figures
     page = results_page.ResultsPage("example", "An example", "What it measures.", tmp_path / "results", argv)
     page.prior("toyworld", "ab" * 32)
     page.condition("torch threads", 1)
-    page.print("a row", "key=1.000")
+    page.print("a \x1b[36mrow\x1b[0m", "key=1.000")
     page.table(["shape", "gt_iou"], [["cube", "0.9"]])
     page.figure(figure, "the trials", "example.png")
     path = page.write()
 
     assert path == tmp_path / "results" / "example.md"
-    assert capsys.readouterr().out == "a row\nkey=1.000\n"  # the script's last line stays its summary
+    assert capsys.readouterr().out == "a \x1b[36mrow\x1b[0m\nkey=1.000\n"  # the last line stays the summary
     meta, body = front_matter(path.read_text())
     assert meta["generated_by"] == "benchmarks/toyworld_quality.py"
     assert meta["command"] == "python benchmarks/toyworld_quality.py --prompts 6 --set 'prompt=a red cube'"
