@@ -58,7 +58,7 @@ class Selecting(Schema):
         resolved: dict[str, Any] = {}
         for component in self.chosen():
             mine = {k: v for k, v in given.items() if k in component.Options.model_fields}
-            resolved.update(_checked(component.Options, mine, next(iter(mine), "")).model_dump())
+            resolved.update(_checked(component.Options, mine, "").model_dump())
         for key, value in given.items():
             if key not in resolved:
                 resolved[key] = getattr(_checked(self._owner(key).Options, {}, key, value), key)
@@ -75,7 +75,8 @@ class Selecting(Schema):
 
 
 def _checked(options: type[registry.Options], values: dict[str, Any], key: str, *one: Any) -> registry.Options:
-    """`options` validated from `values`, or with the single `key` set to `one[0]` alone; an error names its key."""
+    """`options` validated from `values`, or with the single `key` set to `one[0]` alone; an error names its key
+    (none for a check of the options together, which the block's name then locates)."""
     try:
         if one:
             found = options.model_construct()

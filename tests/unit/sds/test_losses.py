@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from dreamfusion import registry
 from dreamfusion.config.schema import PriorConfig, SDSConfig
 from dreamfusion.priors.base import Prior
 from dreamfusion.sds.loss import make_loss
@@ -164,6 +165,28 @@ def test_on_the_toy_world_nfsd_defaults_to_csd_above_t_200():
     eps_u = prior.predict_noise(ab.sqrt() * x[:2].detach() + (1 - ab).sqrt() * noise[:2], t[:2], uncond[:2])
     assert torch.allclose(nfsd.grad[:2], csd.grad[:2] + (1 - ab) * eps_u, atol=1e-5)
     assert (1 - ab).mul(eps_u).abs().max() > 0.01  # the small-t term is not nothing
+
+
+@pytest.mark.parametrize(("knows", "expected"), [(True, PAPER_NEGATIVE_PROMPT), (False, "")])
+def test_nfsd_defaults_to_the_papers_words_where_a_closed_vocabulary_has_them(knows, expected):
+    """The default y_neg is decided by the prior's vocabulary alone: the paper's words when it can condition on them,
+    the unconditional prompt "" when it cannot."""
+
+    class Words:
+        label = "a test vocabulary"
+
+        def knows(self, prompt: str) -> bool:
+            return knows
+
+        def describe(self) -> str:
+            return "anything" if knows else "nothing"
+
+    class Closed(AffinePrior):
+        needs = registry.Needs(vocabulary=Words())
+
+    assert make_loss(SDSConfig(loss="nfsd")).negative_prompt(Closed()) == expected  # type: ignore[attr-defined]
+    chosen = make_loss(SDSConfig(loss="nfsd", negative_prompt="a blue cube"))
+    assert chosen.negative_prompt(Closed()) == "a blue cube"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("loss", ["sds", "csd", "nfsd"])

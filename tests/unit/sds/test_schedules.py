@@ -14,7 +14,10 @@ import pytest
 import torch
 from schedule_reference import dreamtime_weight, plateau, sd_alphas_cumprod, time_prioritized
 
+from dreamfusion import registry
+from dreamfusion.config.files import load_trial_config
 from dreamfusion.config.schema import TimestepConfig
+from dreamfusion.errors import ConfigError
 from dreamfusion.sds.schedules import (
     Anneal,
     Schedule,
@@ -256,3 +259,21 @@ def test_the_plateau_weight_rescales_to_the_priors_T():
 
     reference = torch.tensor([expected(t) for t in range(500)], dtype=torch.float64)
     assert torch.allclose(plateau_weight(cfg, 500), reference, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"anneal_start": 0.6, "anneal_end": 0.4}, "anneal_start must be <= anneal_end"),
+        ({"dreamtime_m1": 400, "dreamtime_m2": 500}, "dreamtime_m2 must be <= dreamtime_m1"),
+    ],
+)
+def test_a_schedules_options_are_checked_together(options, error):
+    """Ends that meet are a valid (instant) decay or an empty plateau; crossed ends are a one-line error."""
+    schedule = "anneal" if "anneal_start" in options else "dreamtime"
+    meet = {k: min(options.values()) for k in options}
+    assert TimestepConfig(schedule=schedule, **meet).options_for(registry.find("schedule", schedule))
+    with pytest.raises(ConfigError, match=rf"^--set: sds.timesteps: {error}$"):
+        load_trial_config(
+            None, [f"sds.timesteps.schedule={schedule}", *(f"sds.timesteps.{k}={v}" for k, v in options.items())]
+        )
