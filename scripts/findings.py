@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     trend = "none" if row is None else f"{row['verdict']}:{row['slope']:.4f}[{row['ci_low']:.4f},{row['ci_high']:.4f}]"
     page.prior(*runs_prior(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlruns.db"), "timesteps", True))
     for name, seeds in (("timesteps", args.timesteps_seeds), ("guidance", args.guidance_seeds)):
-        page.markdown(f"## `{name}` at {seeds} seeds\n\n" + report_summary(args.out / name / "report.md"))
+        at = f"{seeds} seed" + ("s" if seeds != 1 else "")
+        page.markdown(f"## `{name}` at {at}\n\n" + report_summary(args.out / name / "report.md"))
         if name == "timesteps" and (args.out / name / "comparisons.png").is_file():
             page.figure(args.out / name / "comparisons.png", "paired differences, Holm-level CIs", "flagship.png")
     page.print(
