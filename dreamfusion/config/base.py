@@ -74,6 +74,16 @@ class Selecting(Schema):
         raise PydanticCustomError(OPTION_ERROR, "{key}: {message}", {"key": key, "message": "unknown key"})
 
 
+def selecting_blocks(block: BaseModel) -> list[Selecting]:
+    """Every block at or under `block` that names components, outermost first: where chosen components live."""
+    found = [block] if isinstance(block, Selecting) else []
+    for name in type(block).model_fields:
+        child = getattr(block, name)
+        if isinstance(child, BaseModel):
+            found += selecting_blocks(child)
+    return found
+
+
 def _checked(options: type[registry.Options], values: dict[str, Any], key: str, *one: Any) -> registry.Options:
     """`options` validated from `values`, or with the single `key` set to `one[0]` alone; an error names its key
     (none for a check of the options together, which the block's name then locates)."""

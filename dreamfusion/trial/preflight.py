@@ -5,6 +5,7 @@ produce."""
 from __future__ import annotations
 
 from dreamfusion import registry
+from dreamfusion.config.base import selecting_blocks
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.errors import ConfigError, shorten
 from dreamfusion.scoring.metrics import check_pairing, scorer_class
@@ -43,7 +44,7 @@ def check_prompt_options(cfg: TrialConfig, prior: type[registry.Component], labe
     vocabulary = prior.needs.vocabulary
     if vocabulary is None:
         return
-    for block in (cfg.prior, cfg.scoring, cfg.sds, cfg.sds.timesteps, cfg.eval):
+    for block in selecting_blocks(cfg):
         for component in block.chosen():
             options = block.options_for(component)
             for key, info in type(options).model_fields.items():
