@@ -91,6 +91,18 @@ class SpeedConfig(Schema):
     shared_eval_pass: bool = Field(default_factory=_speedups_default)
     """Render an evaluation's colour, geometry and albedo views from one pass through the field: bit for bit the
     same images as three separate renders."""
+    fused_grid: bool = Field(default_factory=_speedups_default)
+    """Read every level of the dense grid in one gather of each point's 8 corners instead of one `grid_sample` per
+    level, with a cheaper backward: the same trilinear maths, rounded in another order."""
+    analytic_normals: bool = Field(default_factory=_speedups_default)
+    """Normals from the field's closed-form gradient (a trilinear grid's derivative read from the same 8 corners,
+    carried through the decoder) instead of finite differences, which cost three more field reads per visible
+    sample: a trade of maths, measured by `benchmarks/trial_cost.py`."""
+    prior_attention: Literal["fused", "math"] = Field(
+        default_factory=lambda: "math" if _speedups_default() else "fused"
+    )
+    """How the toy-world prior's UNet computes attention: `fused` is torch's scaled-dot-product kernel, `math` the
+    explicit matmul-softmax-matmul, faster on CPU at the toy UNet's 16-wide heads (float rounding differs)."""
 
 
 class ExportConfig(Schema):
