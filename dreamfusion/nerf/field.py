@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from dreamfusion.config.schema import NerfConfig
 from dreamfusion.errors import ConfigError
+from dreamfusion.nerf.trilinear import level_table, lookup
 
 
 def level_resolutions(cfg: NerfConfig) -> list[int]:
@@ -24,20 +25,31 @@ def level_resolutions(cfg: NerfConfig) -> list[int]:
 
 
 class DenseGridEncoding(nn.Module):
-    """Features of a point = concatenation of trilinear reads from each level's [F, R, R, R] grid."""
+    """Features of a point = concatenation of trilinear reads from each level's [F, R, R, R] grid: one
+    `grid_sample` per level, or all levels in one fused lookup (`fused`, `dreamfusion/nerf/trilinear.py`)."""
 
-    def __init__(self, cfg: NerfConfig) -> None:
+    def __init__(self, cfg: NerfConfig, fused: bool = False) -> None:
         super().__init__()
+        self.resolutions = level_resolutions(cfg)
         self.levels = nn.ParameterList(
-            nn.Parameter(torch.randn(1, cfg.grid_features, r, r, r) * 1e-2) for r in level_resolutions(cfg)
+            nn.Parameter(torch.randn(1, cfg.grid_features, r, r, r) * 1e-2) for r in self.resolutions
         )
         self.out_dim = cfg.grid_features * cfg.grid_levels
+        self.fused = fused
 
     def forward(self, x: Tensor) -> Tensor:
         # x [N, 3] in [-1, 1] → [N, L·F]
+        if self.fused:
+            return lookup(level_table(list(self.levels)), x, self.resolutions)[0]
         grid = x.view(1, -1, 1, 1, 3)
         feats = [F.grid_sample(g, grid, mode="bilinear", align_corners=True) for g in self.levels]  # [1, F, N, 1, 1]
         return torch.cat(feats, dim=1).view(self.out_dim, -1).t()
+
+    def with_jacobian(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Features [N, L·F] and their exact derivatives [N, 3, L·F] along x, y, z, from the same corners."""
+        feats, jac = lookup(level_table(list(self.levels)), x, self.resolutions, jacobian=True)
+        assert jac is not None
+        return feats, jac
 
     def total_variation(self) -> Tensor:
         """Mean squared difference of neighbouring voxels of the finest level: a smoothness prior on the field."""
@@ -91,11 +103,16 @@ class NeRFField(nn.Module):
     """σ(x) = softplus(raw(x) + blob(x)), albedo(x) = sigmoid(...): a density blob at init so SDS starts from an
     object, not from empty space (Magic3D's `blob_magic3d` bias)."""
 
-    def __init__(self, cfg: NerfConfig) -> None:
+    def __init__(self, cfg: NerfConfig, fused_grid: bool = False) -> None:
         super().__init__()
         self.cfg = cfg
-        self.encoding = HashGridEncoding(cfg) if cfg.encoding == "hash_grid" else DenseGridEncoding(cfg)
+        self.encoding = HashGridEncoding(cfg) if cfg.encoding == "hash_grid" else DenseGridEncoding(cfg, fused_grid)
         self.decoder = mlp(self.encoding.out_dim, cfg.mlp_width, cfg.mlp_depth, 4)
+
+    @property
+    def has_gradient(self) -> bool:
+        """Whether `with_gradient` is available: the dense grid's derivative is closed-form, a hash grid's is not."""
+        return isinstance(self.encoding, DenseGridEncoding)
 
     def blob(self, x: Tensor) -> Tensor:
         # x [N, 3] → [N]
@@ -110,8 +127,34 @@ class NeRFField(nn.Module):
     def density(self, x: Tensor) -> Tensor:
         return self(x)[0]
 
+    def with_gradient(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """σ [N], albedo [N, 3] and the exact ∇σ [N, 3] in one pass, so normals cost no extra field reads: the
+        grid's derivatives [N, 3, D] come from the same corners as its values, and the decoder's raw-density
+        gradient with respect to its input, one vector [N, D] per point, contracts them."""
+        feats, jac = self.encoding.with_jacobian(x)  # [N, D], [N, 3, D]
+        out, d_raw = _decode_with_input_gradient(self.decoder, feats)  # [N, 4], [N, D]
+        z = out[:, 0] + self.blob(x)
+        d_blob = -self.cfg.blob_density / self.cfg.blob_radius * safe_normalize(x)  # [N, 3]
+        grad = torch.sigmoid(z)[:, None] * ((jac * d_raw[:, None, :]).sum(-1) + d_blob)  # softplus' = sigmoid
+        return F.softplus(z), torch.sigmoid(out[:, 1:]), grad
+
     def regularisers(self) -> dict[str, Tensor]:
         return {"density_tv": self.encoding.total_variation()}
+
+
+def _decode_with_input_gradient(decoder: nn.Sequential, h: Tensor) -> tuple[Tensor, Tensor]:
+    """The decoder's output [N, O] and the gradient [N, D] of its first output (raw density) with respect to its
+    input [N, D], by hand: the ReLU masks of the forward pass, then the weights back to front."""
+    masks = []
+    for layer in decoder:
+        h = layer(h) if isinstance(layer, nn.Linear) else torch.relu(h)
+        if isinstance(layer, nn.ReLU):
+            masks.append(h > 0)  # [N, H]
+    linears = [layer for layer in decoder if isinstance(layer, nn.Linear)]
+    grad = linears[-1].weight[0].expand(h.shape[0], -1)  # [N, H]
+    for layer, mask in zip(reversed(linears[:-1]), reversed(masks)):
+        grad = (grad * mask) @ layer.weight
+    return h, grad
 
 
 class Background(nn.Module):
@@ -151,7 +194,7 @@ def safe_normalize(v: Tensor, eps: float = 1e-8) -> Tensor:
 def finite_difference_normals(density_fn, x: Tensor, sigma: Tensor, h: float) -> Tensor:
     """Outward normals −∇σ/|∇σ| by forward differences from σ(x) already computed: 3 extra reads, one batch.
 
-    (Analytic normals would need grid_sample's double backward, which torch lacks for 3D grids.)
+    Any field; a dense grid's exact gradient is cheaper (`NeRFField.with_gradient`, `speed.analytic_normals`).
     """
     # x [N, 3], sigma [N] → [N, 3]
     offsets = torch.eye(3, device=x.device, dtype=x.dtype) * h  # [3, 3]

@@ -20,6 +20,7 @@ from dreamfusion.nerf.occupancy import OccupancyGrid
 from dreamfusion.timing import phase
 
 FieldFn = Callable[[Tensor], tuple[Tensor, Tensor]]  # points [N, 3] → σ [N], albedo [N, 3]
+GradientFn = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]  # points [N, 3] → σ [N], albedo [N, 3], ∇σ [N, 3]
 BackgroundFn = Callable[[Tensor], Tensor]  # directions [N, 3] → colour [N, 3]
 
 SHADING_MODES = ("albedo", "lambertian", "textureless")
@@ -95,9 +96,12 @@ def render(
     normal_step: float = 1 / 64,
     need_normals: bool = True,
     occupancy: OccupancyGrid | None = None,
+    gradient: GradientFn | None = None,
 ) -> RenderOutput:
-    march = march_rays(field, cams, resolution, samples, generator, occupancy)
+    """`gradient`: the field with its exact ∇σ, read instead of `field` where normals are wanted, which then come
+    from it rather than from finite differences of step `normal_step`."""
     normals = light.shading != "albedo" or need_normals
+    march = march_rays(field, cams, resolution, samples, generator, occupancy, gradient if normals else None)
     return shade_march(
         march, background, light, bg_color, visible_normals(field, march, normal_step) if normals else None
     )
@@ -113,10 +117,11 @@ def render_shadings(
     bg_color: Tensor | None = None,
     normal_step: float = 1 / 64,
     occupancy: OccupancyGrid | None = None,
+    gradient: GradientFn | None = None,
 ) -> list[RenderOutput]:
     """The same cameras in several shadings from one pass through the field (no jitter): each output is exactly
     `render(..., light, need_normals=True)`, for a third of the field reads when three shadings are wanted."""
-    march = march_rays(field, cams, resolution, samples, None, occupancy)
+    march = march_rays(field, cams, resolution, samples, None, occupancy, gradient)
     normals = visible_normals(field, march, normal_step)
     return [shade_march(march, background, light, bg_color, normals) for light in lights]
 
@@ -132,6 +137,7 @@ class March:
     sigma: Tensor  # [R·S] density
     albedo: Tensor  # [R·S, 3]
     weights: Tensor  # [R, S] compositing weights
+    gradient: Tensor | None  # [R·S, 3] ∇σ when the march read a field's exact gradient
 
 
 def march_rays(
@@ -141,25 +147,39 @@ def march_rays(
     samples: int,
     generator: torch.Generator | None,
     occupancy: OccupancyGrid | None,
+    gradient: GradientFn | None = None,
 ) -> March:
-    """Stratified samples along every pixel's ray, the field at the occupied ones, and the compositing weights."""
+    """Stratified samples along every pixel's ray, the field at the occupied ones (with ∇σ when `gradient` is
+    given), and the compositing weights."""
     with phase("render/rays"):
         origins, dirs = (x.reshape(-1, 3) for x in rays(cams, resolution))  # [R, 3], R = B·H·W
         near, far = ray_sphere(origins, dirs)
         depth, delta = sample_along(near, far, samples, generator)  # [R, S], [R, 1]
         points = (origins[:, None] + dirs[:, None] * depth[..., None]).clamp(-1, 1)  # [R, S, 3]
     with phase("render/field"):
-        sigma, albedo = _sparse_field(field, points.reshape(-1, 3), occupancy)
+        sigma, albedo, grad = _sparse_field(field, points.reshape(-1, 3), occupancy, gradient)
     with phase("render/composite"):
         w = composite(sigma.view(depth.shape), delta)  # [R, S]
-    return March(len(cams), resolution, dirs, points, sigma, albedo, w)
+    return March(len(cams), resolution, dirs, points, sigma, albedo, w, grad)
 
 
-def visible_normals(field: FieldFn, march: March, h: float) -> Tensor:
-    """[R, S, 3] normals of the samples that reach the image (see `_visible_normals`)."""
+def visible_normals(field: FieldFn, march: March, h: float, threshold: float = 1e-4) -> Tensor:
+    """[R, S, 3] normals −∇σ/|∇σ| of the samples that reach the image (weight > threshold), zero elsewhere: from
+    the march's exact gradient when it has one, else by finite differences (three field reads per sample).
+
+    Most samples of a ray lie in empty space, and zero-weight samples reach neither the image nor the orientation
+    penalty: computing normals only where the ray deposits weight was the largest saving in a CPU step.
+    """
     with phase("render/normals"):
+        active = torch.nonzero(march.weights.detach().flatten() > threshold).squeeze(1)  # [M]
         flat = march.points.reshape(-1, 3)
-        normals = _visible_normals(field, flat, march.sigma, march.weights.detach().flatten(), h)
+        if active.numel() == 0:
+            return flat.new_zeros(march.points.shape)
+        if march.gradient is not None:
+            seen = safe_normalize(-march.gradient[active])
+        else:
+            seen = finite_difference_normals(lambda x: field(x)[0], flat[active], march.sigma[active], h)
+        normals = flat.new_zeros(flat.shape).index_copy(0, active, seen)
     return normals.view(march.points.shape)
 
 
@@ -183,30 +203,19 @@ def shade_march(
         )
 
 
-def _sparse_field(field: FieldFn, x: Tensor, occupancy: OccupancyGrid | None) -> tuple[Tensor, Tensor]:
-    """σ [N] and albedo [N, 3] with the field evaluated only in occupied cells (σ = 0, albedo = 0 elsewhere)."""
+def _sparse_field(
+    field: FieldFn, x: Tensor, occupancy: OccupancyGrid | None, gradient: GradientFn | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """σ [N], albedo [N, 3] and, read from `gradient`, ∇σ [N, 3] (else None), with the field evaluated only in
+    occupied cells (zero elsewhere)."""
+    read: Callable[[Tensor], tuple[Tensor, ...]] = field if gradient is None else gradient
     if occupancy is None:
-        return field(x)
-    active = torch.nonzero(occupancy.query(x)).squeeze(1)  # [M]
-    sigma, albedo = field(x[active])
-    return (x.new_zeros(x.shape[0]).index_copy(0, active, sigma), x.new_zeros(x.shape).index_copy(0, active, albedo))
-
-
-def _visible_normals(
-    field: FieldFn, x: Tensor, sigma: Tensor, weight: Tensor, h: float, threshold: float = 1e-4
-) -> Tensor:
-    """Normals [N, 3] at the samples that contribute to a pixel (weight > threshold), zero elsewhere.
-
-    Finite differences cost three field reads per sample; most samples of a ray lie in empty space, so computing
-    them only where the ray deposits weight is the largest saving in a CPU step. Zero-weight samples do not
-    reach the image or the orientation penalty, so their normals are never looked at.
-    """
-    active = torch.nonzero(weight > threshold).squeeze(1)  # [M]
-    normals = x.new_zeros(x.shape)
-    if active.numel() == 0:
-        return normals
-    density = lambda pts: field(pts)[0]
-    return normals.index_copy(0, active, finite_difference_normals(density, x[active], sigma[active], h))
+        outputs = read(x)
+    else:
+        active = torch.nonzero(occupancy.query(x)).squeeze(1)  # [M]
+        outputs = tuple(x.new_zeros(x.shape[:1] + o.shape[1:]).index_copy(0, active, o) for o in read(x[active]))
+    sigma, albedo, *grad = outputs
+    return sigma, albedo, grad[0] if grad else None
 
 
 def _orientation(w: Tensor, normals: Tensor | None, dirs: Tensor) -> Tensor:

@@ -23,6 +23,7 @@ from pydantic import Field
 from torch import Tensor
 
 from dreamfusion import registry
+from dreamfusion.cache import cache_dir
 from dreamfusion.config.schema import PriorConfig
 from dreamfusion.errors import ConfigError, shorten
 from dreamfusion.nerf.cameras import view_label
@@ -178,10 +179,6 @@ def world_bank(resolution: int = 32, views: int = 32, seed: int = 1234) -> tuple
     torch.save({"images": images, "captions": captions, "views": cams}, tmp)
     tmp.replace(path)  # atomic: concurrent workers never read a half-written file
     return images, captions, cams
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("DF_SWEEP_CACHE", Path.home() / ".cache" / "df-sweep"))
 
 
 def _bank_key(resolution: int, views: int, seed: int) -> str:

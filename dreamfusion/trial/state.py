@@ -16,14 +16,14 @@ from dreamfusion.nerf.cameras import Cameras
 from dreamfusion.nerf.field import Background, NeRFField, finest_voxel
 from dreamfusion.nerf.grow import grow_field
 from dreamfusion.nerf.occupancy import OccupancyGrid
-from dreamfusion.nerf.render import Lighting, RenderOutput, render, render_shadings
+from dreamfusion.nerf.render import GradientFn, Lighting, RenderOutput, render, render_shadings
 
 
 class TrialState:
     def __init__(self, cfg: TrialConfig, device: torch.device) -> None:
         self.cfg = cfg
         torch.manual_seed(cfg.seed)  # the field's initialisation; everything after draws from `generator`
-        self.field = NeRFField(cfg.nerf).to(device)
+        self.field = NeRFField(cfg.nerf, fused_grid=cfg.speed.fused_grid).to(device)
         self.background = Background(cfg.render.background).to(device)
         self.occupancy = OccupancyGrid().to(device)
         self.optim = torch.optim.Adam(self._param_groups())
@@ -63,6 +63,7 @@ class TrialState:
             normal_step=finest_voxel(self.cfg.nerf) / 2,
             need_normals=need_normals,
             occupancy=self.occupancy,
+            gradient=self._gradient(),
         )
 
     def render_shadings(self, cams: Cameras, lights: list[Lighting], bg: torch.Tensor | None) -> list[RenderOutput]:
@@ -79,7 +80,12 @@ class TrialState:
             bg,
             normal_step=finest_voxel(self.cfg.nerf) / 2,
             occupancy=self.occupancy,
+            gradient=self._gradient(),
         )
+
+    def _gradient(self) -> GradientFn | None:
+        """The field's exact gradient for the normals, where `speed.analytic_normals` asks and the field has one."""
+        return self.field.with_gradient if self.cfg.speed.analytic_normals and self.field.has_gradient else None
 
     def weights(self) -> FieldWeights:
         """The field, background and occupancy grid alone: what the trial leaves to re-render or start from."""

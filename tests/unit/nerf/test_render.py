@@ -12,14 +12,15 @@ from dreamfusion.nerf.cameras import Cameras, make_cameras, rays
 from dreamfusion.nerf.occupancy import OccupancyGrid
 from dreamfusion.nerf.render import (
     Lighting,
+    March,
     _binary_entropy,
-    _visible_normals,
     composite,
     ray_sphere,
     render,
     resize,
     sample_along,
     shade,
+    visible_normals,
 )
 
 torch.set_num_threads(1)
@@ -132,11 +133,28 @@ def test_lit_shading_without_normals_or_a_light_fails_with_a_clear_message():
         shade(albedo, normals, points, Lighting("textureless", None), view)
 
 
+def _march(x: torch.Tensor, weights: list[float], gradient: torch.Tensor | None = None) -> March:
+    sigma, albedo = _slab(x)
+    return March(1, 1, torch.zeros(1, 3), x[None], sigma, albedo, torch.tensor([weights]), gradient)
+
+
 def test_visible_normals_are_computed_where_any_sample_is_visible_even_one():
     x = torch.tensor([[0.1, 0.2, 0.3], [-0.4, 0.0, 0.5], [0.3, -0.3, 0.0]])
-    sigma = _slab(x)[0]
-    normals = _visible_normals(_slab, x, sigma, torch.tensor([0.0, 0.5, 1e-5]), 1 / 64)
-    assert torch.allclose(normals, torch.tensor([[0.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), atol=1e-5)
+    normals = visible_normals(_slab, _march(x, [0.0, 0.5, 1e-5]), 1 / 64)
+    assert torch.allclose(normals[0], torch.tensor([[0.0, 0.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]), atol=1e-5)
+
+
+def test_visible_normals_from_an_exact_gradient_read_no_field():
+    """A march that carries ∇σ gives −∇σ/|∇σ| at the visible samples without calling the field again."""
+    x = torch.tensor([[0.1, 0.2, 0.3], [-0.4, 0.0, 0.5], [0.3, -0.3, 0.0]])
+    gradient = torch.tensor([[1.0, 0.0, 0.0], [0.0, 3.0, 4.0], [0.0, 0.0, 2.0]])
+
+    def no_field(_):
+        raise AssertionError("the field was read")
+
+    normals = visible_normals(no_field, _march(x, [0.0, 0.5, 1e-3], gradient), 1 / 64)
+    expected = torch.tensor([[0.0, 0.0, 0.0], [0.0, -0.6, -0.8], [0.0, 0.0, -1.0]])
+    assert torch.allclose(normals[0], expected, atol=1e-6)
 
 
 # -- the render ------------------------------------------------------------------------------------------------

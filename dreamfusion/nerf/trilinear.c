@@ -1,0 +1,118 @@
+/* Trilinear reads of every level of a dense feature grid, and their spatial derivatives, in one pass per point.
+ *
+ * The levels live in one table [S, F]: level l occupies rows offset[l] .. offset[l] + r_l³, z-major, then y,
+ * then x, which is `grid_sample`'s [F, D, H, W] layout transposed; a point p in [-1, 1]³ sits at voxel
+ * coordinate (p + 1) / 2 · (r − 1) (`align_corners=True`). Values and derivatives are linear in the table, so
+ * the backward needs only the points: grad_table[corner] += w · grad_value + Σ_k ∂w/∂p_k · grad_jacobian_k.
+ * One thread, a fixed loop order: the same inputs give the same bits.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* The cell of coordinate c on a side of r voxels (i0 in [0, r − 2]) and the fraction into it, in [0, 1]. */
+static void cell(float c, int64_t r, int64_t *i0, float *frac) {
+    float p = (c + 1.0f) * 0.5f * (float)(r - 1);
+    float lo = floorf(p);
+    if (lo > (float)(r - 2)) lo = (float)(r - 2);
+    if (lo < 0.0f) lo = 0.0f;
+    *i0 = (int64_t)lo;
+    *frac = fminf(fmaxf(p - lo, 0.0f), 1.0f);
+}
+
+/* The 8 corners of a point in one level: their rows, weights and (if asked) the weights' derivatives along x, y,
+ * z. */
+static inline void corners(const float *point, int64_t r, int64_t offset, int64_t rows[8], float w[8],
+                           float dw[3][8], int derivatives) {
+    int64_t ix, iy, iz;
+    float fx, fy, fz;
+    cell(point[0], r, &ix, &fx);
+    cell(point[1], r, &iy, &fy);
+    cell(point[2], r, &iz, &fz);
+    const float s = 0.5f * (float)(r - 1); /* d voxel coordinate / d p */
+    const float wx[2] = {1.0f - fx, fx}, wy[2] = {1.0f - fy, fy}, wz[2] = {1.0f - fz, fz}, d[2] = {-s, s};
+    int c = 0;
+    for (int dz = 0; dz < 2; dz++)
+        for (int dy = 0; dy < 2; dy++)
+            for (int dx = 0; dx < 2; dx++, c++) {
+                rows[c] = offset + ((iz + dz) * r + (iy + dy)) * r + (ix + dx);
+                w[c] = wz[dz] * wy[dy] * wx[dx];
+                if (!derivatives) continue;
+                dw[0][c] = wz[dz] * wy[dy] * d[dx];
+                dw[1][c] = wz[dz] * d[dy] * wx[dx];
+                dw[2][c] = d[dz] * wy[dy] * wx[dx];
+            }
+}
+
+/* Inlined with a constant F (the presets' 2, 4 and 8), the feature loops become a few vector instructions. */
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE void forward_point(const float *table, const float *point, int64_t levels, int64_t features,
+                          const int64_t *res, const int64_t *offset, float *out, float *jac, int64_t width) {
+    int64_t rows[8];
+    float w[8], dw[3][8];
+    for (int64_t l = 0; l < levels; l++) {
+        corners(point, res[l], offset[l], rows, w, dw, jac != 0);
+        float *o = out + l * features;
+        for (int c = 0; c < 8; c++) {
+            const float *v = table + rows[c] * features;
+            for (int64_t f = 0; f < features; f++) o[f] += w[c] * v[f];
+            if (!jac) continue;
+            for (int k = 0; k < 3; k++) {
+                float *j = jac + k * width + l * features;
+                for (int64_t f = 0; f < features; f++) j[f] += dw[k][c] * v[f];
+            }
+        }
+    }
+}
+
+INLINE void backward_point(const float *point, int64_t levels, int64_t features, const int64_t *res,
+                           const int64_t *offset, const float *go, const float *gj, float *grad_table,
+                           int64_t width) {
+    int64_t rows[8];
+    float w[8], dw[3][8];
+    for (int64_t l = 0; l < levels; l++) {
+        corners(point, res[l], offset[l], rows, w, dw, gj != 0);
+        for (int c = 0; c < 8; c++) {
+            float *g = grad_table + rows[c] * features;
+            for (int64_t f = 0; f < features; f++) g[f] += w[c] * go[l * features + f];
+            if (!gj) continue;
+            for (int k = 0; k < 3; k++)
+                for (int64_t f = 0; f < features; f++) g[f] += dw[k][c] * gj[k * width + l * features + f];
+        }
+    }
+}
+
+#define DISPATCH(F, call)          \
+    switch (F) {                   \
+        case 2: call(2); break;    \
+        case 4: call(4); break;    \
+        case 8: call(8); break;    \
+        default: call(F); break;   \
+    }
+
+/* out [N, L·F] = features; jac [N, 3, L·F] = their derivatives along x, y, z (skipped when NULL). */
+void trilinear_forward(const float *table, const float *points, int64_t n, int64_t levels, int64_t features,
+                       const int64_t *res, const int64_t *offset, float *out, float *jac) {
+    const int64_t width = levels * features;
+    memset(out, 0, sizeof(float) * n * width);
+    if (jac) memset(jac, 0, sizeof(float) * n * 3 * width);
+#define FORWARD(F)                                                                                          \
+    for (int64_t i = 0; i < n; i++)                                                                         \
+        forward_point(table, points + 3 * i, levels, F, res, offset, out + i * width, jac ? jac + i * 3 * width : 0, \
+                      width)
+    DISPATCH(features, FORWARD)
+}
+
+/* grad_table [S, F] (zeroed here) from grad_out [N, L·F] and grad_jac [N, 3, L·F] (NULL: none). */
+void trilinear_backward(const float *points, int64_t n, int64_t levels, int64_t features, const int64_t *res,
+                        const int64_t *offset, const float *grad_out, const float *grad_jac, float *grad_table,
+                        int64_t table_rows) {
+    const int64_t width = levels * features;
+    memset(grad_table, 0, sizeof(float) * table_rows * features);
+#define BACKWARD(F)                                                                                         \
+    for (int64_t i = 0; i < n; i++)                                                                         \
+        backward_point(points + 3 * i, levels, F, res, offset, grad_out + i * width,                        \
+                       grad_jac ? grad_jac + i * 3 * width : 0, grad_table, width)
+    DISPATCH(features, BACKWARD)
+}
