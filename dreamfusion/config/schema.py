@@ -84,23 +84,35 @@ def _speedups_default() -> bool:
     return os.environ.get("DF_SWEEP_SPEEDUPS", "on").lower() not in ("off", "0", "false")
 
 
-class SpeedConfig(Schema):
-    """Ways to make a trial cheaper that leave its maths alone; each can be switched off to measure what it buys
-    (`benchmarks/trial_cost.py`). `DF_SWEEP_SPEEDUPS=off` makes every one default to off."""
+def _speedup(on: Any, off: Any) -> Any:
+    """A speed switch: `on` by default, `off` with `DF_SWEEP_SPEEDUPS=off`; the off value is kept on the field so
+    that benchmarks can turn every switch off by name (`SpeedConfig.off`)."""
+    return Field(default_factory=lambda: on if _speedups_default() else off, json_schema_extra={"off": off})
 
-    shared_eval_pass: bool = Field(default_factory=_speedups_default)
+
+class SpeedConfig(Schema):
+    """Ways to make a trial cheaper; each can be switched off to measure what it buys (`benchmarks/sds_step.py`,
+    `benchmarks/trial_cost.py`), and `DF_SWEEP_SPEEDUPS=off` makes every one default to off. Some leave the maths
+    alone bit for bit; the others round in another order or compute the same quantity another way, a trade whose
+    effect on quality is measured, paired, by `trial_cost.py` (docs/results/trial-cost.md)."""
+
+    @classmethod
+    def off(cls, names: list[str] | None = None) -> dict[str, Any]:
+        """The off value of the named switches (all by default), as `speed.<name>` overrides."""
+        fields = cls.model_fields
+        return {f"speed.{n}": fields[n].json_schema_extra["off"] for n in names or fields}  # type: ignore[index]
+
+    shared_eval_pass: bool = _speedup(True, False)
     """Render an evaluation's colour, geometry and albedo views from one pass through the field: bit for bit the
     same images as three separate renders."""
-    fused_grid: bool = Field(default_factory=_speedups_default)
+    fused_grid: bool = _speedup(True, False)
     """Read every level of the dense grid in one gather of each point's 8 corners instead of one `grid_sample` per
     level, with a cheaper backward: the same trilinear maths, rounded in another order."""
-    analytic_normals: bool = Field(default_factory=_speedups_default)
+    analytic_normals: bool = _speedup(True, False)
     """Normals from the field's closed-form gradient (a trilinear grid's derivative read from the same 8 corners,
     carried through the decoder) instead of finite differences, which cost three more field reads per visible
     sample: a trade of maths, measured by `benchmarks/trial_cost.py`."""
-    prior_attention: Literal["fused", "math"] = Field(
-        default_factory=lambda: "math" if _speedups_default() else "fused"
-    )
+    prior_attention: Literal["fused", "math"] = _speedup("math", "fused")
     """How the toy-world prior's UNet computes attention: `fused` is torch's scaled-dot-product kernel, `math` the
     explicit matmul-softmax-matmul, faster on CPU at the toy UNet's 16-wide heads (float rounding differs)."""
 
