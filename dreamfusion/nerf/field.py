@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from dreamfusion.config.schema import NerfConfig
 from dreamfusion.errors import ConfigError
-from dreamfusion.nerf.trilinear import level_table, lookup
+from dreamfusion.nerf.trilinear import level_table, lookup, weighted_gradient
 
 
 def level_resolutions(cfg: NerfConfig) -> list[int]:
@@ -40,16 +40,15 @@ class DenseGridEncoding(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         # x [N, 3] in [-1, 1] → [N, L·F]
         if self.fused:
-            return lookup(level_table(list(self.levels)), x, self.resolutions)[0]
+            return lookup(level_table(list(self.levels)), x, self.resolutions)
         grid = x.view(1, -1, 1, 1, 3)
         feats = [F.grid_sample(g, grid, mode="bilinear", align_corners=True) for g in self.levels]  # [1, F, N, 1, 1]
         return torch.cat(feats, dim=1).view(self.out_dim, -1).t()
 
-    def with_jacobian(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Features [N, L·F] and their exact derivatives [N, 3, L·F] along x, y, z, from the same corners."""
-        feats, jac = lookup(level_table(list(self.levels)), x, self.resolutions, jacobian=True)
-        assert jac is not None
-        return feats, jac
+    def weighted_gradient(self, x: Tensor, u: Tensor) -> Tensor:
+        """[N, 3]: ∇ₓ(u · features(x)) for u [N, L·F] held fixed, exact (trilinear reads are linear along each
+        axis inside a cell) and contracted as the corners are read."""
+        return weighted_gradient(level_table(list(self.levels)), x, self.resolutions, u)
 
     def total_variation(self) -> Tensor:
         """Mean squared difference of neighbouring voxels of the finest level: a smoothness prior on the field."""
@@ -128,14 +127,14 @@ class NeRFField(nn.Module):
         return self(x)[0]
 
     def with_gradient(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """σ [N], albedo [N, 3] and the exact ∇σ [N, 3] in one pass, so normals cost no extra field reads: the
-        grid's derivatives [N, 3, D] come from the same corners as its values, and the decoder's raw-density
-        gradient with respect to its input, one vector [N, D] per point, contracts them."""
-        feats, jac = self.encoding.with_jacobian(x)  # [N, D], [N, 3, D]
+        """σ [N], albedo [N, 3] and the exact ∇σ [N, 3], so normals cost no extra field reads: the decoder's
+        raw-density gradient with respect to its input, one vector [N, D] per point, contracted with the grid's
+        derivatives as its corners are read."""
+        feats = self.encoding(x)  # [N, D]
         out, d_raw = _decode_with_input_gradient(self.decoder, feats)  # [N, 4], [N, D]
         z = out[:, 0] + self.blob(x)
         d_blob = -self.cfg.blob_density / self.cfg.blob_radius * safe_normalize(x)  # [N, 3]
-        grad = torch.sigmoid(z)[:, None] * ((jac * d_raw[:, None, :]).sum(-1) + d_blob)  # softplus' = sigmoid
+        grad = torch.sigmoid(z)[:, None] * (self.encoding.weighted_gradient(x, d_raw) + d_blob)  # softplus' = sigmoid
         return F.softplus(z), torch.sigmoid(out[:, 1:]), grad
 
     def regularisers(self) -> dict[str, Tensor]:

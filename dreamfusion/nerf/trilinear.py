@@ -59,22 +59,38 @@ def kernel() -> Any | None:
         tmp.replace(library)  # atomic: workers building at once never load a half-written file
     lib = ctypes.CDLL(str(library))
     ptr, i64 = ctypes.c_void_p, ctypes.c_int64
-    lib.trilinear_forward.argtypes = [ptr, ptr, i64, i64, i64, ptr, ptr, ptr, ptr]
-    lib.trilinear_backward.argtypes = [ptr, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, i64]
-    lib.trilinear_forward.restype = lib.trilinear_backward.restype = None
+    signatures = {
+        "trilinear_forward": [ptr, ptr, i64, i64, i64, ptr, ptr, ptr],
+        "trilinear_backward": [ptr, i64, i64, i64, ptr, ptr, ptr, ptr, i64],
+        "trilinear_gradient": [ptr, ptr, i64, i64, i64, ptr, ptr, ptr, ptr],
+        "trilinear_gradient_backward": [ptr, ptr, i64, i64, i64, ptr, ptr, ptr, ptr, ptr, i64, ptr],
+    }
+    for name, argtypes in signatures.items():
+        getattr(lib, name).argtypes, getattr(lib, name).restype = argtypes, None
     return lib
 
 
-def lookup(
-    table: Tensor, points: Tensor, resolutions: list[int], jacobian: bool = False
-) -> tuple[Tensor, Tensor | None]:
-    """Features [N, L·F] of `points` [N, 3] in [-1, 1]³ and, with `jacobian`, their derivatives [N, 3, L·F] along
-    x, y, z; differentiable in `table` (not in the points, which no caller moves)."""
+def lookup(table: Tensor, points: Tensor, resolutions: list[int]) -> Tensor:
+    """Features [N, L·F] of `points` [N, 3] in [-1, 1]³; differentiable in `table` (not in the points, which no
+    caller moves)."""
+    if _on_kernel(table, points):
+        return _KernelLookup.apply(table, points.contiguous(), tuple(resolutions))
+    return reference_lookup(table, points, resolutions)[0]
+
+
+def weighted_gradient(table: Tensor, points: Tensor, resolutions: list[int], u: Tensor) -> Tensor:
+    """[N, 3]: per point, ∇ₚ(u · features(p)) with u [N, L·F] held fixed, the features' derivatives contracted as
+    they are read and never stored; differentiable in `table` and `u`."""
+    if _on_kernel(table, points):
+        return _KernelGradient.apply(table, points.contiguous(), tuple(resolutions), u)
+    jac = reference_lookup(table, points, resolutions, jacobian=True)[1]
+    return torch.einsum("nkd,nd->nk", jac, u)
+
+
+def _on_kernel(table: Tensor, points: Tensor) -> bool:
     if points.requires_grad:
         raise ValueError("the fused grid lookup does not differentiate in the points")
-    if table.device.type == "cpu" and table.dtype == torch.float32 and kernel() is not None:
-        return _KernelLookup.apply(table, points.contiguous(), tuple(resolutions), jacobian)
-    return reference_lookup(table, points, resolutions, jacobian)
+    return table.device.type == "cpu" and table.dtype == torch.float32 and kernel() is not None
 
 
 def reference_lookup(
@@ -122,54 +138,76 @@ def _offsets(resolutions: list[int]) -> list[int]:
 
 class _KernelLookup(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, table: Tensor, points: Tensor, resolutions: tuple[int, ...], jacobian: bool):
+    def forward(ctx, table: Tensor, points: Tensor, resolutions: tuple[int, ...]) -> Tensor:
         table = table.contiguous()
-        n, width = points.shape[0], table.shape[1] * len(resolutions)
-        out = points.new_empty(n, width)
-        jac = points.new_empty(n, 3, width) if jacobian else None
-        res, off = _longs(resolutions), _longs(_offsets(list(resolutions)))
-        kernel().trilinear_forward(
-            _ptr(table),
-            _ptr(points),
-            n,
-            len(resolutions),
-            table.shape[1],
-            _ptr(res),
-            _ptr(off),
-            _ptr(out),
-            _ptr(jac),
-        )
+        out = points.new_empty(points.shape[0], table.shape[1] * len(resolutions))
+        kernel().trilinear_forward(_ptr(table), _ptr(points), *_shape(points, table.shape, resolutions), _ptr(out))
         ctx.save_for_backward(points)
-        ctx.meta = (resolutions, table.shape)
-        return out, jac
+        ctx.resolutions, ctx.table_shape = resolutions, table.shape
+        return out
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor | None, grad_jac: Tensor | None):
+    def backward(ctx, grad_out: Tensor):
         (points,) = ctx.saved_tensors
-        resolutions, shape = ctx.meta
-        grad_table = points.new_empty(shape)
-        width = shape[1] * len(resolutions)
-        go = grad_out.contiguous() if grad_out is not None else points.new_zeros(points.shape[0], width)
-        gj = grad_jac.contiguous() if grad_jac is not None else None
-        res, off = _longs(resolutions), _longs(_offsets(list(resolutions)))
+        n, levels, features, res, off = _shape(points, ctx.table_shape, ctx.resolutions)
+        grad_table = points.new_empty(ctx.table_shape)
         kernel().trilinear_backward(
             _ptr(points),
-            points.shape[0],
-            len(resolutions),
-            shape[1],
-            _ptr(res),
-            _ptr(off),
-            _ptr(go),
-            _ptr(gj),
+            n,
+            levels,
+            features,
+            res,
+            off,
+            _ptr(grad_out.contiguous()),
             _ptr(grad_table),
-            shape[0],
+            ctx.table_shape[0],
         )
-        return grad_table, None, None, None
+        return grad_table, None, None
+
+
+class _KernelGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, table: Tensor, points: Tensor, resolutions: tuple[int, ...], u: Tensor) -> Tensor:
+        table, u = table.contiguous(), u.contiguous()
+        out = points.new_empty(points.shape[0], 3)
+        kernel().trilinear_gradient(
+            _ptr(table), _ptr(points), *_shape(points, table.shape, resolutions), _ptr(u), _ptr(out)
+        )
+        ctx.save_for_backward(table, points, u)
+        ctx.resolutions = resolutions
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        table, points, u = ctx.saved_tensors
+        grad_table, grad_u = torch.empty_like(table), torch.empty_like(u)
+        kernel().trilinear_gradient_backward(
+            _ptr(table),
+            _ptr(points),
+            *_shape(points, table.shape, ctx.resolutions),
+            _ptr(u),
+            _ptr(grad_out.contiguous()),
+            _ptr(grad_table),
+            table.shape[0],
+            _ptr(grad_u),
+        )
+        return grad_table, None, None, grad_u
+
+
+def _shape(points: Tensor, table_shape: torch.Size, resolutions: tuple[int, ...]) -> tuple:
+    """The kernel's (n, levels, features, resolutions, offsets) arguments."""
+    res, off = _longs(resolutions), _longs(_offsets(list(resolutions)))
+    return points.shape[0], len(resolutions), table_shape[1], _ptr(res), _ptr(off)
+
+
+class _ptr(ctypes.c_void_p):
+    """A pointer to a tensor's data that holds the tensor, so that a temporary (`x.contiguous()`) outlives the
+    call it is passed to."""
+
+    def __init__(self, tensor: Tensor) -> None:
+        super().__init__(tensor.data_ptr())
+        self.tensor = tensor
 
 
 def _longs(values) -> Tensor:
     return torch.tensor(list(values), dtype=torch.int64)
-
-
-def _ptr(t: Tensor | None) -> ctypes.c_void_p:
-    return ctypes.c_void_p(None if t is None else t.data_ptr())
