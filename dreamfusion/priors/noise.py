@@ -1,5 +1,6 @@
 """Noise schedules of the priors without their weights: the published scheduler configs ship in `schedulers/`,
-and ᾱ_t is built from a config by diffusers' own scheduler class, so it is the table the loaded prior would use.
+and ᾱ_t is built from a config by diffusers' own scheduler class, so it is the table the loaded prior would use
+(a plain DDPM linear-β config, the toy world's, is written out here as that class computes it).
 
 `schedulers/<org>--<name>.json` is the `scheduler/scheduler_config.json` of the hub checkpoint `<org>/<name>`,
 as published (Stable Diffusion 2.1 base: a PNDM config over the scaled-linear β schedule, ε-prediction; DeepFloyd
@@ -60,7 +61,14 @@ def checkpoint_config(model: str) -> dict[str, Any]:
 
 
 def alphas_cumprod(config: dict[str, Any]) -> Tensor:
-    """[T] float32 ᾱ_t, from the scheduler class the config names (diffusers' own β schedules, no download)."""
+    """[T] float32 ᾱ_t, from the scheduler class the config names (diffusers' own β schedules, no download); a
+    plain DDPM linear-β config (the toy world's) is computed here as diffusers computes it, bit for bit, so that
+    loading the toy prior imports no diffusers."""
+    if _is_plain_ddpm_linear(config):
+        betas = torch.linspace(
+            config["beta_start"], config["beta_end"], config["num_train_timesteps"], dtype=torch.float32
+        )  # [T]
+        return torch.cumprod(1.0 - betas, dim=0)
     import diffusers
 
     cls = getattr(diffusers, str(config.get("_class_name", "DDPMScheduler")), None)
@@ -68,3 +76,12 @@ def alphas_cumprod(config: dict[str, Any]) -> Tensor:
         raise ConfigError(f"scheduler config: {config.get('_class_name')!r} is not a diffusers scheduler")
     scheduler = cls.from_config(config)
     return scheduler.alphas_cumprod.to(torch.float32)
+
+
+def _is_plain_ddpm_linear(config: dict[str, Any]) -> bool:
+    return (
+        config.get("_class_name", "DDPMScheduler") == "DDPMScheduler"
+        and config.get("beta_schedule") == "linear"
+        and config.get("trained_betas") is None
+        and not config.get("rescale_betas_zero_snr", False)
+    )

@@ -37,15 +37,20 @@ class CLIPScorer(Scorer):
     def __init__(self, model: str, device: str | torch.device = "cpu") -> None:
         from transformers import AutoTokenizer, CLIPModel
 
-        self.model_name = model
         self.device = torch.device(device)
         try:
             self.model: Any = freeze(CLIPModel.from_pretrained(model), self.device)
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(model)
         except Exception as exc:  # hub, file-system and format errors all mean the same thing to the user
             raise ConfigError(f"scoring.model: cannot load CLIP model {model!r}: {first_line(exc)}") from None
-        self.image_size = int(self.model.config.vision_config.image_size)
-        mean, std = _image_normalisation(model)
+        self.prepare(model, int(self.model.config.vision_config.image_size), _preprocessor_config(model))
+
+    def prepare(self, name: str, image_size: int, preprocessor: dict[str, Any]) -> None:
+        """What scoring keeps beside the model: its name, its input size and pixel normalisation (from its
+        preprocessor_config.json, the OpenAI constants where it has none), and an empty text cache."""
+        self.model_name = name
+        self.image_size = image_size
+        mean, std = preprocessor.get("image_mean", OPENAI_CLIP_MEAN), preprocessor.get("image_std", OPENAI_CLIP_STD)
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
         self._text: dict[str, Tensor] = {}  # prompt → [D] unit text embedding
@@ -84,16 +89,19 @@ class CLIPScorer(Scorer):
         """[P, D] unit text embeddings; only prompts not seen before go through the text encoder."""
         new = [p for p in dict.fromkeys(prompts) if p not in self._text]
         if new:
-            tokens = self.tokenizer(
-                new,
-                padding=True,
-                truncation=True,
-                max_length=self.model.config.text_config.max_position_embeddings,
-                return_tensors="pt",
-            ).to(self.device)
-            feats = _as_tensor(self.model.get_text_features(**tokens))  # [len(new), D]
-            self._text.update(zip(new, F.normalize(feats, dim=-1)))
+            self._text.update(zip(new, F.normalize(self.encode_prompts(new), dim=-1)))
         return torch.stack([self._text[p] for p in prompts])
+
+    def encode_prompts(self, prompts: list[str]) -> Tensor:
+        """[P, D] projected, unnormalised text embeddings, as one batch padded to its longest prompt."""
+        tokens = self.tokenizer(
+            prompts,
+            padding=True,
+            truncation=True,
+            max_length=self.model.config.text_config.max_position_embeddings,
+            return_tensors="pt",
+        ).to(self.device)
+        return _as_tensor(self.model.get_text_features(**tokens))
 
 
 def _as_tensor(features: Any) -> Tensor:
@@ -101,8 +109,8 @@ def _as_tensor(features: Any) -> Tensor:
     return features if isinstance(features, Tensor) else features.pooler_output
 
 
-def _image_normalisation(model: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) from the checkpoint's preprocessor_config.json, or the OpenAI constants when it has none."""
+def _preprocessor_config(model: str) -> dict[str, Any]:
+    """The checkpoint's preprocessor_config.json, {} when it has none."""
     from transformers.utils import cached_file
 
     path = cached_file(
@@ -111,5 +119,5 @@ def _image_normalisation(model: str) -> tuple[tuple[float, ...], tuple[float, ..
         _raise_exceptions_for_missing_entries=False,
         _raise_exceptions_for_connection_errors=False,
     )
-    config = json.loads(Path(path).read_text()) if path else {}
-    return tuple(config.get("image_mean", OPENAI_CLIP_MEAN)), tuple(config.get("image_std", OPENAI_CLIP_STD))
+    config: dict[str, Any] = json.loads(Path(path).read_text()) if path else {}
+    return config

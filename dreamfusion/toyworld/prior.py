@@ -2,20 +2,21 @@
 
 The prior is a pixel-space `UNet2DConditionModel` at 32×32 with a DDPM scheduler, conditioned on the hidden states
 of a tiny CLIP text encoder — the shape of DeepFloyd IF stage I, scaled down to a world of 6 shapes × 6 colours.
-It loads offline from `dreamfusion/toyworld/weights/` with `from_pretrained(local path)`, the code path of the real
-checkpoints; `df-sweep toyworld train --install` retrains it (see the model card there).
+It loads offline from `dreamfusion/toyworld/weights/`, the folders diffusers and transformers save, into plain-torch
+ports of those models (`unet.py`, `clip.py`, `tokenizer.py`) that compute the same numbers bit for bit without
+importing either library: seconds off every worker's start. `df-sweep toyworld train --install` retrains it with
+diffusers and transformers (see the model card there).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from dreamfusion import registry
-from dreamfusion.config.schema import PriorConfig
+from dreamfusion.config.schema import PriorConfig, SpeedConfig
 from dreamfusion.errors import ConfigError
 from dreamfusion.nerf.field import parameter_count
 from dreamfusion.nerf.render import resize
@@ -23,6 +24,9 @@ from dreamfusion.priors.base import Prior, freeze
 from dreamfusion.priors.noise import CONFIG_PATH, alphas_cumprod, read_config
 from dreamfusion.toyworld import world
 from dreamfusion.toyworld.assets import MAX_TOKENS, SHIPPED_SHA256, WEIGHTS, check_weights
+from dreamfusion.toyworld.clip import load_text_encoder
+from dreamfusion.toyworld.tokenizer import ToyTokenizer
+from dreamfusion.toyworld.unet import load_unet
 
 
 @registry.register
@@ -50,22 +54,17 @@ class ToyWorldPrior(Prior):
         return alphas_cumprod(read_config(WEIGHTS / CONFIG_PATH))
 
     def __init__(self, weights: Path, device: torch.device, dtype: torch.dtype) -> None:
-        from diffusers import DDPMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
-
         super().__init__()
         check_weights(weights, "unet")
         self.device, self.dtype = device, dtype
-        # low_cpu_mem_usage=False: the model is 7 MB, and the default wants `accelerate` (only in the gpu extra)
-        unet: Any = UNet2DConditionModel.from_pretrained(
-            weights, subfolder="unet", torch_dtype=dtype, low_cpu_mem_usage=False
-        )
-        self.unet: Any = freeze(unet, device)
-        self.text_encoder: Any = freeze(CLIPTextModel.from_pretrained(weights, subfolder="text_encoder"), device)
-        self.tokenizer = CLIPTokenizer.from_pretrained(weights, subfolder="tokenizer")
-        scheduler = DDPMScheduler.from_pretrained(weights, subfolder="scheduler")
-        self.alphas_cumprod = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)  # [T]
-        self.image_size = int(self.unet.config.sample_size)
+        self.unet = freeze(load_unet(weights / "unet", dtype), device)
+        self.text_encoder = freeze(load_text_encoder(weights / "text_encoder"), device)
+        self.tokenizer = ToyTokenizer.from_folder(weights / "tokenizer")
+        self.alphas_cumprod = alphas_cumprod(read_config(weights / CONFIG_PATH)).to(device)  # [T]
+        self.image_size = int(self.unet.config["sample_size"])
+
+    def use_speed(self, speed: SpeedConfig) -> None:
+        self.unet.set_attention(speed.prior_attention)
 
     def encode_text(self, prompts: list[str]) -> Tensor:
         """[B, 16, D] text-encoder states; "" is the unconditional caption the UNet was trained with."""
@@ -76,14 +75,8 @@ class ToyWorldPrior(Prior):
                 f"{world.VOCABULARY.describe()}; for open prompts use Stable Diffusion or "
                 "DeepFloyd IF on a GPU (--set prior.kind=stable-diffusion)"
             )
-        tokens = self.tokenizer(
-            [p.lower().strip() for p in prompts],
-            padding="max_length",
-            max_length=MAX_TOKENS,
-            truncation=True,
-            return_tensors="pt",
-        )
-        return self.text_encoder(input_ids=tokens.input_ids.to(self.device)).last_hidden_state.float()
+        ids, _ = self.tokenizer([p.lower().strip() for p in prompts])  # [B, 16], padded to the length trained with
+        return self.text_encoder(ids.to(self.device)).float()
 
     def to_model_space(self, rgb: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """[B, 3, H, W] in [0, 1] → [B, 3, 32, 32] in [-1, 1]."""
@@ -93,15 +86,14 @@ class ToyWorldPrior(Prior):
         return ((z.float() + 1) / 2).clamp(0, 1)
 
     def predict_noise(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
-        out = self.unet(z_t.to(self.dtype), t.to(self.device), encoder_hidden_states=emb.to(self.dtype)).sample
-        return out.float()  # [B, 3, 32, 32]
+        return self.unet(z_t.to(self.dtype), t.to(self.device), emb.to(self.dtype)).float()  # [B, 3, 32, 32]
 
     def describe(self) -> str:
         s = self.image_size
         params = parameter_count(self.unet, self.text_encoder)
         return (
             f"{self.name}: small diffusion model of the toy world (6 shapes × 6 colours), trained in the package; "
-            f"pixel space 3×{s}×{s}, tiny-CLIP text {MAX_TOKENS}×{self.text_encoder.config.hidden_size}, "
+            f"pixel space 3×{s}×{s}, tiny-CLIP text {MAX_TOKENS}×{self.text_encoder.hidden_size}, "
             f"{params / 1e6:.1f}M params, T={self.num_train_timesteps}, on {self.device}"
         )
 
