@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from dreamfusion import registry
-from dreamfusion.config.schema import PriorConfig
+from dreamfusion.config.schema import PriorConfig, SpeedConfig
 
 #: What a load holds: the whole prior, or one side of a served one (`prior.placement: shared`): the `denoiser`
 #: (text → embeddings, (z_t, t, emb) → ε̂) a prior service holds once per GPU, or the `codec` (image ↔ model
@@ -63,6 +63,11 @@ class Prior(registry.Component, abc.ABC):
         """How specifically this prior loads checkpoint `model` (for the `prior: MODEL` shorthand): 0 not at all,
         1 as one of many it could load, 2 as its own kind of checkpoint."""
         return 0
+
+    def use_speed(self, speed: SpeedConfig) -> None:
+        """Compute ε̂ as the trial's `speed.*` switches say, from now on (a prior loaded once per worker serves
+        trials with different configs: each trial's step sets its own). Only priors that a switch concerns override
+        this (the toy prior: `speed.prior_attention`)."""
 
     @property
     def component(self) -> type[Prior]:

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
-from dreamfusion.config.schema import PriorConfig
+from dreamfusion.config.schema import PriorConfig, SpeedConfig
 from dreamfusion.priors.base import Prior
 
 
@@ -78,6 +78,10 @@ class ServedPrior(Prior):
     @property
     def component(self) -> type[Prior]:
         return self.codec.component
+
+    def use_speed(self, speed: SpeedConfig) -> None:
+        """The codec part's switches; the denoiser's service was chosen with the same (`service.connect`)."""
+        self.codec.use_speed(speed)
 
     def encode_text(self, prompts: list[str]) -> Tensor:
         return self.denoiser.encode_text(prompts).to(self.device)

@@ -3,9 +3,9 @@ several, that holds the text encoder and denoiser once and batches the ε̂ requ
 
 Three pieces, all Ray actors and calls (no sockets of their own):
 - the driver starts a `ServiceDirectory` for the launch (`prior_services`) and kills it at the end;
-- a trial asks the directory for the service of its (prior config, node, GPU); the directory creates it there on
-  first use, so the directory, not a trial, owns it: a trial that fails or is killed never takes it down, and
-  the services die with the directory when the launch ends;
+- a trial asks the directory for the service of its (prior config, prior-side `speed.*` switches, node, GPU); the
+  directory creates it there on first use, so the directory, not a trial, owns it: a trial that fails or is killed
+  never takes it down, and the services die with the directory when the launch ends;
 - the trial's `ServedPrior` (codec part local, `RayDenoiser` for the rest) sends each request and waits.
 A service that dies fails the requests in flight with `PriorServiceError`; Tune retries those trials
 (`max_failures`), and the retry's request to the directory starts a new service.
@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dreamfusion.config.schema import PriorConfig
+from dreamfusion.config.schema import PriorConfig, SpeedConfig
 from dreamfusion.errors import first_line
 from dreamfusion.priors.base import load_prior
 from dreamfusion.serving.batching import BatchingDenoiser
@@ -38,6 +38,9 @@ DIRECTORY = "df-prior-services"
 MAX_TRIALS_PER_SERVICE = 64
 #: Ray leaves CUDA_VISIBLE_DEVICES alone in a process that sets this: the service sees its node's GPUs.
 NOSET_CUDA = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
+#: The `speed.*` switches that change how a prior computes ε̂ (`Prior.use_speed`): a service computes as its trials
+#: ask, so trials that differ in one are served by different services (the others stay out of the key).
+PRIOR_SWITCHES = {"prior_attention"}
 
 
 class PriorServiceError(RuntimeError):
@@ -47,10 +50,11 @@ class PriorServiceError(RuntimeError):
 class PriorService:
     """The actor: the denoiser part of one prior on one device, behind a batching queue."""
 
-    def __init__(self, prior_json: str, gpu: str | None, threads: int) -> None:
+    def __init__(self, prior_json: str, speed_json: str, gpu: str | None, threads: int) -> None:
         torch.set_num_threads(threads)  # as many as one trial has: the same kernels, so the same numbers
         cfg = PriorConfig.model_validate_json(prior_json)
         self.prior = load_prior(cfg, _device(gpu), part="denoiser")
+        self.prior.use_speed(SpeedConfig.model_validate_json(speed_json))
         self.batcher = BatchingDenoiser(self.prior, cfg.max_batch, cfg.batch_wait_ms / 1000)
 
     def encode_text(self, prompts: list[str]) -> Tensor:
@@ -91,11 +95,13 @@ class ServiceDirectory:
         self.services: dict[str, Any] = {}
         self.started: dict[str, int] = {}
 
-    def service(self, prior_json: str, node_id: str, gpu: str | None, threads: int, dead: Any = None) -> Any:
+    def service(
+        self, prior_json: str, speed_json: str, node_id: str, gpu: str | None, threads: int, dead: Any = None
+    ) -> Any:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        key = service_name(prior_json, node_id, gpu)
+        key = service_name(prior_json, speed_json, node_id, gpu)
         if self.services.get(key) not in (None, dead):  # handles compare by actor
             return self.services[key]
         self.started[key] = self.started.get(key, 0) + 1
@@ -107,12 +113,12 @@ class ServiceDirectory:
         }
         if gpu is not None:
             options["runtime_env"] = {"env_vars": {NOSET_CUDA: "1"}}
-        self.services[key] = ray.remote(PriorService).options(**options).remote(prior_json, gpu, threads)
+        self.services[key] = ray.remote(PriorService).options(**options).remote(prior_json, speed_json, gpu, threads)
         return self.services[key]
 
 
-def service_name(prior_json: str, node_id: str, gpu: str | None) -> str:
-    digest = hashlib.sha1(prior_json.encode()).hexdigest()[:12]
+def service_name(prior_json: str, speed_json: str, node_id: str, gpu: str | None) -> str:
+    digest = hashlib.sha1((prior_json + speed_json).encode()).hexdigest()[:12]
     return f"df-prior-{digest}-{node_id[:12]}-{'cpu' if gpu is None else f'gpu{gpu}'}"
 
 
@@ -135,15 +141,17 @@ class RayDenoiser(RemoteDenoiser):
             ) from exc
 
 
-def connect(prior: PriorConfig, threads: int) -> RayDenoiser:
-    """The service of this trial's prior on this trial's node and GPU, started if need be (or again, if the one the
-    directory knows has died); waits until it has loaded, as a local load would."""
+def connect(prior: PriorConfig, speed: SpeedConfig, threads: int) -> RayDenoiser:
+    """The service of this trial's prior, computing as its `speed` switches say, on this trial's node and GPU,
+    started if need be (or again, if the one the directory knows has died); waits until it has loaded, as a local
+    load would."""
     import ray
 
     gpus = [str(g) for g in ray.get_gpu_ids()]
-    args = (prior.model_dump_json(), ray.get_runtime_context().get_node_id(), gpus[0] if gpus else None, threads)
+    served = (prior.model_dump_json(), speed.model_dump_json(include=PRIOR_SWITCHES))
+    args = (*served, ray.get_runtime_context().get_node_id(), gpus[0] if gpus else None, threads)
     directory = ray.get_actor(DIRECTORY)
-    denoiser = RayDenoiser(ray.get(directory.service.remote(*args)), service_name(*args[:3]))
+    denoiser = RayDenoiser(ray.get(directory.service.remote(*args)), service_name(*args[:4]))
     try:
         denoiser.describe()
     except PriorServiceError:

@@ -24,6 +24,7 @@ class SDSStep:
 
     def __init__(self, cfg: TrialConfig, prior: Prior) -> None:
         self.cfg, self.prior = cfg, prior
+        prior.use_speed(cfg.speed)
         self.schedule = make_schedule(cfg.sds.timesteps, cfg.steps, prior.alphas_cumprod, cfg.seed)
         self.loss = make_loss(cfg.sds)
         self.uncond = prior.text_embedding("")  # [1, ...]
