@@ -50,16 +50,18 @@ def launch_sweep(
     preflight(spec, uri, address)
     for source in init_sources(spec):
         check_source(source, uri, "init_from")
-    origin = provenance.collect()  # here, on the driver: workers run a copy of the code without its .git
     root = storage_root(storage)
     check_storage(root)
-    # Opening the store (creating a fresh SQLite file's schema takes seconds) needs no Ray: it runs while an embedded
-    # Ray starts, whose every check `preflight` has made. A cluster is checked once connected: the store waits.
+    # Opening the store (creating a fresh SQLite file's schema takes seconds) and reading the code's provenance (git,
+    # MLflow's context) need no Ray: they run while an embedded Ray starts, whose every check `preflight` has made.
+    # A cluster is checked once connected: the store waits.
     with ThreadPoolExecutor(max_workers=1) as pool:
         store_ready = pool.submit(open_store, uri) if address is None else None
+        collected = pool.submit(provenance.collect)  # here, on the driver: workers run a copy without its .git
         with ray_session(address, root, spec.resources, runtime_env):
             if store_ready is not None:
                 store_ready.result()
+            origin = collected.result()
             experiment_id = open_experiment(uri, spec.tracking.experiment or spec.name)
             sweep_dir = join(root, spec.name)
             name = new_launch(sweep_dir)

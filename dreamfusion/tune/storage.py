@@ -113,10 +113,10 @@ def check_storage(root: str) -> None:
     """Fail before Ray starts, creating nothing: Tune's storage root must be a directory this process can write
     in, or one it can create (its nearest existing parent then takes a probe file, removed at once). A URI must be
     reachable."""
-    import pyarrow
-    import pyarrow.fs
-
     if is_uri(root):
+        import pyarrow
+        import pyarrow.fs
+
         fs, path = filesystem(root)
         try:
             kind = fs.get_file_info(path).type
