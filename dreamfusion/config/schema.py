@@ -112,11 +112,11 @@ class SpeedConfig(Schema):
     """Normals from the field's closed-form gradient (a trilinear grid's derivative read from the same 8 corners,
     carried through the decoder) instead of finite differences, which cost three more field reads per visible
     sample: a trade of maths, measured by `benchmarks/trial_cost.py`."""
-    prior_attention: Literal["fused", "math"] = _speedup("math", "fused")
-    """How the toy-world prior's UNet computes attention: `fused` is torch's scaled-dot-product kernel called as
-    diffusers calls it (ε̂ bit for bit diffusers'), `math` the explicit matmul-softmax-matmul, the same maths rounded
-    otherwise. At the toy UNet's 16 heads of 4 channels `math` is the slower on CPU: a guided batch of 4 at 32×32,
-    one thread, took 273 ms against 140 ms fused (2 cores, load average 0.8)."""
+    shared_trunk: bool = _speedup(True, False)
+    """Guidance asks the prior for ε̂ of the same noisy image under two texts: a prior that can (the toy prior)
+    computes the part of its UNet before the text first enters once and widens the batch there, a third of the
+    guided batch's cost. The same maths; bit for bit the same ε̂ at two or more views per step on the machines
+    tested (`tests/unit/toyworld/test_plain_models.py`), rounded otherwise at one."""
 
 
 class ExportConfig(Schema):

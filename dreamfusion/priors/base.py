@@ -67,7 +67,7 @@ class Prior(registry.Component, abc.ABC):
     def use_speed(self, speed: SpeedConfig) -> None:
         """Compute ε̂ as the trial's `speed.*` switches say, from now on (a prior loaded once per worker serves
         trials with different configs: each trial's step sets its own). Only priors that a switch concerns override
-        this (the toy prior: `speed.prior_attention`)."""
+        this (the toy prior: `speed.shared_trunk`)."""
 
     @property
     def component(self) -> type[Prior]:
@@ -109,6 +109,13 @@ class Prior(registry.Component, abc.ABC):
         Autograd flows through this call only when the caller enables it (the Jacobian ablation); the
         denoiser's own parameters are frozen, so they never receive a gradient either way.
         """
+
+    def predict_noise_repeated(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
+        """ε̂ of k copies of (z_t [B, ...], t [B]), each under its own text: emb [k·B, ...] → [k·B, C, h, w], as
+        `predict_noise` of the copies laid out one after another (classifier-free guidance's batch). A prior
+        whose denoiser can share the text-free part of the copies overrides this."""
+        k = emb.shape[0] // z_t.shape[0]
+        return self.predict_noise(torch.cat([z_t] * k), torch.cat([t] * k), emb)
 
     def describe(self) -> str:
         """One line for `df-sweep run` and the run's `df.prior` tag: which model ran, and what it is."""

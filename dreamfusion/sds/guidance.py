@@ -16,9 +16,8 @@ def guidance_multiplier(scale: float, convention: str) -> float:
 
 def predict(prior: Prior, z_t: Tensor, t: Tensor, *embs: Tensor) -> tuple[Tensor, ...]:
     """ε̂(z_t; t, emb) [B, C, h, w] for each [B, ...] embedding in `embs`, from one denoiser call of k·B."""
-    k = len(embs)
     with phase("sds/prior"):
-        out = prior.predict_noise(torch.cat([z_t] * k), torch.cat([t] * k), torch.cat(embs))
+        out = prior.predict_noise_repeated(z_t, t, torch.cat(embs))
     return tuple(out.split(z_t.shape[0]))
 
 

@@ -40,7 +40,7 @@ MAX_TRIALS_PER_SERVICE = 64
 NOSET_CUDA = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
 #: The `speed.*` switches that change how a prior computes ε̂ (`Prior.use_speed`): a service computes as its trials
 #: ask, so trials that differ in one are served by different services (the others stay out of the key).
-PRIOR_SWITCHES = {"prior_attention"}
+PRIOR_SWITCHES: set[str] = set()  # `shared_trunk` acts on a trial's guided call, which reaches a service widened
 
 
 class PriorServiceError(RuntimeError):

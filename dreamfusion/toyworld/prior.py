@@ -62,9 +62,10 @@ class ToyWorldPrior(Prior):
         self.tokenizer = ToyTokenizer.from_folder(weights / "tokenizer")
         self.alphas_cumprod = alphas_cumprod(read_config(weights / CONFIG_PATH)).to(device)  # [T]
         self.image_size = int(self.unet.config["sample_size"])
+        self.shared_trunk = False
 
     def use_speed(self, speed: SpeedConfig) -> None:
-        self.unet.set_attention(speed.prior_attention)
+        self.shared_trunk = speed.shared_trunk
 
     def encode_text(self, prompts: list[str]) -> Tensor:
         """[B, 16, D] text-encoder states; "" is the unconditional caption the UNet was trained with."""
@@ -87,6 +88,12 @@ class ToyWorldPrior(Prior):
 
     def predict_noise(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
         return self.unet(z_t.to(self.dtype), t.to(self.device), emb.to(self.dtype)).float()  # [B, 3, 32, 32]
+
+    def predict_noise_repeated(self, z_t: Tensor, t: Tensor, emb: Tensor) -> Tensor:
+        """With `speed.shared_trunk`, the UNet takes the copies' one z_t and widens the batch where the text enters."""
+        if not self.shared_trunk:
+            return super().predict_noise_repeated(z_t, t, emb)
+        return self.predict_noise(z_t, t, emb)
 
     def describe(self) -> str:
         s = self.image_size

@@ -85,28 +85,30 @@ def test_unet_is_diffusers_bit_for_bit(diffusers_unet, plain_unet, batch):
             assert torch.equal(plain_unet(x, t, context), expected)
 
 
-def test_math_attention_is_the_same_maths(plain_unet):
-    g = torch.Generator().manual_seed(0)
-    x, t, context = torch.randn(4, 3, 32, 32, generator=g), torch.tensor([1, 250, 500, 999]), torch.randn(4, 16, 64)
+@pytest.mark.parametrize("batch", [1, 2, 4])
+def test_the_shared_trunk_is_the_same_maths(plain_unet, batch):
+    """x_t [B] under text states [2B] is the UNet of the two copies [2B]: bit for bit at two views or more (the
+    default is two), to rounding at one."""
+    g = torch.Generator().manual_seed(batch)
+    x, t = torch.randn(batch, 3, 32, 32, generator=g), torch.randint(0, 1000, (batch,), generator=g)
+    context = torch.randn(2 * batch, 16, 64, generator=g)
     with torch.no_grad():
-        fused = plain_unet(x, t, context)
-        plain_unet.set_attention("math")
-        try:
-            math = plain_unet(x, t, context)
-        finally:
-            plain_unet.set_attention("fused")
-    assert not torch.equal(math, fused) and torch.allclose(math, fused, atol=1e-5)
+        shared, copies = plain_unet(x, t, context), plain_unet(torch.cat([x, x]), torch.cat([t, t]), context)
+    assert torch.equal(shared, copies) if batch > 1 else torch.allclose(shared, copies, atol=1e-5)
 
 
-def test_the_prior_takes_its_attention_from_the_trials_speed_switch():
+@pytest.mark.parametrize("shared", [True, False])
+def test_the_prior_shares_its_trunk_when_the_trials_switch_says(shared):
     prior = load_toyworld_prior()
-    z, t, emb = torch.zeros(2, 3, 32, 32), torch.tensor([500, 500]), prior.text_embeddings(["a red cube", ""])
-    outputs = {}
-    for kind in ("math", "fused"):
-        prior.use_speed(SpeedConfig(prior_attention=kind))
-        outputs[kind] = prior.predict_noise(z, t, emb)
-    assert not torch.equal(outputs["math"], outputs["fused"])
-    assert torch.allclose(outputs["math"], outputs["fused"], atol=1e-5)
+    prior.use_speed(SpeedConfig(shared_trunk=shared))
+    z, t = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)), torch.tensor([500, 20])
+    emb = prior.text_embeddings(["a red cube", "a red cube", "", ""])
+    seen = []
+    prior.unet.conv_in.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0].shape[0]))
+    with torch.no_grad():
+        eps = prior.predict_noise_repeated(z, t, emb)
+        expected = prior.predict_noise(torch.cat([z, z]), torch.cat([t, t]), emb)
+    assert seen[0] == (2 if shared else 4) and torch.equal(eps, expected)
 
 
 def test_scorer_clip_features_are_clip_models():
