@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from dreamfusion.config.schema import NerfConfig
 from dreamfusion.errors import ConfigError
-from dreamfusion.nerf.trilinear import level_table, lookup, weighted_gradient
+from dreamfusion.nerf.trilinear import compiled, level_table, lookup, weighted_gradient
 
 
 def level_resolutions(cfg: NerfConfig) -> list[int]:
@@ -26,7 +26,8 @@ def level_resolutions(cfg: NerfConfig) -> list[int]:
 
 class DenseGridEncoding(nn.Module):
     """Features of a point = concatenation of trilinear reads from each level's [F, R, R, R] grid: one
-    `grid_sample` per level, or all levels in one fused lookup (`fused`, `dreamfusion/nerf/trilinear.py`)."""
+    `grid_sample` per level, or all levels in one fused lookup (`fused`, where the compiled kernel runs:
+    `dreamfusion/nerf/trilinear.py`)."""
 
     def __init__(self, cfg: NerfConfig, fused: bool = False) -> None:
         super().__init__()
@@ -39,7 +40,7 @@ class DenseGridEncoding(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # x [N, 3] in [-1, 1] → [N, L·F]
-        if self.fused:
+        if self.fused and compiled(x):
             return lookup(level_table(list(self.levels)), x, self.resolutions)
         grid = x.view(1, -1, 1, 1, 3)
         feats = [F.grid_sample(g, grid, mode="bilinear", align_corners=True) for g in self.levels]  # [1, F, N, 1, 1]

@@ -4,8 +4,8 @@
 renderer's finite-difference normals then read the field three more times. A point's 8 corners give its trilinear
 value and, from the same corners, its exact gradient (trilinear interpolation is linear along each axis inside a
 cell), so one pass serves both. The pass is a small C kernel (`trilinear.c`) compiled on first use with the
-machine's C compiler and cached (`dreamfusion.cache`); without a compiler, or on a GPU, the same maths runs as
-torch gathers (`reference_lookup`), slower on CPU but exact to float rounding.
+machine's C compiler and cached (`dreamfusion.cache`). Without a compiler, or on a GPU, the field reads its values
+with `grid_sample` and the derivatives run as torch gathers (`reference_lookup`), the same maths to float rounding.
 """
 
 from __future__ import annotations
@@ -40,24 +40,18 @@ def kernel() -> Any | None:
     """The compiled kernel, or None (with one warning) where it cannot be built: the caller falls back."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        warnings.warn("no C compiler found: the fused grid lookup runs as torch gathers", stacklevel=2)
+        warnings.warn("no C compiler found: the fused grid lookup is replaced by grid_sample", stacklevel=2)
         return None
     key = hashlib.sha256(SOURCE.read_bytes() + compiler.encode() + sys.platform.encode()).hexdigest()[:16]
     library = cache_dir() / "kernels" / f"trilinear-{key}.so"
-    if not library.is_file():
-        library.parent.mkdir(parents=True, exist_ok=True)
-        tmp = library.with_suffix(f".{os.getpid()}.tmp")
-        built = subprocess.run(
-            [compiler, "-O3", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE), "-lm"], capture_output=True, text=True
-        )
-        if built.returncode != 0:
-            warnings.warn(
-                f"the fused grid lookup did not compile ({built.stderr.strip()[:200]}): it runs as torch gathers",
-                stacklevel=2,
-            )
-            return None
-        tmp.replace(library)  # atomic: workers building at once never load a half-written file
-    lib = ctypes.CDLL(str(library))
+    try:
+        if not library.is_file():
+            _build(compiler, library)
+        lib = ctypes.CDLL(str(library))
+    except (OSError, subprocess.CalledProcessError) as e:
+        detail = e.stderr.strip()[:200] if isinstance(e, subprocess.CalledProcessError) else e
+        warnings.warn(f"the fused grid lookup could not be built ({detail}): grid_sample is used", stacklevel=2)
+        return None
     ptr, i64 = ctypes.c_void_p, ctypes.c_int64
     signatures = {
         "trilinear_forward": [ptr, ptr, i64, i64, i64, ptr, ptr, ptr],
@@ -68,6 +62,19 @@ def kernel() -> Any | None:
     for name, argtypes in signatures.items():
         getattr(lib, name).argtypes, getattr(lib, name).restype = argtypes, None
     return lib
+
+
+def _build(compiler: str, library: Path) -> None:
+    library.parent.mkdir(parents=True, exist_ok=True)
+    tmp = library.with_suffix(f".{os.getpid()}.tmp")
+    command = [compiler, "-O3", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE), "-lm"]
+    subprocess.run(command, capture_output=True, text=True, check=True)
+    tmp.replace(library)  # atomic: workers building at once never load a half-written file
+
+
+def compiled(points: Tensor) -> bool:
+    """Whether the compiled kernel serves these points: float32 on a CPU, with a C compiler on the machine."""
+    return points.device.type == "cpu" and points.dtype == torch.float32 and kernel() is not None
 
 
 def lookup(table: Tensor, points: Tensor, resolutions: list[int]) -> Tensor:
@@ -90,7 +97,7 @@ def weighted_gradient(table: Tensor, points: Tensor, resolutions: list[int], u: 
 def _on_kernel(table: Tensor, points: Tensor) -> bool:
     if points.requires_grad:
         raise ValueError("the fused grid lookup does not differentiate in the points")
-    return table.device.type == "cpu" and table.dtype == torch.float32 and kernel() is not None
+    return table.dtype == torch.float32 and compiled(points)
 
 
 def reference_lookup(
