@@ -131,11 +131,13 @@ class NeRFField(nn.Module):
         """σ [N], albedo [N, 3] and the exact ∇σ [N, 3], so normals cost no extra field reads: the decoder's
         raw-density gradient with respect to its input, one vector [N, D] per point, contracted with the grid's
         derivatives as its corners are read."""
-        feats = self.encoding(x)  # [N, D]
+        encoding = self.encoding
+        assert isinstance(encoding, DenseGridEncoding), "with_gradient needs the dense grid (see has_gradient)"
+        feats = encoding(x)  # [N, D]
         out, d_raw = _decode_with_input_gradient(self.decoder, feats)  # [N, 4], [N, D]
         z = out[:, 0] + self.blob(x)
         d_blob = -self.cfg.blob_density / self.cfg.blob_radius * safe_normalize(x)  # [N, 3]
-        grad = torch.sigmoid(z)[:, None] * (self.encoding.weighted_gradient(x, d_raw) + d_blob)  # softplus' = sigmoid
+        grad = torch.sigmoid(z)[:, None] * (encoding.weighted_gradient(x, d_raw) + d_blob)  # softplus' = sigmoid
         return F.softplus(z), torch.sigmoid(out[:, 1:]), grad
 
     def regularisers(self) -> dict[str, Tensor]:

@@ -64,6 +64,13 @@ def kernel() -> Any | None:
     return lib
 
 
+def _kernel() -> Any:
+    """The kernel, where `compiled` has said it is there."""
+    lib = kernel()
+    assert lib is not None
+    return lib
+
+
 def _build(compiler: str, library: Path) -> None:
     library.parent.mkdir(parents=True, exist_ok=True)
     tmp = library.with_suffix(f".{os.getpid()}.tmp")
@@ -148,7 +155,7 @@ class _KernelLookup(torch.autograd.Function):
     def forward(ctx, table: Tensor, points: Tensor, resolutions: tuple[int, ...]) -> Tensor:
         table = table.contiguous()
         out = points.new_empty(points.shape[0], table.shape[1] * len(resolutions))
-        kernel().trilinear_forward(_ptr(table), _ptr(points), *_shape(points, table.shape, resolutions), _ptr(out))
+        _kernel().trilinear_forward(_ptr(table), _ptr(points), *_shape(points, table.shape, resolutions), _ptr(out))
         ctx.save_for_backward(points)
         ctx.resolutions, ctx.table_shape = resolutions, table.shape
         return out
@@ -158,7 +165,7 @@ class _KernelLookup(torch.autograd.Function):
         (points,) = ctx.saved_tensors
         n, levels, features, res, off = _shape(points, ctx.table_shape, ctx.resolutions)
         grad_table = points.new_empty(ctx.table_shape)
-        kernel().trilinear_backward(
+        _kernel().trilinear_backward(
             _ptr(points),
             n,
             levels,
@@ -177,7 +184,7 @@ class _KernelGradient(torch.autograd.Function):
     def forward(ctx, table: Tensor, points: Tensor, resolutions: tuple[int, ...], u: Tensor) -> Tensor:
         table, u = table.contiguous(), u.contiguous()
         out = points.new_empty(points.shape[0], 3)
-        kernel().trilinear_gradient(
+        _kernel().trilinear_gradient(
             _ptr(table), _ptr(points), *_shape(points, table.shape, resolutions), _ptr(u), _ptr(out)
         )
         ctx.save_for_backward(table, points, u)
@@ -188,7 +195,7 @@ class _KernelGradient(torch.autograd.Function):
     def backward(ctx, grad_out: Tensor):
         table, points, u = ctx.saved_tensors
         grad_table, grad_u = torch.empty_like(table), torch.empty_like(u)
-        kernel().trilinear_gradient_backward(
+        _kernel().trilinear_gradient_backward(
             _ptr(table),
             _ptr(points),
             *_shape(points, table.shape, ctx.resolutions),
