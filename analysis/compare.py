@@ -53,7 +53,8 @@ def levels(sweep: Sweep, axis: str) -> list:
     declared: list = []
     for source in sweep.sources:
         space = (source.spec.get("space") or {}).get(axis) or {}
-        declared += [v for v in space.get("grid", space.get("choice", [])) if v not in declared]
+        values = [tuple(v) if isinstance(v, list) else v for v in space.get("grid", space.get("choice", []))]
+        declared += [v for v in values if v not in declared]  # a list as its trials' params hold it: a tuple
     column = f"param:{axis}" if f"param:{axis}" in sweep.trials else axis
     seen = sweep.trials[column].dropna().unique() if column in sweep.trials else []
     return [v for v in declared if v in set(seen)] + sorted((v for v in seen if v not in declared), key=str)

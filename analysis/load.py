@@ -3,7 +3,8 @@ MLflow's own `search_runs` into pandas.
 
 Layout read (written by `dreamfusion/tracking/`, named in its `schema.py`): experiment = sweep name; one parent
 run per launch tagged `df.sweep`, the spec as its `spec.yaml`; one child run per trial tagged
-`mlflow.parentRunId`, params = the flattened trial config, metrics = whatever the trial's steps and evaluators
+`mlflow.parentRunId`, params = the flattened trial config (typed back by the trial schema:
+`dreamfusion/tracking/params.py`), metrics = whatever the trial's steps and evaluators
 logged, `df.component.<kind>` = `name@version` of each component it ran, `df.direction.<metric>` = which way each
 score is better and `df.levels.<metric>` = what an index metric's values name, as the evaluators declared them,
 `df.prior.sha256` = the sha256 of the prior's weights as loaded.
@@ -17,12 +18,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from dreamfusion.errors import ConfigError
+from dreamfusion.tracking.params import typed
 from dreamfusion.tracking.schema import (
     COMPONENT_TAG_PREFIX,
     DIRECTION_TAG_PREFIX,
@@ -282,23 +285,13 @@ def _trial_frame(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
         **{c: f"component:{c.removeprefix('tags.' + COMPONENT_TAG_PREFIX)}" for c in runs if _is_component(c)},
     }
     extra = runs[list(renamed)].rename(columns=renamed)
-    extra = extra.assign(**{c: extra[c].map(_parse) for c in extra if c.startswith("param:")})
+    params = [c for c in extra if c.startswith("param:")]
+    extra = extra.assign(**{c: extra[c].map(partial(typed, c.removeprefix("param:"))) for c in params})
     return pd.concat([frame, extra], axis=1).sort_values(["sweep", "run_name"]).reset_index(drop=True)
 
 
 def _is_component(column: str) -> bool:
     return column.startswith(f"tags.{COMPONENT_TAG_PREFIX}")
-
-
-def _parse(text: object) -> object:
-    """MLflow stores params as strings; give numbers and booleans back their type for grouping and plotting."""
-    if not isinstance(text, str):
-        return text
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if isinstance(value, (int, float, bool, str)) and value is not None else text
 
 
 def _varied(trials: pd.DataFrame, sources: list[Source]) -> tuple[list[str], set[str]]:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dreamfusion.config.files import flatten
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.interrupts import held_interrupt
+from dreamfusion.tracking.params import logged_params
 from dreamfusion.tracking.provenance import Provenance
 from dreamfusion.tracking.runs import MAX_TAG_VALUE, end_run, failure_reason, reopen_run
 from dreamfusion.tracking.schema import (
@@ -178,7 +178,7 @@ class TrackingCallback(TrialCallback):
     def _log_start(self, cfg: TrialConfig, info: TrialInfo) -> None:
         from mlflow.entities import Param, RunTag
 
-        params = [Param(k, str(v)[:MAX_TAG_VALUE]) for k, v in flatten(cfg).items()]
+        params = [Param(k, v) for k, v in logged_params(cfg).items()]
         tags = {
             PRIOR_TAG: info.prior,
             SCORER_TAG: info.scorer,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import pandas as pd
 import pytest
 import yaml
 from mlflow import MlflowClient
@@ -79,3 +80,22 @@ def test_an_unknown_launch_lists_the_launches(store):
     uri, _ = store
     with pytest.raises(SweepNotFound, match="launches, oldest first: 2026-01-01_00-00-00, 2026-01-02_00-00-00"):
         load_sweeps(["sched@3"], uri)
+
+
+def test_params_are_typed_by_the_trial_schema(tmp_path):
+    """A learning-rate axis is numbers (YAML would keep `5e-05` text and plot it as categories), and a prompt `no`
+    or `on` stays a prompt (YAML would make it a boolean)."""
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    experiment = open_experiment(uri, "lr")
+    client = MlflowClient(uri)
+    parent = start_parent_run(uri, experiment, "lr", "2026-01-01_00-00-00", "", yaml.safe_dump({"name": "lr"}))
+    for prompt, lr in (("no", "5e-05"), ("on", "0.0001")):
+        run = client.create_run(experiment, tags={"mlflow.parentRunId": parent}, run_name=prompt)
+        params = [Param("prompt", prompt), Param("optim.lr_grid", lr), Param("camera.elevation", "[0.0, 30.0]")]
+        client.log_batch(run.info.run_id, params=params)
+        client.set_terminated(run.info.run_id, "FINISHED")
+    trials = load_sweeps(["lr"], uri, with_curves=False).trials.sort_values("param:optim.lr_grid")
+    assert pd.api.types.is_float_dtype(trials["param:optim.lr_grid"])
+    assert trials["param:optim.lr_grid"].tolist() == [5e-05, 0.0001]
+    assert trials["param:prompt"].tolist() == ["no", "on"]
+    assert trials["param:camera.elevation"].tolist() == [(0.0, 30.0)] * 2
