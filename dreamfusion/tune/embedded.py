@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from dreamfusion.tune import reaper
+from dreamfusion.tune import ray_private, reaper
 from dreamfusion.tune.storage import is_uri
 
 #: Ray's session dir adds ~64 characters of socket path (`session_<date>_<pid>/sockets/plasma_store`) to its
@@ -32,7 +32,7 @@ from dreamfusion.tune.storage import is_uri
 MAX_RAY_TEMP_DIR = 40
 #: What decides Ray's auth: the mode, and the token (RAY_AUTH_TOKEN, the highest precedence, is cleared).
 AUTH_ENV = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")
-#: Ray's "no cluster" switch, read by the processes Ray starts; the driver's copy is patched in `_loopback`.
+#: Ray's "no cluster" switch, read by the processes Ray starts; the driver's copy is switched by `ray_private`.
 NO_CLUSTER_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 #: How long a stopping driver waits for its reaper to find nothing left (Ray stopped itself).
 REAPER_WAIT_S = 10.0
@@ -63,9 +63,9 @@ def embedded_ray(root: str | Path, runtime_env: dict[str, Any] | None = None) ->
     saved = {key: os.environ.get(key) for key in (*AUTH_ENV, NO_CLUSTER_ENV, reaper.MARKER_VAR)}
     _set_env({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token), NO_CLUSTER_ENV: "0"})
     os.environ[reaper.MARKER_VAR] = marker
-    stop_reaper = start_reaper(marker, temp, token)
+    stop_reaper = start_reaper(marker, token)
     try:
-        with _loopback():
+        with ray_private.no_cluster_mode():  # the node is 127.0.0.1 and every server binds there
             _init(temp, runtime_env)
         yield
     finally:
@@ -85,29 +85,12 @@ def write_token(path: Path) -> Path:
 
 def _set_env(values: dict[str, str | None]) -> None:
     """Set (None: unset) environment variables, then have Ray re-read its auth settings, which it caches."""
-    from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]  # compiled, no stubs
-
     for key, value in {**dict.fromkeys(AUTH_ENV), **values}.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
-
-
-@contextmanager
-def _loopback() -> Iterator[None]:
-    """`ray.init` with Ray's "no cluster" switch on in this process: the node's IP is then 127.0.0.1. Restored
-    after, so that a later `ray.init(address=...)` of this process reaches a real cluster."""
-    from ray._private import ray_constants
-
-    enabled = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = enabled
+    ray_private.reload_auth()
 
 
 def _init(temp_dir: Path, runtime_env: dict[str, Any] | None) -> None:
@@ -129,12 +112,12 @@ def _init(temp_dir: Path, runtime_env: dict[str, Any] | None) -> None:
     )
 
 
-def start_reaper(marker: str, temp_dir: Path, token: Path) -> Callable[[], None]:
+def start_reaper(marker: str, token: Path) -> Callable[[], None]:
     """Start `reaper.py` beside this driver; returns how to stop it (closing the pipe it waits on, which the
     driver's exit closes too, however it exits)."""
     read_end, write_end = os.pipe()  # not inherited: only this process holds the write end
     process = subprocess.Popen(
-        [sys.executable, "-m", "dreamfusion.tune.reaper", str(read_end), marker, str(temp_dir), str(token)],
+        [sys.executable, "-m", "dreamfusion.tune.reaper", str(read_end), marker, str(token)],
         pass_fds=(read_end,),
         start_new_session=True,  # out of the terminal's process group: a Ctrl-C is for the driver
         stdin=subprocess.DEVNULL,

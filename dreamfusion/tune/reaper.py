@@ -2,11 +2,16 @@
 SIGKILL included), stops every process that driver's Ray started. Ray's processes learn of a dead driver late or
 never: its agents outlive it (seen: over a minute), and a killed driver runs no `ray.shutdown()`.
 
-`python -m dreamfusion.tune.reaper FD MARKER TEMP_DIR [FILE...]` blocks on reading pipe FD, whose write end only
-the driver holds: end-of-file means the driver has exited. The driver's Ray is then every process that carries
-`DF_SWEEP_RAY=MARKER` in its environment (the driver set it before starting Ray; workers inherit it) or writes to
-a file of the driver's Ray session, `TEMP_DIR/session_<date>_<driver pid>/` (Ray's agents, started with an
-environment of their own). Each gets SIGTERM, and SIGKILL if it outlives the grace period; FILEs (the session's
+`python -m dreamfusion.tune.reaper FD MARKER [FILE...]` waits on pipe FD, whose write end only the driver holds:
+end-of-file means the driver has exited. The driver's Ray is every process that carries `DF_SWEEP_RAY=MARKER` in
+its environment (the driver set it before starting Ray; Ray's servers and workers inherit it), and every process
+below one of those. Ray's agents are such children (of the raylet), and their environment cannot be read from
+outside: they rename themselves (`ray::DashboardAgent`), which on Linux overwrites the memory the kernel shows as
+their environment. Their parent, the raylet, dies with the driver on Linux, so while the driver lives the reaper
+looks every `WATCH_S` and remembers the processes below the marked ones. Processes are found through psutil,
+which lists them and their environments on Linux, macOS and Windows alike.
+
+Each process of the driver's Ray gets SIGTERM, and SIGKILL if it outlives the grace period; FILEs (the session's
 auth token) are removed. It imports nothing heavy, so it starts in milliseconds, and it ignores the terminal's
 signals: a Ctrl-C or a hang-up meant for the driver must not take the reaper first.
 """
@@ -14,54 +19,71 @@ signals: a Ctrl-C or a hang-up meant for the driver must not take the reaper fir
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
+
+import psutil
 
 MARKER_VAR = "DF_SWEEP_RAY"
 GRACE_S = 5.0
 POLL_S = 0.1
-WRITING = os.O_WRONLY | os.O_RDWR
+#: How often the reaper looks at the living driver's processes: an agent started since its last look, whose
+#: raylet then dies with the driver, would be missed.
+WATCH_S = 0.5
+#: A process gone while we looked, a zombie, or one of another user, whose environment we may not read.
+UNREADABLE = (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied)
 
 
 class Session:
-    """How the processes of one driver's Ray are recognised."""
+    """How the processes of one driver's Ray are recognised: by the marker, or by descent from a marked process
+    (now, or when the reaper last looked while the driver lived)."""
 
-    def __init__(self, marker: str, temp_dir: str, driver_pid: int) -> None:
-        self.needle = f"{MARKER_VAR}={marker}".encode()
-        self.temp_dir = os.path.realpath(temp_dir) + os.sep
-        self.session_suffix = f"_{driver_pid}"
+    def __init__(self, marker: str, driver_pid: int) -> None:
+        self.marker = marker
+        self.driver_pid = driver_pid
         self.spared = {os.getpid(), driver_pid}  # a driver that stops normally is still finishing its work
+        self.seen: dict[int, psutil.Process] = {}
 
-    def pids(self) -> list[int]:
-        """Live processes of the session (zombies excluded), this one and the driver aside."""
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) not in self.spared and self._holds(entry):
-                found.append(int(entry))
-        return found
-
-    def _holds(self, pid: str) -> bool:
+    def watch(self) -> None:
+        """Remember the Ray processes below the living driver, so that they are found once their parent is gone."""
         try:
-            if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                return False
-            return self.needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") or self._writes_here(pid)
-        except OSError:  # gone while we looked, or not ours to read
+            below = psutil.Process(self.driver_pid).children(recursive=True)
+        except UNREADABLE:  # the driver is gone: the pipe tells the reaper so
+            return
+        found = self._with_descendants([p for p in below if self._marked(p)])
+        self.seen = {p.pid: p for p in [*self.seen.values(), *found] if _running(p)}
+
+    def processes(self) -> list[psutil.Process]:
+        """Live processes of the session (zombies excluded), this one and the driver aside."""
+        marked = [p for p in psutil.process_iter() if p.pid not in self.spared and self._marked(p)]
+        found = {p.pid: p for p in self._with_descendants([*marked, *self.seen.values()]) if _running(p)}
+        return [p for pid, p in found.items() if pid not in self.spared]
+
+    def _marked(self, process: psutil.Process) -> bool:
+        try:
+            return process.environ().get(MARKER_VAR) == self.marker
+        except UNREADABLE:
             return False
 
-    def _writes_here(self, pid: str) -> bool:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
+    def _with_descendants(self, roots: Iterable[psutil.Process]) -> list[psutil.Process]:
+        found = {p.pid: p for p in roots}
+        for root in list(found.values()):
             try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
-                if not target.startswith(self.temp_dir):
-                    continue
-                session = target[len(self.temp_dir) :].split(os.sep, 1)[0]
-                flags = int(Path(f"/proc/{pid}/fdinfo/{fd}").read_text().split("flags:")[1].split()[0], 8)
-            except (OSError, IndexError, ValueError):
+                found.update((p.pid, p) for p in root.children(recursive=True))
+            except UNREADABLE:
                 continue
-            if session.startswith("session_") and session.endswith(self.session_suffix) and flags & WRITING:
-                return True
+        return [p for pid, p in found.items() if pid not in self.spared]
+
+
+def _running(process: psutil.Process) -> bool:
+    """Alive and still the process we met (psutil compares its start time: a PID may be reused), not a zombie."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except UNREADABLE:
         return False
 
 
@@ -69,7 +91,7 @@ def reap(session: Session, grace_s: float = GRACE_S) -> list[int]:
     """SIGTERM every process of the session, SIGKILL those alive after `grace_s`; returns the PIDs signalled."""
     signalled = _signal_all(session, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while session.pids() and time.monotonic() < deadline:
+    while session.processes() and time.monotonic() < deadline:
         time.sleep(POLL_S)
     deadline = time.monotonic() + grace_s
     while (leftover := _signal_all(session, signal.SIGKILL)) and time.monotonic() < deadline:
@@ -79,22 +101,31 @@ def reap(session: Session, grace_s: float = GRACE_S) -> list[int]:
 
 
 def _signal_all(session: Session, signum: int) -> list[int]:
-    pids = session.pids()
-    for pid in pids:
+    processes = session.processes()
+    for process in processes:
         try:
-            os.kill(pid, signum)
-        except OSError:  # already gone
+            process.send_signal(signum)  # psutil checks first that the PID is still the process we met
+        except UNREADABLE:  # already gone
             pass
-    return pids
+    return [p.pid for p in processes]
+
+
+def wait_for_driver(fd: int, session: Session) -> None:
+    """Until the driver's end of the pipe is closed (nothing is ever written: a read then returns b""), watching
+    its processes meanwhile."""
+    while True:
+        readable, _, _ = select.select([fd], [], [], WATCH_S)
+        if readable and not os.read(fd, 4096):
+            return
+        session.watch()
 
 
 def main(argv: list[str]) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_IGN)
-    fd, marker, temp_dir, files = int(argv[0]), argv[1], argv[2], argv[3:]
-    session = Session(marker, temp_dir, os.getppid())  # the driver: read now, while it is still the parent
-    while os.read(fd, 4096):  # nothing is ever written: this returns b"" once the driver's end is closed
-        pass
+    fd, marker, files = int(argv[0]), argv[1], argv[2:]
+    session = Session(marker, os.getppid())  # the driver: read now, while it is still the parent
+    wait_for_driver(fd, session)
     reap(session)
     for name in files:
         Path(name).unlink(missing_ok=True)
