@@ -25,14 +25,30 @@ from dreamfusion.tune.storage import is_uri
 os.environ.setdefault("RAY_DEDUP_LOGS_ALLOW_REGEX", TRIAL_LINE_REGEX)
 
 ADDRESS_TIMEOUT_S = 3.0
+#: The oldest Ray with what df-sweep uses: token authentication, which the embedded Ray turns on, came in Ray 2.52
+#: (pyproject.toml requires the same).
+MIN_RAY = "2.52"
 
 
 def preflight(spec: SweepSpec, uri: str, address: str | None) -> None:
-    """Environment checks that need no cluster: the tracking store answers, and (for an embedded Ray) this
-    machine can hold a trial. A cluster's nodes are checked once connected, in `ray_session`."""
+    """Environment checks that need no cluster: a Ray new enough, the tracking store answers, and (for an embedded
+    Ray) this machine can hold a trial. A cluster's nodes are checked once connected, in `ray_session`."""
+    check_ray_version()
     check_reachable(uri)
     if address is None and not _ray_initialized():
         check_resources(spec.resources, [local_node()])
+
+
+def check_ray_version() -> None:
+    """An older Ray would fail later and in its own words (an unknown auth mode, a name it lacks)."""
+    import ray
+    from packaging.version import Version
+
+    if Version(ray.__version__) < Version(MIN_RAY):
+        raise ConfigError(
+            f"ray {ray.__version__} is installed; df-sweep needs ray {MIN_RAY} or newer (token authentication): "
+            f"pip install 'ray[tune]>={MIN_RAY}'"
+        )
 
 
 def local_slots(resources: Resources) -> int:

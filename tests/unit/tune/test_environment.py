@@ -1,6 +1,6 @@
 """What a launch checks of its environment before it starts Ray or writes anything: a tracking store that is not a
-whole SQLite database (overwritten, cut short), and a results storage that is a file or cannot be written. Each
-is one line and a non-zero exit, with the files left as they were."""
+whole SQLite database (overwritten, cut short), a results storage that is a file or cannot be written, and a Ray
+older than the one df-sweep needs. Each is one line and a non-zero exit, with the files left as they were."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from dreamfusion.cli import app
 from dreamfusion.tracking.store import open_experiment
+from dreamfusion.tune.session import MIN_RAY
 
 SPEC = {"name": "env", "base": {"steps": 10, "nerf": {"size": "tiny"}}, "space": {"seed": {"grid": [0, 1]}}}
 
@@ -91,3 +92,17 @@ def test_storage_that_cannot_be_written(tmp_path):
         assert f"cannot write in {locked}" in message
         assert list(locked.iterdir()) == []
     assert not (tmp_path / "mlruns.db").exists()
+
+
+def test_a_ray_older_than_token_auth_fails_in_one_line_before_anything_starts(tmp_path, monkeypatch):
+    import ray
+
+    monkeypatch.setattr(ray, "__version__", "2.51.1")
+    for args in (["launch", _spec(tmp_path)], ["launch", _spec(tmp_path), "--dry-run"]):
+        _one_line_error(args, "error: ray 2.51.1 is installed; df-sweep needs ray 2.52 or newer (token authentication)")
+    assert not (tmp_path / "ray_results").exists() and not (tmp_path / "mlruns.db").exists()
+
+
+def test_the_packages_ray_bound_is_the_one_checked():
+    pyproject = (Path(__file__).parents[3] / "pyproject.toml").read_text()
+    assert f'"ray[tune]>={MIN_RAY}"' in pyproject
