@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from dreamfusion.config.schema import PriorConfig, SpeedConfig
+from dreamfusion.config.schema import PriorConfig
 from dreamfusion.errors import first_line
 from dreamfusion.priors.base import load_prior
 from dreamfusion.serving.batching import BatchingDenoiser
@@ -38,9 +38,6 @@ DIRECTORY = "df-prior-services"
 MAX_TRIALS_PER_SERVICE = 64
 #: Ray leaves CUDA_VISIBLE_DEVICES alone in a process that sets this: the service sees its node's GPUs.
 NOSET_CUDA = "RAY_EXPERIMENTAL_NOSET_CUDA_VISIBLE_DEVICES"
-#: The `speed.*` switches that change how a prior computes ε̂ (`Prior.use_speed`): a service computes as its trials
-#: ask, so trials that differ in one are served by different services (the others stay out of the key).
-PRIOR_SWITCHES: set[str] = set()  # `shared_trunk` acts on a trial's guided call, which reaches a service widened
 
 
 class PriorServiceError(RuntimeError):
@@ -50,11 +47,10 @@ class PriorServiceError(RuntimeError):
 class PriorService:
     """The actor: the denoiser part of one prior on one device, behind a batching queue."""
 
-    def __init__(self, prior_json: str, speed_json: str, gpu: str | None, threads: int) -> None:
+    def __init__(self, prior_json: str, gpu: str | None, threads: int) -> None:
         torch.set_num_threads(threads)  # as many as one trial has: the same kernels, so the same numbers
         cfg = PriorConfig.model_validate_json(prior_json)
         self.prior = load_prior(cfg, _device(gpu), part="denoiser")
-        self.prior.use_speed(SpeedConfig.model_validate_json(speed_json))
         self.batcher = BatchingDenoiser(self.prior, cfg.max_batch, cfg.batch_wait_ms / 1000)
 
     def encode_text(self, prompts: list[str]) -> Tensor:
@@ -95,13 +91,11 @@ class ServiceDirectory:
         self.services: dict[str, Any] = {}
         self.started: dict[str, int] = {}
 
-    def service(
-        self, prior_json: str, speed_json: str, node_id: str, gpu: str | None, threads: int, dead: Any = None
-    ) -> Any:
+    def service(self, prior_json: str, node_id: str, gpu: str | None, threads: int, dead: Any = None) -> Any:
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        key = service_name(prior_json, speed_json, node_id, gpu)
+        key = service_name(prior_json, node_id, gpu)
         if self.services.get(key) not in (None, dead):  # handles compare by actor
             return self.services[key]
         self.started[key] = self.started.get(key, 0) + 1
@@ -113,12 +107,12 @@ class ServiceDirectory:
         }
         if gpu is not None:
             options["runtime_env"] = {"env_vars": {NOSET_CUDA: "1"}}
-        self.services[key] = ray.remote(PriorService).options(**options).remote(prior_json, speed_json, gpu, threads)
+        self.services[key] = ray.remote(PriorService).options(**options).remote(prior_json, gpu, threads)
         return self.services[key]
 
 
-def service_name(prior_json: str, speed_json: str, node_id: str, gpu: str | None) -> str:
-    digest = hashlib.sha1((prior_json + speed_json).encode()).hexdigest()[:12]
+def service_name(prior_json: str, node_id: str, gpu: str | None) -> str:
+    digest = hashlib.sha1(prior_json.encode()).hexdigest()[:12]
     return f"df-prior-{digest}-{node_id[:12]}-{'cpu' if gpu is None else f'gpu{gpu}'}"
 
 
@@ -141,17 +135,16 @@ class RayDenoiser(RemoteDenoiser):
             ) from exc
 
 
-def connect(prior: PriorConfig, speed: SpeedConfig, threads: int) -> RayDenoiser:
-    """The service of this trial's prior, computing as its `speed` switches say, on this trial's node and GPU,
-    started if need be (or again, if the one the directory knows has died); waits until it has loaded, as a local
-    load would."""
+def connect(prior: PriorConfig, threads: int) -> RayDenoiser:
+    """The service of this trial's prior on this trial's node and GPU, started if need be (or again, if the one the
+    directory knows has died); waits until it has loaded, as a local load would. No `speed.*` switch reaches a
+    service: `shared_trunk` acts on a trial's guided call, which arrives here already widened."""
     import ray
 
     gpus = [str(g) for g in ray.get_gpu_ids()]
-    served = (prior.model_dump_json(), speed.model_dump_json(include=PRIOR_SWITCHES))
-    args = (*served, ray.get_runtime_context().get_node_id(), gpus[0] if gpus else None, threads)
+    args = (prior.model_dump_json(), ray.get_runtime_context().get_node_id(), gpus[0] if gpus else None, threads)
     directory = ray.get_actor(DIRECTORY)
-    denoiser = RayDenoiser(ray.get(directory.service.remote(*args)), service_name(*args[:4]))
+    denoiser = RayDenoiser(ray.get(directory.service.remote(*args)), service_name(*args[:3]))
     try:
         denoiser.describe()
     except PriorServiceError:

@@ -58,7 +58,7 @@ def trial_prior(cfg: TrialConfig, threads: int) -> tuple[Prior, Scorer]:
     prior, scorer = _prior_and_scorer(
         cfg.prior.model_dump_json(), cfg.scoring.model_dump_json(), cfg.device, "codec" if shared else "all"
     )
-    return (ServedPrior(prior, connect(cfg.prior, cfg.speed, threads)) if shared else prior), scorer
+    return (ServedPrior(prior, connect(cfg.prior, threads)) if shared else prior), scorer
 
 
 def prior_loads() -> int:
