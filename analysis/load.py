@@ -15,8 +15,6 @@ Several sweeps, or launches of one (`NAME@LAUNCH`), load into one frame with a `
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -24,11 +22,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from analysis.store import quiet_artifacts, search_runs
 from dreamfusion.errors import ConfigError
 from dreamfusion.tracking.params import typed
 from dreamfusion.tracking.schema import (
     COMPONENT_TAG_PREFIX,
     DIRECTION_TAG_PREFIX,
+    EXPECTED_TRIALS_TAG,
     FAILURE_TAG,
     LAUNCH_TAG,
     LEVELS_SEPARATOR,
@@ -59,6 +59,8 @@ class Source:
     experiment_id: str
     parent_run_ids: list[str]
     spec: dict  # the newest selected launch's spec.yaml (empty if none)
+    expected_trials: int | None = None  # summed over its launches; None when one did not record it
+    launch_ends: list[str] = field(default_factory=list)  # each launch's status, and why it failed: "FAILED (...)"
 
     @property
     def tune(self) -> dict:
@@ -93,6 +95,12 @@ class Sweep:
     @property
     def labels(self) -> list[str]:
         return [s.label for s in self.sources]
+
+    @property
+    def expected_trials(self) -> int | None:
+        """How many trials the launches recorded they would run; None when one of them did not record it."""
+        counts = [s.expected_trials for s in self.sources]
+        return sum(c for c in counts if c is not None) if counts and None not in counts else None
 
     def direction(self, metric: str) -> str | None:
         """Which way `metric` is better, "max" or "min": as its runs record it (the evaluator that logs it declares
@@ -151,28 +159,6 @@ def load_sweeps(names: list[str], tracking_uri: str | None = None, with_curves: 
     return sweep
 
 
-@contextmanager
-def _global_tracking_uri(uri: str) -> Iterator[None]:
-    """`mlflow.search_runs` reads the global tracking URI: point it at `uri`, then back (MLflow keeps the global
-    and $MLFLOW_TRACKING_URI equal, so the variable is what to restore; None unsets both)."""
-    import mlflow
-
-    before = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(before)  # type: ignore[arg-type]  # None is MLflow's "unset"
-
-
-def _search(uri: str, experiment_id: str) -> pd.DataFrame:
-    import mlflow
-
-    with _global_tracking_uri(uri):
-        found = mlflow.search_runs([experiment_id], output_format="pandas", max_results=100_000)
-    return found if isinstance(found, pd.DataFrame) else pd.DataFrame()
-
-
 def _tag(runs: pd.DataFrame, tag: str) -> pd.Series:
     column = f"tags.{tag}"
     return runs[column] if column in runs else pd.Series(None, index=runs.index, dtype=object)
@@ -203,7 +189,7 @@ def _source(client, uri: str, name: str) -> tuple[Source, pd.DataFrame]:
     if exp is None:
         known = sorted(e.name for e in client.search_experiments())
         raise SweepNotFound(f"no sweep named {experiment!r} in {uri} (known: {', '.join(known) or 'none'})")
-    runs = _search(uri, exp.experiment_id)
+    runs = search_runs(uri, exp.experiment_id)
     if runs.empty:
         return Source(name, exp.experiment_id, [], {}), runs
     is_parent = _tag(runs, SWEEP_TAG).notna() & _tag(runs, PARENT_TAG).isna()
@@ -212,7 +198,21 @@ def _source(client, uri: str, name: str) -> tuple[Source, pd.DataFrame]:
         parents = _select_launch(parents, selector, experiment)
     ids = list(parents["run_id"])
     children = runs[_tag(runs, PARENT_TAG).isin(ids)] if ids else runs[~is_parent]
-    return Source(name, exp.experiment_id, ids, _spec(client, ids)), children
+    source = Source(name, exp.experiment_id, ids, _spec(client, ids), _expected_trials(parents), _ends(parents))
+    return source, children
+
+
+def _expected_trials(parents: pd.DataFrame) -> int | None:
+    """How many trials the launches expanded to, as each recorded at launch (`df.expected_trials`): the spec's own
+    count, `when:` conditions honoured. None when a launch predates the record: unknown, rather than a guess."""
+    counts = pd.to_numeric(_tag(parents, EXPECTED_TRIALS_TAG), errors="coerce")
+    return int(counts.sum()) if len(counts) and counts.notna().all() else None
+
+
+def _ends(parents: pd.DataFrame) -> list[str]:
+    """Each launch's run status, a failed one's with its reason: `FAILED (2 errored of 2 trials; …)`."""
+    failures = _tag(parents, FAILURE_TAG).fillna("")
+    return [f"{s} ({f})" if f else str(s) for s, f in zip(parents["status"], failures)]
 
 
 PLACE_DIGITS = 4
@@ -323,45 +323,31 @@ def _curve_frame(curves: pd.DataFrame, trials: pd.DataFrame, varied: list[str]) 
 def _missing(sweep: Sweep, source: Source) -> list[str]:
     prefix = f"{source.label}: " if len(sweep.sources) > 1 else ""
     t = sweep.trials[sweep.trials["sweep"] == source.label]
+    running = not source.launch_ends or any(end == "RUNNING" for end in source.launch_ends)
     if t.empty:
-        return [f"{prefix}no trial runs yet"]
-    notes = [
-        f"{prefix}{n} trial(s) {status}" for status, n in t["status"].value_counts().items() if status != "FINISHED"
-    ]
-    expected = _expected_trials(source.spec)
-    if expected and len(t) < expected:
-        notes.append(f"{prefix}{expected - len(t)} of {expected} trials have no run yet")
+        ended = f"the launch ended {'; '.join(source.launch_ends)}" if not running else ""
+        return [f"{prefix}no trial runs yet" if running else f"{prefix}no trial run was logged: {ended}"]
+    if (t["status"] == "FAILED").all():
+        notes = [f"{prefix}{_all_failed(t)}"]
+    else:
+        counts = t["status"].value_counts().items()
+        notes = [f"{prefix}{n} trial(s) {status}" for status, n in counts if status != "FINISHED"]
+    expected = source.expected_trials
+    if expected is not None and len(t) < expected:
+        notes.append(f"{prefix}{expected - len(t)} of {expected} trials have no run{' yet' * running}")
     metric = source.tune.get("metric", sweep.metric)
     if metric not in t or t[metric].isna().all():
         notes.append(f"{prefix}no trial has logged the sweep metric {metric!r}")
     return notes
 
 
-def _expected_trials(spec: dict) -> int | None:
-    """Grid size × num_samples, when the spec's space is all grid."""
-    space = spec.get("space") or {}
-    if not space or not all(isinstance(v, dict) and "grid" in v for v in space.values()):
-        return None
-    n = 1
-    for v in space.values():
-        n *= len(v["grid"])
-    return n * int((spec.get("tune") or {}).get("num_samples", 1))
+def _all_failed(trials: pd.DataFrame) -> str:
+    """All of a source's trial runs failed: how many, and the most common reason they record."""
+    reasons = trials["failure"][trials["failure"] != ""].value_counts()
+    common = f" (most often: {reasons.index[0]}, {reasons.iloc[0]} of them)" if len(reasons) else ""
+    return f"all {len(trials)} trial runs failed{common}"
 
 
 def varied_frame(sweep: Sweep) -> pd.DataFrame:
     """The trial frame with varied params under their dotted names, for grouping."""
     return sweep.trials.rename(columns={f"param:{k}": k for k in sweep.varied})
-
-
-@contextmanager
-def quiet_artifacts() -> Iterator[None]:
-    """No tqdm bar per downloaded artifact: a report fetches one file per trial and says so once itself."""
-    before = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = before

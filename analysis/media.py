@@ -9,7 +9,8 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
-from analysis.load import Sweep, quiet_artifacts
+from analysis.load import Sweep
+from analysis.store import quiet_artifacts
 from dreamfusion.tracking.schema import FINAL_DIR, TURNTABLE_ARTIFACT
 
 TURNTABLE_STEM = PurePosixPath(TURNTABLE_ARTIFACT).stem

@@ -108,12 +108,20 @@ def _settings_line(settings: pd.DataFrame) -> str:
     return f"Before comparing: the sweeps differ in {', '.join(shown)}{more} (settings.csv).{warn}"
 
 
-def summary_lines(sweep: Sweep, findings: Findings) -> list[str]:
+def _trial_count(sweep: Sweep) -> str:
+    """`8 of 8 expected trials (8 finished)`; the expected count as the launches recorded it, or said unknown."""
     status = sweep.trials["status"].value_counts().to_dict() if len(sweep.trials) else {}
+    states = ", ".join(f"{n} {s.lower()}" for s, n in status.items()) or "none"
+    expected = sweep.expected_trials
+    if expected is None:
+        return f"{len(sweep.trials)} trials ({states}; how many were expected is unknown: not recorded at launch)"
+    return f"{len(sweep.trials)} of {expected} expected trials ({states})"
+
+
+def summary_lines(sweep: Sweep, findings: Findings) -> list[str]:
     kind = "Sweep" if len(sweep.sources) == 1 else "Sweeps"
     lines = [
-        f"{kind} `{sweep.name}` — {len(sweep.trials)} trials "
-        f"({', '.join(f'{n} {s.lower()}' for s, n in status.items()) or 'none'}); "
+        f"{kind} `{sweep.name}` — {_trial_count(sweep)}; "
         f"varied: {', '.join(sweep.varied) or 'nothing'}; metric: {sweep.metric} ({sweep.mode}).",
     ]
     if sweep.spec.get("description"):
@@ -130,7 +138,7 @@ def summary_lines(sweep: Sweep, findings: Findings) -> list[str]:
         )
     lines += headline(sweep, findings.comparisons, findings.trends)
     if sweep.missing:
-        lines.append("Partial sweep: " + "; ".join(sweep.missing) + ".")
+        lines.append(f"{'Partial sweep' if len(sweep.finished) else 'No finished trial'}: {'; '.join(sweep.missing)}.")
     return lines
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from dreamfusion.errors import first_line
 from dreamfusion.tracking.schema import (
+    EXPECTED_TRIALS_TAG,
     FAILURE_TAG,
     LAUNCH_TAG,
     NOTE_TAG,
@@ -24,9 +25,20 @@ if TYPE_CHECKING:
 MAX_TAG_VALUE = 6000  # MLflow's limit on a param or tag value, in characters
 
 
-def start_parent_run(uri: str, experiment_id: str, sweep: str, launch: str, description: str, spec_yaml: str) -> str:
+def start_parent_run(
+    uri: str,
+    experiment_id: str,
+    sweep: str,
+    launch: str,
+    description: str,
+    spec_yaml: str,
+    expected_trials: int | None = None,
+) -> str:
+    """The launch's run: its sweep, name, description, spec and (`expected_trials`, where known) trial count."""
     mlflow = client(uri)
     tags = {SWEEP_TAG: sweep, LAUNCH_TAG: launch, NOTE_TAG: description}
+    if expected_trials is not None:
+        tags[EXPECTED_TRIALS_TAG] = str(expected_trials)
     run = mlflow.create_run(experiment_id, run_name=f"{sweep} {launch}", tags=tags)
     try:
         mlflow.log_text(run.info.run_id, spec_yaml, SPEC_ARTIFACT)

@@ -23,6 +23,9 @@ PBT_LAST_TAG = "df.pbt.last"
 #: The sweep a parent run launched; and the launch's name (its start time).
 SWEEP_TAG = "df.sweep"
 LAUNCH_TAG = "df.launch"
+#: On a parent run: how many trials the launch's spec expands to (its `when:` conditions honoured), so that a report
+#: counts what has no run against the launch's own count rather than expanding the spec again.
+EXPECTED_TRIALS_TAG = "df.expected_trials"
 #: What the loaded prior and scorer were, in words.
 PRIOR_TAG = "df.prior"
 SCORER_TAG = "df.scorer"

@@ -65,7 +65,9 @@ def launch_sweep(
             experiment_id = open_experiment(uri, spec.tracking.experiment or spec.name)
             sweep_dir = join(root, spec.name)
             name = new_launch(sweep_dir)
-            parent = start_parent_run(uri, experiment_id, spec.name, name, spec.description, _spec_yaml(spec))
+            parent = start_parent_run(
+                uri, experiment_id, spec.name, name, spec.description, _spec_yaml(spec), spec.num_trials()
+            )
             tracker = TrialTracker(
                 uri,
                 experiment_id,

@@ -229,3 +229,10 @@ def test_a_partial_sweep_reports_what_is_missing(sweep_store, tmp_path):
         assert len(pd.read_csv(tmp_path / "trials.csv")) == 8
     finally:
         client.set_terminated(victim.info.run_id, "FINISHED")
+
+
+def test_a_launch_records_its_trial_count_and_the_report_reads_it(sweep_store, report):
+    """2 prompts × 2 guidance scales × 2 seeds, as the launch counted them (its `when:`-aware count)."""
+    parents, _ = sweep_runs(sweep_store[1], NAME)
+    assert [p.data.tags["df.expected_trials"] for p in parents] == ["8"]
+    assert "8 of 8 expected trials (8 finished)" in (report[0] / "report.md").read_text()

@@ -14,7 +14,8 @@ from mlflow.entities import Metric, Param, RunTag
 
 from analysis.differences import differences
 from analysis.load import SweepNotFound, load_sweeps
-from dreamfusion.tracking.runs import start_parent_run
+from analysis.report import analyse, report, summary_lines
+from dreamfusion.tracking.runs import end_run, start_parent_run
 from dreamfusion.tracking.store import open_experiment
 
 SPEC = {"name": "sched", "space": {"schedule": {"grid": ["uniform", "dreamtime"]}}, "tune": {"metric": "gt_iou"}}
@@ -99,3 +100,68 @@ def test_params_are_typed_by_the_trial_schema(tmp_path):
     assert trials["param:optim.lr_grid"].tolist() == [5e-05, 0.0001]
     assert trials["param:prompt"].tolist() == ["no", "on"]
     assert trials["param:camera.elevation"].tolist() == [(0.0, 30.0)] * 2
+
+
+CONDITIONAL = {
+    "name": "cond",
+    "space": {
+        "sds.timesteps.schedule": {"grid": ["uniform", "dreamtime"]},
+        "sds.timesteps.dt_power": {"grid": [1.0, 2.0], "when": {"sds.timesteps.schedule": "dreamtime"}},
+    },
+}
+
+
+def launch(uri: str, name: str, spec: dict, expected: int | None, statuses: list[str], failure: str | None = None):
+    """A launch's parent run and one child run per status; the parent ended FAILED with `failure` when given."""
+    experiment = open_experiment(uri, name)
+    client = MlflowClient(uri)
+    parent = start_parent_run(uri, experiment, name, "2026-01-01_00-00-00", "", yaml.safe_dump(spec), expected)
+    for i, status in enumerate(statuses):
+        run = client.create_run(experiment, tags={"mlflow.parentRunId": parent}, run_name=f"trial {i}")
+        client.log_batch(run.info.run_id, params=[Param("seed", str(i))], tags=[RunTag("df.failure", "ValueError: x")])
+        client.set_terminated(run.info.run_id, status)
+    if failure is not None:
+        end_run(uri, parent, failure)
+
+
+def test_a_conditional_sweep_is_complete_at_the_count_its_launch_recorded(tmp_path):
+    """uniform, and dreamtime at two powers: 3 trials, not the 4 of the unconditional cross product."""
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    launch(uri, "cond", CONDITIONAL, 3, ["FINISHED"] * 3)
+    sweep = load_sweeps(["cond"], uri, with_curves=False)
+    assert sweep.expected_trials == 3
+    assert not any("no run" in note for note in sweep.missing)
+    assert "3 of 3 expected trials (3 finished)" in summary_lines(sweep, analyse(sweep))[0]
+
+
+def test_a_launch_that_did_not_record_its_count_says_it_is_unknown(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    launch(uri, "cond", CONDITIONAL, None, ["FINISHED"] * 2)
+    sweep = load_sweeps(["cond"], uri, with_curves=False)
+    assert sweep.expected_trials is None and not any("no run" in note for note in sweep.missing)
+    assert "how many were expected is unknown" in summary_lines(sweep, analyse(sweep))[0]
+
+
+def test_fewer_runs_than_the_launch_expected_are_counted(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    launch(uri, "cond", CONDITIONAL, 3, ["FINISHED"] * 2)
+    assert "1 of 3 trials have no run yet" in load_sweeps(["cond"], uri, with_curves=False).missing
+
+
+def test_a_sweep_whose_trials_all_failed_says_so(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    launch(uri, "failed", CONDITIONAL, 3, ["FAILED"] * 3, "3 errored of 3 trials; see the log")
+    lines = report(["failed"], tmp_path / "report", uri, echo=lambda _: None)
+    text = "\n".join(lines)
+    assert "No finished trial: all 3 trial runs failed (most often: ValueError: x, 3 of them)" in text
+    assert "no trial runs yet" not in text and "have no run" not in text
+
+
+def test_a_launch_whose_trials_failed_before_logging_a_run_says_how_it_ended(tmp_path):
+    """Trials that fail before their run opens (a config a trial rejects, a prior that cannot load) leave none:
+    the launch is over, so the report says how it ended instead of "no trial runs yet"."""
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    launch(uri, "failed", CONDITIONAL, 3, [], "3 errored of 3 trials; see the log")
+    missing = load_sweeps(["failed"], uri, with_curves=False).missing
+    assert missing[0] == "no trial run was logged: the launch ended FAILED (3 errored of 3 trials; see the log)"
+    assert not any("yet" in note for note in missing)
