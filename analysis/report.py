@@ -19,14 +19,16 @@ import pandas as pd
 from analysis import charts, page
 from analysis.compare import axes_to_compare, config_means, dreamfusion_table, group_summary
 from analysis.differences import differences
+from analysis.folder import check_out, replaced
 from analysis.importance import importance
 from analysis.interactive import figures
-from analysis.load import Sweep, SweepNotFound, load_sweeps
+from analysis.load import Sweep, load_sweeps
 from analysis.media import fetch_turntables
 from analysis.paired import comparisons, trends
 from analysis.phenomena import COLOUR_CHOICE, diversity_table
 from analysis.plots import all_plots
 from analysis.verdicts import headline
+from dreamfusion.errors import ConfigError
 
 Echo = Callable[[str], None]
 MAX_SETTINGS_LISTED = 6
@@ -231,8 +233,15 @@ def trials_table(sweep: Sweep) -> pd.DataFrame:
 def write_report(
     sweep: Sweep, out: Path, echo: Echo = lambda _: None, findings: Findings | None = None
 ) -> dict[str, Path]:
-    out.mkdir(parents=True, exist_ok=True)
+    """The report's files in `out`, which is replaced whole (`analysis/folder.py`: nothing of a previous report
+    stays beside the new one, and a failed report leaves the previous one as it was)."""
     findings = findings or analyse(sweep)
+    with replaced(out) as staging:
+        written = _write(sweep, staging, echo, findings)
+    return {kind: out / name for kind, name in written.items()}
+
+
+def _write(sweep: Sweep, out: Path, echo: Echo, findings: Findings) -> dict[str, str]:
     csvs = {
         "trials": trials_table(sweep),
         "curves": sweep.curves,
@@ -259,7 +268,7 @@ def write_report(
     files = [f"{name}.csv" for name in csvs] + [p.name for p in plots]
     (out / "report.md").write_text(_markdown(sweep, findings, plots, files))
     (out / "report.html").write_text(_html(sweep, findings, out, media, files))
-    return {"html": out / "report.html", "markdown": out / "report.md", **{n: out / f"{n}.csv" for n in csvs}}
+    return {"html": "report.html", "markdown": "report.md", **{n: f"{n}.csv" for n in csvs}}
 
 
 def report(
@@ -269,8 +278,10 @@ def report(
     echo: Echo = print,
     shipped: dict[str, str] | None = None,
 ) -> list[str]:
-    """Load the sweeps, write the report; the lines `df-sweep report` prints last (raises SweepNotFound).
+    """Load the sweeps, write the report; the lines `df-sweep report` prints last (raises ConfigError: a sweep
+    the store does not hold, or an `--out` a report may not replace).
     `shipped`: prior kind → the sha256 of the weights it ships, to say when trials ran on others."""
+    check_out(out)  # before the work: a folder a report may not replace is said at once
     echo(f"reading {', '.join(names)} from MLflow")
     sweep = load_sweeps(names, tracking_uri)
     findings = analyse(sweep, shipped)
@@ -294,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     shipped = dict(pair.split("=", 1) for pair in args.shipped)
     try:
         print("\n".join(report(args.names, args.out, args.tracking_uri, shipped=shipped)))
-    except SweepNotFound as exc:
+    except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

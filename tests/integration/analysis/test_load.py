@@ -165,3 +165,17 @@ def test_a_launch_whose_trials_failed_before_logging_a_run_says_how_it_ended(tmp
     missing = load_sweeps(["failed"], uri, with_curves=False).missing
     assert missing[0] == "no trial run was logged: the launch ended FAILED (3 errored of 3 trials; see the log)"
     assert not any("yet" in note for note in missing)
+
+
+def test_a_second_report_leaves_nothing_of_the_first_beside_it(tmp_path):
+    """An earlier report of the folder (another sweep's plots and turntables) does not mix into the new one."""
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    launch(uri, "cond", CONDITIONAL, 3, ["FINISHED"] * 3)
+    out = tmp_path / "report"
+    report(["cond"], out, uri, echo=lambda _: None)
+    (out / "metric_vs_another_axis.png").write_bytes(b"")
+    (out / "turntables").mkdir(exist_ok=True)
+    (out / "turntables" / "another-run.gif").write_bytes(b"")
+    report(["cond"], out, uri, echo=lambda _: None)
+    assert not (out / "metric_vs_another_axis.png").exists() and not (out / "turntables").exists()
+    assert (out / "report.md").is_file() and (out / "trials.csv").is_file()
