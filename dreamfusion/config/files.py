@@ -4,6 +4,8 @@ params) view, and the commented reference `df-sweep config` prints."""
 from __future__ import annotations
 
 import json
+import types
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,32 +20,66 @@ from dreamfusion.errors import ConfigError
 
 
 def describe_error(err: ValidationError, source: str, prefix: str = "") -> str:
-    """One line per pydantic error, in the form `file: key.path: what was expected`."""
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == OPTION_ERROR:  # a component's option: the error's location is its block
-        loc, msg = ".".join(p for p in (loc, first["ctx"]["key"]) if p), first["ctx"]["message"]
-    key = ".".join(p for p in (prefix, loc) if p)
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
+    """The first pydantic error as one line, `file: key.path: what was expected`, with how many more there are."""
     extra = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {key + ': ' if key else ''}{msg}{extra}"  # a whole-config check names its keys itself
+    return describe_errors(err, source, prefix)[0] + extra
+
+
+def describe_errors(err: ValidationError, source: str, prefix: str = "") -> list[str]:
+    """One line per pydantic error, in the form `file: key.path: what was expected`: a spec's check lists them all."""
+    return [_describe(error, source, prefix) for error in err.errors()]
+
+
+def _describe(error: Any, source: str, prefix: str) -> str:
+    loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+    msg = error["msg"].removeprefix("Value error, ")
+    if error["type"] == OPTION_ERROR:  # a component's option: the error's location is its block
+        loc, msg = ".".join(p for p in (loc, error["ctx"]["key"]) if p), error["ctx"]["message"]
+    key = ".".join(p for p in (prefix, loc) if p)
+    if error["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{source}: {key + ': ' if key else ''}{msg}"  # a whole-config check names its keys itself
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one YAML mapping."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping: PyYAML keeps the last one silently, so a spec
+    with two `space:` blocks would sweep only the second, and a config with two `steps:` would run the other one."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be given more than once
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in first:
+                raise DuplicateKeyError(
+                    None, None, f"{key} is given twice (first at line {first[key]})", key_node.start_mark
+                )
+            first.setdefault(key, line)
+        return super().construct_mapping(node, deep)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Safe-load a YAML mapping, turning every failure into a one-line ConfigError."""
+    """Safe-load a YAML mapping (a key given twice is an error), turning every failure into a one-line ConfigError."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"{path}: is a directory; expected a YAML file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=UniqueKeyLoader)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: expected a YAML text file, got bytes that are not UTF-8") from None
+    except DuplicateKeyError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise ConfigError(f"{path}: line {line}: {exc.problem}; expected each key once") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -176,6 +212,27 @@ def component_options(block: type[Selecting]) -> dict[str, tuple[list[type[regis
             for key, info in component.Options.model_fields.items():
                 found.setdefault(key, ([], info))[0].append(component)
     return found
+
+
+def key_annotation(key: str, model: type[BaseModel] = TrialConfig) -> Any:
+    """The type a dotted key's field is annotated with (a component's option included), or None for a key the schema
+    does not have: a sweep's check reads from it whether a dimension may draw floats."""
+    head, _, rest = key.partition(".")
+    info = model.model_fields.get(head)
+    if info is None:
+        found = component_options(model).get(head) if issubclass(model, Selecting) and not rest else None
+        return found[1].annotation if found else None
+    if not rest:
+        return info.annotation
+    inner = info.annotation
+    return key_annotation(rest, inner) if isinstance(inner, type) and issubclass(inner, BaseModel) else None
+
+
+def takes_integers(annotation: Any) -> bool:
+    """Whether a field holds integers only (`int`, or `int | None`): `bool` and `int | float` do not count."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    args = typing.get_args(annotation) if union else (annotation,)
+    return [a for a in args if a is not type(None)] == [int]
 
 
 def _entry(pad: str, name: str, value: Any, doc: str) -> str:

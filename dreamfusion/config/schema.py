@@ -8,6 +8,7 @@ of score distillation (`sds.py`) are defined beside this module and importable f
 from __future__ import annotations
 
 import os
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -16,6 +17,7 @@ from dreamfusion import registry
 from dreamfusion.config.base import EvaluatorName, PriorName, Schema, Selecting
 from dreamfusion.config.scene import NERF_PRESETS, CameraConfig, NerfConfig, RenderConfig, ShadingMix
 from dreamfusion.config.sds import SDSConfig, TimestepConfig
+from dreamfusion.errors import shorten
 
 __all__ = [
     "NERF_PRESETS",
@@ -34,6 +36,10 @@ __all__ = [
     "TimestepConfig",
     "TrialConfig",
 ]
+
+
+#: The devices `device` accepts: what `torch.device` takes and a trial can run on (`auto` picks CUDA or the CPU).
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 
 
 class OptimConfig(Schema):
@@ -208,7 +214,8 @@ class TrialConfig(Schema):
     """Optimisation steps. 100: the toy world's default trial reaches the final `gt_iou` of 400 steps at under a
     third of the CPU time (`benchmarks/trial_cost.py`)."""
     device: str = "auto"
-    """`auto` (CUDA if available), `cpu`, `cuda`, `cuda:1`."""
+    """`auto` (CUDA if available), `cpu`, `cuda`, `cuda:1`, or `mps` (Apple silicon): the torch devices a trial can
+    run on."""
     checkpoint_every: int = Field(100, ge=1)
     """Steps between checkpoints (field, optimiser, step and RNG state); a multiple of `eval.every`, because a
     checkpoint is saved with the evaluation that a sweep's scheduler reads beside it."""
@@ -248,6 +255,14 @@ class TrialConfig(Schema):
         if isinstance(plugins, list) and all(isinstance(p, str) for p in plugins):
             registry.load_plugins(plugins)
         return data
+
+    @field_validator("device")
+    @classmethod
+    def _torch_device(cls, v: str) -> str:
+        """Refused here rather than when the trial starts: `torch.device("tpu")` fails only once a prior loads."""
+        if not DEVICE.fullmatch(v):
+            raise ValueError(f"expected auto, cpu, cuda, cuda:N or mps, got {shorten(v)}")
+        return v
 
     @field_validator("prompt")
     @classmethod

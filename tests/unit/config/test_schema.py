@@ -110,6 +110,33 @@ def test_malformed_yaml_reports_the_line(tmp_path):
     assert "malformed YAML at line" in _error(path)
 
 
+def test_a_key_given_twice_is_an_error_naming_the_line(tmp_path):
+    """PyYAML keeps the last of two equal keys silently: the trial would run what the first one did not say."""
+    path = _yaml(tmp_path, "prompt: a red cube\nsds:\n  guidance_scale: 50\n  guidance_scale: 20\n")
+    assert _error(path) == f"{path}: line 4: guidance_scale is given twice (first at line 3); expected each key once"
+    path = _yaml(tmp_path, "steps: 10\nseed: 1\nsteps: 20\n")
+    assert _error(path) == f"{path}: line 3: steps is given twice (first at line 1); expected each key once"
+
+
+def test_yaml_anchors_and_merges_still_read(tmp_path):
+    path = _yaml(tmp_path, "x-views: &views {views: 4}\nsteps: 10\n")
+    assert read_yaml(path)["x-views"] == {"views": 4}
+    path = _yaml(tmp_path, "a: &a {every: 2}\nb:\n  <<: *a\n  every: 4\n")
+    assert read_yaml(path)["b"] == {"every": 4}
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:-1", "cuda:one", "CPU", "gpu"])
+def test_a_device_torch_cannot_run_a_trial_on_is_refused(device):
+    assert (
+        _error(None, [f"device={device}"]) == f"--set: device: expected auto, cpu, cuda, cuda:N or mps, got {device!r}"
+    )
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "mps"])
+def test_the_devices_a_trial_runs_on_are_accepted(device):
+    assert load_trial_config(None, [f"device={device}"]).device == device
+
+
 def test_missing_file(tmp_path):
     assert _error(tmp_path / "nope.yaml") == f"{tmp_path / 'nope.yaml'}: no such file"
 
