@@ -37,7 +37,8 @@ MAX_TRIALS_HELP = "Refuse a spec that expands to more trials than this (default 
 
 
 def fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
+    """Each line of the message as its own `error:` line (a spec's check reports every mistake it finds)."""
+    typer.echo("\n".join(f"error: {line}" for line in message.splitlines() or [""]), err=True)
     raise typer.Exit(code)
 
 

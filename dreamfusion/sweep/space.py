@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,10 @@ from pydantic import Field, field_validator, model_validator
 from dreamfusion.config.schema import Schema
 
 KINDS = ("grid", "choice", "uniform", "loguniform", "randint", "quniform")
+#: The kinds that draw floats: none fits a key the trial schema types as an integer.
+FLOAT_KINDS = ("uniform", "loguniform", "quniform")
+#: Values drawn from each distribution when a spec is validated, from a fixed seed: the same check every time.
+CHECKED_DRAWS = 3
 #: How a Tune config nests a condition key and the dimensions that depend on it: `{"when:K": {K: v, D: ...}}`.
 BRANCH_PREFIX = "when:"
 
@@ -107,6 +112,26 @@ class Dimension(Schema):
             low, high, q = self.argument
             return [round(low / q) * q, round(high / q) * q]
         return list(self.argument)
+
+    def draws(self, n: int = CHECKED_DRAWS, seed: int = 0) -> list[Any]:
+        """`n` values drawn from the distribution as its `ray.tune` function draws them (the same kind of number, from
+        a seeded generator of ours): what a trial receives besides the bounds. A grid or choice draws nothing."""
+        rng = random.Random(seed)
+        if self.kind in ("grid", "choice"):
+            return []
+        low, high = self.argument[:2]
+        if self.kind == "randint":
+            return [rng.randrange(low, high) for _ in range(n)]
+        if self.kind == "loguniform":
+            return [math.exp(rng.uniform(math.log(low), math.log(high))) for _ in range(n)]
+        if self.kind == "quniform":
+            q = self.argument[2]
+            return [round(rng.uniform(low, high) / q) * q for _ in range(n)]
+        return [rng.uniform(low, high) for _ in range(n)]
+
+    def checked_values(self) -> list[Any]:
+        """What validation puts through the trial schema: the extremes, then a few seeded draws."""
+        return self.extremes() + self.draws()
 
     def middle(self) -> list[Any]:
         """Values standing for the dimension in a cost estimate: each listed one (equally likely), or the

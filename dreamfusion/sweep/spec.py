@@ -10,7 +10,7 @@ import copy
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from dreamfusion.config.files import build_trial_config, set_dotted
 from dreamfusion.config.schema import Schema, TrialConfig
@@ -79,20 +79,23 @@ class TuneBlock(Schema):
     @model_validator(mode="before")
     @classmethod
     def _metric_direction(cls, data: Any) -> Any:
-        """A known metric decides the direction unless the spec says it; saying the opposite is a mistake."""
-        if not isinstance(data, dict):
+        """A known metric decides the direction unless the spec says it (saying the opposite is `_same_direction`)."""
+        if not isinstance(data, dict) or data.get("mode") is not None:
             return data
         metric = all_metrics().get(data.get("metric", "clip_r_precision"))
-        if metric is None:
-            return data
-        if data.get("mode") is None:
-            return {**data, "mode": metric.mode}
-        if data["mode"] != metric.mode:
+        return data if metric is None else {**data, "mode": metric.mode}
+
+    @field_validator("mode")
+    @classmethod
+    def _same_direction(cls, v: str, info: ValidationInfo) -> str:
+        """A field's check, not the block's: a wrong mode is reported beside the block's other mistakes."""
+        metric = all_metrics().get(info.data.get("metric", ""))
+        if metric is not None and v != metric.mode:
             raise ValueError(
-                f"mode: {data['metric']} is better when {'larger' if metric.mode == 'max' else 'smaller'};"
+                f"{info.data['metric']} is better when {'larger' if metric.mode == 'max' else 'smaller'};"
                 f" expected mode: {metric.mode}"
             )
-        return data
+        return v
 
     @field_validator("metric")
     @classmethod

@@ -1,16 +1,18 @@
 """Reading a sweep spec and validating it whole, before a single trial, worker or MLflow run starts.
 
-Validation is eager: every grid value is applied to the base and validated as a trial config, and so is every
-combination of the values the space can take at its extremes, so that `t_min ≥ t_max` in trial 37 fails now, not
-an hour in. What a config alone cannot say is asked of the registered components: is the prior installed, does it
-know the prompt, does the sweep's metric exist in every trial, does a varied option belong to a component that
-some trial selects.
+Validation is eager: every grid value, every distribution's bounds and a few seeded draws from it are applied to
+the base and validated as a trial config, and so is every combination of the values the space can take at its
+extremes, so that `t_min ≥ t_max` in trial 37 fails now, not an hour in. What a config alone cannot say is asked
+of the registered components: is the prior installed, does it know the prompt, does the sweep's metric exist in
+every trial, does a varied option belong to a component that some trial selects. Every mistake found is reported,
+one line each.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,12 @@ from pydantic import ValidationError
 from dreamfusion import registry
 from dreamfusion.config.files import (
     apply_overrides,
-    build_trial_config,
-    describe_error,
+    describe_errors,
     flatten,
+    key_annotation,
     parse_override,
     read_yaml,
+    takes_integers,
 )
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.console.table import count_text
@@ -31,8 +34,9 @@ from dreamfusion.errors import ConfigError, shorten
 from dreamfusion.evaluators.base import make_evaluator_classes, metric_owner
 from dreamfusion.scoring.none import NO_SCORER
 from dreamfusion.sweep.search import search_problem
-from dreamfusion.sweep.space import KINDS, combinations, condition_problem, count
+from dreamfusion.sweep.space import FLOAT_KINDS, KINDS, Dimension, combinations, condition_problem, count
 from dreamfusion.sweep.spec import SweepSpec
+from dreamfusion.tracking.artifacts import looks_like_run_id
 from dreamfusion.trial.preflight import check_trial
 
 #: The most trials a spec may expand to unless `--max-trials` says more.
@@ -43,16 +47,60 @@ MAX_VALIDATED_COMBINATIONS = 4096
 
 def load_spec(path: str | Path, overrides: Sequence[str] = (), max_trials: int = DEFAULT_MAX_TRIALS) -> SweepSpec:
     """Read, override (`--set`), validate the schema, count the trials (at most `max_trials`), then validate every
-    trial the space can produce."""
+    trial the space can produce; every mistake found is reported, one line each, in one ConfigError."""
     source = str(path)
     data = apply_spec_overrides(read_yaml(path), list(overrides))
-    try:
-        spec = SweepSpec.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(describe_error(err, source)) from None
-    check_size(spec, source, max_trials)
-    check_space(spec, source)
+    problems = Problems()
+    spec, whole = parse_spec(data, source, problems)
+    if spec is not None:
+        if whole:
+            with problems.collect():
+                check_size(spec, source, max_trials)
+        check_space(spec, source, problems, whole)
+    problems.raise_any()
+    assert spec is not None  # a spec that did not parse left a problem
     return spec
+
+
+class Problems:
+    """Every mistake found in a spec, one line each, raised together: a wrong `mode` must not hide a typo in a key,
+    nor the first of ten bad values the other nine."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    @contextmanager
+    def collect(self) -> Iterator[None]:
+        """Note the ConfigError raised inside and go on to the next check."""
+        try:
+            yield
+        except ConfigError as exc:
+            self.lines += str(exc).splitlines()
+
+    def raise_any(self) -> None:
+        if self.lines:
+            raise ConfigError("\n".join(dict.fromkeys(self.lines)))  # each line once, in the order found
+
+
+def parse_spec(data: dict[str, Any], source: str, problems: Problems) -> tuple[SweepSpec | None, bool]:
+    """(the spec, True); or, when its schema has mistakes (each noted), (its base and the dimensions that are
+    well-formed, as a spec with default blocks elsewhere, False), so that the space is still checked; None when even
+    those do not form one."""
+    try:
+        return SweepSpec.model_validate(data), True
+    except ValidationError as err:
+        problems.lines += describe_errors(err, source)
+        bad_dims = {e["loc"][1] for e in err.errors() if len(e["loc"]) > 1 and e["loc"][0] == "space"}
+    space = data.get("space")
+    partial = {
+        "name": "partial",
+        "base": data.get("base", {}),
+        "space": {k: v for k, v in space.items() if k not in bad_dims} if isinstance(space, dict) else {},
+    }
+    try:
+        return SweepSpec.model_validate(partial), False
+    except ValidationError:
+        return None, False
 
 
 def check_size(spec: SweepSpec, source: str, max_trials: int) -> None:
@@ -103,38 +151,105 @@ def _check_spec_key(text: str) -> None:
     raise ConfigError(f"--set {key}: unknown spec key; expected one of {', '.join(SweepSpec.model_fields)}")
 
 
-def check_space(spec: SweepSpec, source: str) -> None:
-    """Every key is a trial-config key; the base is valid; every value and every combination of extremes is."""
-    base = build_trial_config(spec.base, source, prefix="base")
-    check_trial(base, f"{source}: base")
+def check_space(spec: SweepSpec, source: str, problems: Problems, whole: bool = True) -> None:
+    """Every key is a trial-config key; the base is valid; every value a dimension can give a trial is, and every
+    combination of extremes. Where the spec's other blocks were at fault (`whole` False), what reads them (the
+    metric, the searcher) is not checked."""
+    base = None
+    with problems.collect():
+        base = check_base(spec, source)
     if not spec.space:
-        raise ConfigError(
-            f"{source}: space: expected at least one dotted key to vary, e.g. "
-            f"{{seed: {{grid: [0, 1]}}}} (for a single trial use df-sweep run)"
-        )
-    known = set(flatten(base)) | {
+        if whole:
+            problems.lines.append(
+                f"{source}: space: expected at least one dotted key to vary, e.g. "
+                f"{{seed: {{grid: [0, 1]}}}} (for a single trial use df-sweep run)"
+            )
+        return
+    before = len(problems.lines)
+    misplaced = check_keys(spec, base, source, problems)
+    if base is None:
+        return
+    for key, dim in spec.space.items():
+        if key not in misplaced:
+            with problems.collect():
+                check_dimension(spec, key, dim, source)
+    if len(problems.lines) == before:  # a combination or a metric's trial would repeat a mistake found above
+        with problems.collect():
+            check_combinations(spec, source)
+        if whole:
+            with problems.collect():
+                check_metric(spec, base, source)
+    if not misplaced:  # whether some trial selects an option's component depends on the conditions
+        with problems.collect():
+            check_options(spec, base, source)
+    with problems.collect():
+        check_init_from(spec, source)
+    problem = search_problem(spec) if whole else None
+    if problem:
+        problems.lines.append(f"{source}: {problem[0]}: {problem[1]}")
+
+
+def check_keys(spec: SweepSpec, base: TrialConfig | None, source: str, problems: Problems) -> set[str]:
+    """Each varied key names a trial-config key, and a condition one that can hold; the keys that do not (their
+    values cannot be put in a trial)."""
+    known = set(flatten(base or TrialConfig())) | {
         k for kind in registry.KINDS for c in registry.components(kind) for k in registry.option_keys(c)
     }
-    for key in spec.space:
-        if key not in known:
-            raise ConfigError(f"{source}: space.{key}: unknown trial config key; expected {_suggest(key, known)}")
+    misplaced = {key for key in spec.space if key not in known}
+    for key in sorted(misplaced, key=list(spec.space).index):
+        problems.lines.append(f"{source}: space.{key}: unknown trial config key; expected {_suggest(key, known)}")
     problem = condition_problem(spec.space)
     if problem:
-        raise ConfigError(f"{source}: space.{problem[0]}.when: {problem[1]}")
-    for key, dim in spec.space.items():
-        # a conditional value is checked in a trial its condition holds in
-        condition = {dim.condition[0]: dim.condition[1][0]} if dim.condition else {}
-        for value in dim.extremes():
-            label = f"{source}: space.{key}={shorten(value)}"
-            check_trial(spec.trial_config({**condition, key: value}, label), label)
+        problems.lines.append(f"{source}: space.{problem[0]}.when: {problem[1]}")
+        misplaced.add(problem[0])
+    return misplaced
+
+
+def check_base(spec: SweepSpec, source: str) -> TrialConfig:
+    """The base as a trial config, its every schema mistake a line; then what the schema cannot see."""
+    try:
+        base = TrialConfig.model_validate(spec.base)
+    except ValidationError as err:
+        raise ConfigError("\n".join(describe_errors(err, source, "base"))) from None
+    check_trial(base, f"{source}: base")
+    return base
+
+
+def check_dimension(spec: SweepSpec, key: str, dim: Dimension, source: str) -> None:
+    """The values a trial can receive from one dimension (its listed values, its bounds, a few seeded draws), each
+    through the trial schema. Tune draws floats from a float distribution, and an integer field refuses them in
+    every trial, so that is said of the dimension, not of a value that happens to be whole."""
+    if dim.kind in FLOAT_KINDS and takes_integers(key_annotation(key)):
+        raise ConfigError(
+            f"{source}: space.{key}: {key} is an integer, and {dim.kind} draws floats; "
+            f"expected {{randint: [low, high]}} or a grid of integers"
+        )
+    # a conditional value is checked in a trial its condition holds in
+    condition = {dim.condition[0]: dim.condition[1][0]} if dim.condition else {}
+    for value in dim.checked_values():
+        label = f"{source}: space.{key}={shorten(value)}"
+        check_trial(spec.trial_config({**condition, key: value}, label), label)
+
+
+def check_combinations(spec: SweepSpec, source: str) -> None:
+    """Every combination of the dimensions' extremes, as one trial config each: `t_min ≥ t_max` in trial 37."""
     for values in _combinations(spec):
         label = f"{source}: space combination " + ", ".join(f"{k}={shorten(v)}" for k, v in values.items())
         check_trial(spec.trial_config(values, label), label)
-    check_metric(spec, base, source)
-    check_options(spec, base, source)
-    problem = search_problem(spec)
-    if problem:
-        raise ConfigError(f"{source}: {problem[0]}: {problem[1]}")
+
+
+def check_init_from(spec: SweepSpec, source: str) -> None:
+    """A trial that starts from another's field names it by a run id or a path; anything else (the placeholder a
+    two-stage spec ships with) would fail every trial. Whether the run exists is asked of the store at launch."""
+    listed = spec.space["init_from"].argument if "init_from" in spec.space else []
+    keyed = [("base.init_from", spec.base.get("init_from"))] + [("space.init_from", v) for v in listed]
+    for key, value in keyed:
+        if isinstance(value, str) and not looks_like_run_id(value) and not Path(value).expanduser().exists():
+            raise ConfigError(
+                f"{source}: {key}: {shorten(value)} is neither an MLflow run id (32 hex digits) nor an existing "
+                f"path; expected the run id of the trial to start from (your coarse sweep's best, from df-sweep "
+                f"report or the MLflow UI) there, or passed as --set base.init_from=RUN_ID"
+            )
 
 
 def check_metric(spec: SweepSpec, base: TrialConfig, source: str) -> None:

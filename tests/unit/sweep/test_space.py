@@ -171,3 +171,31 @@ def test_a_grid_cost_sums_its_trials_and_a_choice_averages_them():
     assert grid is not None and math.isclose(grid.trial_s, sum(each))
     chosen = estimate(_spec({"steps": {"choice": [100, 300]}}, num_samples=4))
     assert chosen is not None and math.isclose(chosen.trial_s, 4 * sum(each) / 2)
+
+
+@pytest.mark.parametrize(
+    "kind, argument",
+    [("uniform", (0.0, 1.0)), ("loguniform", (1e-4, 1e-1)), ("randint", (0, 5)), ("quniform", (32.0, 64.0, 16.0))],
+)
+def test_validation_draws_the_kind_of_number_tune_draws_inside_the_range(kind, argument):
+    """What a spec's check puts through the trial schema stands for what Tune gives the trials: the same type of
+    number (a float from a float distribution, which an integer field refuses), inside the range, the same each time."""
+    from dreamfusion.sweep.space import Dimension
+    from dreamfusion.tune.domains import tune_domain
+
+    dim = Dimension(**{kind: argument})
+    drawn = dim.draws()
+    tune_drawn = tune_domain(kind, argument).sample(size=3)
+    assert drawn == dim.draws() and len(drawn) == 3
+    assert {type(v) for v in drawn} == {type(v.item() if hasattr(v, "item") else v) for v in tune_drawn}
+    assert all(argument[0] <= v <= argument[1] for v in drawn)
+    assert dim.checked_values()[: len(dim.extremes())] == dim.extremes()
+
+
+def test_an_integer_field_is_found_from_its_annotation():
+    from dreamfusion.config.files import key_annotation, takes_integers
+
+    integers = ["seed", "render.resolution", "sds.timesteps.strata", "export.video_frames"]
+    others = ["sds.guidance_scale", "prompt", "nerf.size", "speed.fused_grid", "no.such.key", "render.resolution.x"]
+    assert all(takes_integers(key_annotation(k)) for k in integers)
+    assert not any(takes_integers(key_annotation(k)) for k in others)

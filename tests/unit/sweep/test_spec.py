@@ -119,9 +119,40 @@ SPEC_CASES = {
         "space.sds.timesteps.dreamtime_m1: only the dreamtime or dreamtime_plateau schedule reads it, and no trial of "
         "the sweep selects it",
     ),
+    "a float range on an integer key": (
+        _with(space={"seed": {"uniform": [0, 1]}}),
+        "space.seed: seed is an integer, and uniform draws floats; expected {randint: [low, high]} or a grid of "
+        "integers",
+    ),
+    "a float range on a nested integer key": (
+        _with(space={"render.resolution": {"uniform": [32, 64]}}),
+        "space.render.resolution: render.resolution is an integer, and uniform draws floats",
+    ),
+    "a quantized range on an integer option": (
+        _with(
+            base__sds={"timesteps": {"schedule": "stratified"}}, space={"sds.timesteps.strata": {"quniform": [2, 8, 2]}}
+        ),
+        "space.sds.timesteps.strata: sds.timesteps.strata is an integer, and quniform draws floats",
+    ),
+    "a duplicate key": (
+        "name: x\nbase: {steps: 10}\nspace: {seed: {grid: [0]}}\nbase: {steps: 20}\n",
+        "spec.yaml: line 4: base is given twice (first at line 2); expected each key once",
+    ),
+    "a duplicate nested key": (
+        "name: x\nspace:\n  seed: {grid: [0]}\n  seed: {grid: [1]}\n",
+        "spec.yaml: line 4: seed is given twice (first at line 3)",
+    ),
+    "a device torch has no backend for here": (
+        _with(base__device="tpu"),
+        "base.device: expected auto, cpu, cuda, cuda:N or mps, got 'tpu'",
+    ),
+    "a placeholder for the run to start from": (
+        _with(base__init_from="RUN_ID"),
+        "base.init_from: 'RUN_ID' is neither an MLflow run id (32 hex digits) nor an existing path",
+    ),
     "the opposite direction of a known metric": (
         _with(tune={"metric": "gt_colour_error", "mode": "max"}),
-        "tune: mode: gt_colour_error is better when smaller; expected mode: min",
+        "tune.mode: gt_colour_error is better when smaller; expected mode: min",
     ),
     "checkpoints between evaluations": (
         _with(base__checkpoint_every=3),
@@ -314,6 +345,61 @@ def test_bad_spec_fails_in_one_line_and_starts_nothing(case, tmp_path):
     _fails(tmp_path, ["validate", str(spec)], expect)
 
 
+def _all_errors(tmp_path: Path, spec: dict) -> list[str]:
+    result = CliRunner().invoke(app, ["validate", str(_spec(tmp_path, spec))])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    assert all(line.startswith(f"error: {tmp_path / 'spec.yaml'}: ") for line in lines), result.output
+    return lines
+
+
+def test_every_mistake_is_reported_one_line_each(tmp_path):
+    spec = _with(
+        tune={"metric": "gt_colour_error", "mode": "max", "num_sample": 4},
+        space={"guidance_scale": {"grid": [10]}, "seed": {"uniform": [0, 2]}, "prompt": {"grid": ["a red cube"]}},
+    )
+    lines = _all_errors(tmp_path, spec)
+    assert len(lines) == 4, lines
+    assert "tune.mode: gt_colour_error is better when smaller; expected mode: min" in lines[0]
+    assert "tune.num_sample: unknown key" in lines[1]
+    assert "space.guidance_scale: unknown trial config key; expected 'sds.guidance_scale'" in lines[2]
+    assert "space.seed: seed is an integer, and uniform draws floats" in lines[3]
+
+
+def test_every_bad_dimension_and_base_key_is_reported(tmp_path):
+    spec = _with(
+        base__steps="many",
+        base__device="tpu",
+        space={"render.resolution": {"uniform": [32, 64]}, "seed": {"normal": [0, 1]}},
+    )
+    lines = _all_errors(tmp_path, spec)
+    assert "space.seed.normal: unknown key" in lines[0]
+    assert any("base.steps: Input should be a valid integer" in line for line in lines), lines
+    assert any("base.device: expected auto, cpu, cuda, cuda:N or mps" in line for line in lines), lines
+    spec = _with(space={"render.resolution": {"uniform": [32, 64]}, "sds.guidance_scale": {"grid": [-1, 20]}})
+    lines = _all_errors(tmp_path, spec)
+    assert len(lines) == 2 and "space.render.resolution: render.resolution is an integer" in lines[0], lines
+    assert "space.sds.guidance_scale=-1: sds.guidance_scale: Input should be greater than" in lines[1], lines
+
+
+def test_an_integer_key_takes_integer_dimensions(tmp_path):
+    for dimension in ({"randint": [0, 4]}, {"grid": [0, 3]}, {"choice": [1, 2]}):
+        assert load_spec(_spec(tmp_path, _with(space={"seed": dimension}))).space["seed"].kind in dimension
+    assert load_spec(_spec(tmp_path, _with(space={"sds.guidance_scale": {"uniform": [5, 50]}})))
+
+
+def test_a_draw_is_checked_where_the_bounds_pass(tmp_path, monkeypatch):
+    """Validation checks values inside a range, not only its ends: a constraint that only inner values break (here a
+    stand-in, since the schema has no such field) is caught by the seeded draws."""
+    from dreamfusion.sweep.space import Dimension
+
+    inner = Dimension(uniform=(5.0, 50.0)).draws()
+    assert inner and all(5 <= v < 50 for v in inner) and inner == Dimension(uniform=(5.0, 50.0)).draws()
+    monkeypatch.setattr(Dimension, "draws", lambda self, n=3, seed=0: [-1.0] if self.kind == "uniform" else [])
+    lines = _all_errors(tmp_path, _with(space={"sds.guidance_scale": {"uniform": [5, 50]}}))
+    assert "space.sds.guidance_scale=-1.0: sds.guidance_scale: Input should be greater than" in lines[0], lines
+
+
 def test_missing_spec_file(tmp_path):
     _fails(tmp_path, ["launch", str(tmp_path / "nope.yaml")], "nope.yaml: no such file")
 
@@ -478,7 +564,19 @@ def test_trial_config_and_names(tmp_path):
     assert run_name({"nerf.size": "tiny", "render.size": 1}) == "nerf.size=tiny,render.size=1"
 
 
+#: What a preset needs from the user before it runs: coarse_to_fine refines the trial whose run id it is given.
+PRESET_ARGS = {"coarse_to_fine.yaml": ["--set", f"base.init_from={'ab' * 16}"]}
+
+
 @pytest.mark.parametrize("preset", sorted(str(p) for p in Path(__file__).parents[3].glob("sweeps/**/*.yaml")))
 def test_presets_validate(preset):
-    result = CliRunner().invoke(app, ["validate", preset])
+    result = CliRunner().invoke(app, ["validate", preset, *PRESET_ARGS.get(Path(preset).name, [])])
     assert result.exit_code == 0, result.output
+
+
+def test_the_coarse_to_fine_preset_is_refused_until_given_a_run_id():
+    preset = Path(__file__).parents[3] / "sweeps" / "coarse_to_fine.yaml"
+    result = CliRunner().invoke(app, ["validate", str(preset)])
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "base.init_from: 'RUN_ID_OF_A_COARSE_TRIAL' is neither an MLflow run id" in result.output
+    assert "--set base.init_from=RUN_ID" in result.output
