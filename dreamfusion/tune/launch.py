@@ -27,7 +27,7 @@ from dreamfusion.tracking.artifacts import check_source
 from dreamfusion.tracking.callback import TrialTracker
 from dreamfusion.tracking.runs import close_runs, end_run, failure_reason, reopen_run, start_parent_run
 from dreamfusion.tracking.store import MLFLOW_DB_LOGGER, client, open_experiment, open_store, resolve_uri
-from dreamfusion.tune.results import NOTHING_TO_RESUME, Outcome, TrialRow, live_rows, stored_rows, trial_rows
+from dreamfusion.tune.results import NOTHING_TO_RESUME, Outcome, TrialRow, final_rows, stored_rows
 from dreamfusion.tune.session import preflight, ray_session
 from dreamfusion.tune.storage import Launch, check_storage, join, load_launch, new_launch, storage_root
 from dreamfusion.tune.tuner import build_tuner, trainable
@@ -135,7 +135,7 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, 
         )
         with errors_in_one_line(), prior_services(spec):
             grid = fit_tuner(launch, make_tuner(TrialContext(spec, tracker)))
-        rows = live_rows(grid, spec) or trial_rows(launch.experiment_dir, spec)
+        rows = final_rows(launch.experiment_dir, grid, spec)
     finally:
         rows = rows if rows is not None else stored_rows(launch)[0]
         with errors_in_one_line():

@@ -3,16 +3,16 @@ a launch, and the closing lines that say where the results are and what to do ne
 
 from __future__ import annotations
 
-import logging
+import posixpath
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dreamfusion.console.table import OFF, format_table
 from dreamfusion.errors import ConfigError, first_line
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.tracking.store import runs_link, sqlite_path
-from dreamfusion.tune.storage import Launch, load_launch, storage_root, sweep_names
+from dreamfusion.tune.storage import Launch, load_launch, saved_trials, storage_root, sweep_names
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 #: What `status` and `resume` say of a launch stopped before Tune saved anything it could restore.
@@ -40,24 +40,30 @@ class Outcome:
 
 def trial_rows(experiment_dir: str, spec: SweepSpec) -> list[TrialRow]:
     """The trials of a launch as Tune stored them (readable without a running Ray)."""
-    from ray.tune import ExperimentAnalysis
-
-    tune_logger = logging.getLogger("ray.tune")
-    level = tune_logger.level
-    tune_logger.setLevel(logging.ERROR)  # a trial that has not reported yet is news to no one: no warning for it
-    try:
-        analysis = ExperimentAnalysis(str(experiment_dir))
-    finally:
-        tune_logger.setLevel(level)
-    return rows_of(analysis.trials, spec)
+    return rows_of(saved_trials(experiment_dir), spec)
 
 
-def live_rows(result_grid: Any, spec: SweepSpec) -> list[TrialRow] | None:
-    """The trials as Tune's loop left them, from what `Tuner.fit` returned. The stored state can lag behind: a
-    trial HyperBand stops while it is paused stays PAUSED there (Ray 2.60 saves a stopped trial again only if it
-    had a live actor). None where the result grid does not carry its trials."""
-    trials = getattr(getattr(result_grid, "_experiment_analysis", None), "trials", None)
-    return None if trials is None else rows_of(trials, spec)
+def final_rows(experiment_dir: str, result_grid: Any, spec: SweepSpec) -> list[TrialRow]:
+    """The trials of a fit that returned: as Tune stored them, each in the state Tune's loop left it where the
+    grid `Tuner.fit` returned says so. The stored state can lag behind: a trial HyperBand stops while it is paused
+    stays PAUSED there (Ray 2.60 saves a stopped trial again only if it had a live actor)."""
+    rows = trial_rows(experiment_dir, spec)
+    states = ended_states(result_grid)
+    if states is None or set(states) != {r.trial_id for r in rows}:
+        return rows
+    return [replace(r, state=states[r.trial_id]) for r in rows]
+
+
+def ended_states(result_grid: Any) -> dict[str, str] | None:
+    """Each trial's state by its id, where every trial of the fit ended: ERROR with an error, else TERMINATED. Tune's
+    ResultGrid publishes each trial's error and how many trials ended each way, not each trial's state. None where
+    some trial did not end (an interrupted fit), or where the errors found are not the errored trials Tune counted
+    (an error file it could not read back). A trial's directory is named by its id (`tuner._trial_id`)."""
+    errored = {posixpath.basename(result.path): result.error is not None for result in result_grid}
+    ended = result_grid.num_terminated + result_grid.num_errors == len(errored)
+    if not ended or sum(errored.values()) != result_grid.num_errors:
+        return None
+    return {trial_id: "ERROR" if error else "TERMINATED" for trial_id, error in errored.items()}
 
 
 def rows_of(trials: list[Any], spec: SweepSpec) -> list[TrialRow]:

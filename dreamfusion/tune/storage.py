@@ -6,8 +6,8 @@ Paths may be URIs (s3://, gs://, file://): they are opened with pyarrow, the way
 
 from __future__ import annotations
 
-import fnmatch
 import json
+import logging
 import posixpath
 import tempfile
 import time
@@ -22,9 +22,6 @@ from dreamfusion.tracking.provenance import Provenance
 
 #: What a launch stores beside Tune's experiment state, so that `resume` and `status` need only the name.
 LAUNCH_FILE = "df_sweep.json"
-#: What Tune writes into a launch: its Tuner when built, then the trials' state at its first save and on.
-TUNER_FILE = "tuner.pkl"
-TUNE_STATE_FILES = "experiment_state-*.json"
 DEFAULT_STORAGE = "ray_results"
 
 
@@ -67,19 +64,30 @@ class Launch:
 
     def resumable(self) -> bool:
         """Whether Tune saved enough of this launch to restore it: its Tuner and a state that lists trials. A launch
-        stopped in its first seconds has neither, and Tune, asked to restore it, starts an empty experiment."""
-        import pyarrow.fs
-
-        fs, path = filesystem(self.experiment_dir)
+        stopped in its first seconds has neither, or its Tuner alone (all that `Tuner.can_restore` looks for), and
+        Tune, asked to restore it, starts an empty experiment."""
         try:
-            names = {f.base_name for f in fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))}
-            states = sorted(n for n in names if fnmatch.fnmatch(n, TUNE_STATE_FILES))  # Tune restores the newest
-            if TUNER_FILE not in names or not states:
-                return False
-            with fs.open_input_stream(posixpath.join(path, states[-1])) as stored:
-                return bool(json.loads(stored.read()).get("trial_data"))
-        except (OSError, ValueError):  # unreachable storage, or a state cut short by a kill while Tune wrote it
+            return bool(saved_trials(self.experiment_dir))
+        except Exception:  # unreachable storage, a state cut short by a kill as Tune wrote it, or one Ray cannot read
             return False
+
+
+def saved_trials(experiment_dir: str) -> list[Any]:
+    """The trials of the newest state Tune saved of a launch, read by Tune's public API: none without a Tuner to
+    restore them with. Raises where there is no state yet (ValueError), where the newest is cut short (ValueError),
+    and where the storage cannot be reached (OSError)."""
+    from ray import tune
+
+    fs, path = filesystem(experiment_dir)
+    if not tune.Tuner.can_restore(path, storage_filesystem=fs):
+        return []
+    tune_logger = logging.getLogger("ray.tune")
+    level = tune_logger.level
+    tune_logger.setLevel(logging.ERROR)  # a trial that has not reported yet is news to no one: no warning for it
+    try:
+        return tune.ExperimentAnalysis(path, storage_filesystem=fs).trials
+    finally:
+        tune_logger.setLevel(level)
 
 
 def is_uri(location: str | Path) -> bool:

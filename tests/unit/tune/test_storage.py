@@ -1,5 +1,6 @@
 """Where launches live: two launches of one sweep started in the same second get a directory each (real processes
-racing on a real directory), and a launch is resumable only once Tune has saved a state that lists trials."""
+racing on a real directory), and a launch is resumable only once Tune has saved a state that lists trials, as Tune's
+public API reads it (`Tuner.can_restore` alone would take a Tuner with no trial state)."""
 
 from __future__ import annotations
 
@@ -39,28 +40,28 @@ def _launch(folder: Path) -> Launch:
 
 
 @pytest.mark.parametrize(
-    "files, resumable",
+    "files",
     [
-        ({}, False),
-        ({"tuner.pkl": b"x"}, False),  # Tune built its Tuner, and was stopped before its first save
-        ({"tuner.pkl": b"x", "experiment_state-2026-01-01_00-00-00.json": b'{"trial_data": []}'}, False),
-        ({"tuner.pkl": b"x", "experiment_state-2026-01-01_00-00-00.json": b'{"trial_data": [[{}'}, False),
-        ({"tuner.pkl": b"x", "experiment_state-2026-01-01_00-00-00.json": b'{"trial_data": [["{}", "{}"]]}'}, True),
-        (
-            {
-                "tuner.pkl": b"x",
-                "experiment_state-2026-01-01_00-00-00.json": b'{"trial_data": [["{}", "{}"]]}',
-                "experiment_state-2026-01-01_00-00-09.json": b'{"trial_data": [',  # the newest is what Tune reads
-            },
-            False,
-        ),
+        {},
+        {"tuner.pkl": b"x"},  # Tune built its Tuner, and was stopped before its first save
+        {"tuner.pkl": b"x", "experiment_state-2026-01-01_00-00-00.json": b'{"trial_data": []}'},
+        {"tuner.pkl": b"x", "experiment_state-2026-01-01_00-00-00.json": b'{"trial_data": [[{}'},
+        {
+            "tuner.pkl": b"x",
+            "experiment_state-2026-01-01_00-00-00.json": b'{"trial_data": []}',
+            "experiment_state-2026-01-01_00-00-09.json": b'{"trial_data": [',  # the newest is what Tune reads
+        },
+        {"experiment_state-2026-01-01_00-00-00.json": b'{"trial_data": []}'},  # no Tuner to restore them with
     ],
-    ids=["nothing", "tuner only", "no trials", "cut short", "trials", "newest cut short"],
+    ids=["nothing", "tuner only", "no trials", "cut short", "newest cut short", "state only"],
 )
-def test_a_launch_is_resumable_once_tune_saved_its_trials(tmp_path, files, resumable):
+def test_a_launch_is_not_resumable_before_tune_saved_its_trials(tmp_path, files):
+    """Tune's files as a launch stopped early leaves them. A launch with saved trials (Tune's own state, which only a
+    real fit writes) is resumed by the integration tests (tests/integration/sweep/test_resume.py,
+    test_interrupts.py)."""
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    assert _launch(tmp_path).resumable() is resumable
+    assert _launch(tmp_path).resumable() is False
 
 
 def test_a_missing_launch_directory_is_not_resumable(tmp_path):
