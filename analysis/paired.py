@@ -1,23 +1,32 @@
 """Paired comparisons: for each compared axis (and `sweep`, across sweeps), every pair of its levels, paired over
-everything else that was varied (prompt × seed × …), tested with a sign-flip permutation test, Holm-adjusted
-within the axis and metric, with the confidence interval that inverts the same test at the level Holm tests it.
+everything else that was varied (prompt × seed × …), tested with a sign-flip permutation test, with the confidence
+interval that inverts the same test at the level Holm tests it; and trends along numeric axes, tested alike.
+
+The multiple-comparison family is the axis: every pair of its levels and its trend, on every metric the report
+concludes on (the sweep's metric and the ground-truth scores), are Holm-adjusted together. A headline that reads
+across metrics is then corrected for all of them, and a comparison and a trend on one axis never disagree about
+the family they were corrected in. `family_size` is that family's m.
 
 Conventions (the columns of comparisons.csv):
 - `delta` = mean over pairs of metric(level_a) − metric(level_b), in the metric's own units, whichever direction
   is better: `a>b` says level_a's value is higher. For `gt_colour_error`, where lower is better, `a>b` therefore
   means level_a is *worse*; `direction` says which way is better where it is recorded (`Sweep.direction`), else
   blank.
-- `ci_low, ci_high`: the interval of the mean difference at level 1 − 0.05/(m − rank + 1) (m pairs of levels in
-  the family, rank of this p among them): the level Holm tests this comparison at, so the interval excludes 0
+- `ci_low, ci_high`: the interval of the mean difference at level 1 − 0.05/(m − rank + 1) (m hypotheses in the
+  axis's family, rank of this p among them): the level Holm tests this comparison at, so the interval excludes 0
   whenever `p_adj` < 0.05. It may be infinite: with n pairs no p-value falls below 2/2^n.
 - `verdict`: `a>b` exactly when p_adj < 0.05 and ci_low > 0, `a<b` mirrored, else `same`.
 - `seeds_needed`: seeds (at the sweep's other axes) that would give 80% power at the observed d_z, at level
   0.05/m, where Holm rejects whatever its rank; blank when the observed difference is exactly 0.
+- `detectable`: the smallest difference (a slope, for a trend) these pairs detect with 80% power at level 0.05/m,
+  given the spread of their differences (`stats.detectable`): what a "no difference detected" rules out. Infinite
+  when so few pairs cannot reach the level at all.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
@@ -44,8 +53,25 @@ COLUMNS = [
     "n",
     "p",
     "direction",
+    "detectable",
+    "family_size",
 ]
-TREND_COLUMNS = ["axis", "metric", "scale", "slope", "ci_low", "ci_high", "p_adj", "verdict", "n", "p"]
+TREND_COLUMNS = [
+    "axis",
+    "metric",
+    "scale",
+    "slope",
+    "ci_low",
+    "ci_high",
+    "p_adj",
+    "verdict",
+    "n",
+    "p",
+    "detectable",
+    "family_size",
+]
+#: A trend's verdict in words: the slope's sign where it is significant.
+TREND_WORDS = {"a>b": "rises", "a<b": "falls", "same": "flat"}
 
 
 def compared_metrics(sweep: Sweep) -> dict[str, str | None]:
@@ -83,55 +109,106 @@ def _seeds(diffs: pd.Series, by: list[str]) -> int:
     return int(diffs.index.get_level_values("seed").nunique()) if "seed" in by and len(diffs) else 1
 
 
-def family(frame: pd.DataFrame, axis: str, order: list, metric: str, by: list[str], seed: int = 0) -> list[dict]:
-    """Every pair of levels of one axis on one metric, Holm-adjusted together."""
+@dataclass
+class Tested:
+    """One hypothesis of an axis's family before adjustment: what it is about (`key`: a pair of levels, or a trend,
+    on one metric), the paired values tested (differences, or per-block slopes), the test, and the seeds spanned."""
+
+    key: dict[str, object]
+    values: np.ndarray
+    test: stats.Paired
+    seeds: int = 1
+
+
+def pair_tests(frame: pd.DataFrame, axis: str, order: list, metric: str, by: list[str], seed: int = 0) -> list[Tested]:
+    """Every pair of levels of one axis on one metric, tested (not yet adjusted)."""
     wide = paired_frame(frame, axis, metric, by)
     pairs = [(a, b, differences(wide, a, b)) for a, b in combinations(order, 2)] if not wide.empty else []
-    pairs = [(a, b, d) for a, b, d in pairs if len(d)]
-    if not pairs:
-        return []
-    tests = [stats.paired(d.to_numpy(), seed) for _, _, d in pairs]
-    adjusted, alphas = stats.holm([t.p for t in tests])
+    return [
+        Tested(
+            {"axis": axis, "level_a": a, "level_b": b, "metric": metric},
+            d.to_numpy(),
+            stats.paired(d.to_numpy(), seed),
+            _seeds(d, by),
+        )
+        for a, b, d in pairs
+        if len(d)
+    ]
+
+
+def adjusted(family: list[Tested], seed: int = 0) -> list[dict]:
+    """One family's rows, Holm-adjusted together: p_adj, the interval at the level Holm tests each at, the verdict,
+    and, at level 0.05/m (where Holm rejects whatever the rank), the seeds 80% power would take and the smallest
+    difference the design detects with 80% power (`detectable`)."""
+    adjusted_p, alphas = stats.holm([t.test.p for t in family])
+    level = stats.ALPHA / max(len(family), 1)
     rows = []
-    for (a, b, d), test, p_adj, alpha in zip(pairs, tests, adjusted, alphas):
-        low, high = stats.permutation_ci(d.to_numpy(), float(alpha), seed)
-        needed = stats.pairs_needed(test.effect_size, stats.ALPHA / len(pairs))
-        per_seed = test.n / _seeds(d, by)
+    for t, p_adj, alpha in zip(family, adjusted_p, alphas):
+        low, high = stats.permutation_ci(t.values, float(alpha), seed)
+        needed = stats.pairs_needed(t.test.effect_size, level)
+        spread = float(np.std(t.values, ddof=1)) if t.test.n > 1 else math.nan
         rows.append(
             {
-                "axis": axis,
-                "level_a": a,
-                "level_b": b,
-                "metric": metric,
-                "delta": test.delta,
+                **t.key,
+                "delta": t.test.delta,
                 "ci_low": low,
                 "ci_high": high,
                 "p_adj": float(p_adj),
                 "verdict": stats.verdict(float(p_adj), low, high),
-                "seeds_needed": math.ceil(needed / per_seed) if not math.isnan(needed) else pd.NA,
-                "effect_size": test.effect_size,
-                "n": test.n,
-                "p": test.p,
+                "seeds_needed": math.ceil(needed / (t.test.n / t.seeds)) if not math.isnan(needed) else pd.NA,
+                "effect_size": t.test.effect_size,
+                "n": t.test.n,
+                "p": t.test.p,
+                "detectable": stats.detectable(t.test.n, spread, level),
+                "family_size": len(family),
             }
         )
     return rows
 
 
-def comparisons(sweep: Sweep, seed: int = 0) -> pd.DataFrame:
-    """comparisons.csv: every compared axis (and `sweep`) × every compared metric."""
+def tested(sweep: Sweep, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(comparisons.csv, trends.csv), from one Holm family per axis: every pair of its levels and its trend, on
+    every metric the report concludes on (`compared_metrics`), so that a conclusion drawn across metrics is
+    corrected for all of them, and a comparison and a trend on one axis agree on the family they belong to."""
     frame = varied_frame(sweep)
     frame = frame[frame["status"] == "FINISHED"]
-    axes = [a for a in axes_to_compare(sweep) if a not in sweep.continuous]
-    axes += ["sweep"] if len(sweep.sources) > 1 else []
-    rows = []
-    for metric, direction in compared_metrics(sweep).items():
-        for axis in axes:
-            found = family(frame, axis, levels(sweep, axis), metric, blocks(sweep, axis), seed)
-            rows += [{**row, "direction": direction} for row in found]
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    table["seeds_needed"] = table["seeds_needed"].astype("Int64")
-    table["n"] = table["n"].astype("Int64")
-    return table
+    metrics = compared_metrics(sweep)
+    pairs: list[dict] = []
+    slopes: list[dict] = []
+    for axis in _axes(sweep):
+        family = [t for m in metrics for t in _pair_family(sweep, frame, axis, m, seed)]
+        family += [t for m in metrics for t in _trend_test(sweep, frame, axis, m, seed)]
+        for row in adjusted(family, seed):
+            if "level_a" in row:
+                pairs.append({**row, "direction": metrics[str(row["metric"])]})
+            else:
+                slopes.append({**row, "slope": row["delta"], "verdict": TREND_WORDS[str(row["verdict"])]})
+    table = pd.DataFrame(pairs, columns=COLUMNS)
+    for column in ("seeds_needed", "n", "family_size"):
+        table[column] = table[column].astype("Int64")
+    return table, pd.DataFrame(slopes, columns=TREND_COLUMNS)
+
+
+def comparisons(sweep: Sweep, seed: int = 0) -> pd.DataFrame:
+    """comparisons.csv: every compared axis (and `sweep`) × every compared metric (`tested`)."""
+    return tested(sweep, seed)[0]
+
+
+def trends(sweep: Sweep, seed: int = 0) -> pd.DataFrame:
+    """trends.csv: for each numeric axis with three or more levels, does the metric rise or fall along it? The
+    mean per-block slope, sign-flip tested, in its axis's Holm family (`tested`), CI as in comparisons."""
+    return tested(sweep, seed)[1]
+
+
+def _axes(sweep: Sweep) -> list[str]:
+    """The axes a report concludes on: each compared one (a continuous one for its trend only), then `sweep`."""
+    return axes_to_compare(sweep) + (["sweep"] if len(sweep.sources) > 1 else [])
+
+
+def _pair_family(sweep: Sweep, frame: pd.DataFrame, axis: str, metric: str, seed: int) -> list[Tested]:
+    if axis in sweep.continuous:
+        return []
+    return pair_tests(frame, axis, levels(sweep, axis), metric, blocks(sweep, axis), seed)
 
 
 def _scale(values: pd.Series) -> str:
@@ -151,37 +228,13 @@ def block_slopes(frame: pd.DataFrame, axis: str, metric: str, by: list[str], sca
     return np.asarray(slopes)
 
 
-def trends(sweep: Sweep, seed: int = 0) -> pd.DataFrame:
-    """trends.csv: for each numeric axis with three or more levels, does the metric rise or fall along it? The
-    mean per-block slope, sign-flip tested and Holm-adjusted over all (axis, metric) rows, CI as in comparisons."""
-    frame = varied_frame(sweep)
-    frame = frame[frame["status"] == "FINISHED"]
-    found: list[tuple[dict[str, object], np.ndarray]] = []
-    for metric in compared_metrics(sweep):
-        for axis in axes_to_compare(sweep):
-            values = pd.to_numeric(frame[axis], errors="coerce") if axis in frame else pd.Series(dtype=float)
-            if values.isna().any() or values.nunique() < 3 or pd.api.types.is_bool_dtype(frame[axis]):
-                continue
-            scale = _scale(values)
-            slopes = block_slopes(frame.assign(**{axis: values}), axis, metric, blocks(sweep, axis), scale)
-            if len(slopes):
-                found.append(({"axis": axis, "metric": metric, "scale": scale}, slopes))
-    tests = [stats.paired(slopes, seed) for _, slopes in found]
-    adjusted, alphas = stats.holm([t.p for t in tests])
-    rows = []
-    for (key, slopes), test, p_adj, alpha in zip(found, tests, adjusted, alphas):
-        low, high = stats.permutation_ci(slopes, float(alpha), seed)
-        word = {"a>b": "rises", "a<b": "falls", "same": "flat"}[stats.verdict(float(p_adj), low, high)]
-        rows.append(
-            {
-                **key,
-                "slope": test.delta,
-                "ci_low": low,
-                "ci_high": high,
-                "p_adj": float(p_adj),
-                "verdict": word,
-                "n": test.n,
-                "p": test.p,
-            }
-        )
-    return pd.DataFrame(rows, columns=TREND_COLUMNS)
+def _trend_test(sweep: Sweep, frame: pd.DataFrame, axis: str, metric: str, seed: int) -> list[Tested]:
+    """The trend of `metric` along `axis`, where the axis is numeric with three or more levels (else none)."""
+    values = pd.to_numeric(frame[axis], errors="coerce") if axis in frame else pd.Series(dtype=float)
+    if values.isna().any() or values.nunique() < 3 or pd.api.types.is_bool_dtype(frame[axis]):
+        return []
+    scale = _scale(values)
+    slopes = block_slopes(frame.assign(**{axis: values}), axis, metric, blocks(sweep, axis), scale)
+    if not len(slopes):
+        return []
+    return [Tested({"axis": axis, "metric": metric, "scale": scale}, slopes, stats.paired(slopes, seed))]

@@ -24,7 +24,7 @@ from analysis.importance import importance
 from analysis.interactive import figures
 from analysis.load import Sweep, load_sweeps
 from analysis.media import fetch_turntables
-from analysis.paired import comparisons, trends
+from analysis.paired import tested
 from analysis.phenomena import COLOUR_CHOICE, diversity_table
 from analysis.plots import all_plots
 from analysis.verdicts import headline
@@ -45,7 +45,7 @@ class Findings:
 
 def analyse(sweep: Sweep, shipped: dict[str, str] | None = None) -> Findings:
     """`shipped`: prior kind → the sha256 of the weights it ships (the caller knows them; analysis reads MLflow)."""
-    found = Findings(comparisons(sweep), trends(sweep), importance(sweep), differences(sweep))
+    found = Findings(*tested(sweep), importance(sweep), differences(sweep))
     found.stale = stale_prior(sweep, shipped or {})
     return found
 

@@ -1,5 +1,6 @@
 """The statistics behind a verdict: a paired sign-flip permutation test of a mean difference, the confidence
-interval that inverts exactly that test, Holm's step-down adjustment, and how many seeds 80% power would take.
+interval that inverts exactly that test, Holm's step-down adjustment, how many seeds 80% power would take, and the
+smallest difference a design detects with 80% power.
 
 Why a sign-flip test: under "no difference" each paired difference d_i is as likely to be +d_i as −d_i, so the
 2^n sign patterns give the exact null distribution of the mean without assuming normality; with 6 to 30 pairs and
@@ -120,6 +121,19 @@ def pairs_needed(dz: float, alpha: float, power: float = POWER) -> float:
     while paired_power(n, dz, alpha) < power:
         n += 1
     return float(n)
+
+
+def detectable(n: int, sd: float, alpha: float, power: float = POWER) -> float:
+    """The smallest mean difference that n pairs, whose differences spread with standard deviation sd, detect with
+    `power` at level alpha: what a null result rules out. The paired t-test's minimum detectable effect,
+    (t_{1−alpha/2} + t_{power}) · sd / √n with n − 1 degrees of freedom (the large-n twin of the sign-flip test, as
+    in `pairs_needed`). inf when n pairs cannot reach alpha at all (the sign-flip test's smallest p is 2/2^n); NaN
+    when sd is unknown (n < 2)."""
+    if n < 2 or math.isnan(sd):
+        return math.nan
+    if 2 / 2**n >= alpha:
+        return math.inf
+    return float((stats.t.ppf(1 - alpha / 2, n - 1) + stats.t.ppf(power, n - 1)) * sd / math.sqrt(n))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
 """The report's headline, in words: what the paired comparisons and trend tests support, and nothing they do not.
 A level is called best only when it beats every other level of its axis at 95% (Holm); otherwise the headline
-lists the differences that passed, or says that none did and how many seeds it would take."""
+lists the differences that passed, or says that no difference was detected and the smallest one the design could
+have detected (a null is not evidence of equality: it rules out only differences larger than that). One line says
+which multiple-comparison family each axis's tests were corrected in."""
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
@@ -27,8 +31,28 @@ def _seeds_range(seeds: pd.Series) -> str:
     return "–".join(dict.fromkeys(text))
 
 
-def _pairs(n: int) -> str:
-    return "1 pair of levels" if n == 1 else f"{n} pairs of levels"
+def _plural(n: int, what: str) -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def _holm(family: pd.DataFrame) -> str:
+    """`Holm over the 6 tests on schedule`: the axis's family, which spans every compared metric and its trend."""
+    axis, size = family["axis"].iloc[0], int(family["family_size"].iloc[0])
+    return f"Holm over the {_plural(size, 'test')} on {axis}"
+
+
+def _detectable(values: pd.Series, what: str) -> str:
+    """The smallest difference the design detects with 80% power, in words: `0.012`, `0.012–0.03`, or that so few
+    pairs can detect none."""
+    finite = values.dropna()
+    if finite.empty:
+        return ""
+    if (finite == math.inf).all():
+        return f"; with so few pairs no {what} could reach 95% whatever its size"
+    finite = finite[finite < math.inf]
+    low, high = _number(float(finite.min())), _number(float(finite.max()))
+    size = low if low == high else f"{low}–{high}"
+    return f"; the design detects a {what} of {size} or more with 80% power"
 
 
 def pairing(sweep: Sweep, axis: str) -> str:
@@ -102,9 +126,10 @@ def family_sentence(sweep: Sweep, family: pd.DataFrame) -> str:
         return f"{axis}: " + "; ".join(listed) + more + ". No level beats all others."
     need = _seeds_range(family["seeds_needed"].dropna())
     power = f"; 80% power at the observed differences would take {need} seeds" if need else ""
+    detectable = _detectable(family["detectable"], "difference")
     return (
-        f"No {axis} differs from another on {metric} at 95% (Holm over {_pairs(len(family))}, "
-        f"paired over {how}{power})."
+        f"No difference detected between levels of {axis} on {metric} at 95% ({_holm(family)}, "
+        f"paired over {how}{detectable}{power})."
     )
 
 
@@ -113,9 +138,11 @@ def trend_sentences(sweep: Sweep, trends: pd.DataFrame) -> list[str]:
     for _, row in trends.iterrows():
         unit = "per decade of" if row["scale"] == "log10" else "per unit of"
         ci = f"95% CI {_number(row['ci_low'])} to {_number(row['ci_high'])}, Holm-adjusted p = {row['p_adj']:.3g}"
+        ci += f" ({_holm(pd.DataFrame([row]))})"
         how = f"slopes over {pairing(sweep, row['axis'])}"
         if row["verdict"] == "flat":
-            lines.append(f"{row['metric']} shows no trend along {row['axis']} at 95% ({ci}; {how}).")
+            detectable = _detectable(pd.Series([row["detectable"]]), f"slope {unit.removesuffix(' of')} it")
+            lines.append(f"No trend detected in {row['metric']} along {row['axis']} at 95% ({ci}; {how}{detectable}).")
         else:
             slope = _number(row["slope"])
             lines.append(f"{row['metric']} **{row['verdict']}** with {row['axis']}: {slope} {unit} it ({ci}; {how}).")
@@ -133,4 +160,25 @@ def headline(sweep: Sweep, comparisons: pd.DataFrame, trends: pd.DataFrame) -> l
     for (axis, _metric), family in comparisons.groupby(["axis", "metric"], sort=False):
         if axis in asked:
             lines.append(family_sentence(sweep, family.reset_index(drop=True)))
-    return lines + trend_sentences(sweep, trends[trends["axis"].isin(asked)] if len(trends) else trends)
+    lines += trend_sentences(sweep, trends[trends["axis"].isin(asked)] if len(trends) else trends)
+    return [*lines, family_line(comparisons, trends)]
+
+
+def _family(axis: str, comparisons: pd.DataFrame, trends: pd.DataFrame) -> str:
+    """`guidance, 8 tests (3 pairs of levels × 2 metrics, and 2 trends)`."""
+    rows, slopes = comparisons[comparisons["axis"] == axis], int((trends["axis"] == axis).sum())
+    pairs, metrics = len(rows[["level_a", "level_b"]].drop_duplicates()), rows["metric"].nunique()
+    held = [f"{_plural(pairs, 'pair')} of levels × {_plural(metrics, 'metric')}"] if len(rows) else []
+    held += [_plural(slopes, "trend")] if slopes else []
+    return f"{axis}, {_plural(len(rows) + slopes, 'test')} ({', and '.join(held)})"
+
+
+def family_line(comparisons: pd.DataFrame, trends: pd.DataFrame) -> str:
+    """Which multiple-comparison family each axis's tests were corrected in, and what it holds."""
+    metrics = ", ".join(dict.fromkeys([*comparisons["metric"], *trends["metric"]]))
+    axes = dict.fromkeys([*comparisons["axis"], *trends["axis"]])
+    parts = [_family(axis, comparisons, trends) for axis in axes]
+    return (
+        f"Multiple comparisons: one Holm family per axis, across every metric the report concludes on ({metrics}): "
+        f"{'; '.join(parts)}."
+    )

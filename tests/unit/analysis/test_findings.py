@@ -3,14 +3,18 @@ only when the verdicts support it."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 from synthetic_sweeps import colour_error_sweep, combine, noisy, sweep
 
 from analysis.compare import levels
 from analysis.differences import differences
 from analysis.importance import importance
+from analysis.load import varied_frame
 from analysis.paired import comparisons, trends
 from analysis.verdicts import headline, outcome
 
@@ -86,8 +90,31 @@ def test_headline_names_no_best_when_nothing_differs():
     rng = np.random.default_rng(4)
     s = sweep({"schedule": ["uniform", "anneal", "dreamtime"], "prompt": PROMPTS, "seed": [0, 1]}, noisy(rng, {}, 0.01))
     lines = headline(s, comparisons(s), trends(s))
-    assert len(lines) == 1 and lines[0].startswith("No schedule differs from another on clip_score at 95%")
+    assert len(lines) == 2 and lines[0].startswith("No difference detected between levels of schedule on clip_score")
     assert "paired over 3 prompts × 2 seeds" in lines[0] and "best" not in lines[0]
+    assert "with so few pairs no difference could reach 95% whatever its size" in lines[0]  # 6 pairs, level 0.05/3
+
+
+def test_a_null_says_no_difference_detected_and_the_smallest_the_design_detects():
+    """12 pairs, no effect: the sentence names the minimum detectable difference at 80% power, computed here from
+    the pairs' own spread with the t quantiles, and says which Holm family the test was in."""
+    rng = np.random.default_rng(6)
+    s = sweep({"schedule": ["uniform", "anneal"], "prompt": PROMPTS, "seed": [0, 1, 2, 3]}, noisy(rng, {}, 0.01))
+    frame = varied_frame(s).set_index(["prompt", "seed", "schedule"])["clip_score"].unstack("schedule")
+    diffs = (frame["uniform"] - frame["anneal"]).to_numpy()
+    smallest = (scipy.stats.t.ppf(0.975, 11) + scipy.stats.t.ppf(0.8, 11)) * diffs.std(ddof=1) / math.sqrt(12)
+    table = comparisons(s)
+    assert table.query("axis == 'schedule'")["detectable"].iloc[0] == pytest.approx(smallest)
+    lines = headline(s, table, trends(s))
+    assert lines[0].startswith(
+        "No difference detected between levels of schedule on clip_score at 95% (Holm over the 1 test on schedule, "
+        "paired over 3 prompts × 4 seeds; "
+        f"the design detects a difference of {smallest:.3g} or more with 80% power"
+    )
+    assert lines[-1] == (
+        "Multiple comparisons: one Holm family per axis, across every metric the report concludes on (clip_score): "
+        "schedule, 1 test (1 pair of levels × 1 metric); prompt, 3 tests (3 pairs of levels × 1 metric)."
+    )
 
 
 def test_headline_names_the_best_only_when_it_beats_every_other_level():

@@ -12,7 +12,8 @@ from synthetic_sweeps import colour_error_sweep, noisy, sweep
 
 from analysis import stats
 from analysis.load import varied_frame
-from analysis.paired import blocks, comparisons, family, trends
+from analysis.paired import adjusted, blocks, comparisons, pair_tests, trends
+from analysis.verdicts import family_line
 
 PROMPTS = ["a red cube", "a green torus", "a blue cone"]
 SCHEDULES = ["uniform", "anneal", "stratified"]
@@ -60,7 +61,7 @@ def test_few_false_positives_when_nothing_differs():
     wrong = 0
     for _ in range(200):
         s = sweep(space, noisy(rng, {}, sd=0.02))
-        rows = family(varied_frame(s), "schedule", space["schedule"], s.metric, blocks(s, "schedule"))
+        rows = adjusted(pair_tests(varied_frame(s), "schedule", space["schedule"], s.metric, blocks(s, "schedule")))
         wrong += any(r["verdict"] != "same" for r in rows)
     assert wrong / 200 <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 200)
 
@@ -99,9 +100,35 @@ def test_a_rising_metric_along_a_ladder_is_a_rising_trend():
     def value(c):
         return 0.1 + 0.05 * math.log10(c["guidance"]) + 0.01 * PROMPTS.index(c["prompt"]) + rng.normal(0, 0.005)
 
-    s = sweep({"guidance": scales, "prompt": PROMPTS, "seed": [0, 1, 2]}, value, metric="gt_colour_error", mode="min")
+    # six seeds: the trend shares guidance's Holm family with its 15 pairs of levels, where 9 blocks (2/2^9 × 16)
+    # could not pass
+    seeds = list(range(6))
+    s = sweep({"guidance": scales, "prompt": PROMPTS, "seed": seeds}, value, metric="gt_colour_error", mode="min")
     row = trends(s).iloc[0]
     assert (row["axis"], row["scale"], row["verdict"]) == ("guidance", "log10", "rises")
-    assert row["ci_low"] <= 0.05 <= row["ci_high"] and row["n"] == 9
+    assert row["ci_low"] <= 0.05 <= row["ci_high"] and row["n"] == 18 and row["family_size"] == 16
     flat = sweep({"guidance": scales, "prompt": PROMPTS, "seed": [0, 1]}, lambda c: rng.normal(0, 0.01))
     assert trends(flat).iloc[0]["verdict"] == "flat"
+
+
+def test_comparisons_and_trends_of_an_axis_are_one_holm_family_across_metrics():
+    """A 3-level guidance ladder on two metrics: its 3 pairs × 2 metrics and its 2 trends are one family of 8, and
+    each row's p_adj is statsmodels' Holm over exactly those 8 raw p-values, in both tables alike."""
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(7)
+    space = {"guidance": [5.0, 20.0, 100.0], "prompt": PROMPTS, "seed": [0, 1, 2]}
+    s = sweep(space, noisy(rng, {"guidance": {100.0: 0.02}}, 0.01))
+    s.trials["gt_iou"] = rng.normal(0.5, 0.01, len(s.trials))
+    pairs, slopes = comparisons(s).query("axis == 'guidance'"), trends(s).query("axis == 'guidance'")
+    assert len(pairs) == 6 and len(slopes) == 2
+    assert set(pairs["family_size"]) == set(slopes["family_size"]) == {8}
+    raw = [*pairs["p"], *slopes["p"]]
+    expected = multipletests(raw, alpha=0.05, method="holm")[1]
+    assert [*pairs["p_adj"], *slopes["p_adj"]] == pytest.approx(list(expected))
+    prompt = comparisons(s).query("axis == 'prompt'")  # another axis: its own family
+    assert set(prompt["family_size"]) == {6}
+    assert family_line(comparisons(s), trends(s)).endswith(
+        "guidance, 8 tests (3 pairs of levels × 2 metrics, and 2 trends); "
+        "prompt, 6 tests (3 pairs of levels × 2 metrics)."
+    )

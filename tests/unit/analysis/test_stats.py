@@ -1,6 +1,6 @@
-"""The statistics behind a verdict, against values computed independently: every sign pattern enumerated with
-itertools, Holm's step-down by hand, the power of the paired t-test from published sample sizes, and the
-interval checked by testing shifted samples with the independent test."""
+"""The statistics behind a verdict, against values computed independently: every sign pattern enumerated with itertools
+and scipy's permutation test, Holm's step-down by hand and by statsmodels, the power of the paired t-test from
+published sample sizes, and the interval checked by testing shifted samples with the independent test."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from analysis import stats
 
@@ -131,3 +132,39 @@ def test_pairs_needed_respects_the_sign_flip_floor():
     # a huge effect needs few pairs for the t-test, but the sign-flip test cannot go below 2/2^n
     assert stats.pairs_needed(10.0, 0.05 / 10) == 9  # 2/2^9 < 0.005 <= 2/2^8
     assert math.isnan(stats.pairs_needed(0.0, 0.05))
+
+
+@pytest.mark.parametrize("n, seed", [(3, 0), (6, 1), (9, 2), (12, 3)])
+def test_p_value_matches_scipys_permutation_test(n, seed):
+    """scipy's exact one-sample permutation test flips each difference's sign, as the sign-flip test does; ties
+    (integer differences) included."""
+    rng = np.random.default_rng(seed)
+    for d in (rng.normal(0.3, 1.0, n), rng.integers(-2, 3, n).astype(float)):
+        reference = scipy.stats.permutation_test(
+            (d,), np.mean, permutation_type="samples", n_resamples=np.inf, alternative="two-sided"
+        )
+        assert stats.permutation_p(d) == pytest.approx(reference.pvalue)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_holm_matches_statsmodels(seed):
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(seed)
+    p = np.concatenate([rng.uniform(0, 0.1, 6), [0.01, 0.01, 1.0], rng.uniform(0, 1, 4)])  # ties and a 1 included
+    reject, reference, _, _ = multipletests(p, alpha=stats.ALPHA, method="holm")
+    adjusted, levels = stats.holm(p)
+    assert adjusted.tolist() == pytest.approx(reference.tolist())
+    assert (adjusted <= stats.ALPHA).tolist() == reject.tolist()
+
+
+@pytest.mark.parametrize("n, alpha", [(8, 0.05), (12, 0.05 / 3), (40, 0.05)])
+def test_the_detectable_difference_has_the_promised_power(n, alpha):
+    """At the minimum detectable difference the paired t-test's exact power (noncentral t) is about 80%."""
+    delta = stats.detectable(n, 2.0, alpha)
+    assert stats.paired_power(n, delta / 2.0, alpha) == pytest.approx(0.8, abs=0.02)
+
+
+def test_too_few_pairs_detect_nothing():
+    assert stats.detectable(4, 1.0, 0.05) == math.inf  # 2/2^4 > 0.05
+    assert math.isnan(stats.detectable(1, math.nan, 0.05))
