@@ -112,6 +112,25 @@ class NanPromptPrior(AnalyticPrior):
         return torch.where(bad[:, None], float("nan"), weights)
 
 
+def small_world_refusing_seed_1() -> None:
+    """Worker setup hook: the small prior, and the trial schema refusing the config of a trial with seed 1, as the
+    worker builds it: the schema's own error (seed -1), as when the spec's check did not meet a value (a draw it did
+    not make, or the code changed before a resume). Each refusal appends a line to $DF_TEST_MARKERS/refused."""
+    small_world()
+    from dreamfusion.sweep.spec import SweepSpec
+
+    build = SweepSpec.trial_config
+
+    def refusing(self: SweepSpec, values: dict[str, Any], source: str = "sweep") -> TrialConfig:
+        if values.get("seed") != 1:
+            return build(self, values, source)
+        with open(Path(os.environ["DF_TEST_MARKERS"]) / "refused", "a") as refused:
+            refused.write(f"{os.getpid()}\n")
+        return build(self, {**values, "seed": -1}, source)
+
+    SweepSpec.trial_config = refusing  # type: ignore[method-assign]
+
+
 def faulty_world() -> None:
     """Worker setup hook: the small prior, with the faults the job's env asks for (a spec that wants NaN selects
     `NanPromptPrior`). DF_TEST_HOLD_SEEDS (comma-separated): a trial with one of those seeds, the first time it

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from dreamfusion.errors import first_line
 from dreamfusion.tracking.schema import (
+    CONFIG_FAILURE_TAG,
     EXPECTED_TRIALS_TAG,
     FAILURE_TAG,
     LAUNCH_TAG,
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 MAX_TAG_VALUE = 6000  # MLflow's limit on a param or tag value, in characters
+#: What a trial that failed on its config is told, and the launch says of it: no retry or resume runs another config.
+CONFIG_FAILURE = "failed on its config, not retried: df-sweep resume would not help; fix the spec and launch again"
 
 
 def start_parent_run(
@@ -92,6 +95,15 @@ def close_runs(uri: str, experiment_id: str, parent_run_id: str, finished: dict[
                 end_run(uri, run.info.run_id)
         elif status == "RUNNING" or (finished is not None and status == "FINISHED"):
             end_run(uri, run.info.run_id, reason)
+
+
+def config_failures(uri: str, experiment_id: str, parent_run_id: str) -> dict[str, str]:
+    """The trials of a launch that failed on their config: trial id → why (their `df.config_failure` tag)."""
+    return {
+        run.data.tags.get(TRIAL_KEY_TAG, ""): run.data.tags[CONFIG_FAILURE_TAG]
+        for run in child_runs(uri, experiment_id, parent_run_id)
+        if CONFIG_FAILURE_TAG in run.data.tags
+    }
 
 
 def failure_reason(exc: BaseException) -> str:

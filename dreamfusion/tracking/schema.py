@@ -9,6 +9,9 @@ from __future__ import annotations
 TRIAL_KEY_TAG = "df.trial_id"
 #: Why a run ended FAILED, in one line.
 FAILURE_TAG = "df.failure"
+#: On a trial run that failed on its config (its values fail the trial schema): why, in one line. Such a trial is
+#: not retried and not resumed; the launch counts it as failed by this tag (see dreamfusion/tune/worker.py).
+CONFIG_FAILURE_TAG = "df.config_failure"
 #: Where a trial went non-finite from: "<Ray job id>/<checkpoint it started from>" (see dreamfusion/tune/worker.py).
 DIVERGED_TAG = "df.diverged_from"
 #: The Ray node a sweep trial ran on (last, if it was retried).

@@ -25,9 +25,16 @@ from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.tracking import provenance
 from dreamfusion.tracking.artifacts import check_source
 from dreamfusion.tracking.callback import TrialTracker
-from dreamfusion.tracking.runs import close_runs, end_run, failure_reason, reopen_run, start_parent_run
+from dreamfusion.tracking.runs import (
+    close_runs,
+    config_failures,
+    end_run,
+    failure_reason,
+    reopen_run,
+    start_parent_run,
+)
 from dreamfusion.tracking.store import MLFLOW_DB_LOGGER, client, open_experiment, open_store, resolve_uri
-from dreamfusion.tune.results import NOTHING_TO_RESUME, Outcome, TrialRow, final_rows, stored_rows
+from dreamfusion.tune.results import CONFIG_ERROR, NOTHING_TO_RESUME, Outcome, TrialRow, final_rows, stored_rows
 from dreamfusion.tune.session import preflight, ray_session
 from dreamfusion.tune.storage import Launch, check_storage, join, load_launch, new_launch, storage_root
 from dreamfusion.tune.tuner import build_tuner, trainable
@@ -138,6 +145,8 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, 
         rows = final_rows(launch.experiment_dir, grid, spec)
     finally:
         rows = rows if rows is not None else stored_rows(launch)[0]
+        if rows is not None:
+            rows = _config_failed(launch, rows, echo)
         with errors_in_one_line():
             _close(launch, rows)
     return Outcome(launch, rows)
@@ -219,6 +228,20 @@ class OneLineErrors(logging.Filter):
         return True
 
 
+def _config_failed(launch: Launch, rows: list[TrialRow], echo: Echo) -> list[TrialRow]:
+    """The rows with the trials that failed on their config (which Tune saw end without a result) as CONFIG_ERROR,
+    each said once with why. A store that cannot be read leaves the rows as they are: the closing writes that come
+    next say in one line that it refuses them."""
+    tracker = launch.tracker
+    try:
+        failed = config_failures(tracker.uri, tracker.experiment_id, launch.parent_run_id)
+    except Exception:  # MLflow's and its database driver's errors alike
+        return rows
+    for reason in failed.values():
+        echo(reason)  # "trial ID: key: what was expected; failed on its config, ..."
+    return [dataclasses.replace(r, state=CONFIG_ERROR) if r.trial_id in failed else r for r in rows]
+
+
 def _close(launch: Launch, rows: list[TrialRow] | None) -> None:
     """End the launch's runs as Tune left its trials. A store that refuses the writes (gone read-only, full) is
     said in one line: the runs it leaves RUNNING are closed by the resume once it accepts writes again."""
@@ -254,9 +277,12 @@ def _failure(rows: list[TrialRow] | None, how: str) -> str | None:
     """Why a launch did not complete, in words that say how to go on; None when every trial finished."""
     if rows is None:
         return f"interrupted; {how}"
-    counts = Counter("errored" if r.state == "ERROR" else "unfinished" for r in rows if r.state != "TERMINATED")
+    words = {"ERROR": "errored", CONFIG_ERROR: "failed on their config"}
+    counts = Counter(words.get(r.state, "unfinished") for r in rows if r.state != "TERMINATED")
     if not counts:
         return None
+    if set(counts) == {words[CONFIG_ERROR]}:
+        how = "fix the spec and launch again (df-sweep resume would not help)"
     return f"{' and '.join(f'{n} {what}' for what, n in counts.items())} of {len(rows)} trials; {how}"
 
 

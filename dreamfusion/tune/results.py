@@ -15,6 +15,8 @@ from dreamfusion.tracking.store import runs_link, sqlite_path
 from dreamfusion.tune.storage import Launch, load_launch, saved_trials, storage_root, sweep_names
 
 DEFAULT_UI = "http://127.0.0.1:5000"
+#: The state of a trial that failed on its config: Tune saw it end without a result, its run says why it failed.
+CONFIG_ERROR = "CONFIG_ERROR"
 #: What `status` and `resume` say of a launch stopped before Tune saved anything it could restore.
 NOTHING_TO_RESUME = "nothing to resume: launch it again"
 
@@ -102,8 +104,10 @@ def summary(outcome: Outcome, ui: str = DEFAULT_UI) -> list[str]:
     lines.append(
         f"which configs differ (paired tests over seeds and prompts): df-sweep report {spec.name} --out report"
     )
-    if not outcome.ok:
+    if any(r.state not in ("TERMINATED", CONFIG_ERROR) for r in outcome.rows):
         lines.append(f"resume: df-sweep resume {spec.name}")
+    if any(r.state == CONFIG_ERROR for r in outcome.rows):
+        lines.append("failed on their config: fix the spec and launch again (df-sweep resume would not help)")
     return lines
 
 

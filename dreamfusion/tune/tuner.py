@@ -70,7 +70,9 @@ def _run_config(spec: SweepSpec, sweep_dir: str, name: str) -> Any:
             config_path(spec, k): n for k, n in short_names(spec.varied).items() if spec.space[k].when is None
         },
         max_report_frequency=30,
-        sort_by_metric=True,
+        # Tune's sort of the finished trials by the metric compares None with numbers where a trial ended without
+        # one (a trial that failed on its config returns without a result) and stops the whole fit: unsorted.
+        sort_by_metric=False,
     )
     # Renders and final artifacts go to MLflow; copying each trial's folder into storage at every checkpoint
     # (Tune's default) would only duplicate them and the trial's own checkpoints. Under PBT the checkpoint a trial

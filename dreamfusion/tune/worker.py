@@ -23,6 +23,7 @@ import torch
 from dreamfusion.config.schema import PriorConfig, ScoringConfig, TrialConfig
 from dreamfusion.console.progress import eval_line, trial_line
 from dreamfusion.console.table import run_name
+from dreamfusion.errors import ConfigError
 from dreamfusion.priors.base import Part, Prior, load_prior, resolve_device
 from dreamfusion.scoring.metrics import Scorer, load_scorer
 from dreamfusion.serving.served import ServedPrior
@@ -30,7 +31,14 @@ from dreamfusion.serving.service import connect
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.tracking.artifacts import fetch_init, looks_like_run_id
 from dreamfusion.tracking.callback import TrackingCallback, TrialTracker
-from dreamfusion.tracking.schema import DIVERGED_TAG, FAILURE_TAG, INIT_RUN_TAG, NODE_TAG
+from dreamfusion.tracking.runs import CONFIG_FAILURE, MAX_TAG_VALUE
+from dreamfusion.tracking.schema import (
+    CONFIG_FAILURE_TAG,
+    DIVERGED_TAG,
+    FAILURE_TAG,
+    INIT_RUN_TAG,
+    NODE_TAG,
+)
 from dreamfusion.tracking.store import MLFLOW_DB_LOGGER, open_store
 from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult, run_trial
 from dreamfusion.tune.pbt import record_perturbation
@@ -145,14 +153,16 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
     # one line on the driver (the traceback stays in the trial's error.txt)
     logging.getLogger(MLFLOW_DB_LOGGER).setLevel(logging.CRITICAL)
     values = ctx.spec.trial_values(config)
-    cfg = ctx.spec.trial_config(values)
+    trial = tune.get_context()
+    trial_id, name = trial.get_trial_id(), run_name(values)
+    cfg = _config_or_none(ctx, values, trial_id, name)
+    if cfg is None:
+        return
     # A fresh worker imports MLflow and opens the store while it loads the prior: the two overlap.
     store = threading.Thread(target=_open_store_quietly, args=(ctx.tracker.uri,), name="open-store")
     store.start()
     prior, scorer = trial_prior(cfg, threads)
     store.join()
-    trial = tune.get_context()
-    trial_id, name = trial.get_trial_id(), run_name(values)
     tags = {NODE_TAG: ray.get_runtime_context().get_node_id()}
     if cfg.init_from and looks_like_run_id(cfg.init_from):
         tags[INIT_RUN_TAG] = cfg.init_from
@@ -168,6 +178,25 @@ def sweep_trial(config: dict[str, Any], ctx: TrialContext) -> None:
             reporter.started = functools.partial(record_perturbation, callback, mutated, trial_id, restore.source_trial)
         init = fetch_init(cfg, ctx.tracker.uri, out / "init") if restore.path is None else None
         run_trial(cfg, out, callback, prior, scorer, restore.path, init)
+
+
+def _config_or_none(ctx: TrialContext, values: dict[str, Any], trial_id: str, name: str) -> TrialConfig | None:
+    """The trial's config; or None when its values fail the trial schema (a draw the spec's check did not meet, or
+    code changed before a resume), with the trial's run ended FAILED, tagged `df.config_failure`, and one line
+    printed. A config fails the same way every time, and Tune retries a trial that raises (forever under
+    `max_failures: -1`) and offers no public error it would not retry: so the trial returns, reporting nothing,
+    which Tune takes as ended, and the driver reads the run's tag to count it as failed."""
+    try:
+        return ctx.spec.trial_config(values, f"trial {trial_id}")
+    except ConfigError as exc:
+        reason = f"{exc}; {CONFIG_FAILURE}"
+    try:
+        with ctx.tracker.run(trial_id, name, continue_existing=True, tags={CONFIG_FAILURE_TAG: reason[:MAX_TAG_VALUE]}):
+            raise ConfigError(reason)
+    except ConfigError:
+        pass  # recorded on the run by `run`
+    print(trial_line(f"{trial_id} {name}", reason), flush=True)
+    return None
 
 
 def quiet_stop_hook(unraisable: Any) -> None:
