@@ -155,7 +155,8 @@ class SweepSpec(Schema):
     resources: Resources = Resources()
     """What one trial needs."""
     max_failures: int = Field(1, ge=-1)
-    """Retries of a failed trial from its last checkpoint (-1: forever)."""
+    """Retries of a failed trial from its last checkpoint (-1: forever); a trial that fails on its config is never
+    retried (it would fail the same way)."""
     tracking: Tracking = Tracking()
     """Where trials are logged."""
 

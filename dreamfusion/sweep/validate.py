@@ -36,7 +36,7 @@ from dreamfusion.scoring.none import NO_SCORER
 from dreamfusion.sweep.search import search_problem
 from dreamfusion.sweep.space import FLOAT_KINDS, KINDS, Dimension, combinations, condition_problem, count
 from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.tracking.artifacts import looks_like_run_id
+from dreamfusion.tracking.schema import looks_like_run_id
 from dreamfusion.trial.preflight import check_trial
 
 #: The most trials a spec may expand to unless `--max-trials` says more.

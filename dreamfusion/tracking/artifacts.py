@@ -4,7 +4,6 @@ their deletion for `df-sweep gc`."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,17 +12,18 @@ from dreamfusion.config.schema import TrialConfig
 from dreamfusion.errors import ConfigError, first_line
 from dreamfusion.export.weights import find_weights, load_weights
 from dreamfusion.nerf.grow import check_growable
-from dreamfusion.tracking.schema import CONFIG_ARTIFACT, FINAL_DIR, GC_TAG, HEAVY_SUFFIXES, WEIGHTS_ARTIFACT
+from dreamfusion.tracking.schema import (
+    CONFIG_ARTIFACT,
+    FINAL_DIR,
+    GC_TAG,
+    HEAVY_SUFFIXES,
+    WEIGHTS_ARTIFACT,
+    looks_like_run_id,
+)
 from dreamfusion.tracking.store import client
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
-
-RUN_ID = re.compile(r"[0-9a-f]{32}")
-
-
-def looks_like_run_id(text: str) -> bool:
-    return RUN_ID.fullmatch(text) is not None
 
 
 def get_run(uri: str, run_id: str, key: str) -> Run:

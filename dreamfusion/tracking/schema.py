@@ -4,6 +4,17 @@ evaluators that produce them (`dreamfusion.evaluators`); their `name@version` la
 
 from __future__ import annotations
 
+import re
+
+#: An MLflow run id, as `init_from`, `export` and `--from-run` take one besides a path: 32 lowercase hex digits.
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def looks_like_run_id(text: str) -> bool:
+    """Read here, not in `artifacts.py`, so that the spec's check (which imports no MLflow) tells an id from a typo."""
+    return RUN_ID.fullmatch(text) is not None
+
+
 # -- tags ----------------------------------------------------------------------------------------------------------
 #: A trial run's key within its experiment: Tune's trial id for a sweep, a hash of --out for `df-sweep run`.
 TRIAL_KEY_TAG = "df.trial_id"
