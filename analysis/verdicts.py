@@ -41,18 +41,19 @@ def _holm(family: pd.DataFrame) -> str:
     return f"Holm over the {_plural(size, 'test')} on {axis}"
 
 
-def _detectable(values: pd.Series, what: str) -> str:
+def _detectable(values: pd.Series, what: str, unit: str = "") -> str:
     """The smallest difference the design detects with 80% power, in words: `0.012`, `0.012–0.03`, or that so few
     pairs can detect none."""
-    finite = values.dropna()
-    if finite.empty:
+    known = values.dropna()
+    if known.empty:
         return ""
-    if (finite == math.inf).all():
+    if (known == math.inf).all():
         return f"; with so few pairs no {what} could reach 95% whatever its size"
-    finite = finite[finite < math.inf]
+    finite = known[known < math.inf]
     low, high = _number(float(finite.min())), _number(float(finite.max()))
     size = low if low == high else f"{low}–{high}"
-    return f"; the design detects a {what} of {size} or more with 80% power"
+    fewer = " (none where there are fewer pairs)" if len(finite) < len(known) else ""
+    return f"; the design detects a {what} of {size}{unit} or more with 80% power{fewer}"
 
 
 def pairing(sweep: Sweep, axis: str) -> str:
@@ -141,7 +142,7 @@ def trend_sentences(sweep: Sweep, trends: pd.DataFrame) -> list[str]:
         ci += f" ({_holm(pd.DataFrame([row]))})"
         how = f"slopes over {pairing(sweep, row['axis'])}"
         if row["verdict"] == "flat":
-            detectable = _detectable(pd.Series([row["detectable"]]), f"slope {unit.removesuffix(' of')} it")
+            detectable = _detectable(pd.Series([row["detectable"]]), "slope", f" {unit} {row['axis']}")
             lines.append(f"No trend detected in {row['metric']} along {row['axis']} at 95% ({ci}; {how}{detectable}).")
         else:
             slope = _number(row["slope"])
