@@ -144,6 +144,7 @@ def test_a_killed_driver_leaves_no_process_of_its_embedded_ray(ray_driver):
     assert any("Agent" in command for command in below.values()), below
     token = ray_temp_dir(root) / f"auth_token_{process.pid}"
     assert token.exists()
+    assert list(ray_temp_dir(root).glob(f"session_*_{process.pid}"))  # Ray took its temp dir (ray.init's _temp_dir)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     try:
