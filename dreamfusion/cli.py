@@ -21,7 +21,6 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # export and --from-run print their own lines
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Sweeps of text-to-3D Score Distillation Sampling on Ray Tune, tracked in MLflow.",
@@ -63,6 +62,23 @@ def echo_err(message: str) -> None:
     typer.echo(message, err=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"df-sweep {version('df-sweep')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the installed version and exit."
+    ),
+) -> None:
+    """The options every command shares: only --version (typer's callback of the whole app)."""
+
+
 @app.command()
 @user_errors
 def run(
@@ -78,7 +94,7 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="Override a config key: --set sds.guidance_scale=50."),
     resume: bool = typer.Option(False, help="Fail unless --out holds a run to continue."),
     tracking_uri: str | None = typer.Option(None, help=URI_HELP),
-    no_tracking: bool = typer.Option(False, help="Do not log to MLflow."),
+    tracking: bool = typer.Option(True, "--tracking/--no-tracking", help="Log to MLflow (--no-tracking: do not)."),
     from_run: str | None = typer.Option(
         None, "--from-run", help="Re-run a logged trial with exactly its config (an MLflow run id); says what differs."
     ),
@@ -90,7 +106,7 @@ def run(
         *set_,
         *(f"{k}={v}" for k, v in (("prompt", prompt), ("steps", steps), ("seed", seed)) if v is not None),
     ]
-    result = run_single(config, overrides, out, resume, tracking_uri, not no_tracking, echo_err, from_run)
+    result = run_single(config, overrides, out, resume, tracking_uri, tracking, echo_err, from_run)
     typer.echo(f"\ndone in {result.wall_s:.0f}s: " + "  ".join(f"{k}={v:.3f}" for k, v in result.metrics.items()))
     for name, path in result.artifacts.items():
         typer.echo(f"  {name:10s} {path}")
@@ -217,11 +233,16 @@ def resume(
     name: str = typer.Argument(..., help="Sweep name (its newest launch) or a launch directory."),
     address: str | None = typer.Option(None, help="Ray cluster: auto or ray://HOST:PORT (default: embedded)."),
     storage: str | None = typer.Option(None, help=STORAGE_HELP),
+    tracking_uri: str | None = typer.Option(
+        None,
+        help="MLflow tracking URI holding the launch's runs (default: the one the launch recorded); for a store "
+        "that moved since.",
+    ),
 ) -> None:
     """Continue an interrupted sweep: finished trials stay, the rest go on from their checkpoints."""
     from dreamfusion.tune.launch import resume_sweep
 
-    _finish(resume_sweep(name, address=address, storage=storage, echo=typer.echo))
+    _finish(resume_sweep(name, address=address, storage=storage, tracking_uri=tracking_uri, echo=typer.echo))
 
 
 @app.command()
@@ -229,11 +250,14 @@ def resume(
 def status(
     name: str | None = typer.Argument(None, help="Sweep name; without it, every sweep under --storage."),
     storage: str | None = typer.Option(None, help=STORAGE_HELP),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print one JSON object: the storage root and each sweep's launch with its trials."
+    ),
 ) -> None:
     """The trial table of a sweep (state, varied values, metric), from its stored Tune results."""
-    from dreamfusion.tune.results import status_lines
+    from dreamfusion.tune.results import status_json, status_lines
 
-    typer.echo("\n".join(status_lines(name, storage)))
+    typer.echo(status_json(name, storage) if as_json else "\n".join(status_lines(name, storage)))
 
 
 @app.command()

@@ -92,16 +92,23 @@ def resume_sweep(
     *,
     address: str | None = None,
     storage: str | Path | None = None,
+    tracking_uri: str | None = None,
     echo: Echo = print,
     runtime_env: dict[str, Any] | None = None,
 ) -> Outcome:
     """Continue the newest launch of `name`: finished trials stay finished, errored and unfinished ones go on
-    from their last checkpoint, each in its own MLflow run."""
+    from their last checkpoint, each in its own MLflow run. `tracking_uri` replaces the store the launch recorded
+    (one that moved since); it must hold the launch's parent run."""
+    check_storage(storage_root(storage), write=False)
     launch = load_launch(name, storage)
     if not launch.resumable():
         raise ConfigError(f"{name}: {NOTHING_TO_RESUME} ({launch.experiment_dir} stopped before Tune saved its state)")
     spec = launch.sweep
+    if tracking_uri is not None:
+        launch = dataclasses.replace(launch, tracker=dataclasses.replace(launch.tracker, uri=resolve_uri(tracking_uri)))
     preflight(spec, launch.tracker.uri, address)
+    if tracking_uri is not None:
+        _check_parent(launch)
     now = provenance.collect()
     with ray_session(address, storage_root(storage), spec.resources, runtime_env):
         reopen_run(launch.tracker.uri, launch.parent_run_id)
@@ -112,6 +119,19 @@ def resume_sweep(
         # the trials go on under today's code, and each run records the change when it reopens
         launch = dataclasses.replace(launch, tracker=dataclasses.replace(launch.tracker, provenance=now))
         return _run(launch, lambda ctx: _restore(launch, ctx), echo)
+
+
+def _check_parent(launch: Launch) -> None:
+    """A store given to `resume` must hold the launch's parent run: else its trials would log into no sweep."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client(launch.tracker.uri).get_run(launch.parent_run_id)
+    except MlflowException:
+        raise ConfigError(
+            f"--tracking-uri {launch.tracker.uri}: holds no run {launch.parent_run_id}, the parent run of "
+            f"{launch.experiment_dir}; pass the store the sweep was launched with"
+        ) from None
 
 
 def _restore(launch: Launch, ctx: TrialContext) -> Any:

@@ -3,16 +3,17 @@ a launch, and the closing lines that say where the results are and what to do ne
 
 from __future__ import annotations
 
+import json
 import posixpath
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from dreamfusion.console.table import OFF, format_table
 from dreamfusion.errors import ConfigError, first_line
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.tracking.store import runs_link, sqlite_path
-from dreamfusion.tune.storage import Launch, load_launch, saved_trials, storage_root, sweep_names
+from dreamfusion.tune.storage import Launch, check_storage, load_launch, saved_trials, storage_root, sweep_names
 
 DEFAULT_UI = "http://127.0.0.1:5000"
 #: The state of a trial that failed on its config: Tune saw it end without a result, its run says why it failed.
@@ -111,29 +112,69 @@ def summary(outcome: Outcome, ui: str = DEFAULT_UI) -> list[str]:
     return lines
 
 
-def status_lines(name: str | None, storage: str | None) -> list[str]:
-    """`df-sweep status`: one line per sweep under the storage root, or one sweep's trial table. A sweep whose
-    state cannot be read is one line saying so, and the others are listed all the same."""
-    names = [name] if name else sweep_names(storage_root(storage))
+@dataclass
+class SweepStatus:
+    """One sweep's newest launch as `status` shows it: its trials, or None and why they cannot be read."""
+
+    name: str
+    experiment_dir: str | None
+    rows: list[TrialRow] | None
+    problem: str
+    metric: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        rows = self.rows or []
+        return {
+            "name": self.name,
+            "experiment_dir": self.experiment_dir,
+            "metric": self.metric,
+            "states": dict(Counter(r.state for r in rows)),
+            "trials": [asdict(r) for r in rows],
+            "problem": self.problem or None,
+        }
+
+
+def sweep_statuses(name: str | None, storage: str | None) -> list[SweepStatus]:
+    """`df-sweep status`: every sweep under the storage root, or one. A sweep whose state cannot be read says
+    why, and the others are listed all the same."""
+    root = storage_root(storage)
+    check_storage(root, write=False)
+    names = [name] if name else sweep_names(root)
     if not names:
-        raise ConfigError(f"no sweeps under {storage_root(storage)}; df-sweep launch SPEC starts one")
-    lines = []
+        raise ConfigError(f"no sweeps under {root}; df-sweep launch SPEC starts one")
+    found = []
     for sweep_name in names:
         try:
             launch = load_launch(sweep_name, storage)
         except ConfigError as exc:
             if name:
                 raise
-            lines.append(str(exc))
+            found.append(SweepStatus(sweep_name, None, None, str(exc)))
             continue
         rows, problem = stored_rows(launch)
-        if rows is None:
-            lines.append(f"{sweep_name}  ({launch.experiment_dir}): {problem}")
-            continue
-        states = ", ".join(f"{n} {s}" for s, n in Counter(r.state for r in rows).items()) or "no trials yet"
-        lines.append(f"{sweep_name}  ({launch.experiment_dir}): {states}")
-        if name:
-            lines.append(_trial_table(rows, launch.sweep.tune.metric))
+        found.append(SweepStatus(sweep_name, launch.experiment_dir, rows, problem, launch.sweep.tune.metric))
+    return found
+
+
+def status_json(name: str | None, storage: str | None) -> str:
+    """`df-sweep status --json`: one JSON object, the storage root and each sweep's launch with its trials."""
+    sweeps = [s.as_dict() for s in sweep_statuses(name, storage)]
+    return json.dumps({"storage": storage_root(storage), "sweeps": sweeps}, indent=2, default=str)
+
+
+def status_lines(name: str | None, storage: str | None) -> list[str]:
+    """`df-sweep status`: one line per sweep under the storage root, or one sweep's trial table."""
+    lines = []
+    for found in sweep_statuses(name, storage):
+        if found.experiment_dir is None:
+            lines.append(found.problem)
+        elif found.rows is None:
+            lines.append(f"{found.name}  ({found.experiment_dir}): {found.problem}")
+        else:
+            states = ", ".join(f"{n} {s}" for s, n in Counter(r.state for r in found.rows).items()) or "no trials yet"
+            lines.append(f"{found.name}  ({found.experiment_dir}): {states}")
+            if name and found.metric is not None:
+                lines.append(_trial_table(found.rows, found.metric))
     return lines
 
 

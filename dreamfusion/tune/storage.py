@@ -117,16 +117,17 @@ def filesystem(location: str) -> tuple[Any, str]:
     return pyarrow.fs.LocalFileSystem(), str(Path(location).expanduser().absolute())
 
 
-def check_storage(root: str) -> None:
+def check_storage(root: str, write: bool = True) -> None:
     """Fail before Ray starts, creating nothing: Tune's storage root must be a directory this process can write
     in, or one it can create (its nearest existing parent then takes a probe file, removed at once). A URI must be
-    reachable."""
+    a filesystem pyarrow knows, and reachable. Commands that only read (`status`) pass `write=False`: a root that
+    does not exist yet is then fine, and nothing is probed."""
     if is_uri(root):
         import pyarrow
         import pyarrow.fs
 
-        fs, path = filesystem(root)
         try:
+            fs, path = filesystem(root)
             kind = fs.get_file_info(path).type
         except (OSError, pyarrow.ArrowException) as exc:
             raise ConfigError(f"--storage {root}: cannot reach it ({_reason(exc)})") from None
@@ -138,6 +139,8 @@ def check_storage(root: str) -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"--storage {root}: {existing} is a file; expected a directory for the sweeps' results")
+    if not write:
+        return
     try:
         tempfile.TemporaryFile(dir=existing).close()
     except OSError as exc:

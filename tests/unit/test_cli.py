@@ -1,0 +1,105 @@
+"""The command line's own surface: --version, shell completion, flags without double negatives, `status --json`,
+`resume --tracking-uri`, and a bad --storage as one line. What each command does is tested with its library."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import version
+from types import SimpleNamespace
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dreamfusion.cli import app
+from dreamfusion.tracking.callback import TrialTracker
+from dreamfusion.tune import launch as launch_module
+from dreamfusion.tune import results
+from dreamfusion.tune.results import TrialRow
+from dreamfusion.tune.storage import Launch
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def _options(command: object) -> list[str]:
+    return [name for p in command.params for name in [*p.opts, *p.secondary_opts]]  # type: ignore[attr-defined]
+
+
+def test_version_prints_the_installed_version():
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"df-sweep {version('df-sweep')}"
+
+
+def test_shell_completion_is_offered():
+    result = CliRunner().invoke(app, ["--help"])
+    assert "--install-completion" in result.output and "--show-completion" in result.output
+
+
+def test_no_flag_is_a_double_negative():
+    root = typer.main.get_command(app)
+    commands = [root, *(root.get_command(None, n) for n in root.list_commands(None))]  # type: ignore[attr-defined]
+    toyworld = root.get_command(None, "toyworld")  # type: ignore[attr-defined]
+    commands += [toyworld.get_command(None, n) for n in toyworld.list_commands(None)]
+    doubled = [(c.name, o) for c in commands for o in _options(c) if o.startswith("--no-no-")]
+    assert doubled == []
+    assert {"--tracking", "--no-tracking"} <= set(_options(root.get_command(None, "run")))  # type: ignore[attr-defined]
+
+
+def _fake_launch(tmp_path, rows):
+    launch = SimpleNamespace(experiment_dir=str(tmp_path / "ray_results" / "a" / "L1"))
+    launch.sweep = SimpleNamespace(tune=SimpleNamespace(metric="clip_r_precision"))
+    return launch, rows
+
+
+def test_status_json_is_one_object_with_the_launch_and_its_trials(tmp_path, monkeypatch):
+    rows = [
+        TrialRow("t1", "TERMINATED", {"seed": 0}, 0.5, 10),
+        TrialRow("t2", "ERROR", {"seed": 1}, None, None),
+    ]
+    launch, _ = _fake_launch(tmp_path, rows)
+    (tmp_path / "ray_results").mkdir()
+    monkeypatch.setattr(results, "sweep_names", lambda root: ["a"])
+    monkeypatch.setattr(results, "load_launch", lambda name, storage: launch)
+    monkeypatch.setattr(results, "stored_rows", lambda launch: (rows, ""))
+    result = CliRunner().invoke(app, ["status", "--json"])
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert found["storage"] == str(tmp_path / "ray_results")
+    (sweep,) = found["sweeps"]
+    assert sweep["name"] == "a" and sweep["experiment_dir"] == launch.experiment_dir
+    assert sweep["states"] == {"TERMINATED": 1, "ERROR": 1}
+    assert sweep["trials"][0] == {
+        "trial_id": "t1",
+        "state": "TERMINATED",
+        "values": {"seed": 0},
+        "metric": 0.5,
+        "step": 10,
+    }
+    assert sweep["metric"] == "clip_r_precision" and sweep["problem"] is None
+
+
+@pytest.mark.parametrize("command", ["status", "resume"])
+@pytest.mark.parametrize(("storage", "expect"), [("foo://x", "Unrecognized filesystem"), ("afile", "is a file")])
+def test_a_bad_storage_is_one_line(tmp_path, command, storage, expect):
+    (tmp_path / "afile").write_text("x")
+    args = [command, "--storage", storage] if command == "status" else [command, "a", "--storage", storage]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert expect in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_resume_takes_a_tracking_uri_that_must_hold_the_parent_run(tmp_path, monkeypatch):
+    spec = {"name": "a", "space": {"seed": {"grid": [0, 1]}}}
+    recorded = Launch(spec, str(tmp_path / "L1"), TrialTracker("sqlite:///gone/mlruns.db", "1", "parent123"))
+    monkeypatch.setattr(launch_module, "load_launch", lambda name, storage: recorded)
+    monkeypatch.setattr(Launch, "resumable", lambda self: True)
+    result = CliRunner().invoke(app, ["resume", "a", "--tracking-uri", "sqlite:///moved.db"])
+    assert result.exit_code == 2, result.output
+    assert f"--tracking-uri sqlite:///{tmp_path / 'moved.db'}: holds no run parent123" in result.output
