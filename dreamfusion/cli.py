@@ -102,11 +102,10 @@ def run(
     """Run one SDS trial without Ray: optimise a NeRF for a prompt and write renders and metrics."""
     from dreamfusion.single import run_single
 
-    overrides = [
-        *set_,
-        *(f"{k}={v}" for k, v in (("prompt", prompt), ("steps", steps), ("seed", seed)) if v is not None),
-    ]
-    result = run_single(config, overrides, out, resume, tracking_uri, tracking, echo_err, from_run)
+    given = {k: v for k, v in (("prompt", prompt), ("steps", steps), ("seed", seed)) if v is not None}
+    overrides = [*set_, *(f"{k}={v}" for k, v in given.items())]
+    options = {k: f"--{k}" for k in given}
+    result = run_single(config, overrides, out, resume, tracking_uri, tracking, echo_err, from_run, options)
     typer.echo(f"\ndone in {result.wall_s:.0f}s: " + "  ".join(f"{k}={v:.3f}" for k, v in result.metrics.items()))
     for name, path in result.artifacts.items():
         typer.echo(f"  {name:10s} {path}")
@@ -263,7 +262,7 @@ def status(
 @app.command()
 @user_errors
 def ui(
-    port: int = typer.Option(5000, help="Port of the MLflow UI."),
+    port: int = typer.Option(5000, min=0, max=65535, help="Port of the MLflow UI; 0: any free port."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind; keep 127.0.0.1 unless you mean to share it."),
     tracking_uri: str | None = typer.Option(None, help="The SQLite store (default sqlite:///mlruns.db)."),
 ) -> None:

@@ -45,10 +45,12 @@ def run_single(
     tracked: bool,
     echo: Echo,
     from_run: str | None = None,
+    options: dict[str, str] | None = None,
 ) -> TrialResult:
     """Run one trial; user mistakes raise ConfigError before the prior loads (a bad URI costs no minutes) and
     before anything is written. `from_run`: re-run a logged trial with exactly its config (and `overrides`), saying
-    how today's code differs. What is fetched from MLflow (that config, `init_from` weights) goes to a temporary
+    how today's code differs. `options`: config key → the option that set it (`steps` → `--steps`), named in
+    its error. What is fetched from MLflow (that config, `init_from` weights) goes to a temporary
     directory: the run directory is chosen only once the config is known, and holds only the run."""
     uri = resolve_uri(tracking_uri)
     with tempfile.TemporaryDirectory(prefix="df-fetch-") as fetched:
@@ -56,8 +58,8 @@ def run_single(
             if config is not None:
                 raise ConfigError("--from-run: takes the run's own config; leave out --config (--set still applies)")
             config = fetch_config(uri, from_run, Path(fetched) / "from_run", "--from-run")
-        cfg = load_trial_config(config, quote_prompt(overrides))
-        check_trial(cfg, str(config) if config else "--set")
+        cfg = load_trial_config(config, quote_prompt(overrides), options)
+        check_trial(cfg, str(config) if config else "the command line")
         if tracked:
             check_reachable(uri)
         init = fetch_init(cfg, uri, Path(fetched) / "init")  # checked before a run directory is made

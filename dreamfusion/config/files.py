@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +31,34 @@ def describe_errors(err: ValidationError, source: str, prefix: str = "") -> list
 
 
 def _describe(error: Any, source: str, prefix: str) -> str:
-    loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
-    msg = error["msg"].removeprefix("Value error, ")
-    if error["type"] == OPTION_ERROR:  # a component's option: the error's location is its block
-        loc, msg = ".".join(p for p in (loc, error["ctx"]["key"]) if p), error["ctx"]["message"]
+    loc, msg = _located(error)
     key = ".".join(p for p in (prefix, loc) if p)
     if error["type"] == "extra_forbidden":
         msg = "unknown key"
     return f"{source}: {key + ': ' if key else ''}{msg}"  # a whole-config check names its keys itself
+
+
+def _located(error: Any) -> tuple[str, str]:
+    """A pydantic error's dotted key and message."""
+    loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+    msg = error["msg"].removeprefix("Value error, ")
+    if error["type"] == OPTION_ERROR:  # a component's option: the error's location is its block
+        loc, msg = ".".join(p for p in (loc, error["ctx"]["key"]) if p), error["ctx"]["message"]
+    return loc, msg
+
+
+def value_source(
+    key: str, path: str | Path | None, overrides: Sequence[str], options: Mapping[str, str] | None = None
+) -> str:
+    """Where the value of dotted `key` came from, for its error: the option that set it (`options`: config key →
+    option, such as `steps` → `--steps`), else `--set`, else the config file, else the defaults."""
+    for text in reversed(overrides):
+        given = text.partition("=")[0].strip()
+        if given == key or key.startswith(f"{given}.") or given.startswith(f"{key}."):
+            return (options or {}).get(given, "--set")
+    if not key and overrides and not path:  # a check of the whole config: the overrides made it
+        return "--set"
+    return str(path) if path else "the defaults"
 
 
 class DuplicateKeyError(yaml.constructor.ConstructorError):
@@ -151,11 +171,17 @@ def build_trial_config(data: dict[str, Any], source: str, prefix: str = "") -> T
         raise ConfigError(describe_error(err, source, prefix)) from None
 
 
-def load_trial_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrialConfig:
-    """The config of `df-sweep run`: an optional YAML file, then `--set` overrides, validated as one."""
-    data = read_yaml(path) if path else {}
-    source = str(path) if path else "--set"
-    return build_trial_config(apply_overrides(data, list(overrides)), source)
+def load_trial_config(
+    path: str | Path | None, overrides: Sequence[str] = (), options: Mapping[str, str] | None = None
+) -> TrialConfig:
+    """The config of `df-sweep run`: an optional YAML file, then `--set` overrides, validated as one. An error names
+    where its value came from: the option (`options`, config key → option), `--set`, the file or the defaults."""
+    data = apply_overrides(read_yaml(path) if path else {}, list(overrides))
+    try:
+        return TrialConfig.model_validate(data)
+    except ValidationError as err:
+        key, _ = _located(err.errors()[0])
+        raise ConfigError(describe_error(err, value_source(key, path, overrides, options))) from None
 
 
 def flatten(cfg: BaseModel | dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dreamfusion import registry
 from dreamfusion.config.base import EvaluatorName, PriorName, Schema, Selecting
 from dreamfusion.config.scene import NERF_PRESETS, CameraConfig, NerfConfig, RenderConfig, ShadingMix
 from dreamfusion.config.sds import SDSConfig, TimestepConfig
-from dreamfusion.errors import shorten
+from dreamfusion.errors import ConfigError, shorten
 
 __all__ = [
     "NERF_PRESETS",
@@ -85,9 +85,16 @@ class EvalConfig(Selecting):
     CLIP metrics always, the toy world's exact ground truth for toy-world prompts)."""
 
 
+#: The values `DF_SWEEP_SPEEDUPS` takes, each meaning on (True) or off; any other is refused, not read as on.
+SPEEDUPS_VALUES = {"on": True, "1": True, "true": True, "off": False, "0": False, "false": False}
+
+
 def _speedups_default() -> bool:
     """`DF_SWEEP_SPEEDUPS=off` in the environment turns every speed-up off by default (tests run both ways)."""
-    return os.environ.get("DF_SWEEP_SPEEDUPS", "on").lower() not in ("off", "0", "false")
+    value = os.environ.get("DF_SWEEP_SPEEDUPS", "on")
+    if value.lower() not in SPEEDUPS_VALUES:
+        raise ConfigError(f"DF_SWEEP_SPEEDUPS={value}: expected one of {', '.join(SPEEDUPS_VALUES)}")
+    return SPEEDUPS_VALUES[value.lower()]
 
 
 def _speedup(on: Any, off: Any) -> Any:

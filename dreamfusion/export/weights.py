@@ -6,6 +6,7 @@ of a checkpoint's size). Loaded with `torch.load(weights_only=True)`: a file fro
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,11 +79,19 @@ def load_weights(path: Path) -> FieldWeights:
 def _read(path: Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a truncated, foreign or unsafe pickle: say which file, not a traceback
-        raise ConfigError(f"{path}: cannot read field weights ({first_line(exc)})") from None
+    except Exception as exc:  # a truncated, foreign or unsafe pickle: say which file and why, not a traceback
+        raise ConfigError(f"{path}: cannot read field weights ({_cause(path, exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: not a df-sweep field weights file or trial checkpoint")
     return data
+
+
+def _cause(path: Path, exc: Exception) -> str:
+    """Why torch.load failed, in words: its own message can be a bare byte value (`KeyError: 101`)."""
+    error = f"{type(exc).__name__}: {first_line(exc)}"
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since torch 1.6
+        return f"not a file torch.save wrote: no zip archive; {error}"
+    return error
 
 
 def find_weights(location: Path) -> Path:

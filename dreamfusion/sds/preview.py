@@ -55,9 +55,10 @@ def preview_schedules(
 ) -> SchedulePreview:
     """The trial config from `--set` overrides (`--prior` picks the prior, by name or checkpoint), every schedule
     run over it, and the plot written to `out/schedules.png`."""
+    named = {k: v for k, v in (("prior", prior), ("steps", steps), ("seed", seed)) if v is not None}
     given = [f"prior={prior}"] if prior else []
-    given += [*overrides, *(f"{k}={v}" for k, v in (("steps", steps), ("seed", seed)) if v is not None)]
-    cfg = load_trial_config(None, given)
+    given += [*overrides, *(f"{k}={v}" for k, v in named.items() if k != "prior")]
+    cfg = load_trial_config(None, given, {k: f"--{k}" for k in named})
     result = run_schedules(cfg)
     result.png = plot(result, Path(out) / "schedules.png")
     return result

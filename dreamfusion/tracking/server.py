@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from urllib.parse import urlparse
 
 from dreamfusion.errors import ConfigError
 from dreamfusion.tracking.store import ARTIFACTS_DIR, experiment_links, sqlite_path
@@ -21,9 +22,7 @@ def server_command(uri: str, host: str, port: int) -> list[str]:
     """`mlflow server` for a local SQLite store, lean (one worker) and serving the artifacts beside it."""
     db = sqlite_path(uri)
     if db is None:
-        raise ConfigError(
-            f"--tracking-uri: df-sweep ui serves a local SQLite store; {uri} is a server already, open it in a browser"
-        )
+        raise ConfigError(f"--tracking-uri: df-sweep ui serves a local SQLite store; {_not_served(uri)}")
     if not db.is_file():
         raise ConfigError(f"{db}: no MLflow store here yet; df-sweep launch or df-sweep run creates it")
     with socket.socket() as probe:
@@ -47,6 +46,26 @@ def server_command(uri: str, host: str, port: int) -> list[str]:
     ]
 
 
+def free_port(host: str) -> int:
+    """A port free on `host` now, chosen by the OS, for a server started right after."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _not_served(uri: str) -> str:
+    """Why a URI other than sqlite:/// is refused, in the words of what it is."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        return f"{uri} is a server already, open it in a browser"
+    if scheme in ("", "file"):
+        return (
+            f"{uri} is a file store, which MLflow keeps in maintenance mode and df-sweep ui does not serve; "
+            f"pass a sqlite:///PATH store"
+        )
+    return f"{uri} is a {scheme} database; serve it with mlflow server --backend-store-uri {uri}"
+
+
 def serve_ui(
     uri: str, host: str, port: int, echo: Callable[[str], None], warn: Callable[[str], None] | None = None
 ) -> int:
@@ -58,6 +77,7 @@ def serve_ui(
             f"authentication: anyone can read, change and delete runs. Keep 127.0.0.1 and use an SSH tunnel, or "
             f"put auth in front (docs/guide/security.md: Sharing the MLflow UI)"
         )
+    port = port or free_port(host)  # announced as bound: `--port 0` asks for any free port, not port 0
     command = server_command(uri, host, port)
     base = f"http://{host}:{port}"
     # Explicit handlers: a shell that starts df-sweep in the background ignores SIGINT, and `kill` sends SIGTERM.

@@ -103,3 +103,64 @@ def test_resume_takes_a_tracking_uri_that_must_hold_the_parent_run(tmp_path, mon
     result = CliRunner().invoke(app, ["resume", "a", "--tracking-uri", "sqlite:///moved.db"])
     assert result.exit_code == 2, result.output
     assert f"--tracking-uri sqlite:///{tmp_path / 'moved.db'}: holds no run parent123" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "source"),
+    [
+        (["run", "--steps", "0", "--no-tracking"], "--steps: steps:"),
+        (["run", "--set", "steps=0", "--no-tracking"], "--set: steps:"),
+        (["schedules", "--steps", "0"], "--steps: steps:"),
+        (["run", "--prompt", "", "--no-tracking"], "--prompt: prompt:"),
+    ],
+)
+def test_an_error_names_the_option_its_value_came_from(args, source):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {source} ")
+
+
+def test_an_unknown_speedups_value_is_refused(monkeypatch):
+    monkeypatch.setenv("DF_SWEEP_SPEEDUPS", "no")
+    result = CliRunner().invoke(app, ["run", "--steps", "1", "--no-tracking"])
+    assert result.exit_code == 2
+    assert result.output.strip() == "error: DF_SWEEP_SPEEDUPS=no: expected one of on, 1, true, off, 0, false"
+
+
+def test_ui_refuses_a_file_store_as_one(tmp_path):
+    result = CliRunner().invoke(app, ["ui", "--tracking-uri", "file:///x"])
+    assert result.exit_code == 2
+    assert "file:///x is a file store" in result.output and "server already" not in result.output
+
+
+def test_ui_port_0_announces_the_port_bound(tmp_path, monkeypatch):
+    from dreamfusion.tracking import server
+
+    started = []
+
+    class Child:
+        pid = 1
+
+        def __init__(self, command, **kwargs):
+            started.append(command)
+
+        def wait(self):
+            return 0
+
+    (tmp_path / "mlruns.db").write_bytes(b"")
+    monkeypatch.setattr(server.subprocess, "Popen", Child)
+    monkeypatch.setattr(server, "experiment_links", lambda uri, base: [])
+    monkeypatch.setattr(server.signal, "signal", lambda *a: None)
+    result = CliRunner().invoke(app, ["ui", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    port = started[0][started[0].index("--port") + 1]
+    assert port != "0" and f"http://127.0.0.1:{port} " in result.output
+
+
+def test_unreadable_weights_name_the_cause(tmp_path):
+    from dreamfusion.errors import ConfigError
+    from dreamfusion.export.weights import load_weights
+
+    (tmp_path / "field.pt").write_text("hello")
+    with pytest.raises(ConfigError, match=r"cannot read field weights \(not a file torch.save wrote: no zip archive"):
+        load_weights(tmp_path / "field.pt")
