@@ -28,7 +28,7 @@ from dreamfusion.tracking.params import typed
 from dreamfusion.tracking.schema import (
     COMPONENT_TAG_PREFIX,
     DIRECTION_TAG_PREFIX,
-    EXPECTED_TRIALS_TAG,
+    EXPECTED_TRIALS,
     FAILURE_TAG,
     LAUNCH_TAG,
     LEVELS_SEPARATOR,
@@ -205,7 +205,9 @@ def _source(client, uri: str, name: str) -> tuple[Source, pd.DataFrame]:
 def _expected_trials(parents: pd.DataFrame) -> int | None:
     """How many trials the launches expanded to, as each recorded at launch (`df.expected_trials`): the spec's own
     count, `when:` conditions honoured. None when a launch predates the record: unknown, rather than a guess."""
-    counts = pd.to_numeric(_tag(parents, EXPECTED_TRIALS_TAG), errors="coerce")
+    param = f"params.{EXPECTED_TRIALS}"
+    recorded = parents[param] if param in parents else pd.Series(None, index=parents.index, dtype=object)
+    counts = pd.to_numeric(recorded.fillna(_tag(parents, EXPECTED_TRIALS)), errors="coerce")  # a tag before
     return int(counts.sum()) if len(counts) and counts.notna().all() else None
 
 

@@ -3,13 +3,18 @@ agree with what Tune saw once it is over (no run left RUNNING, whatever stopped 
 
 from __future__ import annotations
 
+import math
+import statistics
+import time
 from typing import TYPE_CHECKING
 
 from dreamfusion.errors import first_line
 from dreamfusion.tracking.schema import (
     CONFIG_FAILURE_TAG,
-    EXPECTED_TRIALS_TAG,
+    EXPECTED_TRIALS,
+    FAILED_TRIALS,
     FAILURE_TAG,
+    FINISHED_TRIALS,
     LAUNCH_TAG,
     NOTE_TAG,
     PARENT_TAG,
@@ -17,6 +22,8 @@ from dreamfusion.tracking.schema import (
     STOPPED_TAG,
     SWEEP_TAG,
     TRIAL_KEY_TAG,
+    best_metric,
+    median_metric,
 )
 from dreamfusion.tracking.store import client
 
@@ -36,19 +43,45 @@ def start_parent_run(
     description: str,
     spec_yaml: str,
     expected_trials: int | None = None,
+    params: dict[str, str] | None = None,
 ) -> str:
-    """The launch's run: its sweep, name, description, spec and (`expected_trials`, where known) trial count."""
+    """The launch's run: its sweep, name, description and spec; as params the sweep's `params` (spec name, search,
+    scheduler, metric and mode) and, where known, `expected_trials`. Params are logged here only: MLflow refuses a
+    param's change, and a resume reopens this run as it is."""
+    from mlflow.entities import Param
+
     mlflow = client(uri)
-    tags = {SWEEP_TAG: sweep, LAUNCH_TAG: launch, NOTE_TAG: description}
-    if expected_trials is not None:
-        tags[EXPECTED_TRIALS_TAG] = str(expected_trials)
-    run = mlflow.create_run(experiment_id, run_name=f"{sweep} {launch}", tags=tags)
+    params = {**(params or {}), **({EXPECTED_TRIALS: str(expected_trials)} if expected_trials is not None else {})}
+    run = mlflow.create_run(
+        experiment_id, run_name=f"{sweep} {launch}", tags={SWEEP_TAG: sweep, LAUNCH_TAG: launch, NOTE_TAG: description}
+    )
     try:
+        mlflow.log_batch(run.info.run_id, params=[Param(k, v) for k, v in params.items()])
         mlflow.log_text(run.info.run_id, spec_yaml, SPEC_ARTIFACT)
     except BaseException as exc:  # a Ctrl-C here too: no parent run is left RUNNING without its launch
         end_run(uri, run.info.run_id, f"{failure_reason(exc)} before the launch started; launch it again")
         raise
     return str(run.info.run_id)
+
+
+def record_outcome(uri: str, experiment_id: str, parent_run_id: str, metric: str, mode: str) -> None:
+    """The parent run's summary metrics, from its child runs as they ended: how many FINISHED and FAILED, and the
+    best (by `mode`) and median of `metric` over the finished ones that logged it (finite values only). Logged at
+    step 0 each time the launch or a resume of it ends: MLflow shows the latest."""
+    from mlflow.entities import Metric
+
+    runs = child_runs(uri, experiment_id, parent_run_id)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    values = [v for r in finished if math.isfinite(v := r.data.metrics.get(metric, math.nan))]
+    summary = {
+        FINISHED_TRIALS: float(len(finished)),
+        FAILED_TRIALS: float(sum(r.info.status == "FAILED" for r in runs)),
+    }
+    if values:
+        summary[best_metric(metric)] = max(values) if mode == "max" else min(values)
+        summary[median_metric(metric)] = statistics.median(values)
+    now = int(time.time() * 1000)
+    client(uri).log_batch(parent_run_id, metrics=[Metric(k, v, now, 0) for k, v in summary.items()])
 
 
 def reopen_run(uri: str, run_id: str) -> None:

@@ -37,9 +37,10 @@ PBT_LAST_TAG = "df.pbt.last"
 #: The sweep a parent run launched; and the launch's name (its start time).
 SWEEP_TAG = "df.sweep"
 LAUNCH_TAG = "df.launch"
-#: On a parent run: how many trials the launch's spec expands to (its `when:` conditions honoured), so that a report
-#: counts what has no run against the launch's own count rather than expanding the spec again.
-EXPECTED_TRIALS_TAG = "df.expected_trials"
+#: On a parent run: how many trials the launch's spec expanded to (its `when:` conditions honoured), so that a report
+#: counts what has no run against the launch's own count rather than expanding the spec again. A param since the
+#: parent runs carry the sweep's params (`SPEC_PARAM`, …); launches before that hold it as a tag of the same name.
+EXPECTED_TRIALS = "df.expected_trials"
 #: What the loaded prior and scorer were, in words.
 PRIOR_TAG = "df.prior"
 SCORER_TAG = "df.scorer"
@@ -83,6 +84,16 @@ NOTE_TAG = "mlflow.note.content"
 #: MLflow 3's UI opens an experiment on its GenAI pages unless the experiment says it is model training.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 
+# -- params --------------------------------------------------------------------------------------------------------
+#: A parent run's params, logged once as the launch creates it (MLflow refuses a param's change, and a resume keeps
+#: them): the spec's name, Tune's search algorithm and scheduler, the metric it ranks by and its mode, and how many
+#: trials the spec expands to (`EXPECTED_TRIALS`). A child run's params are its trial config (`tracking.params`).
+SPEC_PARAM = "df.spec"
+SEARCH_PARAM = "df.search"
+SCHEDULER_PARAM = "df.scheduler"
+METRIC_PARAM = "df.metric"
+MODE_PARAM = "df.mode"
+
 # -- metrics -------------------------------------------------------------------------------------------------------
 #: A step's own time in ms: summed over a run's steps, the trial's compute (what a report counts, not wall time).
 STEP_TIME = "step_ms"
@@ -94,6 +105,10 @@ TIMING_METRICS = (STEP_TIME,)
 SYSTEM_PREFIX = "system/"
 #: A mutated value of a PBT trial from the step it applies at.
 PBT_METRIC_PREFIX = "pbt/"
+#: A parent run's metrics, logged as its launch (or a resume of it) ends: how many of its trials' runs ended FINISHED
+#: and FAILED, and `best_metric` and `median_metric` of the sweep's metric over the finished ones.
+FINISHED_TRIALS = "df.trials_finished"
+FAILED_TRIALS = "df.trials_failed"
 #: Metrics that are neither a step's nor an evaluation's.
 OTHER_METRIC_PREFIXES = ("reg_", SYSTEM_PREFIX, PBT_METRIC_PREFIX)
 
@@ -130,3 +145,12 @@ def direction_tag(metric: str) -> str:
 
 def levels_tag(metric: str) -> str:
     return f"{LEVELS_TAG_PREFIX}{metric}"
+
+
+def best_metric(metric: str) -> str:
+    """The parent run's best value of the sweep's `metric` over its finished trials (by the spec's mode)."""
+    return f"df.best.{metric}"
+
+
+def median_metric(metric: str) -> str:
+    return f"df.median.{metric}"

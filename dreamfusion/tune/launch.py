@@ -30,9 +30,11 @@ from dreamfusion.tracking.runs import (
     config_failures,
     end_run,
     failure_reason,
+    record_outcome,
     reopen_run,
     start_parent_run,
 )
+from dreamfusion.tracking.schema import METRIC_PARAM, MODE_PARAM, SCHEDULER_PARAM, SEARCH_PARAM, SPEC_PARAM
 from dreamfusion.tracking.store import MLFLOW_DB_LOGGER, client, open_experiment, open_store, resolve_uri
 from dreamfusion.tune.results import CONFIG_ERROR, NOTHING_TO_RESUME, Outcome, TrialRow, final_rows, stored_rows
 from dreamfusion.tune.session import preflight, ray_session
@@ -73,7 +75,14 @@ def launch_sweep(
             sweep_dir = join(root, spec.name)
             name = new_launch(sweep_dir)
             parent = start_parent_run(
-                uri, experiment_id, spec.name, name, spec.description, _spec_yaml(spec), spec.num_trials()
+                uri,
+                experiment_id,
+                spec.name,
+                name,
+                spec.description,
+                _spec_yaml(spec),
+                spec.num_trials(),
+                _params(spec),
             )
             tracker = TrialTracker(
                 uri,
@@ -277,6 +286,7 @@ def _close(launch: Launch, rows: list[TrialRow] | None) -> None:
             finished,
             f"interrupted before the trial finished; {how}",
         )
+        record_outcome(tracker.uri, tracker.experiment_id, launch.parent_run_id, spec.tune.metric, spec.tune.mode)
         end_run(tracker.uri, launch.parent_run_id, _failure(rows, how))
     except Exception as exc:  # MLflow's and its database driver's errors alike: the store said no
         raise RunError(
@@ -304,6 +314,18 @@ def _failure(rows: list[TrialRow] | None, how: str) -> str | None:
     if set(counts) == {words[CONFIG_ERROR]}:
         how = "fix the spec and launch again (df-sweep resume would not help)"
     return f"{' and '.join(f'{n} {what}' for what, n in counts.items())} of {len(rows)} trials; {how}"
+
+
+def _params(spec: SweepSpec) -> dict[str, str]:
+    """The sweep's params on its parent run, beside its trial count: what the MLflow UI compares launches by."""
+    tune = spec.tune
+    return {
+        SPEC_PARAM: spec.name,
+        SEARCH_PARAM: tune.search,
+        SCHEDULER_PARAM: tune.scheduler,
+        METRIC_PARAM: tune.metric,
+        MODE_PARAM: tune.mode,
+    }
 
 
 def _spec_yaml(spec: SweepSpec) -> str:

@@ -236,5 +236,5 @@ def test_a_partial_sweep_reports_what_is_missing(sweep_store, tmp_path):
 def test_a_launch_records_its_trial_count_and_the_report_reads_it(sweep_store, report):
     """2 prompts × 2 guidance scales × 2 seeds, as the launch counted them (its `when:`-aware count)."""
     parents, _ = sweep_runs(sweep_store[1], NAME)
-    assert [p.data.tags["df.expected_trials"] for p in parents] == ["8"]
+    assert [p.data.params["df.expected_trials"] for p in parents] == ["8"]
     assert "8 of 8 expected trials (8 finished)" in (report[0] / "report.md").read_text()

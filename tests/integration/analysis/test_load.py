@@ -142,6 +142,16 @@ def test_a_launch_that_did_not_record_its_count_says_it_is_unknown(tmp_path):
     assert "how many were expected is unknown" in summary_lines(sweep, analyse(sweep))[0]
 
 
+def test_a_launch_that_recorded_its_count_as_a_tag_is_still_read(tmp_path):
+    """Launches before the parent runs carried params held the count as a `df.expected_trials` tag."""
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    launch(uri, "cond", CONDITIONAL, None, ["FINISHED"] * 3)
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("cond").experiment_id])
+    client.set_tag(next(r for r in runs if not r.data.params).info.run_id, "df.expected_trials", "3")
+    assert load_sweeps(["cond"], uri, with_curves=False).expected_trials == 3
+
+
 def test_fewer_runs_than_the_launch_expected_are_counted(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     launch(uri, "cond", CONDITIONAL, 3, ["FINISHED"] * 2)

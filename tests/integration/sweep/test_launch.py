@@ -95,6 +95,22 @@ def test_one_parent_and_one_finished_child_per_trial(launched):
     assert {c.info.run_name for c in children} == {
         f"prompt={p},schedule={s}" for p in ("a red cube", "a blue sphere") for s in ("uniform", "anneal")
     }
+    # the comparison view's row for the launch: the sweep's params, and its outcome over the trials' runs
+    assert parents[0].data.params == {
+        "df.spec": NAME,
+        "df.search": "random",
+        "df.scheduler": "fifo",
+        "df.metric": "clip_r_precision",
+        "df.mode": "max",
+        "df.expected_trials": "4",
+    }
+    scores = sorted(c.data.metrics["clip_r_precision"] for c in children)
+    assert parents[0].data.metrics == {
+        "df.trials_finished": 4,
+        "df.trials_failed": 0,
+        "df.best.clip_r_precision": scores[-1],
+        "df.median.clip_r_precision": (scores[1] + scores[2]) / 2,
+    }
     client = MlflowClient(uri)
     # and the source's diff under provenance/, when the checkout has uncommitted changes
     assert {a.path for a in client.list_artifacts(parents[0].info.run_id)} - {"provenance"} == {"spec.yaml"}

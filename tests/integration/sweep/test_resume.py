@@ -62,6 +62,8 @@ def test_resume_finishes_an_errored_sweep_without_rerunning_or_duplicating(workd
         and parent[0].info.status == "FAILED"
         and "1 errored of 2 trials" in parent[0].data.tags["df.failure"]
     )
+    assert parent[0].data.metrics["df.trials_finished"] == 1 and parent[0].data.metrics["df.trials_failed"] == 1
+    assert parent[0].data.metrics["df.best.clip_r_precision"] == before["0"].data.metrics["clip_r_precision"]
     status = CliRunner().invoke(app, ["status", "resumable"])
     states = [line.split()[1] for line in status.output.splitlines()[2:]]
     assert sorted(states) == ["ERROR", "TERMINATED"]
@@ -71,6 +73,9 @@ def test_resume_finishes_an_errored_sweep_without_rerunning_or_duplicating(workd
     assert "trials: 2 TERMINATED" in second.output
     parents, children = sweep_runs(uri, "resumable")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED" and "df.failure" not in parents[0].data.tags
+    # the params the launch logged stay as they were; the outcome is the resume's
+    assert parents[0].data.params == parent[0].data.params and parents[0].data.params["df.expected_trials"] == "2"
+    assert parents[0].data.metrics["df.trials_finished"] == 2 and parents[0].data.metrics["df.trials_failed"] == 0
     after = _by_seed(uri, "resumable")
     assert len(children) == 2 and {r.info.status for r in children} == {"FINISHED"}
     assert after["1"].info.run_id == before["1"].info.run_id and "df.failure" not in after["1"].data.tags
