@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -221,3 +222,10 @@ def run_artifacts(client: Any, run_id: str, path: str | None = None) -> set[str]
     for item in client.list_artifacts(run_id, path):
         found |= run_artifacts(client, run_id, item.path) if item.is_dir else {item.path}
     return found
+
+
+def render_steps(client: Any, run_id: str) -> list[int]:
+    """The step of each eval render a run logged through `log_image`, sorted, one entry per render: MLflow names it
+    `images/renders+step+<step>+timestamp+…png` (older versions write `%` for `+`) beside a `.webp` thumbnail."""
+    pattern = re.compile(r"images/renders[+%]step[+%](\d+)[+%].*\.png")
+    return sorted(int(m[1]) for p in run_artifacts(client, run_id, "images") if (m := pattern.fullmatch(p)))

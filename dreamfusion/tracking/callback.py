@@ -32,7 +32,6 @@ from dreamfusion.tracking.schema import (
     PARENT_TAG,
     PRIOR_HASH_TAG,
     PRIOR_TAG,
-    RENDERS_DIR,
     RENDERS_IMAGE_KEY,
     SCORER_TAG,
     STEP_METRICS,
@@ -206,8 +205,7 @@ class TrackingCallback(TrialCallback):
 
         with held_interrupt():
             self._log_eval(step, metrics)
-            self.mlflow.log_artifact(self.run_id, str(render_path), RENDERS_DIR)
-            if step > self.logged_image_step:  # MLflow's image viewer steps through these
+            if step > self.logged_image_step:  # once per step: MLflow's image viewer steps through them
                 with Image.open(render_path) as image:
                     self.mlflow.log_image(self.run_id, image.convert("RGB"), key=RENDERS_IMAGE_KEY, step=step)
                 self.logged_image_step = step

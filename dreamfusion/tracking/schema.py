@@ -115,7 +115,6 @@ OTHER_METRIC_PREFIXES = ("reg_", SYSTEM_PREFIX, PBT_METRIC_PREFIX)
 # -- artifacts -----------------------------------------------------------------------------------------------------
 CONFIG_ARTIFACT = "config.yaml"
 SPEC_ARTIFACT = "spec.yaml"
-RENDERS_DIR = "renders"
 FINAL_DIR = "final"
 TURNTABLE_ARTIFACT = f"{FINAL_DIR}/turntable.gif"
 #: The final field's weights (`df-sweep export` and `init_from` read them), mp4 turntable and mesh (`mesh.<format>`).
@@ -127,7 +126,9 @@ HEAVY_SUFFIXES = (".pt", ".mp4", ".glb", ".obj", ".ply")
 #: The git diff of a dirty source tree; and of the tree a continued run went on under (`provenance/changed_N.diff`).
 DIFF_ARTIFACT = "provenance/git.diff"
 PROVENANCE_DIR = "provenance"
-#: The key of the eval renders in MLflow's image viewer (`log_image` with a step: the UI steps through them).
+#: The key of the eval renders, logged once per eval through `log_image` with its step (the UI's image viewer steps
+#: through them). MLflow stores each as `images/renders+step+<step>+timestamp+<ms>+<uuid>.png` (older versions: `%`
+#: for `+`), beside a `+compressed.webp` thumbnail. Runs logged before 2026-12 also hold `renders/step_NNNNNN.png`.
 RENDERS_IMAGE_KEY = "renders"
 #: Packages whose versions every run records.
 PROVENANCE_PACKAGES = ("torch", "diffusers", "transformers", "ray", "mlflow", "numpy")

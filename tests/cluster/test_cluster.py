@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cluster_helpers import finished, postgres_bin
 from mlflow import MlflowClient
-from sweep_helpers import TINY_BASE, run_artifacts, sweep_runs, write_spec
+from sweep_helpers import TINY_BASE, render_steps, run_artifacts, sweep_runs, write_spec
 
 import dreamfusion
 from dreamfusion.tune.session import with_project_code
@@ -50,8 +50,8 @@ def test_every_run_metric_and_render_is_in_the_server(stack, launched):
         run_id = run.info.run_id
         assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(1, STEPS + 1))
         assert [m.step for m in client.get_metric_history(run_id, "clip_score")] == list(range(every, STEPS + 1, every))
-        renders = {f"renders/step_{s:06d}.png" for s in range(every, STEPS + 1, every)}
-        assert renders | {"config.yaml", "final/views.png", "final/turntable.gif"} <= run_artifacts(client, run_id)
+        assert render_steps(client, run_id) == list(range(every, STEPS + 1, every))
+        assert {"config.yaml", "final/views.png", "final/turntable.gif"} <= run_artifacts(client, run_id)
         # uploaded over HTTP to the server's --artifacts-destination, not written by the workers themselves
         assert list((stack.root / "mlartifacts").rglob(f"{run_id}/artifacts/final/views.png"))
 

@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from sweep_helpers import (
     TINY_BASE,
     TINY_RUN,
+    render_steps,
     run_artifacts,
     set_args,
     sweep_runs,
@@ -138,7 +139,8 @@ def test_children_hold_params_metrics_and_artifacts(launched):
             assert key in run.data.metrics
         files = run_artifacts(client, run.info.run_id)
         assert {"config.yaml", "final/views.png", "final/turntable.gif"} <= files
-        assert {f"renders/step_{s:06d}.png" for s in evals} <= files
+        # each eval's render once, through the image viewer: none as a plain artifact besides
+        assert render_steps(client, run.info.run_id) == evals and not any(f.startswith("renders/") for f in files)
 
 
 def test_prior_loaded_once_per_worker(launched, workdir):
@@ -259,4 +261,5 @@ def test_run_logs_one_run_the_same_way(tmp_path):
     [run] = client.search_runs([client.get_experiment_by_name("df-sweep-run").experiment_id])
     assert run.info.status == "FINISHED" and run.info.run_name == "prompt=a red cube,seed=0"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2, 3, 4]
-    assert {"config.yaml", "final/views.png", "renders/step_000004.png"} <= run_artifacts(client, run.info.run_id)
+    assert {"config.yaml", "final/views.png"} <= run_artifacts(client, run.info.run_id)
+    assert render_steps(client, run.info.run_id) == [4]

@@ -5,7 +5,6 @@ holds its weights, mesh and mp4 and its provenance; `df-sweep export` makes a me
 
 from __future__ import annotations
 
-import re
 import shlex
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 import torch
 import trimesh
 from mlflow import MlflowClient
-from sweep_helpers import run_artifacts, set_args, sweep_runs, sweep_workdir, write_spec
+from sweep_helpers import render_steps, run_artifacts, set_args, sweep_runs, sweep_workdir, write_spec
 from typer.testing import CliRunner
 
 from dreamfusion.cli import app
@@ -55,10 +54,7 @@ def test_every_child_run_holds_weights_mesh_and_mp4(launched):
 
 def test_renders_go_to_the_image_viewer_by_step(launched):
     uri, _, children = launched
-    images = run_artifacts(MlflowClient(uri), children["a red cube"].info.run_id, "images")
-    # MLflow names a logged image `<key>+step+<step>+timestamp+...` (older versions use % for +)
-    found = [re.fullmatch(r"images/renders[+%]step[+%](\d+)[+%].*\.png", p) for p in images]
-    assert sorted(int(m[1]) for m in found if m) == [4, 8, 12]
+    assert render_steps(MlflowClient(uri), children["a red cube"].info.run_id) == [4, 8, 12]
 
 
 def test_every_run_records_the_source_commit_and_versions(launched):
