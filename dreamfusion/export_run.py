@@ -4,6 +4,7 @@ weights (an MLflow run's `final/field.pt` from any store, or a local trial direc
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from dreamfusion.export.mesh import MESH_FORMATS, write_mesh
 from dreamfusion.export.video import write_mp4
 from dreamfusion.export.views import MODES, Scene, cams_slice
 from dreamfusion.export.weights import find_weights, load_weights
+from dreamfusion.outdir import check_fresh, fresh_out
 from dreamfusion.priors.base import resolve_device
 from dreamfusion.tracking.artifacts import resolve_source
 from dreamfusion.tracking.store import resolve_uri
@@ -54,17 +56,20 @@ def export_trial(
     mode) from the trial `source` names; returns what was written."""
     _check(request)
     out = Path(out)
-    weights_path = find_weights(resolve_source(source, resolve_uri(tracking_uri), out / ".source", "SOURCE"))
-    weights = load_weights(weights_path)
-    scene = Scene(*weights.build(resolve_device(request.device)), weights.config)
-    echo(f"{source}: {weights.config.prompt!r}, step {weights.step}, nerf {weights.config.nerf.size} ({weights_path})")
-    written: dict[str, Path] = {}
-    if request.mesh:
-        written["mesh"] = _mesh(scene, out, request, echo)
-    if request.video:
-        written["video"] = _video(scene, out, request, echo)
-    written.update(_renders(scene, out, request, echo))
-    return written
+    check_fresh(out)  # before any download: a refused --out costs nothing
+    with tempfile.TemporaryDirectory(prefix="df-export-") as fetched, fresh_out(out):
+        weights_path = find_weights(resolve_source(source, resolve_uri(tracking_uri), Path(fetched), "SOURCE"))
+        weights = load_weights(weights_path)
+        scene = Scene(*weights.build(resolve_device(request.device)), weights.config)
+        where = weights_path if not weights_path.is_relative_to(fetched) else "fetched from MLflow"
+        echo(f"{source}: {weights.config.prompt!r}, step {weights.step}, nerf {weights.config.nerf.size} ({where})")
+        written: dict[str, Path] = {}
+        if request.mesh:
+            written["mesh"] = _mesh(scene, out, request, echo)
+        if request.video:
+            written["video"] = _video(scene, out, request, echo)
+        written.update(_renders(scene, out, request, echo))
+        return written
 
 
 def _check(r: ExportRequest) -> None:

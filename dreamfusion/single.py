@@ -16,6 +16,7 @@ from dreamfusion.config.schema import TrialConfig
 from dreamfusion.console.table import run_name
 from dreamfusion.console.trial_progress import ConsoleProgress, Echo
 from dreamfusion.errors import ConfigError, shorten
+from dreamfusion.outdir import kept_if_written
 from dreamfusion.tracking import provenance
 from dreamfusion.tracking.artifacts import fetch_config, fetch_init, get_run, looks_like_run_id
 from dreamfusion.tracking.callback import TrialTracker
@@ -58,31 +59,50 @@ def run_single(
             if config is not None:
                 raise ConfigError("--from-run: takes the run's own config; leave out --config (--set still applies)")
             config = fetch_config(uri, from_run, Path(fetched) / "from_run", "--from-run")
+        if resume:
+            if out is None:
+                raise ConfigError("--resume: continues the run in --out; pass the --out of the run to continue")
+            if not (out.is_dir() and any(out.iterdir())):
+                raise ConfigError(f"--resume: {out} holds no run to continue")
         cfg = load_trial_config(config, quote_prompt(overrides), options)
         check_trial(cfg, str(config) if config else "the command line")
+        check_device(cfg.device)
         if tracked:
             check_reachable(uri)
         init = fetch_init(cfg, uri, Path(fetched) / "init")  # checked before a run directory is made
+        made = out is None or not out.exists()
         out, existing = run_dir(out, cfg)
-        if resume and not existing:
-            raise ConfigError(f"--resume: {out} holds no run to continue")
         resume_from = latest_checkpoint(out) if existing else None
         init = init if resume_from is None else None  # a continued run has its own weights
         echo(f"run directory: {out}" + (f" (continuing from {resume_from.name})" if resume_from else ""))
         progress = ConsoleProgress(cfg.steps, echo)
-        if not tracked:
-            return run_trial(cfg, out, progress, resume_from=resume_from, init_weights=init)
-        origin = provenance.collect()
-        tags = {FROM_RUN_TAG: from_run} if from_run else {}
-        if from_run:
-            for change in provenance.differences(get_run(uri, from_run, "--from-run").data.tags, origin.code):
-                echo(f"differs from run {from_run}: {change}")
-        if cfg.init_from and looks_like_run_id(cfg.init_from) and not Path(cfg.init_from).exists():
-            tags[INIT_RUN_TAG] = cfg.init_from
-        tracker = TrialTracker(uri, open_experiment(uri, RUN_EXPERIMENT), provenance=origin)
-        name = run_name({"prompt": cfg.prompt, "seed": cfg.seed})
-        with tracker.run(run_key(out), name, continue_existing=existing, then=progress, tags=tags) as callback:
-            return run_trial(cfg, out, callback, resume_from=resume_from, init_weights=init)
+        with kept_if_written(out, made):
+            if not tracked:
+                return run_trial(cfg, out, progress, resume_from=resume_from, init_weights=init)
+            origin = provenance.collect()
+            tags = {FROM_RUN_TAG: from_run} if from_run else {}
+            if from_run:
+                for change in provenance.differences(get_run(uri, from_run, "--from-run").data.tags, origin.code):
+                    echo(f"differs from run {from_run}: {change}")
+            if cfg.init_from and looks_like_run_id(cfg.init_from) and not Path(cfg.init_from).exists():
+                tags[INIT_RUN_TAG] = cfg.init_from
+            tracker = TrialTracker(uri, open_experiment(uri, RUN_EXPERIMENT), provenance=origin)
+            name = run_name({"prompt": cfg.prompt, "seed": cfg.seed})
+            with tracker.run(run_key(out), name, continue_existing=existing, then=progress, tags=tags) as callback:
+                return run_trial(cfg, out, callback, resume_from=resume_from, init_weights=init)
+
+
+def check_device(name: str) -> None:
+    """The device a run on this machine asks for is here: else the trial fails in torch, after its directory."""
+    import torch
+
+    kind, _, index = name.partition(":")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: {name}: this machine has no CUDA device torch can use; expected auto or cpu")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise ConfigError(f"device: {name}: this machine has {torch.cuda.device_count()} CUDA devices")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device: {name}: this machine has no MPS device (Apple silicon); expected auto or cpu")
 
 
 def run_dir(out: Path | None, cfg: TrialConfig) -> tuple[Path, bool]:

@@ -53,6 +53,11 @@ def train(
     from dreamfusion.toyworld.prior import record_sha256
     from dreamfusion.toyworld.train import TrainConfig, train_all
 
+    _check_bounds(minutes, threads, unet_max_steps, clip_steps, front_bias)
+    if not resume and out.is_dir() and any(out.iterdir()):
+        _fail(f"--out {out}: holds files already; pass --resume to continue the training run there, or a fresh --out")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out}: is a file; expected a directory")
     torch.set_num_threads(threads)
     cfg = TrainConfig(seed=seed, minutes=minutes, unet_max_steps=unet_max_steps)
     if clip_steps is not None:
@@ -65,13 +70,30 @@ def train(
     try:
         weights = train_all(cfg, out, resume=resume, log=_log)
     except FileExistsError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        _fail(str(exc))
     if install:
         if PACKAGE_WEIGHTS.exists():
             shutil.rmtree(PACKAGE_WEIGHTS)
         shutil.copytree(weights, PACKAGE_WEIGHTS)
         _log(f"installed into {PACKAGE_WEIGHTS}, prior sha256 {record_sha256(PACKAGE_WEIGHTS)}")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _check_bounds(
+    minutes: float, threads: int, unet_max_steps: int | None, clip_steps: int | None, front_bias: float | None
+) -> None:
+    """Every count and size of `train` in range, in one line: `--minutes -1` would train nothing and say done."""
+    if not minutes > 0:
+        _fail(f"--minutes: expected a budget above 0, got {minutes}")
+    for option, value in (("--threads", threads), ("--unet-max-steps", unet_max_steps), ("--clip-steps", clip_steps)):
+        if value is not None and value < 1:
+            _fail(f"{option}: expected 1 or more, got {value}")
+    if front_bias is not None and not 0 <= front_bias <= 1:
+        _fail(f"--front-bias: expected a share from 0 to 1, got {front_bias}")
 
 
 @app.command()

@@ -164,3 +164,91 @@ def test_unreadable_weights_name_the_cause(tmp_path):
     (tmp_path / "field.pt").write_text("hello")
     with pytest.raises(ConfigError, match=r"cannot read field weights \(not a file torch.save wrote: no zip archive"):
         load_weights(tmp_path / "field.pt")
+
+
+def _one_error(result, expect: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: ") and expect in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_export_never_writes_into_a_directory_holding_files(tmp_path):
+    (tmp_path / "D").mkdir()
+    (tmp_path / "D" / "views.png").write_text("another run's")
+    (tmp_path / "field.pt").write_text("hello")
+    _one_error(CliRunner().invoke(app, ["export", "field.pt", "--out", "D"]), "--out D: holds files already")
+    assert (tmp_path / "D" / "views.png").read_text() == "another run's"
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_failed_export_leaves_no_debris(tmp_path, existing):
+    (tmp_path / "field.pt").write_text("hello")
+    if existing:
+        (tmp_path / "D").mkdir()
+    _one_error(CliRunner().invoke(app, ["export", "field.pt", "--out", "D"]), "cannot read field weights")
+    assert list(tmp_path.iterdir()) == [tmp_path / "field.pt", *([tmp_path / "D"] if existing else [])]
+    assert not existing or list((tmp_path / "D").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--resume"], "--resume: continues the run in --out"),
+        (["--resume", "--out", "new"], "--resume: new holds no run to continue"),
+        (["--set", "device=mps"], "device: mps: this machine has no MPS device"),
+    ],
+)
+def test_a_refused_run_leaves_no_run_directory(tmp_path, args, expect):
+    import torch
+
+    if torch.backends.mps.is_available():
+        pytest.skip("this machine has the device")
+    _one_error(CliRunner().invoke(app, ["run", "--no-tracking", "--steps", "1", *args]), expect)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_run_on_cuda_without_it_is_refused_before_its_directory(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = CliRunner().invoke(app, ["run", "--no-tracking", "--steps", "1", "--set", "device=cuda"])
+    _one_error(result, "device: cuda: this machine has no CUDA device")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--minutes", "-1"], "--minutes: expected a budget above 0, got -1.0"),
+        (["--minutes", "0"], "--minutes: expected a budget above 0"),
+        (["--threads", "0"], "--threads: expected 1 or more, got 0"),
+        (["--front-bias", "2"], "--front-bias: expected a share from 0 to 1"),
+    ],
+)
+def test_toyworld_train_bounds_its_counts(tmp_path, args, expect):
+    _one_error(CliRunner().invoke(app, ["toyworld", "train", "--out", "tw", *args]), expect)
+    assert not (tmp_path / "tw").exists()
+
+
+def test_toyworld_train_never_overwrites_a_directory_holding_files(tmp_path):
+    (tmp_path / "tw").mkdir()
+    (tmp_path / "tw" / "config.json").write_text("theirs")
+    result = CliRunner().invoke(app, ["toyworld", "train", "--out", "tw", "--minutes", "1"])
+    _one_error(result, "--out tw: holds files already; pass --resume")
+    assert (tmp_path / "tw" / "config.json").read_text() == "theirs"
+
+
+def test_an_export_whose_fetched_weights_fail_leaves_no_debris(tmp_path, monkeypatch):
+    """Weights fetched from MLflow go to a temporary folder, not `--out/.source`, and a failure removes `--out`."""
+    import dreamfusion.export_run as export_run
+
+    def fetched(value, uri, dest, key):
+        dest.mkdir(parents=True, exist_ok=True)
+        (dest / "field.pt").write_text("hello")
+        return dest / "field.pt"
+
+    monkeypatch.setattr(export_run, "resolve_source", fetched)
+    result = CliRunner().invoke(app, ["export", "0" * 32, "--out", "D"])
+    _one_error(result, "cannot read field weights")
+    assert not (tmp_path / "D").exists()
