@@ -287,6 +287,9 @@ def report(
     report.html, report.md and CSVs."""
     from analysis.report import report as write
     from dreamfusion.toyworld.assets import shipped_priors
+    from dreamfusion.tracking.store import check_store, resolve_uri
+
+    check_store(resolve_uri(tracking_uri))
 
     typer.echo("\n".join(write(names, out, tracking_uri, typer.echo, shipped_priors())))
 
@@ -309,6 +312,10 @@ def export(
 ) -> None:
     """A trained trial as a mesh (marching cubes, vertex colours), an mp4 turntable and high-resolution renders."""
     from dreamfusion.export_run import ExportRequest, export_trial
+    from dreamfusion.tracking.store import check_store, resolve_uri
+
+    if not Path(source).expanduser().exists():  # a run id: its store, checked; a local path needs none
+        check_store(resolve_uri(tracking_uri))
 
     off = lambda v: None if v is None or v.lower() == "none" else v
     request = ExportRequest(
@@ -327,7 +334,10 @@ def gc(
     tracking_uri: str | None = typer.Option(None, help=URI_HELP),
 ) -> None:
     """Delete the heavy artifacts (field weights, meshes, videos) of all but the best K trials of a sweep."""
+    from dreamfusion.tracking.store import check_store, resolve_uri
     from dreamfusion.tune.retention import collect_garbage
+
+    check_store(resolve_uri(tracking_uri))
 
     collect_garbage(name, keep_best, tracking_uri, metric, dry_run, typer.echo)
 

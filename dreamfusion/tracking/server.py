@@ -12,7 +12,7 @@ from collections.abc import Callable
 from urllib.parse import urlparse
 
 from dreamfusion.errors import ConfigError
-from dreamfusion.tracking.store import ARTIFACTS_DIR, experiment_links, sqlite_path
+from dreamfusion.tracking.store import ARTIFACTS_DIR, check_store, experiment_links, sqlite_path
 
 STOP_TIMEOUT_S = 10
 STDERR_FD = 2  # the server logs here, the real stderr even where sys.stderr is replaced
@@ -25,6 +25,7 @@ def server_command(uri: str, host: str, port: int) -> list[str]:
         raise ConfigError(f"--tracking-uri: df-sweep ui serves a local SQLite store; {_not_served(uri)}")
     if not db.is_file():
         raise ConfigError(f"{db}: no MLflow store here yet; df-sweep launch or df-sweep run creates it")
+    check_store(uri)  # a whole SQLite database: a text file would fail inside the server, after it is announced
     with socket.socket() as probe:
         if probe.connect_ex((host, port)) == 0:
             raise ConfigError(f"--port: {host}:{port} is in use; pass another --port")

@@ -61,6 +61,29 @@ def check_reachable(uri: str) -> None:
         _check_writable(Path(uri.removeprefix("file://")).absolute().parent, uri)
 
 
+def check_store(uri: str) -> None:
+    """Before a command reads a store that must exist already (`report`, `gc`, `export RUN_ID`, `ui`), in one line
+    and within seconds: a server must answer (the same bounded probe as `run` and `launch`), a SQLite file must be
+    there (reading creates no empty mlruns.db) and be a whole database, and a file store is refused, since MLflow
+    keeps it in maintenance mode and raises on opening it unless MLFLOW_ALLOW_FILE_STORE=true."""
+    db = sqlite_path(uri)
+    scheme = urlparse(uri).scheme
+    if db is not None:
+        if not db.exists():
+            raise ConfigError(
+                f"tracking.uri: no MLflow store at {db} ({uri}); run from the directory you launched in, or pass "
+                f"--tracking-uri"
+            )
+        _check_sqlite(db)
+    elif scheme in ("", "file") and os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() != "true":
+        raise ConfigError(
+            f"tracking.uri: {uri} is a file store, which MLflow keeps in maintenance mode and refuses to open; "
+            f"pass a sqlite:///PATH store or a server (mlflow migrate-filestore converts one)"
+        )
+    else:
+        check_reachable(uri)
+
+
 def _check_writable(folder: Path, uri: str) -> None:
     if not folder.is_dir():
         raise ConfigError(f"tracking.uri: directory {folder} does not exist ({uri})")

@@ -249,6 +249,50 @@ def test_an_export_whose_fetched_weights_fail_leaves_no_debris(tmp_path, monkeyp
         return dest / "field.pt"
 
     monkeypatch.setattr(export_run, "resolve_source", fetched)
+    (tmp_path / "mlruns.db").write_bytes(b"")  # a store to fetch from (an empty file is a fresh SQLite database)
     result = CliRunner().invoke(app, ["export", "0" * 32, "--out", "D"])
     _one_error(result, "cannot read field weights")
     assert not (tmp_path / "D").exists()
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+READERS = [
+    ["report", "x", "--out", "R"],
+    ["gc", "x", "--keep-best", "1"],
+    ["export", "0123456789abcdef0123456789abcdef", "--out", "E"],
+]
+
+
+@pytest.mark.parametrize("command", READERS, ids=lambda c: c[0])
+@pytest.mark.parametrize(
+    ("uri", "expect"),
+    [
+        ("sqlite:///notes.db", "is not a usable SQLite database (not a SQLite file)"),
+        ("file:///{tmp}/fs", "is a file store, which MLflow keeps in maintenance mode"),
+        ("http://127.0.0.1:{port}", "cannot reach an MLflow server"),
+        (None, "no MLflow store at"),
+    ],
+    ids=["text-file", "file-store", "no-server", "no-store"],
+)
+def test_every_command_that_reads_a_store_checks_it_first(tmp_path, command, uri, expect):
+    import time
+
+    (tmp_path / "notes.db").write_text("not a database")
+    args = [*command, *(["--tracking-uri", uri.format(tmp=tmp_path, port=_closed_port())] if uri else [])]
+    started = time.monotonic()
+    result = CliRunner().invoke(app, args)
+    _one_error(result, expect)
+    assert time.monotonic() - started < 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]  # no mlruns.db, no --out
+
+
+def test_ui_checks_a_sqlite_store_is_a_database(tmp_path):
+    (tmp_path / "mlruns.db").write_text("not a database")
+    _one_error(CliRunner().invoke(app, ["ui"]), "is not a usable SQLite database (not a SQLite file)")
