@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from dreamfusion.errors import ConfigError
+from dreamfusion.errors import ConfigError, RunError, first_line
 from dreamfusion.evaluators.base import all_metrics
 from dreamfusion.sweep.spec import SweepSpec
 from dreamfusion.tracking.artifacts import Artifact, delete_artifacts, heavy_artifacts
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from mlflow.entities import Run
 
 MB = 1 << 20
+#: How runs with the same value of the metric are ranked, said wherever a tie decides which are kept.
+TIE_RULE = "a tie goes to the earlier started run"
 
 
 @dataclass
@@ -60,7 +62,10 @@ def collect_garbage(
     parents = _parents(uri, experiment.experiment_id)
     metric, mode = _ranking(uri, parents, metric)
     runs = [r for p in parents for r in child_runs(uri, experiment.experiment_id, p.info.run_id)]
-    kept = _best(runs, metric, mode, keep_best)
+    kept, tied = _best(runs, metric, mode, keep_best)
+    if tied:
+        names = ", ".join(r.info.run_name or r.info.run_id for r in tied)
+        echo(f"tie at the cut: {names} have the same {metric} ({tied[0].data.metrics[metric]:.4g}); {TIE_RULE}")
     doomed = [r for r in runs if r.info.run_id not in kept and r.info.status != "RUNNING"]
     collected = [Collected(r, heavy_artifacts(uri, r.info.run_id)) for r in doomed]
     collected = [c for c in collected if c.artifacts]
@@ -68,16 +73,33 @@ def collect_garbage(
     for c in collected:
         echo(f"{c.run.info.run_name} ({c.run.info.run_id}): {verb} {c.size / MB:.1f} MB ({', '.join(c.artifacts)})")
         if not dry_run:
-            delete_artifacts(uri, c.run.info.run_id, list(c.artifacts))
-            stamp = time.strftime("%Y-%m-%d %H:%M")
-            note = f"{stamp}: deleted {', '.join(c.artifacts)}; kept the best {keep_best} by {metric}"
-            client(uri).set_tag(c.run.info.run_id, GC_TAG, note)
+            _delete(uri, c, f"kept the best {keep_best} by {metric}")
     best = ", ".join(r.info.run_name for r in runs if r.info.run_id in kept) or "none"
     total = sum(c.size for c in collected)
+    rule = f" ({TIE_RULE})" if tied else ""
     echo(
-        f"{name}: {verb} {total / MB:.1f} MB from {len(collected)} runs; kept the best {len(kept)} by {metric}: {best}"
+        f"{name}: {verb} {total / MB:.1f} MB from {len(collected)} runs; kept the best {len(kept)} by {metric}{rule}: "
+        f"{best}"
     )
     return collected
+
+
+def _delete(uri: str, c: Collected, why: str) -> None:
+    """Tag first, then delete: a deletion cut short (a store or disk error, a kill) leaves a run whose missing
+    files its `df.gc` tag explains, so `export` says "deleted by df-sweep gc", and gc run again finishes it."""
+    run_id, names = c.run.info.run_id, ", ".join(c.artifacts)
+    stamp = time.strftime("%Y-%m-%d %H:%M")
+    mlflow = client(uri)
+    mlflow.set_tag(run_id, GC_TAG, f"{stamp}: deleting {names}; {why}")
+    try:
+        delete_artifacts(uri, run_id, list(c.artifacts))
+    except Exception as exc:  # the store's and the filesystem's errors alike
+        mlflow.set_tag(run_id, GC_TAG, f"{stamp}: deleting {names} failed part way ({first_line(exc)}); {why}")
+        raise RunError(
+            f"{c.run.info.run_name} ({run_id}): deleting its artifacts failed part way ({first_line(exc)}); the run "
+            f"is tagged {GC_TAG}, and df-sweep gc run again deletes what is left"
+        ) from None
+    mlflow.set_tag(run_id, GC_TAG, f"{stamp}: deleted {names}; {why}")
 
 
 def _parents(uri: str, experiment_id: str) -> list[Run]:
@@ -100,8 +122,13 @@ def _ranking(uri: str, parents: list[Run], metric: str | None) -> tuple[str, str
     return metric, known[metric].mode
 
 
-def _best(runs: list[Run], metric: str, mode: str, k: int) -> set[str]:
-    """Run ids of the best k finished runs that logged `metric`."""
+def _best(runs: list[Run], metric: str, mode: str, k: int) -> tuple[set[str], list[Run]]:
+    """Run ids of the best k finished runs that logged `metric`, and the runs tied at the cut (the same value on
+    both sides of it, kept or not), which `TIE_RULE` orders."""
     scored = [r for r in runs if r.info.status == "FINISHED" and metric in r.data.metrics]
-    scored.sort(key=lambda r: r.data.metrics[metric], reverse=mode == "max")
-    return {r.info.run_id for r in scored[:k]}
+    sign = -1 if mode == "max" else 1
+    scored.sort(key=lambda r: (sign * r.data.metrics[metric], r.info.start_time or 0, r.info.run_id))
+    kept = scored[:k]
+    cut = kept[-1].data.metrics[metric] if kept and len(scored) > k else None
+    tied = [r for r in scored if cut is not None and r.data.metrics[metric] == cut]
+    return {r.info.run_id for r in kept}, tied if any(r not in kept for r in tied) else []
