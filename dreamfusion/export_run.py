@@ -49,6 +49,11 @@ class ExportRequest:
     device: str = "auto"
 
 
+#: Upper bounds of the export's sizes: far above any use, and below what would exhaust a machine's memory or hang
+#: it for hours (a render holds resolution² × samples points at once).
+MAX_RESOLUTION, MAX_FRAMES, MAX_VIEWS, MAX_SAMPLES = 4096, 1000, 64, 1024
+
+
 def export_trial(
     source: str, out: Path, request: ExportRequest, tracking_uri: str | None = None, echo: Echo = print
 ) -> dict[str, Path]:
@@ -77,9 +82,14 @@ def _check(r: ExportRequest) -> None:
         raise ConfigError(f"--mesh: expected one of {', '.join(MESH_FORMATS)}, got {r.mesh!r}")
     if r.video is not None and r.video != "mp4":
         raise ConfigError(f"--video: expected mp4, got {r.video!r}")
-    for key, value, low in (("--resolution", r.resolution, 16), ("--frames", r.frames, 2), ("--views", r.views, 1)):
-        if value < low:
-            raise ConfigError(f"{key}: expected {low} or more, got {value}")
+    for key, value, low, high in (
+        ("--resolution", r.resolution, 16, MAX_RESOLUTION),
+        ("--frames", r.frames, 2, MAX_FRAMES),
+        ("--views", r.views, 1, MAX_VIEWS),
+        ("--samples", r.samples, 1, MAX_SAMPLES),
+    ):
+        if not low <= value <= high:
+            raise ConfigError(f"{key}: expected {low} to {high}, got {value}")
     if r.resolution % 2:
         raise ConfigError(f"--resolution: expected an even number of pixels (H.264 needs it), got {r.resolution}")
     if not 16 <= r.mesh_resolution <= 1024:

@@ -4,6 +4,7 @@ did not make is never written into, and no debris: a command that fails removes 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -50,3 +51,16 @@ def kept_if_written(out: Path, made: bool) -> Iterator[Path]:
         if made and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
+
+
+def writable_dir(out: Path) -> Path:
+    """`out` made if needed, and writable: a file there, or a folder this process cannot make or write in, is one
+    line (`--out`), not an OSError traceback from deep in the command."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: is a file; expected a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    return out

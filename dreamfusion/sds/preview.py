@@ -16,6 +16,7 @@ import torch
 from dreamfusion import registry
 from dreamfusion.config.files import load_trial_config
 from dreamfusion.config.schema import TrialConfig
+from dreamfusion.outdir import writable_dir
 from dreamfusion.priors.base import Prior
 from dreamfusion.sds.schedules import Schedule
 
@@ -60,7 +61,7 @@ def preview_schedules(
     given += [*overrides, *(f"{k}={v}" for k, v in named.items() if k != "prior")]
     cfg = load_trial_config(None, given, {k: f"--{k}" for k in named})
     result = run_schedules(cfg)
-    result.png = plot(result, Path(out) / "schedules.png")
+    result.png = plot(result, writable_dir(Path(out)) / "schedules.png")
     return result
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from dreamfusion.errors import ConfigError
+from dreamfusion.outdir import writable_dir
 from dreamfusion.toyworld.assets import WEIGHTS as PACKAGE_WEIGHTS
 
 app = typer.Typer(
@@ -56,8 +58,10 @@ def train(
     _check_bounds(minutes, threads, unet_max_steps, clip_steps, front_bias)
     if not resume and out.is_dir() and any(out.iterdir()):
         _fail(f"--out {out}: holds files already; pass --resume to continue the training run there, or a fresh --out")
-    if out.exists() and not out.is_dir():
-        _fail(f"--out {out}: is a file; expected a directory")
+    try:
+        writable_dir(out)
+    except ConfigError as exc:
+        _fail(str(exc))
     torch.set_num_threads(threads)
     cfg = TrainConfig(seed=seed, minutes=minutes, unet_max_steps=unet_max_steps)
     if clip_steps is not None:
@@ -123,6 +127,14 @@ def card(
     import torch
 
     from dreamfusion.toyworld.evaluate import write_card_scores
+
+    for option, value in (("--views", views), ("--samples", samples), ("--steps", steps), ("--threads", threads)):
+        if value < 1:
+            _fail(f"{option}: expected 1 or more, got {value}")
+    if not 0 <= eta <= 1:
+        _fail(f"--eta: expected 0 to 1, got {eta}")
+    if guidance < 0:
+        _fail(f"--guidance: expected 0 or more, got {guidance}")
 
     torch.set_num_threads(threads)
     grid = grid or Path(__file__).parent / "samples.png"

@@ -296,3 +296,21 @@ def test_every_command_that_reads_a_store_checks_it_first(tmp_path, command, uri
 def test_ui_checks_a_sqlite_store_is_a_database(tmp_path):
     (tmp_path / "mlruns.db").write_text("not a database")
     _one_error(CliRunner().invoke(app, ["ui"]), "is not a usable SQLite database (not a SQLite file)")
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["export", "field.pt", "--out", "E", "--samples", "0"], "--samples: expected 1 to 1024, got 0"),
+        (["export", "field.pt", "--out", "E", "--resolution", "100000"], "--resolution: expected 16 to 4096"),
+        (["toyworld", "card", "--views", "0"], "--views: expected 1 or more, got 0"),
+        (["toyworld", "card", "--eta", "2"], "--eta: expected 0 to 1, got 2.0"),
+        (["schedules", "--out", "afile"], "--out afile: is a file; expected a directory"),
+        (["toyworld", "train", "--out", "afile"], "--out afile: is a file; expected a directory"),
+    ],
+)
+def test_counts_sizes_and_out_paths_are_bounded_in_one_line(tmp_path, args, expect):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "field.pt").write_text("x")
+    _one_error(CliRunner().invoke(app, args), expect)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "field.pt"]
