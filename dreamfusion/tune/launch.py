@@ -35,7 +35,14 @@ from dreamfusion.tracking.runs import (
     start_parent_run,
 )
 from dreamfusion.tracking.schema import METRIC_PARAM, MODE_PARAM, SCHEDULER_PARAM, SEARCH_PARAM, SPEC_PARAM
-from dreamfusion.tracking.store import MLFLOW_DB_LOGGER, client, open_experiment, open_store, resolve_uri
+from dreamfusion.tracking.store import (
+    MLFLOW_DB_LOGGER,
+    check_store,
+    client,
+    open_experiment,
+    open_store,
+    resolve_uri,
+)
 from dreamfusion.tune.results import CONFIG_ERROR, NOTHING_TO_RESUME, Outcome, TrialRow, final_rows, stored_rows
 from dreamfusion.tune.session import preflight, ray_session
 from dreamfusion.tune.storage import Launch, check_storage, join, load_launch, new_launch, storage_root
@@ -117,6 +124,7 @@ def resume_sweep(
         launch = dataclasses.replace(launch, tracker=dataclasses.replace(launch.tracker, uri=resolve_uri(tracking_uri)))
     preflight(spec, launch.tracker.uri, address)
     if tracking_uri is not None:
+        check_store(launch.tracker.uri)  # one that exists: a new, empty SQLite file would hold no parent run
         _check_parent(launch)
     now = provenance.collect()
     with ray_session(address, storage_root(storage), spec.resources, runtime_env):

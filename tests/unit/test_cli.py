@@ -100,9 +100,13 @@ def test_resume_takes_a_tracking_uri_that_must_hold_the_parent_run(tmp_path, mon
     recorded = Launch(spec, str(tmp_path / "L1"), TrialTracker("sqlite:///gone/mlruns.db", "1", "parent123"))
     monkeypatch.setattr(launch_module, "load_launch", lambda name, storage: recorded)
     monkeypatch.setattr(Launch, "resumable", lambda self: True)
-    result = CliRunner().invoke(app, ["resume", "a", "--tracking-uri", "sqlite:///moved.db"])
+    args = ["resume", "a", "--tracking-uri", "sqlite:///moved.db"]
+    _one_error(CliRunner().invoke(app, args), "no MLflow store at")
+    assert not (tmp_path / "moved.db").exists()
+    (tmp_path / "moved.db").write_bytes(b"")  # a store, empty: it holds no run of the launch
+    result = CliRunner().invoke(app, args)  # MLflow logs that it makes the tables of the fresh store first
     assert result.exit_code == 2, result.output
-    assert f"--tracking-uri sqlite:///{tmp_path / 'moved.db'}: holds no run parent123" in result.output
+    assert f"error: --tracking-uri sqlite:///{tmp_path / 'moved.db'}: holds no run parent123" in result.output
 
 
 @pytest.mark.parametrize(
