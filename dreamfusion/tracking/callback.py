@@ -5,6 +5,10 @@ Everything goes through an explicit `MlflowClient(uri)`, never MLflow's global a
 trials one after another, and a global run would leak from one into the next. A trial that Ray retries or that
 `df-sweep resume` restores finds its run again by its `df.trial_id` tag and continues it, skipping the steps the
 run already holds, so no run and no metric point is ever logged twice.
+
+Step metrics are written in the background (MLflow's asynchronous logging), one batch at a time and in step order,
+while the trial goes on; each eval, the end of the trial and a Ctrl-C wait for them. So whatever a checkpoint holds
+is in the store before Tune hears of it, and a resume skips only steps the run really holds.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from dreamfusion.trial.loop import TrialCallback, TrialInfo, TrialResult
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Run
+    from mlflow.utils.async_logging.run_operations import RunOperations
 
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
@@ -63,6 +68,8 @@ class TrialTracker:
     flush_every: int = 25
     provenance: Provenance = Provenance()
     system_every_s: float = 2.0
+    #: False: each batch of step metrics is written before the trial goes on (the test of the asynchronous writes).
+    asynchronous: bool = True
 
     @contextmanager
     def run(
@@ -90,7 +97,7 @@ class TrialTracker:
             self.provenance.record_change(mlflow, run_id, existing.data.tags, "continued")
         for tag, value in {HOST_TAG: socket.gethostname(), **(tags or {})}.items():
             mlflow.set_tag(run_id, tag, value)
-        callback = TrackingCallback(mlflow, run_id, self.flush_every, then, existing)
+        callback = TrackingCallback(mlflow, run_id, self.flush_every, then, existing, self.asynchronous)
         callback.system = SystemSampler(self.system_every_s).start()
         try:
             yield callback
@@ -143,8 +150,9 @@ class TrackingCallback(TrialCallback):
         flush_every: int,
         then: TrialCallback | None = None,
         existing: Run | None = None,
+        asynchronous: bool = True,
     ) -> None:
-        self.mlflow, self.run_id, self.flush_every = mlflow, run_id, flush_every
+        self.mlflow, self.run_id, self.flush_every, self.asynchronous = mlflow, run_id, flush_every, asynchronous
         self.then = then or TrialCallback()
         self.fresh = existing is None or not existing.data.params
         self.previous_tags: dict[str, str] = dict(existing.data.tags) if existing else {}
@@ -154,6 +162,7 @@ class TrackingCallback(TrialCallback):
         self.logged_eval_keys: set[str] = set(existing.data.metrics) if existing else set()
         self.logged_image_step = self.logged_eval_step
         self.pending: list[Metric] = []  # step metrics not yet written
+        self.writing: tuple[list[RunOperations], list[Metric]] = ([], [])  # the batch written in the background
         self.system: SystemSampler | None = None  # the trial process's resources, written with each flush
 
     def set_tag(self, key: str, value: str) -> None:
@@ -222,8 +231,10 @@ class TrackingCallback(TrialCallback):
 
     def _log_eval(self, step: int, metrics: dict[str, float]) -> None:
         """Each metric once per step: a resumed trial repeats evals its run already holds, and the final
-        metrics repeat the last eval's and add their own (the ground truth's R-precision, say)."""
+        metrics repeat the last eval's and add their own (the ground truth's R-precision, say). The steps before
+        are in the store first: the checkpoint this eval reports with holds them."""
         self.flush()
+        self.wait()
         if step > self.logged_eval_step:
             self.logged_eval_step, self.logged_eval_keys = step, set()
         if step == self.logged_eval_step:
@@ -233,22 +244,44 @@ class TrackingCallback(TrialCallback):
 
     def flush(self) -> None:
         """Write the batched step metrics (one `log_batch` per flush_every steps, not one call per value) and the
-        system samples taken since the last flush. Step metrics stay pending until written: a Ctrl-C inside the
-        write leaves them for the flush that closes the run (system samples are not kept: the next ones follow)."""
+        system samples taken since the last flush, in the background once the batch before is in (in step order:
+        a resume skips the steps its run holds, so none may be held without those before it). Step metrics stay
+        pending until written: a Ctrl-C inside the write, or a batch the store refused, leaves them for the flush
+        that closes the run (system samples are not kept: the next ones follow)."""
         system = self._system_metrics()
         if not self.pending and not system:
             return
+        batch = self.pending + system
+        # more than one `log_batch` would go to MLflow's writer threads at once, in any order: written here, in order
+        synchronous = not self.asynchronous or len(batch) > MAX_METRICS_PER_BATCH
         with held_interrupt():
-            self._write(self.pending + system)
-            if self.pending:
-                self.logged_step = max(m.step for m in self.pending)
-            self.pending = []
+            self.wait()
+            writes = self._write(batch, synchronous)
+            self.writing, self.pending = (writes, self.pending), []
+            if synchronous:
+                self.wait()
+
+    def wait(self) -> None:
+        """Until the batch written in the background is in the store; one it refused goes back to pending, and
+        the refusal is raised."""
+        (writes, batch), self.writing = self.writing, ([], [])
+        with held_interrupt():  # a Ctrl-C is raised once the batch is known written or refused, not in between
+            try:
+                for write in writes:
+                    write.wait()
+            except Exception:  # MLflow's RunOperations error, whatever the store raised
+                self.pending = batch + self.pending
+                raise
+            if batch:
+                self.logged_step = max(m.step for m in batch)
 
     def close(self) -> None:
-        """The last system sample (the trial's peak memory as it ends), then everything not yet written."""
+        """The last system sample (the trial's peak memory as it ends), then everything not yet written, and the
+        wait until it is in the store: the run ends after its metrics."""
         if self.system is not None:
             self.system.stop()
         self.flush()
+        self.wait()
 
     def _system_metrics(self) -> list[Metric]:
         from mlflow.entities import Metric
@@ -256,9 +289,13 @@ class TrackingCallback(TrialCallback):
         samples = self.system.drain() if self.system is not None else []
         return [Metric(k, float(v), ms, step) for ms, step, values in samples for k, v in values.items()]
 
-    def _write(self, metrics: list[Any]) -> None:
+    def _write(self, metrics: list[Any], synchronous: bool = True) -> list[RunOperations]:
+        """`log_batch` of the metrics, as MLflow takes them; asynchronously, their writes to wait for."""
+        writes = []
         for i in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-            self.mlflow.log_batch(self.run_id, metrics=metrics[i : i + MAX_METRICS_PER_BATCH])
+            batch = metrics[i : i + MAX_METRICS_PER_BATCH]
+            writes.append(self.mlflow.log_batch(self.run_id, metrics=batch, synchronous=synchronous))
+        return [w for w in writes if w is not None]  # a synchronous write returns nothing: it is done
 
 
 def _metrics(values: dict[str, float], step: int) -> list[Metric]:
