@@ -182,9 +182,9 @@ def _run(launch: Launch, make_tuner: Callable[[TrialContext], Any], echo: Echo, 
         rows = final_rows(launch.experiment_dir, grid, spec)
     finally:
         rows = rows if rows is not None else stored_rows(launch)[0]
-        if rows is not None:
-            rows = _config_failed(launch, rows, echo)
-        with errors_in_one_line():
+        with errors_in_one_line():  # a store that refuses reads too (SQLite's disk I/O error) logs no traceback
+            if rows is not None:
+                rows = _config_failed(launch, rows, echo)
             _close(launch, rows)
     return Outcome(launch, rows)
 
