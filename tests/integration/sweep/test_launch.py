@@ -167,6 +167,16 @@ def test_status_prints_the_trial_table(launched):
     assert overview.exit_code == 0 and f"{NAME}  (" in overview.output and "4 TERMINATED" in overview.output
 
 
+def test_status_json_reads_the_real_launch(launched):
+    """The machine-readable status of a real Tune launch: the same trials and states the table shows."""
+    result = CliRunner().invoke(app, ["status", NAME, "--json"])
+    assert result.exit_code == 0, result.output
+    (sweep,) = json.loads(result.output)["sweeps"]
+    assert sweep["name"] == NAME and sweep["states"] == {"TERMINATED": 4} and sweep["problem"] is None
+    assert len({t["trial_id"] for t in sweep["trials"]}) == 4
+    assert all(isinstance(t["metric"], float) for t in sweep["trials"])
+
+
 def test_dry_run_creates_nothing(launched, tmp_path):
     os.chdir(tmp_path)
     try:
