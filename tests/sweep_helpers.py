@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 import yaml
 
@@ -70,6 +71,16 @@ def small_world() -> None:
     from dreamfusion.toyworld import analytic
 
     analytic.world_bank = functools.partial(analytic.world_bank, resolution=16, views=2)
+
+
+def small_analytic_prior() -> AnalyticPrior:
+    """The analytic prior with `small_world`'s bank, loaded in this process (the patch is undone once loaded)."""
+    from dreamfusion.toyworld import analytic
+
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(analytic, "world_bank", functools.partial(analytic.world_bank, resolution=16, views=2))
+        return analytic.load_analytic_prior("cpu")
 
 
 def small_world_failing_once() -> None:

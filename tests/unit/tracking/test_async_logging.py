@@ -5,43 +5,27 @@ analytic prior, real MLflow on SQLite."""
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 
 import pytest
-import torch
 from mlflow import MlflowClient
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+from sweep_helpers import TINY_BASE, small_analytic_prior
 
 from dreamfusion.config.schema import TrialConfig
-from dreamfusion.toyworld import analytic
 from dreamfusion.tracking.callback import TrialTracker
 from dreamfusion.tracking.schema import STEP_METRICS, SYSTEM_PREFIX, TIMING_METRICS
 from dreamfusion.tracking.store import open_experiment
 from dreamfusion.trial.loop import TrialCallback, run_trial
 
 STEPS, FLUSH_EVERY, STOPPED_AT = 12, 5, 7
-CONFIG = dict(
-    prompt="a red cube",
-    steps=STEPS,
-    seed=3,
-    device="cpu",
-    prior="analytic",
-    nerf={"size": "tiny"},
-    render={"resolution": 16, "samples_per_ray": 16, "views_per_step": 1},
-    eval={"views": 2, "turntable_frames": 2, "every": 4},
-    export={"video": False},
-)
+CONFIG = {**TINY_BASE, "prompt": "a red cube", "steps": STEPS, "seed": 3, "device": "cpu", "export": {"video": False}}
 
 
 @pytest.fixture(scope="module")
 def prior():
-    """The analytic prior's image bank at 16 px, 2 views per prompt: the full one takes minutes to render."""
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(analytic, "world_bank", functools.partial(analytic.world_bank, resolution=16, views=2))
-        return analytic.load_analytic_prior("cpu")
+    return small_analytic_prior()
 
 
 class Writes:

@@ -3,41 +3,32 @@ evaluator classes that log them declare them (one real trial on a small analytic
 
 from __future__ import annotations
 
-import functools
-
 import pytest
-import torch
 from mlflow import MlflowClient
+from sweep_helpers import TINY_BASE, small_analytic_prior
 
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.evaluators.base import make_evaluator_classes
-from dreamfusion.toyworld import analytic
 from dreamfusion.tracking.callback import TrialTracker
 from dreamfusion.tracking.schema import STEP_METRICS
 from dreamfusion.tracking.store import open_experiment
 from dreamfusion.trial.loop import run_trial
 
-CONFIG = dict(
-    prompt="a coloured cube",  # the colour choice's index metric applies, beside CLIP, ground truth and mesh scores
-    steps=1,
-    device="cpu",
-    prior="analytic",
-    nerf={"size": "tiny"},
-    render={"resolution": 16, "samples_per_ray": 16, "views_per_step": 1},
-    eval={"views": 2, "turntable_frames": 2, "every": 1},
-    export={"video": False},
-)
+CONFIG = {
+    **TINY_BASE,
+    "prompt": "a coloured cube",  # the colour choice's index metric applies, beside CLIP, ground truth and mesh scores
+    "steps": 1,
+    "device": "cpu",
+    "eval": {**TINY_BASE["eval"], "every": 1},
+    "export": {"video": False},
+}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """The trial's cfg and its finished run. The analytic prior's image bank at 16 px, 2 views per prompt: the
-    full one takes minutes to render, and what is recorded does not depend on it."""
-    torch.set_num_threads(1)
+    """The trial's cfg and its finished run, on the small analytic prior (what is recorded does not depend on it)."""
     tmp = tmp_path_factory.mktemp("record")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(analytic, "world_bank", functools.partial(analytic.world_bank, resolution=16, views=2))
-        prior = analytic.load_analytic_prior("cpu")
+    prior = small_analytic_prior()
     uri = f"sqlite:///{tmp / 'mlruns.db'}"
     cfg = TrialConfig.model_validate(CONFIG)
     with TrialTracker(uri, open_experiment(uri, "record")).run("trial", "a coloured cube", False) as callback:
