@@ -201,12 +201,16 @@ def owners(key: str) -> list[type[Component]]:
 
 
 def load_plugins(modules: Iterable[str]) -> None:
-    """Import the modules a config names in `plugins`, so the components they define register."""
+    """Import the modules a config names in `plugins`, so the components they define register. A plugin is code
+    from elsewhere: whatever its import raises, and a `sys.exit` in it (which would end `validate` with 0 having
+    checked nothing), is a one-line error naming the module."""
     for module in modules:
         try:
             importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError(f"plugins: cannot import {module!r} ({first_line(exc)})") from None
+        except SystemExit as exc:
+            raise ConfigError(f"plugins: importing {module!r} called sys.exit({exc.code!r})") from None
+        except Exception as exc:
+            raise ConfigError(f"plugins: cannot import {module!r} ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def _load_builtins() -> None:

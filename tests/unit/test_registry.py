@@ -4,6 +4,7 @@ by an import path in the config or an installed entry point."""
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -175,6 +176,36 @@ def test_a_plugin_named_in_the_config_is_imported_before_the_config_is_read(tmp_
         sys.modules.pop("df_test_plugin_cfg", None)
     with pytest.raises(ConfigError, match="plugins: cannot import 'no_such_plugin_module'"):
         load_trial_config(None, ["plugins=[no_such_plugin_module]"])
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "said"),
+    [
+        (".df_relative", None, r"cannot import '\.df_relative' \(TypeError: "),
+        (
+            "df_test_plugin_raises",
+            "raise RuntimeError('boom')",
+            r"cannot import 'df_test_plugin_raises' \(RuntimeError: boom\)",
+        ),
+        ("df_test_plugin_exits", "import sys\nsys.exit(0)", r"importing 'df_test_plugin_exits' called sys.exit\(0\)"),
+    ],
+)
+def test_a_plugin_that_fails_to_import_is_one_line_and_a_failure(tmp_path, monkeypatch, module, source, said):
+    """A relative name, a plugin that raises, and one that calls sys.exit(0): each a one-line error through the
+    CLI with a non-zero exit (sys.exit(0) used to end `validate` with 0, having checked nothing)."""
+    if source is not None:
+        (tmp_path / f"{module}.py").write_text(source + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"name: p\nbase:\n  prompt: a red cube\n  plugins: ['{module}']\nspace:\n  seed: {{grid: [0, 1]}}\n"
+    )
+    try:
+        result = CliRunner().invoke(app, ["validate", str(spec)])
+    finally:
+        sys.modules.pop(module, None)
+    assert result.exit_code == 2, result.output  # the CLI's exit code for a bad config
+    assert re.search(said, result.output) and "Traceback" not in result.output, result.output
 
 
 def test_an_installed_entry_point_registers_its_components(tmp_path, monkeypatch):
