@@ -23,7 +23,7 @@ from tiny_pipelines import make_tiny_sd
 
 from dreamfusion.serving.service import DIRECTORY
 from dreamfusion.sweep.spec import SweepSpec
-from dreamfusion.sweep.validate import check_space
+from dreamfusion.sweep.validate import Problems, check_space
 from dreamfusion.tracking.schema import STEP_TIME, SYSTEM_PREFIX
 from dreamfusion.tune.launch import launch_sweep
 
@@ -62,7 +62,9 @@ def _spec(name: str, tiny_sd: str, seeds: list[int], placement: str, **prior: ob
             "max_failures": 1,
         }
     )
-    check_space(spec, name)
+    problems = Problems()
+    check_space(spec, name, problems)
+    problems.raise_any()
     return spec
 
 
