@@ -114,7 +114,8 @@ with embedded_ray(sys.argv[1]):
         time.sleep(0.2)
     time.sleep(2)  # the reaper looks every 0.5 s
     below = psutil.Process().children(recursive=True)
-    print(json.dumps({p.pid: " ".join(p.cmdline())[:80] for p in below}), flush=True)
+    # whole command lines: under a long venv path a process's name comes after its 80th character
+    print(json.dumps({p.pid: " ".join(p.cmdline()) for p in below}), flush=True)
     time.sleep(600)
 """
 

@@ -333,7 +333,8 @@ def test_an_unknown_negative_prompt_is_refused_before_loading(tmp_path):
         app, ["run", "--no-tracking", "--out", str(tmp_path), *set_args(sds__loss="nfsd", sds__negative_prompt="ugly")]
     )
     assert result.exit_code == 2
-    assert result.output.startswith("error: --set: sds.negative_prompt: 'ugly' is not known to the toyworld prior")
+    said = "error: the command line: sds.negative_prompt: 'ugly' is not known to the toyworld prior"
+    assert result.output.startswith(said)
     assert result.output.count("\n") == 1
 
 
