@@ -26,10 +26,7 @@ def fresh_out(out: Path) -> Iterator[Path]:
     the directory itself where this call made it, else its contents."""
     check_fresh(out)
     made = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    writable_dir(out)
     try:
         yield out
     except BaseException:
