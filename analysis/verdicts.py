@@ -154,7 +154,7 @@ def headline(sweep: Sweep, comparisons: pd.DataFrame, trends: pd.DataFrame) -> l
     """One sentence per compared axis and metric (the axes the sweep asks about; prompt only when it is the only
     one), then the trends; never a 'best' the verdicts do not support."""
     if comparisons.empty:
-        return [f"No comparison yet: no two levels share paired, finished trials that logged {sweep.metric}."]
+        return [_no_comparison(sweep)]
     asked = [a for a in axes_to_compare(sweep) if a != "prompt"] or axes_to_compare(sweep)
     asked += ["sweep"] if len(sweep.sources) > 1 else []
     lines = []
@@ -163,6 +163,14 @@ def headline(sweep: Sweep, comparisons: pd.DataFrame, trends: pd.DataFrame) -> l
             lines.append(family_sentence(sweep, family.reset_index(drop=True)))
     lines += trend_sentences(sweep, trends[trends["axis"].isin(asked)] if len(trends) else trends)
     return [*lines, family_line(comparisons, trends)]
+
+
+def _no_comparison(sweep: Sweep) -> str:
+    """Why there is no comparison. "Yet" promises trials to come, which is wrong of a sweep whose trials all failed."""
+    trials = sweep.trials
+    if len(trials) and (trials["status"] == "FAILED").all():
+        return f"Nothing to compare: all {len(trials)} trial runs failed."
+    return f"No comparison yet: no two levels share paired, finished trials that logged {sweep.metric}."
 
 
 def _family(axis: str, comparisons: pd.DataFrame, trends: pd.DataFrame) -> str:

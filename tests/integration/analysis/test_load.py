@@ -165,6 +165,9 @@ def test_a_sweep_whose_trials_all_failed_says_so(tmp_path):
     text = "\n".join(lines)
     assert "No finished trial: all 3 trial runs failed (most often: ValueError: x, 3 of them)" in text
     assert "no trial runs yet" not in text and "have no run" not in text
+    # the headline says why there is no comparison: none is coming, not "yet"
+    assert "Nothing to compare: all 3 trial runs failed." in lines
+    assert "No comparison yet" not in text
 
 
 def test_a_launch_whose_trials_failed_before_logging_a_run_says_how_it_ended(tmp_path):
