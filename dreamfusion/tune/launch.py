@@ -27,7 +27,6 @@ from dreamfusion.tracking.artifacts import check_source
 from dreamfusion.tracking.callback import TrialTracker
 from dreamfusion.tracking.runs import (
     close_runs,
-    config_failures,
     end_run,
     failure_reason,
     record_outcome,
@@ -43,7 +42,16 @@ from dreamfusion.tracking.store import (
     open_store,
     resolve_uri,
 )
-from dreamfusion.tune.results import CONFIG_ERROR, NOTHING_TO_RESUME, Outcome, TrialRow, final_rows, stored_rows
+from dreamfusion.tune.results import (
+    CONFIG_ERROR,
+    NOTHING_TO_RESUME,
+    Outcome,
+    TrialRow,
+    config_failures_of,
+    final_rows,
+    mark_config_errors,
+    stored_rows,
+)
 from dreamfusion.tune.session import preflight, ray_session
 from dreamfusion.tune.storage import Launch, check_storage, join, load_launch, new_launch, storage_root
 from dreamfusion.tune.tuner import build_tuner, trainable
@@ -269,14 +277,10 @@ def _config_failed(launch: Launch, rows: list[TrialRow], echo: Echo) -> list[Tri
     """The rows with the trials that failed on their config (which Tune saw end without a result) as CONFIG_ERROR,
     each said once with why. A store that cannot be read leaves the rows as they are: the closing writes that come
     next say in one line that it refuses them."""
-    tracker = launch.tracker
-    try:
-        failed = config_failures(tracker.uri, tracker.experiment_id, launch.parent_run_id)
-    except Exception:  # MLflow's and its database driver's errors alike
-        return rows
+    failed = config_failures_of(launch)
     for reason in failed.values():
         echo(reason)  # "trial ID: key: what was expected; failed on its config, ..."
-    return [dataclasses.replace(r, state=CONFIG_ERROR) if r.trial_id in failed else r for r in rows]
+    return mark_config_errors(rows, failed)
 
 
 def _close(launch: Launch, rows: list[TrialRow] | None) -> None:

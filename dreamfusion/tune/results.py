@@ -12,6 +12,7 @@ from typing import Any
 from dreamfusion.console.table import OFF, format_table
 from dreamfusion.errors import ConfigError, first_line
 from dreamfusion.sweep.spec import SweepSpec
+from dreamfusion.tracking.runs import config_failures
 from dreamfusion.tracking.store import runs_link, sqlite_path
 from dreamfusion.tune.storage import Launch, check_storage, load_launch, saved_trials, storage_root, sweep_names
 
@@ -152,6 +153,7 @@ def sweep_statuses(name: str | None, storage: str | None) -> list[SweepStatus]:
             found.append(SweepStatus(sweep_name, None, None, str(exc)))
             continue
         rows, problem = stored_rows(launch)
+        rows = rows if rows is None else with_config_errors(launch, rows)
         found.append(SweepStatus(sweep_name, launch.experiment_dir, rows, problem, launch.sweep.tune.metric))
     return found
 
@@ -187,6 +189,29 @@ def stored_rows(launch: Launch) -> tuple[list[TrialRow] | None, str]:
         return trial_rows(launch.experiment_dir, launch.sweep), ""
     except Exception as exc:  # Tune's and pydantic's errors alike: a state this version cannot read
         return None, f"cannot read its Tune state ({first_line(exc)})"
+
+
+def config_failures_of(launch: Launch) -> dict[str, str]:
+    """The launch's trials that failed on their config, trial id → why, as their runs' tags say; none where the
+    store cannot be read, so that what Tune saved is still shown."""
+    tracker = launch.tracker
+    try:
+        return config_failures(tracker.uri, tracker.experiment_id, launch.parent_run_id)
+    except Exception:  # MLflow's and its database driver's errors alike
+        return {}
+
+
+def with_config_errors(launch: Launch, rows: list[TrialRow]) -> list[TrialRow]:
+    """The rows with the trials that failed on their config as CONFIG_ERROR. Such a trial reports nothing, and Tune
+    saves it TERMINATED with no result: only then is the store asked (status need not wait on one that is down)."""
+    if not any(r.state == "TERMINATED" and r.step is None for r in rows):
+        return rows
+    return mark_config_errors(rows, config_failures_of(launch))
+
+
+def mark_config_errors(rows: list[TrialRow], failed: dict[str, str]) -> list[TrialRow]:
+    """The rows with those of `failed` (trial id → why) as CONFIG_ERROR: the one state launch and status show."""
+    return [replace(r, state=CONFIG_ERROR) if r.trial_id in failed else r for r in rows]
 
 
 def _trial_table(rows: list[TrialRow], metric: str) -> str:

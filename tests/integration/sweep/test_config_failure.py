@@ -1,13 +1,18 @@
 """A trial whose config its worker cannot build (the trial schema refuses it) fails once and is not retried, even
 under `max_failures: -1`: Tune would retry the same deterministic error forever. The launch ends, says which trial
-failed on its config and that `df-sweep resume` would not help, and exits non-zero; the other trials finish."""
+failed on its config and that `df-sweep resume` would not help, and exits non-zero; the other trials finish.
+`df-sweep status` then shows the failed trial as CONFIG_ERROR, as the launch did: Tune saved it TERMINATED."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from cluster_helpers import df_sweep, finished
 from sweep_helpers import sweep_runs, write_spec
+from typer.testing import CliRunner
+
+from dreamfusion.cli import app
 
 
 def test_a_trial_failing_on_its_config_is_not_retried_and_the_launch_says_so(tmp_path: Path) -> None:
@@ -41,3 +46,12 @@ def test_a_trial_failing_on_its_config_is_not_retried_and_the_launch_says_so(tmp
     assert parents[0].data.tags["df.failure"] == (
         "1 failed on their config of 2 trials; fix the spec and launch again (df-sweep resume would not help)"
     )
+
+    storage = ["--storage", str(tmp_path / "ray_results")]
+    shown = CliRunner().invoke(app, ["status", "refused", "--json", *storage])
+    assert shown.exit_code == 0, shown.output
+    (trials,) = json.loads(shown.output)["sweeps"]
+    assert trials["states"] == {"TERMINATED": 1, "CONFIG_ERROR": 1}, trials
+    table = CliRunner().invoke(app, ["status", "refused", *storage]).output
+    rows = table.splitlines()[1:]  # under the sweep's line of counts
+    assert sum("CONFIG_ERROR" in row for row in rows) == 1 and sum("TERMINATED" in row for row in rows) == 1, table
