@@ -217,18 +217,29 @@ def check_base(spec: SweepSpec, source: str) -> TrialConfig:
 
 def check_dimension(spec: SweepSpec, key: str, dim: Dimension, source: str) -> None:
     """The values a trial can receive from one dimension (its listed values, its bounds, a few seeded draws), each
-    through the trial schema. Tune draws floats from a float distribution, and an integer field refuses them in
-    every trial, so that is said of the dimension, not of a value that happens to be whole."""
-    if dim.kind in FLOAT_KINDS and takes_integers(key_annotation(key)):
-        raise ConfigError(
-            f"{source}: space.{key}: {key} is an integer, and {dim.kind} draws floats; "
-            f"expected {{randint: [low, high]}} or a grid of integers"
-        )
+    through the trial schema."""
+    if takes_integers(key_annotation(key)):
+        check_integer_dimension(key, dim, source)
     # a conditional value is checked in a trial its condition holds in
     condition = {dim.condition[0]: dim.condition[1][0]} if dim.condition else {}
     for value in dim.checked_values():
         label = f"{source}: space.{key}={shorten(value)}"
         check_trial(spec.trial_config({**condition, key: value}, label), label)
+
+
+def check_integer_dimension(key: str, dim: Dimension, source: str) -> None:
+    """An integer key takes randint or a grid or choice of integers. Tune draws floats from a float distribution,
+    and an integer field refuses them in every trial, so that is said of the dimension, not of a value that happens
+    to be whole. A listed whole float (YAML's `32.0`) or bool the trial schema would take as 32 or 1, while Tune's
+    config and the trial table kept 32.0 or True: refused as well, so each value is recorded as the trial ran it."""
+    expected = "expected {randint: [low, high]} or a grid of integers"
+    if dim.kind in FLOAT_KINDS:
+        raise ConfigError(f"{source}: space.{key}: {key} is an integer, and {dim.kind} draws floats; {expected}")
+    listed = dim.argument if dim.kind in ("grid", "choice") else []
+    odd = [v for v in listed if v is not None and (isinstance(v, bool) or not isinstance(v, int))]
+    if odd:
+        listing = f"the {dim.kind} lists {shorten(odd[0])}"
+        raise ConfigError(f"{source}: space.{key}: {key} is an integer, and {listing}; {expected}")
 
 
 def check_combinations(spec: SweepSpec, source: str) -> None:

@@ -75,7 +75,10 @@ SPEC_CASES = {
     "unknown space kind": (_with(space={"seed": {"normal": [0, 1]}}), "space.seed.normal: unknown key"),
     "wrong type in base": (_with(base__steps="many"), "base.steps: Input should be a valid integer"),
     "wrong type in tune": (_with(tune={"num_samples": "lots"}), "tune.num_samples"),
-    "wrong type in space value": (_with(space={"seed": {"grid": [0, "x"]}}), "space.seed='x': seed"),
+    "wrong type in space value": (
+        _with(space={"sds.guidance_scale": {"grid": [20, "x"]}}),
+        "space.sds.guidance_scale='x': sds.guidance_scale: Input should be a valid number",
+    ),
     "empty prompt in base": (_with(base__prompt="  "), "base.prompt: prompt must not be empty"),
     "empty prompt in space": (_with(space={"prompt": {"grid": ["a red cube", ""]}}), "prompt must not be empty"),
     "empty search space": (_with(space={}), "space: expected at least one dotted key"),
@@ -133,6 +136,15 @@ SPEC_CASES = {
             base__sds={"timesteps": {"schedule": "stratified"}}, space={"sds.timesteps.strata": {"quniform": [2, 8, 2]}}
         ),
         "space.sds.timesteps.strata: sds.timesteps.strata is an integer, and quniform draws floats",
+    ),
+    "whole floats in a grid on an integer key": (
+        "name: x\nspace: {render.resolution: {grid: [32.0, 64.0]}}\n",
+        "space.render.resolution: render.resolution is an integer, and the grid lists 32.0; expected "
+        "{randint: [low, high]} or a grid of integers",
+    ),
+    "a bool in a choice on an integer key": (
+        _with(space={"seed": {"choice": [0, True]}}),
+        "space.seed: seed is an integer, and the choice lists True; expected {randint: [low, high]}",
     ),
     "a duplicate key": (
         "name: x\nbase: {steps: 10}\nspace: {seed: {grid: [0]}}\nbase: {steps: 20}\n",
