@@ -139,6 +139,10 @@ class Tracking(Schema):
     """Steps of step metrics batched into one MLflow write: fewer, larger writes keep the trial fast."""
     system_every_s: float = Field(2.0, ge=0.1)
     """Seconds between samples of a trial process's CPU, memory and GPU (`system/` metrics)."""
+    async_logging: bool = True
+    """Write step metrics in the background (MLflow's asynchronous logging) while the trial goes on; each eval and
+    the trial's end wait for them. false writes each batch before the trial goes on: slower, for debugging a store
+    or reading its writes in their exact order as they happen. The metrics logged are the same either way."""
 
 
 class SweepSpec(Schema):

@@ -68,7 +68,7 @@ class TrialTracker:
     flush_every: int = 25
     provenance: Provenance = Provenance()
     system_every_s: float = 2.0
-    #: False: each batch of step metrics is written before the trial goes on (the test of the asynchronous writes).
+    #: False: each batch of step metrics is written before the trial goes on (a spec's `tracking.async_logging`).
     asynchronous: bool = True
 
     @contextmanager

@@ -99,16 +99,26 @@ def launch_sweep(
                 spec.num_trials(),
                 _params(spec),
             )
-            tracker = TrialTracker(
-                uri,
-                experiment_id,
-                parent,
-                spec.tracking.flush_every,
-                provenance=origin,
-                system_every_s=spec.tracking.system_every_s,
-            )
+            tracker = trial_tracker(spec, uri, experiment_id, parent, origin)
             launch = Launch(spec.model_dump(mode="json"), join(sweep_dir, name), tracker)
             return _run(launch, lambda ctx: build_tuner(ctx, sweep_dir, name), echo, new=True)
+
+
+def trial_tracker(
+    spec: SweepSpec, uri: str, experiment_id: str, parent_run_id: str, origin: provenance.Provenance
+) -> TrialTracker:
+    """Where and how the sweep's trials log, as its tracking block says; saved with the launch, so that a resume
+    logs the same way."""
+    tracking = spec.tracking
+    return TrialTracker(
+        uri,
+        experiment_id,
+        parent_run_id,
+        tracking.flush_every,
+        provenance=origin,
+        system_every_s=tracking.system_every_s,
+        asynchronous=tracking.async_logging,
+    )
 
 
 def resume_sweep(
