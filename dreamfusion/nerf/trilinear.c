@@ -14,11 +14,12 @@
 /* The cell of coordinate c on a side of r voxels (i0 in [0, r − 2]) and the fraction into it, in [0, 1]. */
 static void cell(float c, int64_t r, int64_t *i0, float *frac) {
     float p = (c + 1.0f) * 0.5f * (float)(r - 1);
-    float lo = floorf(p);
-    if (lo > (float)(r - 2)) lo = (float)(r - 2);
-    if (lo < 0.0f) lo = 0.0f;
+    /* floor(p) clamped to [0, r − 2], as a truncation of the clamped p: inline, where floorf is a libm call */
+    const float last = (float)(r - 2);
+    const float lo = (float)(int64_t)(p < 0.0f ? 0.0f : (p > last ? last : p));
     *i0 = (int64_t)lo;
-    *frac = fminf(fmaxf(p - lo, 0.0f), 1.0f);
+    const float f = p - lo; /* fminf and fmaxf are libm calls too */
+    *frac = f < 0.0f ? 0.0f : (f > 1.0f ? 1.0f : f);
 }
 
 /* The 8 corners of a point in one level: their rows, weights and (if asked) the weights' derivatives along x, y,
