@@ -58,6 +58,7 @@ BUILTINS: tuple[str, ...] = (
     "dreamfusion.sds.sds",
     "dreamfusion.sds.csd",
     "dreamfusion.sds.nfsd",
+    "dreamfusion.sds.vsd",
     "dreamfusion.scoring.clip",
     "dreamfusion.scoring.none",
     "dreamfusion.evaluators.clip",

@@ -46,7 +46,9 @@ class SDSConfig(Selecting):
     """w(t): `sds` = 1 − ᾱ_t (DreamFusion σ_t²); `uniform` = 1; `fantasia3d` = sqrt(ᾱ_t)(1 − ᾱ_t)."""
     loss: LossName = "sds"
     """The score-distillation gradient: `sds` is DreamFusion's w(t)(ε̂ − ε); `csd` Classifier Score Distillation
-    w(t)·s(ε_c − ε_u); `nfsd` Noise-Free Score Distillation w(t)(δ_D + s(ε_c − ε_u)) (`dreamfusion/sds/`)."""
+    w(t)·s(ε_c − ε_u); `nfsd` Noise-Free Score Distillation w(t)(δ_D + s(ε_c − ε_u)); `vsd` Variational Score
+    Distillation w(t)(ε̂ − ε̂_φ), ε̂_φ a camera-conditioned LoRA of the prior trained on the renders
+    (`dreamfusion/sds/`)."""
     timesteps: TimestepConfig = Field(default_factory=TimestepConfig)
     """Timestep sampling schedule."""
     baseline: bool = True

@@ -8,14 +8,16 @@ a registered component: `prior.kind` names it, and its class says what can be ch
 from __future__ import annotations
 
 import abc
+import copy
 import hashlib
 from typing import Any, ClassVar, Literal
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from dreamfusion import registry
 from dreamfusion.config.schema import PriorConfig, SpeedConfig
+from dreamfusion.errors import ConfigError
 
 #: What a load holds: the whole prior, or one side of a served one (`prior.placement: shared`): the `denoiser`
 #: (text → embeddings, (z_t, t, emb) → ε̂) a prior service holds once per GPU, or the `codec` (image ↔ model
@@ -32,6 +34,9 @@ class Prior(registry.Component, abc.ABC):
     dtype: torch.dtype
     #: [T] float32 on `device`: ᾱ_t of the prior's DDPM training schedule.
     alphas_cumprod: Tensor
+    #: The attribute that holds the denoiser network, for a loss that trains an adapter of it (VSD); None: the
+    #: prior has no network of its own here (a served prior's is in its service; the analytic prior has none).
+    network_attribute: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self._embeddings: dict[str, Tensor] = {}
@@ -116,6 +121,25 @@ class Prior(registry.Component, abc.ABC):
         whose denoiser can share the text-free part of the copies overrides this."""
         k = emb.shape[0] // z_t.shape[0]
         return self.predict_noise(torch.cat([z_t] * k), torch.cat([t] * k), emb)
+
+    def network(self) -> nn.Module:
+        """The network that computes ε̂ (frozen), for a loss that adapts a copy of it; a ConfigError where there is
+        none here."""
+        if self.network_attribute is None:
+            raise ConfigError(
+                f"prior: {self.name} has no denoiser network in the trial's process to adapt (a shared prior's runs in "
+                "its service, the analytic prior has none); expected prior.placement: local and a neural prior"
+            )
+        module: nn.Module = getattr(self, self.network_attribute)
+        return module
+
+    def with_network(self, module: nn.Module) -> Prior:
+        """This prior computing ε̂ with `module` in place of its own network, everything else (text, model space,
+        ᾱ_t, the v → ε conversion) shared: how VSD's adapter predicts. The prior itself is left unchanged."""
+        self.network()  # refuses a prior without one
+        adapted = copy.copy(self)
+        setattr(adapted, str(self.network_attribute), module)
+        return adapted
 
     def describe(self) -> str:
         """One line for `df-sweep run` and the run's `df.prior` tag: which model ran, and what it is."""

@@ -43,6 +43,7 @@ class DiffusersPrior(Prior):
     model: str
     #: One of PREDICTION_TYPES: what the checkpoint's UNet outputs, from its scheduler config.
     prediction_type: str
+    network_attribute = "unet"
 
     @classmethod
     def load(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype) -> Prior:

@@ -16,7 +16,7 @@ from torch import Tensor
 from dreamfusion import registry
 from dreamfusion.priors.base import Prior
 from dreamfusion.sds.guidance import guidance_multiplier, predict_pair
-from dreamfusion.sds.loss import Loss, SDSOutput, noised
+from dreamfusion.sds.loss import Loss, LossContext, SDSOutput, noised
 
 
 @registry.register
@@ -25,7 +25,14 @@ class CSD(Loss):
     summary = "Classifier Score Distillation w(t)·s(ε_c − ε_u), the classifier score alone (Yu et al. 2023)"
 
     def __call__(
-        self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor, noise: Tensor
+        self,
+        prior: Prior,
+        x: Tensor,
+        t: Tensor,
+        emb_cond: Tensor,
+        emb_uncond: Tensor,
+        noise: Tensor,
+        context: LossContext | None = None,
     ) -> SDSOutput:
         alpha_bar = prior.alphas_cumprod[t].view(-1, 1, 1, 1)  # [B, 1, 1, 1]
         z_t = noised(x.detach(), noise, alpha_bar)

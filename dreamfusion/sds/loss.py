@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from dreamfusion import registry
 from dreamfusion.config.schema import SDSConfig
+from dreamfusion.nerf.cameras import Cameras
 from dreamfusion.priors.base import Prior
 from dreamfusion.sds.weighting import Weighting, make_weighting
 
@@ -30,6 +32,16 @@ class SDSOutput:
     nonfinite: Tensor  # [] fraction of the residual's elements that were non-finite (and contribute no gradient)
 
 
+@dataclass
+class LossContext:
+    """What the step knows besides the render, for a loss that learns during the trial (VSD's adapter sees the
+    camera and trains on the renders); the other losses ignore it."""
+
+    cameras: Cameras  # the step's B views
+    emb_prompt: Tensor  # [B, ...] the prompt without its view suffix
+    generator: torch.Generator  # the trial's checkpointed generator: every draw a loss makes comes from it
+
+
 class Loss(registry.Component, abc.ABC):
     kind = "loss"
 
@@ -40,9 +52,28 @@ class Loss(registry.Component, abc.ABC):
 
     @abc.abstractmethod
     def __call__(
-        self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor, noise: Tensor
+        self,
+        prior: Prior,
+        x: Tensor,
+        t: Tensor,
+        emb_cond: Tensor,
+        emb_uncond: Tensor,
+        noise: Tensor,
+        context: LossContext | None = None,
     ) -> SDSOutput:
-        """x [B, C, h, w] in model space (requires grad), t [B] long, text embeddings [B, ...], noise ε like x."""
+        """x [B, C, h, w] in model space (requires grad), t [B] long, text embeddings [B, ...], noise ε like x;
+        `context` what the step knows besides (a loss that needs it, VSD, refuses to run without)."""
+
+    def start(self, prior: Prior, seed: int) -> None:
+        """Build what the loss learns during a trial against `prior`, before the first step and before a checkpoint
+        is restored (VSD's adapter, from `seed`); the other losses learn nothing."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the loss has learnt so far, checkpointed with the trial; empty for a loss that learns nothing."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from `state_dict()`'s output."""
 
     def gradient(self, x: Tensor, residual: Tensor, alpha_bar: Tensor, eps_hat: Tensor) -> SDSOutput:
         """w(t)·residual injected at x: clamped to ±`grad_clip`, and every element whose residual is non-finite (a

@@ -26,7 +26,7 @@ from torch import Tensor
 from dreamfusion import registry
 from dreamfusion.priors.base import Prior
 from dreamfusion.sds.guidance import guidance_multiplier, predict, predict_pair
-from dreamfusion.sds.loss import Loss, SDSOutput, noised
+from dreamfusion.sds.loss import Loss, LossContext, SDSOutput, noised
 
 #: Below this fraction of T the domain term is ε_u alone (the paper's t < 200 of T = 1000).
 SMALL_T = 0.2
@@ -47,7 +47,14 @@ class NFSD(Loss):
         vocabulary has them (Stable Diffusion, IF), else "" (the toy world: the unconditional prompt)."""
 
     def __call__(
-        self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor, noise: Tensor
+        self,
+        prior: Prior,
+        x: Tensor,
+        t: Tensor,
+        emb_cond: Tensor,
+        emb_uncond: Tensor,
+        noise: Tensor,
+        context: LossContext | None = None,
     ) -> SDSOutput:
         alpha_bar = prior.alphas_cumprod[t].view(-1, 1, 1, 1)  # [B, 1, 1, 1]
         z_t = noised(x.detach(), noise, alpha_bar)

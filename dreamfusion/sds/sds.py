@@ -14,7 +14,7 @@ from torch import Tensor
 from dreamfusion import registry
 from dreamfusion.priors.base import Prior
 from dreamfusion.sds.guidance import guided_noise
-from dreamfusion.sds.loss import Loss, SDSOutput, noised
+from dreamfusion.sds.loss import Loss, LossContext, SDSOutput, noised
 
 
 @registry.register
@@ -25,7 +25,14 @@ class SDS(Loss):
     options = ("sds.baseline", "sds.jacobian")
 
     def __call__(
-        self, prior: Prior, x: Tensor, t: Tensor, emb_cond: Tensor, emb_uncond: Tensor, noise: Tensor
+        self,
+        prior: Prior,
+        x: Tensor,
+        t: Tensor,
+        emb_cond: Tensor,
+        emb_uncond: Tensor,
+        noise: Tensor,
+        context: LossContext | None = None,
     ) -> SDSOutput:
         if self.cfg.jacobian:
             return self.diffusion_loss(prior, x, t, emb_cond, emb_uncond, noise)

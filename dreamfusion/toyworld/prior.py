@@ -38,6 +38,7 @@ class ToyWorldPrior(Prior):
     )
     needs = registry.Needs(vocabulary=world.VOCABULARY)
     scorer = "toyworld"
+    network_attribute = "unet"
 
     @classmethod
     def load(cls, cfg: PriorConfig, device: torch.device, dtype: torch.dtype) -> ToyWorldPrior:

@@ -81,8 +81,8 @@ def run_trial(
     prior = prior or load_prior(cfg.prior, cfg.device)
     scorer = scorer or load_scorer(cfg.scoring, resolve_device(cfg.device), prior)
     prior.text_embedding(cfg.prompt)  # a closed-vocabulary prior fails here, before any work, on a prompt it lacks
-    state = TrialState(cfg, prior.device)
     step = SDSStep(cfg, prior)
+    state = TrialState(cfg, prior.device, step.loss)
     evaluation = Evaluation(cfg, scorer, prior.device)
     if resume_from is not None:
         load_checkpoint(state, resume_from)

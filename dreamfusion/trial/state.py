@@ -1,5 +1,6 @@
-"""What a trial is at a step: the field, its background and occupancy grid, the optimiser, the step and the RNG;
-saved and restored as one checkpoint, so a resumed trial continues exactly where it stopped."""
+"""What a trial is at a step: the field, its background and occupancy grid, the optimiser, the step, the RNG and
+what the loss has learnt (VSD's adapter); saved and restored as one checkpoint, so a resumed trial continues exactly
+where it stopped."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ from dreamfusion.nerf.field import Background, NeRFField, finest_voxel
 from dreamfusion.nerf.grow import grow_field
 from dreamfusion.nerf.occupancy import OccupancyGrid
 from dreamfusion.nerf.render import GradientFn, Lighting, RenderOutput, render, render_shadings
+from dreamfusion.sds.loss import Loss
 
 
 class TrialState:
-    def __init__(self, cfg: TrialConfig, device: torch.device) -> None:
+    def __init__(self, cfg: TrialConfig, device: torch.device, loss: Loss | None = None) -> None:
+        """`loss`: the step's, whose learnt state (if any) is the trial's too; None where only the field matters."""
         self.cfg = cfg
+        self.loss = loss
         torch.manual_seed(cfg.seed)  # the field's initialisation; everything after draws from `generator`
         self.field = NeRFField(cfg.nerf, fused_grid=cfg.speed.fused_grid).to(device)
         self.background = Background(cfg.render.background).to(device)
@@ -116,6 +120,7 @@ class TrialState:
             "step": self.step,
             "generator": self.generator.get_state(),
             "nonfinite_streak": self.nonfinite_streak,
+            "loss": self.loss.state_dict() if self.loss is not None else {},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -130,6 +135,8 @@ class TrialState:
         self.step = int(state["step"])
         self.generator.set_state(state["generator"])
         self.nonfinite_streak = int(state.get("nonfinite_streak", 0))
+        if self.loss is not None and state.get("loss"):
+            self.loss.load_state_dict(state["loss"])
 
 
 def save_checkpoint(state: TrialState, out: Path) -> Path:

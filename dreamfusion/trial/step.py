@@ -11,7 +11,7 @@ from dreamfusion.config.schema import RenderConfig, SDSConfig, TrialConfig
 from dreamfusion.nerf.cameras import sample_cameras, sample_lights, view_prompt
 from dreamfusion.nerf.render import SHADING_MODES, Lighting
 from dreamfusion.priors.base import Prior
-from dreamfusion.sds.loss import make_loss
+from dreamfusion.sds.loss import LossContext, make_loss
 from dreamfusion.sds.schedules import Schedule, make_schedule
 from dreamfusion.timing import Laps
 from dreamfusion.trial.state import TrialState
@@ -27,6 +27,7 @@ class SDSStep:
         prior.use_speed(cfg.speed)
         self.schedule = make_schedule(cfg.sds.timesteps, cfg.steps, prior.alphas_cumprod, cfg.seed)
         self.loss = make_loss(cfg.sds)
+        self.loss.start(prior, cfg.seed)
         self.uncond = prior.text_embedding("")  # [1, ...]
 
     def __call__(self, state: TrialState) -> dict[str, float]:
@@ -56,7 +57,13 @@ class SDSStep:
         t = draw_timesteps(self.schedule, state.step, b, cfg.sds.timesteps.per_view, g).to(device)
         noise = torch.randn(x.shape, generator=g).to(device)
         res = self.loss(
-            self.prior, x, t, self.prior.text_embeddings(prompts), self.uncond.expand(b, *self.uncond.shape[1:]), noise
+            self.prior,
+            x,
+            t,
+            self.prior.text_embeddings(prompts),
+            self.uncond.expand(b, *self.uncond.shape[1:]),
+            noise,
+            LossContext(cams.to(device), self.prior.text_embeddings([cfg.prompt] * b), g),
         )
         lap("sds")
         regs = {
