@@ -45,6 +45,12 @@ class TrialState:
         ]
         return [g for g in groups if g["params"]]
 
+    def follow_optim_config(self) -> None:
+        """The optimiser's learning rates, betas and eps set to the config's (Adam copies them when it is built): after
+        a checkpoint is loaded, and at every step where `optim` keys ramp."""
+        for group, configured in zip(self.optim.param_groups, self._param_groups()):
+            group.update({k: v for k, v in configured.items() if k != "params"})
+
     def render(
         self,
         cams: Cameras,
@@ -130,8 +136,7 @@ class TrialState:
         self.optim.load_state_dict(state["optim"])
         # The config's learning rates, betas and eps win over the checkpoint's: the same on a retry or a resume,
         # new ones when a PBT trial continues another trial's checkpoint with a perturbed config.
-        for group, configured in zip(self.optim.param_groups, self._param_groups()):
-            group.update({k: v for k, v in configured.items() if k != "params"})
+        self.follow_optim_config()
         self.step = int(state["step"])
         self.generator.set_state(state["generator"])
         self.nonfinite_streak = int(state.get("nonfinite_streak", 0))

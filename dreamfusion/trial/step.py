@@ -34,6 +34,9 @@ class SDSStep:
         cfg, g, device = self.cfg, state.generator, self.prior.device
         t0 = time.perf_counter()
         lap = Laps()
+        ramped = cfg.apply_ramps(state.step)  # every part of the step reads the ramped keys' values of this step
+        if any(key.startswith("optim.") for key in ramped):
+            state.follow_optim_config()
         if state.step % OCCUPANCY_EVERY == 0:
             state.occupancy.update(state.field.density)
         lap("occupancy")
@@ -90,6 +93,7 @@ class SDSStep:
             "opacity": float(out.opacity.detach().mean()),
             "nonfinite": float(res.nonfinite),
             **{f"reg_{k}": v.item() for k, v in regs.items()},
+            **{f"ramp.{key}": value for key, value in ramped.items()},
             "step_ms": (time.perf_counter() - t0) * 1000,
         }
 

@@ -149,6 +149,34 @@ def test_resume_at_the_last_step_only_evaluates(prior, straight, tmp_path):
     assert resumed.metrics == first.metrics
 
 
+RAMPED = {"reg": {"orientation": [2, 0.0, 0.5, 8]}, "optim": {"lr_grid": [0, 0.03, 0.003, 10]}}
+
+
+def test_ramped_keys_take_each_steps_value_and_resume_exactly(prior, straight, tmp_path):
+    """Step s (1-based in the history) ran with the ramps' values at s − 1, the step index it ran as; the optimiser
+    followed the learning-rate ramp; an interrupted trial resumes onto the same values and metrics."""
+    cfg = small_config(**RAMPED)
+    first = run_trial(cfg, tmp_path / "first", prior=prior)
+    orientation, lr = cfg.ramps["reg.orientation"], cfg.ramps["optim.lr_grid"]
+    for row in first.history:
+        assert row["ramp.reg.orientation"] == orientation.at(row["step"] - 1)
+        assert row["ramp.optim.lr_grid"] == lr.at(row["step"] - 1)
+    assert [row["ramp.reg.orientation"] for row in first.history[:3]] == [0.0, 0.0, 0.0]
+    assert first.history[-1]["ramp.reg.orientation"] == 0.5
+    groups = torch.load(tmp_path / "first" / "checkpoints" / "step_000010" / "state.pt", weights_only=False)
+    grid = next(g for g in groups["optim"]["param_groups"] if g["name"] == "grid")
+    assert grid["lr"] == pytest.approx(0.03 + (0.003 - 0.03) * 0.9)  # the value of the last step run, index 9
+    assert _without_timing(first.history) != _without_timing(straight[0].history)  # the ramps changed the run
+
+    with pytest.raises(Interrupted):
+        run_trial(small_config(**RAMPED), tmp_path / "cut", StopAfterCheckpoint(5), prior=prior)
+    resumed = run_trial(
+        small_config(**RAMPED), tmp_path / "cut", prior=prior, resume_from=latest_checkpoint(tmp_path / "cut")
+    )
+    assert _without_timing(resumed.history) == _without_timing(first.history[5:])
+    assert resumed.metrics == first.metrics
+
+
 # -- artifacts ----------------------------------------------------------------------------------------------------
 
 
