@@ -100,8 +100,12 @@ class VSD(Loss):
         return {"adapter": self.adapter.trained_state(), "optim": self.optim.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The adapter and its AdamW moments; the learning rate stays the config's, as the trial's optimiser's does
+        (a PBT trial may continue another's checkpoint with a perturbed `lora_lr`)."""
         self.adapter.load_trained_state(state["adapter"])
         self.optim.load_state_dict(state["optim"])
+        for group in self.optim.param_groups:
+            group["lr"] = self.options.lora_lr
 
     def __call__(
         self,

@@ -230,3 +230,12 @@ def test_on_a_diffusers_unet_the_adapter_sees_the_camera_and_the_prior_stays_fro
     assert out.grad.shape == x.shape and torch.isfinite(out.grad).all()
     assert any(not torch.equal(v, loss.adapter.trained_state()[k]) for k, v in before.items())
     assert all(torch.equal(v, prior.unet.state_dict()[k]) for k, v in frozen.items())
+
+
+def test_a_restored_adapter_keeps_the_configs_learning_rate():
+    """As the trial's own optimiser: a checkpoint continued with another `lora_lr` (PBT's perturbation) trains at it."""
+    prior = NetworkPrior()
+    saved = _vsd(prior).state_dict()
+    restored = _vsd(prior, lora_lr=3e-3)
+    restored.load_state_dict(saved)
+    assert [g["lr"] for g in restored.optim.param_groups] == [3e-3]
