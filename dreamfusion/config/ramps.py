@@ -14,13 +14,23 @@ trial ramps on exactly.
 from __future__ import annotations
 
 import math
+import types
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 #: What `take`'s `rampable` says of a key whose value may be a list or a mapping of its own (no ramp to look for).
 HOLDS_COLLECTIONS = "holds lists or mappings"
+#: Blocks of the trial config whose float keys may ramp: the trial reads them at every step. The others are read
+#: once (→ why that refuses a ramp).
+RAMP_BLOCKS = ("optim", "reg", "nerf", "render", "camera", "sds")
+FIXED_BLOCKS = {
+    "sds.timesteps": "the timestep schedule fixes the t-range when the trial starts; the anneal and hifa schedules "
+    "move it",
+    "": "read once, not at every step",
+}
 #: How a ramp may be written: threestudio's two lists, or the mapping that names a shape.
 FORMS = "[start_step, start, end, end_step], [start, end, end_step] or {ramp: [...], shape: linear|cosine}"
 
@@ -125,3 +135,38 @@ def inline(dumped: dict[str, Any], ramps: Mapping[str, Ramp]) -> dict[str, Any]:
             block = block[part]
         block[name] = ramp.written()
     return dumped
+
+
+def refusal(model: type[BaseModel], key: str) -> str | None:
+    """Why the dotted key of the trial config `model` cannot hold a ramp, None where it can (`HOLDS_COLLECTIONS`:
+    its lists and mappings are values of its own, or the key is not declared and the schema judges it)."""
+    *path, name = key.split(".")
+    for part in path:
+        inner = model.model_fields.get(part)
+        if inner is None or not (isinstance(inner.annotation, type) and issubclass(inner.annotation, BaseModel)):
+            return HOLDS_COLLECTIONS
+        model = inner.annotation
+    info = model.model_fields.get(name)
+    if info is None:
+        return HOLDS_COLLECTIONS
+    union = typing.get_origin(info.annotation) in (typing.Union, types.UnionType)
+    members = [a for a in (typing.get_args(info.annotation) if union else (info.annotation,)) if a is not type(None)]
+    if members != [float]:
+        scalar = all(m in (int, bool, str) or typing.get_origin(m) is Literal for m in members)
+        return "a ramp needs a float key" if scalar else HOLDS_COLLECTIONS
+    block = ".".join(path)
+    if block not in RAMP_BLOCKS:
+        return FIXED_BLOCKS.get(block, FIXED_BLOCKS[""])
+    return None
+
+
+def check_end(cfg: BaseModel, key: str, ramp: Ramp) -> None:
+    """The end value through the field's own checks, on a copy of its block."""
+    *path, name = key.split(".")
+    block: BaseModel = cfg
+    for part in path:
+        block = getattr(block, part)
+    try:
+        setattr(block.model_copy(), name, ramp.end)
+    except ValidationError as err:
+        raise ValueError(f"{key}: the ramp's end {ramp.end}: {err.errors()[0]['msg']}") from None

@@ -10,19 +10,9 @@ from __future__ import annotations
 import copy
 import os
 import re
-import types
-import typing
 from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+from pydantic import Field, PrivateAttr, field_validator, model_serializer, model_validator
 
 from dreamfusion import registry
 from dreamfusion.config import ramps
@@ -49,14 +39,6 @@ __all__ = [
     "TrialConfig",
 ]
 
-
-#: Blocks whose float keys may ramp: the trial reads them at every step. The others are read once (→ why not).
-RAMP_BLOCKS = ("optim", "reg", "nerf", "render", "camera", "sds")
-FIXED_BLOCKS = {
-    "sds.timesteps": "the timestep schedule fixes the t-range when the trial starts; the anneal and hifa schedules "
-    "move it",
-    "": "read once, not at every step",
-}
 
 #: The devices `device` accepts: what `torch.device` takes and a trial can run on (`auto` picks CUDA or the CPU).
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
@@ -285,11 +267,11 @@ class TrialConfig(Schema):
         found: dict[str, ramps.Ramp] = {}
         if isinstance(data, dict):
             data = copy.deepcopy(data)
-            found = ramps.take(data, ramp_refusal)
+            found = ramps.take(data, lambda key: ramps.refusal(cls, key))
         cfg = handler(data)
         if isinstance(cfg, TrialConfig) and found:
             for key, ramp in found.items():
-                _check_ramp_end(cfg, key, ramp)
+                ramps.check_end(cfg, key, ramp)
             cfg._ramps = found
         return cfg
 
@@ -347,39 +329,3 @@ class TrialConfig(Schema):
                 f"({self.eval.every}): checkpoints are saved at evaluations"
             )
         return self
-
-
-def ramp_refusal(key: str) -> str | None:
-    """Why the dotted trial key cannot hold a ramp, None where it can (`ramps.HOLDS_COLLECTIONS`: its lists and
-    mappings are values of its own, or the key is not declared and the schema judges it)."""
-    model: type[BaseModel] = TrialConfig
-    *path, name = key.split(".")
-    for part in path:
-        inner = model.model_fields.get(part)
-        if inner is None or not (isinstance(inner.annotation, type) and issubclass(inner.annotation, BaseModel)):
-            return ramps.HOLDS_COLLECTIONS
-        model = inner.annotation
-    info = model.model_fields.get(name)
-    if info is None:
-        return ramps.HOLDS_COLLECTIONS
-    union = typing.get_origin(info.annotation) in (typing.Union, types.UnionType)
-    members = [a for a in (typing.get_args(info.annotation) if union else (info.annotation,)) if a is not type(None)]
-    if members != [float]:
-        scalar = all(m in (int, bool, str) or typing.get_origin(m) is Literal for m in members)
-        return "a ramp needs a float key" if scalar else ramps.HOLDS_COLLECTIONS
-    block = ".".join(path)
-    if block not in RAMP_BLOCKS:
-        return FIXED_BLOCKS.get(block, FIXED_BLOCKS[""])
-    return None
-
-
-def _check_ramp_end(cfg: TrialConfig, key: str, ramp: ramps.Ramp) -> None:
-    """The end value through the field's own checks, on a copy of its block."""
-    *path, name = key.split(".")
-    block: BaseModel = cfg
-    for part in path:
-        block = getattr(block, part)
-    try:
-        setattr(block.model_copy(), name, ramp.end)
-    except ValidationError as err:
-        raise ValueError(f"{key}: the ramp's end {ramp.end}: {err.errors()[0]['msg']}") from None
