@@ -38,18 +38,22 @@ class DenseGridEncoding(nn.Module):
         self.out_dim = cfg.grid_features * cfg.grid_levels
         self.fused = fused
 
-    def forward(self, x: Tensor) -> Tensor:
-        # x [N, 3] in [-1, 1] → [N, L·F]
+    def table(self) -> Tensor:
+        """The levels as one [S, F] table (a copy, differentiable): what the fused lookup and the gradient read."""
+        return level_table(list(self.levels))
+
+    def forward(self, x: Tensor, table: Tensor | None = None) -> Tensor:
+        """x [N, 3] in [-1, 1] → [N, L·F]; `table`: this encoding's `table()`, where the caller already made it."""
         if self.fused and compiled(x):
-            return lookup(level_table(list(self.levels)), x, self.resolutions)
+            return lookup(self.table() if table is None else table, x, self.resolutions)
         grid = x.view(1, -1, 1, 1, 3)
         feats = [F.grid_sample(g, grid, mode="bilinear", align_corners=True) for g in self.levels]  # [1, F, N, 1, 1]
         return torch.cat(feats, dim=1).view(self.out_dim, -1).t()
 
-    def weighted_gradient(self, x: Tensor, u: Tensor) -> Tensor:
+    def weighted_gradient(self, x: Tensor, u: Tensor, table: Tensor | None = None) -> Tensor:
         """[N, 3]: ∇ₓ(u · features(x)) for u [N, L·F] held fixed, exact (trilinear reads are linear along each
         axis inside a cell) and contracted as the corners are read."""
-        return weighted_gradient(level_table(list(self.levels)), x, self.resolutions, u)
+        return weighted_gradient(self.table() if table is None else table, x, self.resolutions, u)
 
     def total_variation(self) -> Tensor:
         """Mean squared difference of neighbouring voxels of the finest level: a smoothness prior on the field."""
@@ -133,11 +137,12 @@ class NeRFField(nn.Module):
         derivatives as its corners are read."""
         encoding = self.encoding
         assert isinstance(encoding, DenseGridEncoding), "with_gradient needs the dense grid (see has_gradient)"
-        feats = encoding(x)  # [N, D]
+        table = encoding.table()  # one copy of the levels for both reads, and one backward into them
+        feats = encoding(x, table)  # [N, D]
         out, d_raw = _decode_with_input_gradient(self.decoder, feats)  # [N, 4], [N, D]
         z = out[:, 0] + self.blob(x)
         d_blob = -self.cfg.blob_density / self.cfg.blob_radius * safe_normalize(x)  # [N, 3]
-        grad = torch.sigmoid(z)[:, None] * (encoding.weighted_gradient(x, d_raw) + d_blob)  # softplus' = sigmoid
+        grad = torch.sigmoid(z)[:, None] * (encoding.weighted_gradient(x, d_raw, table) + d_blob)  # softplus' = sigmoid
         return F.softplus(z), torch.sigmoid(out[:, 1:]), grad
 
     def regularisers(self) -> dict[str, Tensor]:
