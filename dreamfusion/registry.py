@@ -59,6 +59,8 @@ BUILTINS: tuple[str, ...] = (
     "dreamfusion.sds.csd",
     "dreamfusion.sds.nfsd",
     "dreamfusion.sds.vsd",
+    "dreamfusion.sds.ism",
+    "dreamfusion.sds.sdi",
     "dreamfusion.scoring.clip",
     "dreamfusion.scoring.none",
     "dreamfusion.evaluators.clip",

@@ -43,12 +43,14 @@ class SDSConfig(Selecting):
     guidance_convention: Literal["diffusers", "paper"] = "diffusers"
     """`diffusers`: ε_u + s(ε_c − ε_u); `paper` (DreamFusion): (1 + ω)ε_c − ωε_u, so s = ω + 1."""
     weighting: WeightingName = "sds"
-    """w(t): `sds` = 1 − ᾱ_t (DreamFusion σ_t²); `uniform` = 1; `fantasia3d` = sqrt(ᾱ_t)(1 − ᾱ_t)."""
+    """w(t): `sds` = 1 − ᾱ_t (DreamFusion σ_t²); `uniform` = 1; `fantasia3d` = sqrt(ᾱ_t)(1 − ᾱ_t); `x0` =
+    sqrt((1 − ᾱ_t)/ᾱ_t) (ISM's and SDI's authors')."""
     loss: LossName = "sds"
     """The score-distillation gradient: `sds` is DreamFusion's w(t)(ε̂ − ε); `csd` Classifier Score Distillation
-    w(t)·s(ε_c − ε_u); `nfsd` Noise-Free Score Distillation w(t)(δ_D + s(ε_c − ε_u)); `vsd` Variational Score
-    Distillation w(t)(ε̂ − ε̂_φ), ε̂_φ a camera-conditioned LoRA of the prior trained on the renders
-    (`dreamfusion/sds/`)."""
+    w(t)·s(ε_c − ε_u); `nfsd` Noise-Free Score Distillation w(t)(δ_D + s(ε_c − ε_u)); `ism` Interval Score
+    Matching w(t)(ε̂(x_t) − ε_∅(x_s)) and `sdi` Score Distillation via Inversion w(t)(ε̂(x_t) − κ), both with x_t
+    from a DDIM inversion of the render; `vsd` Variational Score Distillation w(t)(ε̂ − ε̂_φ), ε̂_φ a
+    camera-conditioned LoRA of the prior trained on the renders (`dreamfusion/sds/`)."""
     timesteps: TimestepConfig = Field(default_factory=TimestepConfig)
     """Timestep sampling schedule."""
     baseline: bool = True

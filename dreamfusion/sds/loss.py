@@ -4,8 +4,9 @@ that injects a chosen gradient at the render.
 A loss turns a render x (in the prior's model space) into a gradient at x. It never trains the prior: the denoiser
 runs without autograd (unless a loss is the Jacobian ablation), and the gradient reaches the NeRF through x alone.
 The losses differ only in the residual r they weight: SDS r = ε̂ − ε (`sds.py`), CSD r = s(ε_c − ε_u) (`csd.py`),
-NFSD r = δ_D + s(ε_c − ε_u) (`nfsd.py`); `gradient` turns any residual into w(t)·r, clipped, made finite and
-injected.
+NFSD r = δ_D + s(ε_c − ε_u) (`nfsd.py`), ISM r = ε̂(x_t) − ε_∅(x_s) (`ism.py`), SDI r = ε̂(x_t) − κ (`sdi.py`), the
+last two with x_t from a DDIM inversion of x (`inversion.py`); `gradient` turns any residual into w(t)·r, clipped,
+made finite and injected.
 """
 
 from __future__ import annotations
@@ -49,6 +50,12 @@ class Loss(registry.Component, abc.ABC):
         self.cfg = cfg
         self.options = cfg.options_for(type(self))
         self.weight: Weighting = make_weighting(cfg)
+
+    def prior_calls_per_step(self) -> int:
+        """Images through the denoiser per view per step, at most: a classifier-free pair counts 2, an inversion
+        step 1 or 2. What a step's prior time scales with, and what `--dry-run`'s cost estimate reads; a method, not
+        a constant, because for some losses it depends on their options (ISM's and SDI's inversion steps)."""
+        return 2
 
     @abc.abstractmethod
     def __call__(

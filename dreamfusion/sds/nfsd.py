@@ -46,6 +46,10 @@ class NFSD(Loss):
         """The negative prompt y_neg of the domain term for t ≥ 0.2·T; null: the paper's words where the prior's
         vocabulary has them (Stable Diffusion, IF), else "" (the toy world: the unconditional prompt)."""
 
+    def prior_calls_per_step(self) -> int:
+        """ε_u, ε_c and ε(y_neg): 3, or 2 where y_neg is "" (ε_u serves), which depends on the prior."""
+        return 3
+
     def __call__(
         self,
         prior: Prior,

@@ -49,6 +49,15 @@ class Fantasia3D(Weighting):
         return alpha_bar.sqrt() * (1 - alpha_bar)
 
 
+@registry.register
+class X0(Weighting):
+    name = "x0"
+    summary = "w = sqrt((1 − ᾱ_t)/ᾱ_t) = σ_t/α_t, the gradient in x̂₀ terms (LucidDreamer's ISM; SDI)"
+
+    def __call__(self, alpha_bar: Tensor) -> Tensor:
+        return ((1 - alpha_bar) / alpha_bar).sqrt()
+
+
 def make_weighting(cfg: SDSConfig) -> Weighting:
     chosen = registry.find("weighting", cfg.weighting)
     return chosen(cfg.options_for(chosen))

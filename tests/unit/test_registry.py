@@ -129,7 +129,8 @@ def test_registered_components_are_listed_where_users_look(registered):
 
 
 def test_an_unknown_component_is_a_one_line_error_that_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"^--set: sds.loss: unknown loss 'sdss'; expected one of csd, nfsd, sds$"):
+    known = "csd, ism, nfsd, sdi, sds, vsd"
+    with pytest.raises(ConfigError, match=rf"^--set: sds.loss: unknown loss 'sdss'; expected one of {known}$"):
         load_trial_config(None, ["sds.loss=sdss"])
 
 
