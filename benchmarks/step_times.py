@@ -5,7 +5,8 @@ CPU- or GPU-hours from (`dreamfusion/console/step_times.json`).
                                     [--threads 1] [--write]
 
 For each (prior, NeRF size) on this machine's device (CUDA where present): the median ms of one SDS step, of one
-eval view (rendered in colour and textureless, and scored) and of one turntable frame, at the reference settings
+eval view (rendered in colour and textureless, and scored), of one turntable frame and of one image through the
+denoiser (what each image a loss runs beyond SDS's two per view adds: ISM, SDI), at the reference settings
 (32 px, 32 samples per ray, one view per step): CPU time on a CPU (robust to a shared machine's load), wall time
 on a GPU. `--write` puts the rows into the table, keeping the other devices'
 rows (GPU rows stay "not yet measured" until a GPU runs this). Prints a table, peak RSS (and CUDA peak) and, as
@@ -49,6 +50,16 @@ def _synced_wall() -> float:
     return time.perf_counter()
 
 
+def denoiser_ms(prior, clock, repeats: int = 10) -> float:
+    """One image through the denoiser at the reference size: a guided pair's call, halved."""
+    res = REFERENCE["render"]["resolution"]
+    z = prior.to_model_space(torch.rand(1, 3, res, res, device=prior.device))  # [1, C, h, w]
+    t = torch.tensor([prior.num_train_timesteps // 2], device=prior.device)
+    embs = torch.cat([prior.text_embedding(""), prior.text_embedding("a red cube")])
+    with torch.no_grad():
+        return median_ms(lambda: prior.predict_noise_repeated(z, t, embs), repeats, clock) / 2
+
+
 def measure(prior_name: str, size: str, device: str, steps: int) -> dict:
     cfg = build_trial_config({**REFERENCE, "prior": prior_name, "nerf": {"size": size}, "device": device}, "bench")
     prior = load_prior(cfg.prior, cfg.device)
@@ -71,6 +82,7 @@ def measure(prior_name: str, size: str, device: str, steps: int) -> dict:
         "step_ms": round(step_ms, 2),
         "eval_view_ms": round(eval_ms, 2),
         "frame_ms": round(frame_ms, 2),
+        "denoiser_ms": round(denoiser_ms(prior, clock), 3),
     }
 
 
@@ -84,6 +96,7 @@ def write(rows: list[dict], device: str, load: float) -> None:
         f"as CPU time on a {cores}-core CPU" if device == "cpu" else f"as wall time on {torch.cuda.get_device_name()}"
     )
     table["measured"] = f"{where} (load {load:.1f}) by benchmarks/step_times.py, {time.strftime('%Y-%m-%d')}"
+    table.pop("denoiser_measured", None)  # measured with the steps from now on
     table["rows"] = sorted(kept + rows, key=lambda r: (r["device"], r["prior"], r["nerf"]))
     TABLE.write_text(json.dumps(table, indent=1) + "\n")
 
@@ -102,11 +115,14 @@ def main() -> None:
         measure(prior, size, device, args.steps) for prior in args.priors.split(",") for size in args.sizes.split(",")
     ]
     load = os.getloadavg()[0]
-    print(f"{'prior':10s} {'nerf':7s} {'device':6s} {'step ms':>9s} {'eval view ms':>13s} {'frame ms':>9s}")
+    print(
+        f"{'prior':10s} {'nerf':7s} {'device':6s} {'step ms':>9s} {'eval view ms':>13s} {'frame ms':>9s} "
+        f"{'denoiser ms':>12s}"
+    )
     for r in rows:
         print(
             f"{r['prior']:10s} {r['nerf']:7s} {r['device']:6s} {r['step_ms']:9.1f} {r['eval_view_ms']:13.1f} "
-            f"{r['frame_ms']:9.1f}"
+            f"{r['frame_ms']:9.1f} {r['denoiser_ms']:12.2f}"
         )
     print(
         f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"

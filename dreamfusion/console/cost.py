@@ -5,8 +5,10 @@ shared machine's load does not stretch; wall time on a GPU), scaled to each tria
 A trial costs `steps` steps, an evaluation every `eval.every` steps (`eval.views` views, each rendered in colour
 and textureless and scored) and the final turntable. Measured at 32 px, 32 samples per ray and one view per step;
 a trial's own settings scale the time linearly in views per step and in rendered samples (pixels x samples per
-ray), which is what rendering costs, and over-states the prior's share when they grow. Sampled dimensions stand in
-at their middle, each listed value of a choice equally likely.
+ray), which is what rendering costs, and over-states the prior's share when they grow. Steps are measured with
+SDS, two images per view through the denoiser (its guided pair); a loss that runs more (`Loss.prior_calls_per_step`:
+ISM 8, SDI 22 with their defaults) adds the measured time of one image (`denoiser_ms`) for each. Sampled dimensions
+stand in at their middle, each listed value of a choice equally likely.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from typing import Any
 
 from dreamfusion.config.schema import TrialConfig
 from dreamfusion.console.progress import duration
+from dreamfusion.sds.loss import make_loss
 from dreamfusion.sweep.space import combinations, count
 from dreamfusion.sweep.spec import SweepSpec
 
 TABLE = Path(__file__).with_name("step_times.json")
 REFERENCE_PIXELS, REFERENCE_SAMPLES = 32 * 32, 32
+#: Images per view per step through the denoiser in a measured step: SDS's guided pair.
+MEASURED_PRIOR_CALLS = 2
 #: Beyond this many stand-in combinations, no estimate (it would take longer than the dry run should).
 MAX_ESTIMATED = 4096
 
@@ -32,11 +37,12 @@ MAX_ESTIMATED = 4096
 @dataclass(frozen=True)
 class StepTime:
     """Milliseconds at the reference settings: one step, one eval view (colour + textureless + scoring), one
-    turntable frame."""
+    turntable frame, and one image through the denoiser (None: not measured)."""
 
     step_ms: float
     eval_view_ms: float
     frame_ms: float
+    denoiser_ms: float | None = None
 
 
 @lru_cache(maxsize=1)
@@ -44,7 +50,9 @@ def table() -> tuple[dict[tuple[str, str, str], StepTime | None], str]:
     """(prior, nerf size, device) → measured times (None: not yet measured), and where they were measured."""
     data = json.loads(TABLE.read_text())
     rows = {
-        (r["prior"], r["nerf"], r["device"]): StepTime(r["step_ms"], r["eval_view_ms"], r["frame_ms"])
+        (r["prior"], r["nerf"], r["device"]): StepTime(
+            r["step_ms"], r["eval_view_ms"], r["frame_ms"], r.get("denoiser_ms")
+        )
         if r.get("step_ms") is not None
         else None
         for r in data["rows"]
@@ -52,11 +60,24 @@ def table() -> tuple[dict[tuple[str, str, str], StepTime | None], str]:
     return rows, data["measured"]
 
 
-def trial_seconds(cfg: TrialConfig, t: StepTime) -> float:
+def step_ms(cfg: TrialConfig, t: StepTime) -> float | None:
+    """One view's step at the reference settings with the trial's loss: the measured SDS step plus one denoiser image
+    for each image more the loss runs per view; None where that is needed and `denoiser_ms` was not measured."""
+    extra = make_loss(cfg.sds).prior_calls_per_step() - MEASURED_PRIOR_CALLS
+    if extra <= 0:
+        return t.step_ms
+    return None if t.denoiser_ms is None else t.step_ms + extra * t.denoiser_ms
+
+
+def trial_seconds(cfg: TrialConfig, t: StepTime) -> float | None:
+    """None where the step time of the trial's loss is not known (`step_ms`)."""
+    step = step_ms(cfg, t)
+    if step is None:
+        return None
     scale = cfg.render.resolution**2 / REFERENCE_PIXELS * cfg.render.samples_per_ray / REFERENCE_SAMPLES
     evals = math.ceil(cfg.steps / cfg.eval.every)
     ms = (
-        cfg.steps * t.step_ms * cfg.render.views_per_step
+        cfg.steps * step * cfg.render.views_per_step
         + evals * cfg.eval.views * t.eval_view_ms
         + cfg.eval.turntable_frames * t.frame_ms
     )
@@ -88,10 +109,11 @@ def estimate(spec: SweepSpec) -> Estimate | None:
         cfg = spec.trial_config(values)
         key = (cfg.prior.kind, str(cfg.nerf.size), device)
         times = rows.get(key)
-        if times is None:
+        seconds = None if times is None else trial_seconds(cfg, times)
+        if seconds is None:
             missing.add(key)
             continue
-        total += _weight(spec, values) * trial_seconds(cfg, times)
+        total += _weight(spec, values) * seconds
     per_trial = spec.resources.gpu if device == "gpu" else spec.resources.cpu
     return Estimate(total * spec.tune.num_samples, spec.num_trials(), device, per_trial, missing)
 
@@ -109,7 +131,10 @@ def cost_lines(spec: SweepSpec, slots: int | None = None) -> list[str]:
     _, measured = table()
     if found.missing:
         what = ", ".join(f"{p}/{n} on {d}" for p, n, d in sorted(found.missing))
-        return [f"cost: not estimated: no measured step time for {what} yet (benchmarks/step_times.py measures it)"]
+        return [
+            f"cost: not estimated: no measured step time (or denoiser time, for a loss beyond SDS's two images per "
+            f"view) for {what} yet (benchmarks/step_times.py measures it)"
+        ]
     unit = "GPU" if found.device == "gpu" else "CPU"
     each = found.trial_s / max(found.trials, 1)
     wall = f"; ~{duration(found.trial_s / slots)} wall on {slots} slot(s)" if slots else ""
