@@ -4,10 +4,11 @@ their classes and accepted here as keys of the block that names them."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from dreamfusion import registry
 from dreamfusion.config.base import LossName, ScheduleName, Selecting, WeightingName
 
 
@@ -44,7 +45,7 @@ class SDSConfig(Selecting):
     """`diffusers`: ε_u + s(ε_c − ε_u); `paper` (DreamFusion): (1 + ω)ε_c − ωε_u, so s = ω + 1."""
     weighting: WeightingName = "sds"
     """w(t): `sds` = 1 − ᾱ_t (DreamFusion σ_t²); `uniform` = 1; `fantasia3d` = sqrt(ᾱ_t)(1 − ᾱ_t); `x0` =
-    sqrt((1 − ᾱ_t)/ᾱ_t) (ISM's and SDI's authors')."""
+    sqrt((1 − ᾱ_t)/ᾱ_t). Not given: the loss's authors' (`x0` for `ism` and `sdi`, `sds` for the others)."""
     loss: LossName = "sds"
     """The score-distillation gradient: `sds` is DreamFusion's w(t)(ε̂ − ε); `csd` Classifier Score Distillation
     w(t)·s(ε_c − ε_u); `nfsd` Noise-Free Score Distillation w(t)(δ_D + s(ε_c − ε_u)); `ism` Interval Score
@@ -64,3 +65,15 @@ class SDSConfig(Selecting):
     `nonfinite`); the trial fails once that fraction is above this for `nonfinite_patience` steps in a row."""
     nonfinite_patience: int = Field(10, ge=1)
     """Consecutive steps above `nonfinite_tolerance` after which the trial fails as diverged."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _authors_weighting(cls, data: Any) -> Any:
+        """A loss weights its gradient as its authors did unless the config says otherwise: ISM's and SDI's x̂₀
+        target is w(t) = sqrt((1 − ᾱ_t)/ᾱ_t), not DreamFusion's 1 − ᾱ_t."""
+        if not isinstance(data, dict) or "weighting" in data:
+            return data
+        loss = data.get("loss", cls.model_fields["loss"].default)
+        if isinstance(loss, str) and loss in registry.names("loss"):
+            return {**data, "weighting": registry.find("loss", loss).default_weighting}
+        return data

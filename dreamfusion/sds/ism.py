@@ -16,7 +16,7 @@ Defaults are the authors' code's (EnVision-Research/LucidDreamer: `arguments/__i
 w(t) = sqrt((1 − ᾱ_t)/ᾱ_t) (`sds.weighting: x0`); their example configs set `delta_t` 25. Departures: δ_T is fixed
 (their `annealing_intervals` move it between `delta_t` and `delta_t_start` 100 over the warm-up); an η > 0 step
 adds η·σ·z to the deterministic step (`inversion.py`, as SDI's authors do) where theirs shrinks the direction term
-and caps σ; and w(t) is `sds.weighting`, like every loss here, so the authors' is `x0`.
+and caps σ. w(t) is the authors' unless `sds.weighting` names another.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from dreamfusion.sds.loss import Loss, LossContext, SDSOutput, noised
 @registry.register
 class ISM(Loss):
     name = "ism"
+    default_weighting = "x0"  # the authors' x̂₀ target
     summary = "Interval Score Matching w(t)(ε̂(x_t; y, t) − ε(x_s; ∅, s)), x_s and x_t by DDIM inversion (LucidDreamer)"
 
     class Options(registry.Options):

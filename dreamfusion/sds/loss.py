@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -45,6 +45,8 @@ class LossContext:
 
 class Loss(registry.Component, abc.ABC):
     kind = "loss"
+    #: The w(t) its authors use: `sds.weighting` where the config does not name one (`config/sds.py`).
+    default_weighting: ClassVar[str] = "sds"
 
     def __init__(self, cfg: SDSConfig) -> None:
         self.cfg = cfg

@@ -15,8 +15,9 @@ Defaults are the authors' (their guidance class in threestudio,
 `sds.guidance_convention` says), n = `inversion_n_steps` 10, η = `inversion_eta` 0.3 (each step adds η·σ·z, the
 draws seeded by the step's ε); their x̂₀ target makes w(t) = sqrt((1 − ᾱ_t)/ᾱ_t) (`sds.weighting: x0`). Departures:
 the last step lands on t, where theirs overshoots to t + U[0, T/n) and then treats that sample as x_t; the first step
-predicts at timestep 0 (theirs at −T/n + 1, their grid offset by one); no Perp-Neg (their config turns it on); w(t)
-is `sds.weighting`, like every loss here. Their guidance at x_t, 7.5, is in the same form as g: s = 8.5.
+predicts at timestep 0 (theirs at −T/n + 1, their grid offset by one); no Perp-Neg (their config turns it on).
+w(t) is the authors' unless `sds.weighting` names another. Their guidance at x_t, 7.5, is in the same form as g:
+s = 8.5.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from dreamfusion.sds.loss import Loss, LossContext, SDSOutput
 @registry.register
 class SDI(Loss):
     name = "sdi"
+    default_weighting = "x0"  # the authors' x̂₀ target
     summary = "Score Distillation via Inversion w(t)(ε̂(x_t) − κ), κ the noise of x₀'s DDIM inversion (Lukoianov et al.)"
 
     class Options(registry.Options):

@@ -89,9 +89,9 @@ def test_ism_inverts_by_hand_and_its_gradient_is_the_interval_score(prior):
 
 def test_ism_options_move_the_interval_and_the_ladder(prior):
     """delta_t 50, xs_delta_t 100, xs_inv_steps 2: t = 400 gives s = 350, a ladder from 350 − 200 = 150: 150, 250,
-    350, and the residual against ε(x_s; ∅, 350); the default weighting 1 − ᾱ_t."""
+    350, and the residual against ε(x_s; ∅, 350); weighted 1 − ᾱ_t (set: the authors' x0 is the default)."""
     x, t, noise, cond, uncond = _inputs(prior, [400])
-    cfg = SDSConfig(loss="ism", guidance_scale=7.5, delta_t=50, xs_delta_t=100, xs_inv_steps=2)
+    cfg = SDSConfig(loss="ism", guidance_scale=7.5, delta_t=50, xs_delta_t=100, xs_inv_steps=2, weighting="sds")
     out = make_loss(cfg)(prior, x, t, cond, uncond, noise)
     _, eps_s, x_t = _ism_by_hand(prior, x[0].detach().double(), noise[0].double(), 400, [150, 250, 350])
     expected = (1 - _ab(prior, 400)) * (_eps(prior, x_t, 400, 7.5) - eps_s)
@@ -119,7 +119,7 @@ def test_sdi_inverts_by_hand_and_its_gradient_uses_the_implied_noise(prior, eta)
     the authors' g = −7.5 in ε_c + g(ε_c − ε_u). With η > 0 step k adds η·σ·z_k, z_k the k-th [B, ...] draw of the
     generator seeded by ε. Ten steps of 2B: the longer ladder's; the shorter view waits at its t."""
     x, t, noise, cond, uncond = _inputs(prior, [250, 980])
-    cfg = SDSConfig(loss="sdi", guidance_scale=7.5, inversion_eta=eta)
+    cfg = SDSConfig(loss="sdi", guidance_scale=7.5, inversion_eta=eta, weighting="sds")
     out = make_loss(cfg)(prior, x, t, cond, uncond, noise)
     out.loss.backward()
     gen = generator_from(noise)
@@ -156,3 +156,23 @@ def test_sdi_eta_noise_repeats_with_the_step_noise_and_changes_with_it(prior):
 )  # fmt: skip
 def test_prior_calls_per_step_follow_the_options(loss, options, calls):
     assert make_loss(SDSConfig(loss=loss, **options)).prior_calls_per_step() == calls
+
+
+@pytest.mark.parametrize(
+    "sds, weighting",
+    [
+        ({"loss": "ism"}, "x0"),
+        ({"loss": "sdi"}, "x0"),
+        ({"loss": "sds"}, "sds"),
+        ({"loss": "vsd"}, "sds"),
+        ({}, "sds"),
+        ({"loss": "ism", "weighting": "sds"}, "sds"),
+        ({"loss": "sds", "weighting": "x0"}, "x0"),
+    ],
+)
+def test_a_loss_weights_as_its_authors_did_unless_the_config_names_a_weighting(sds, weighting):
+    cfg = SDSConfig.model_validate(sds)
+    assert cfg.weighting == weighting
+    assert SDSConfig.model_validate(cfg.model_dump()).weighting == weighting  # explicit once dumped
+    w = make_loss(cfg).weight(torch.tensor([0.25]).view(1, 1, 1, 1)).item()
+    assert w == pytest.approx({"x0": (0.75 / 0.25) ** 0.5, "sds": 0.75}[weighting])
