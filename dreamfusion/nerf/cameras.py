@@ -86,9 +86,7 @@ def sample_elevation(cfg: CameraConfig, n: int, generator: torch.Generator) -> T
     oversampled; `angle`: uniform in degrees, which favours the poles; `mixed`: one or the other for the whole
     batch with probability 1/2 each (threestudio), one draw of the generator deciding."""
     mode = cfg.elevation_sampling
-    if mode == "mixed":
-        mode = "angle" if float(torch.rand((), generator=generator)) < 0.5 else "sphere"
-    if mode == "angle":
+    if mode == "angle" or (mode == "mixed" and float(torch.rand((), generator=generator)) < 0.5):
         return _uniform(cfg.elevation, n, generator)
     lo, hi = (math.sin(math.radians(e)) for e in cfg.elevation)
     return torch.rad2deg(torch.asin(lo + (hi - lo) * torch.rand(n, generator=generator)))

@@ -15,6 +15,7 @@ from dreamfusion.nerf.cameras import (
     rays,
     ring_cameras,
     sample_cameras,
+    sample_elevation,
     sample_lights,
     spherical,
     view_prompt,
@@ -105,6 +106,40 @@ def test_sample_cameras_cover_the_configured_ranges():
     assert float(torch.sin(torch.deg2rad(cams.elevation)).mean()) == pytest.approx((sin_lo + sin_hi) / 2, abs=0.02)
     assert abs(float(cams.azimuth.mean())) < 8
     assert float(distance.mean()) == pytest.approx(2.5, abs=0.015)
+
+
+def test_sample_elevation_in_each_mode_maps_the_generators_draws_by_hand():
+    """`angle`: lo + (hi − lo)·u degrees; `sphere`: asin(sin lo + (sin hi − sin lo)·u), uniform in sin(elevation);
+    `mixed`: one draw r first, then `angle` for the whole batch if r < 1/2, else `sphere`. u, r: the generator's own
+    uniforms, drawn here from a generator seeded alike; the mappings are computed in float64."""
+    lo, hi = -10.0, 45.0
+    sin_lo, sin_hi = math.sin(math.radians(lo)), math.sin(math.radians(hi))
+
+    def by_hand(mode: str, u: torch.Tensor) -> torch.Tensor:
+        u = u.double()
+        if mode == "angle":
+            return lo + (hi - lo) * u
+        return torch.rad2deg(torch.asin(sin_lo + (sin_hi - sin_lo) * u))
+
+    branches = []
+    for seed in range(12):
+        for mode in ("angle", "sphere"):
+            cfg = CameraConfig(elevation=(lo, hi), elevation_sampling=mode)
+            drawn = sample_elevation(cfg, 6, torch.Generator().manual_seed(seed))
+            expected = by_hand(mode, torch.rand(6, generator=torch.Generator().manual_seed(seed)))
+            assert torch.allclose(drawn.double(), expected, atol=1e-4)
+        g = torch.Generator().manual_seed(seed)
+        r = float(torch.rand((), generator=g))
+        branches.append("angle" if r < 0.5 else "sphere")
+        expected = by_hand(branches[-1], torch.rand(6, generator=g))
+        mixed = sample_elevation(
+            CameraConfig(elevation=(lo, hi), elevation_sampling="mixed"), 6, torch.Generator().manual_seed(seed)
+        )
+        assert torch.allclose(mixed.double(), expected, atol=1e-4)
+    assert set(branches) == {"angle", "sphere"}  # both halves of `mixed` were checked
+    half = torch.full((1,), 0.5)  # the two mappings are told apart: 17.5° against 15.5° at u = 1/2
+    assert float(by_hand("angle", half)) == pytest.approx(17.5)
+    assert float(by_hand("sphere", half)) == pytest.approx(15.47, abs=0.01)
 
 
 def test_sample_lights_sit_at_one_and_a_half_camera_distances_around_the_camera():

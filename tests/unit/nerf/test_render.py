@@ -22,6 +22,7 @@ from dreamfusion.nerf.render import (
     shade,
     visible_normals,
 )
+from dreamfusion.timing import PhaseTimes
 
 torch.set_num_threads(1)
 
@@ -157,6 +158,16 @@ def test_visible_normals_from_an_exact_gradient_read_no_field():
     assert torch.allclose(normals[0], expected, atol=1e-6)
 
 
+def test_visible_normals_of_a_march_with_nothing_visible_are_zero_without_reading_the_field():
+    x = torch.tensor([[0.1, 0.2, 0.3], [-0.4, 0.0, 0.5], [0.3, -0.3, 0.0]])
+
+    def no_field(_):
+        raise AssertionError("the field was read")
+
+    normals = visible_normals(no_field, _march(x, [0.0, 1e-4, 5e-5]), 1 / 64)  # 1e-4 is the threshold, not above
+    assert torch.equal(normals, torch.zeros(1, 3, 3))
+
+
 # -- the render ------------------------------------------------------------------------------------------------
 
 
@@ -171,6 +182,27 @@ def test_render_computes_normals_by_default_and_they_face_the_camera():
     assert torch.allclose(out.opacity[:, 0, 2, 2], torch.ones(2), atol=1e-4)
     assert torch.allclose(centre.norm(dim=-1), torch.ones(2), atol=0.02)
     assert ((centre * towards_camera).sum(-1) > math.cos(math.radians(4))).all()
+
+
+def test_render_with_an_exact_gradient_reads_it_instead_of_the_field():
+    """`gradient` gives σ, albedo and ∇σ in one read: the field itself is never called, and the normals are
+    −∇σ/|∇σ| (the slab's −x), the same render as the field's with finite-difference normals."""
+
+    def slab_gradient(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        sigma, albedo = _slab(x)
+        return sigma, albedo, torch.tensor([0.5, 0.0, 0.0]).expand_as(x)
+
+    def no_field(_):
+        raise AssertionError("the field was read")
+
+    cams = _cams([0.0, 180.0])
+    exact = render(no_field, _solid((1.0, 1.0, 1.0)), cams, 4, 16, Lighting("albedo", None), gradient=slab_gradient)
+    plain = render(_slab, _solid((1.0, 1.0, 1.0)), cams, 4, 16, Lighting("albedo", None))
+    assert exact.normal is not None and plain.normal is not None
+    assert float(plain.opacity.min()) > 0.1  # the slab is seen by every pixel
+    assert torch.allclose(exact.normal, plain.normal, atol=1e-5) and torch.equal(exact.rgb, plain.rgb)
+    assert torch.allclose(exact.normal[:, 1:], torch.zeros_like(exact.normal[:, 1:]))  # −x: no y or z part
+    assert torch.allclose(exact.normal[:, 0], -exact.opacity[:, 0], atol=1e-5)
 
 
 def test_render_without_normals_unless_lit():
@@ -241,6 +273,15 @@ def test_render_keeps_its_dtype_whatever_the_background_colour():
     )
     assert out.rgb.dtype == torch.float32
     assert torch.allclose(out.rgb[0, :, 0, 0], bg.float(), atol=1e-6)  # a corner ray misses the ball
+
+
+def test_render_times_its_five_phases_under_their_names():
+    """The profile of `benchmarks/sds_step.py` reads these names: one entry each, nothing else, once recording."""
+    cams = _cams([0.0])
+    with PhaseTimes() as times:
+        render(_sphere, _solid((1.0, 1.0, 1.0)), cams, 4, 8, Lighting("lambertian", torch.tensor([[3.0, 0.0, 0.0]])))
+    assert set(times.ms) == {"render/rays", "render/field", "render/composite", "render/normals", "render/shade"}
+    assert set(times.cpu_ms) == set(times.ms)
 
 
 def test_orientation_penalises_normals_facing_away_from_the_camera():

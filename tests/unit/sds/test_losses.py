@@ -210,3 +210,35 @@ def test_non_finite_elements_give_zero_gradient_and_are_counted(prior, loss):
     assert (broken.grad[bad] == 0).all() and torch.equal(broken.grad[~bad], clean.grad[~bad])
     assert float(broken.nonfinite) == pytest.approx(2 / 48) and float(clean.nonfinite) == 0
     assert torch.isfinite(broken.loss)
+
+
+def test_jacobian_ablation_by_hand_on_the_affine_prior(prior):
+    """`sds.jacobian`: ε̂ = c_t·z_t + b_∅ + s(b_y − b_∅) with z_t = √ᾱ·x + √(1 − ᾱ)·ε, loss 0.5·Σ w(ε̂ − ε)²/B, and its
+    gradient at x goes through the denoiser's Jacobian c_t·√ᾱ; the output reports that ε̂ and no non-finite element."""
+    x, t, noise, cond, uncond = _batch(prior, [300, 700])
+    out = _run(prior, x, t, noise, cond, uncond, guidance_scale=7.5, jacobian=True)
+    ab = prior.alphas_cumprod[t].double().view(-1, 1, 1, 1)
+    c = (t.double() / T).view(-1, 1, 1, 1)
+    z_t = ab.sqrt() * x.detach().double() + (1 - ab).sqrt() * noise.double()
+    eps_hat = c * z_t + uncond.double() + 7.5 * (cond.double() - uncond.double())
+    w = _w(prior, t)
+    residual = eps_hat - noise.double()
+    assert torch.allclose(out.eps_hat.double(), eps_hat, atol=1e-5)
+    assert torch.allclose(out.grad.double(), w * residual, atol=1e-5)
+    assert float(out.loss) == pytest.approx(0.5 * float((w * residual**2).sum()) / 2, rel=1e-5)
+    assert torch.allclose(x.grad.double(), w * residual * c * ab.sqrt() / 2, atol=1e-6)
+    assert float(out.nonfinite) == 0.0
+    assert float((w * residual).abs().max()) > 1.0  # not a comparison of zeros
+
+
+def test_jacobian_ablation_counts_non_finite_elements_and_lets_them_show_in_the_loss(prior):
+    class Broken(AffinePrior):
+        def predict_noise(self, z_t, t, emb):
+            eps = super().predict_noise(z_t, t, emb)
+            eps[:, 0, 0, 0] = float("nan")
+            return eps
+
+    x, t, noise, cond, uncond = _batch(prior, [300, 700])
+    out = make_loss(SDSConfig(guidance_scale=7.5, jacobian=True))(Broken(), x, t, cond, uncond, noise)
+    assert float(out.nonfinite) == pytest.approx(1 / 48)  # one element of each [3, 4, 4] render
+    assert torch.isnan(out.loss)

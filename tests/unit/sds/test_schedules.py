@@ -27,6 +27,7 @@ from dreamfusion.sds.schedules import (
     plateau_weight,
     tail_mass,
     time_prior,
+    timestep_index,
 )
 
 _anneal = lambda cfg: cfg.options_for(Anneal)
@@ -85,6 +86,16 @@ def test_sqrt_anneal_follows_hifa_formula():
     sampler = schedule_for(cfg, 100, seed=0)
     for step, expected in ((0, 900), (1, 820), (25, 500), (64, 260), (99, 104)):
         assert sampler(step, torch.Generator()) == expected
+
+
+def test_timestep_index_is_int_f_t_capped_at_the_last_timestep():
+    """int(f·T) with the hair of slack, and t_max = 1 (int(1·T) = T, one past the table) capped at T − 1."""
+    assert timestep_index(1.0, 1000) == 999 and timestep_index(1.0, 50) == 49
+    assert timestep_index(0.999, 1000) == 999 and timestep_index(0.98, 1000) == 980
+    assert timestep_index(0.9 - 0.8 * 0.8, 1000) == 260  # 0.25999… stays on step 260
+    assert timestep_index(0.0, 1000) == 0 and timestep_index(0.0255, 1000) == 25
+    cfg = TimestepConfig(schedule="sqrt_anneal", t_min=0.5, t_max=1.0)
+    assert schedule_for(cfg, 10, seed=0)(0, torch.Generator()) == T - 1  # the first step sits at t_max = 1
 
 
 def test_anneal_upper_bound_decays_as_configured():
@@ -236,6 +247,17 @@ def test_dreamtime_spends_steps_in_proportion_to_the_weight():
     ts = np.array(_run(schedule_for(TimestepConfig(schedule="dreamtime"), total, seed=0), torch.Generator()))
     for tau in (100, 300, 500, 650, 800, 950):
         assert int((ts >= tau).sum()) == math.floor(tail[tau - 20] * total) + 1
+
+
+def test_time_prioritized_walk_keeps_t_while_its_tail_mass_exactly_reaches_i_over_n():
+    """A uniform weight on the 3 timesteps {20, 21, 22} (T = 100, a plateau wider than T): tail masses 1/3, 2/3, 1
+    from the top, and 6 steps at i/6. Steps 2 and 4 tie exactly (2/6 = 1/3, 4/6 = 2/3 in float64), and "the largest
+    t whose tail mass reaches i/N" keeps t there: 22, 22, 22, 21, 21, 20 (bisect_left, as the reference)."""
+    cfg = TimestepConfig(schedule="dreamtime_plateau", t_min=0.2, t_max=0.22, dreamtime_m1=1000, dreamtime_m2=0)
+    sampler = make_schedule(cfg, 6, torch.ones(100), seed=0)
+    ts = _run(sampler, torch.Generator())
+    assert ts == [22, 22, 22, 21, 21, 20]
+    assert ts == time_prioritized(np.ones(100), 20, 22, 6)
 
 
 def test_uniform_draws_both_ends_of_the_support_and_nothing_outside():

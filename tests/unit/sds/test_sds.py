@@ -19,6 +19,7 @@ from dreamfusion.nerf.render import Lighting, render
 from dreamfusion.priors.base import load_prior
 from dreamfusion.sds import guidance
 from dreamfusion.sds.loss import SDSOutput, make_loss
+from dreamfusion.timing import PhaseTimes
 from dreamfusion.toyworld.analytic import AnalyticPrior
 
 torch.set_num_threads(1)
@@ -157,6 +158,28 @@ def test_grad_clip_clamps_each_element(prior, images):
     assert (raw.abs() > clip).any() and (raw.abs() < clip).any()  # the clip both bites and leaves some alone
     assert torch.allclose(x.grad * x.shape[0], raw.clamp(-clip, clip), atol=1e-6)
     assert (x.grad * x.shape[0]).abs().max() <= clip + 1e-6
+
+
+def test_predict_makes_one_denoiser_call_timed_as_sds_prior(prior, images, monkeypatch):
+    """guidance.predict: ε̂ for each embedding, in order, each the prior's own prediction for it, from one batched
+    call of k·B timed under `sds/prior`."""
+    x, t, noise, cond, uncond, _ = _inputs(prior, images)
+    z_t = x.detach() + noise
+    calls = []
+    original = prior.predict_noise_repeated
+
+    def counting(z, tt, emb):
+        calls.append((z.shape[0], emb.shape[0]))
+        return original(z, tt, emb)
+
+    monkeypatch.setattr(prior, "predict_noise_repeated", counting)
+    with PhaseTimes() as times:
+        eps_u, eps_c, eps_u2 = guidance.predict(prior, z_t, t, uncond, cond, uncond)
+    assert calls == [(3, 9)]
+    assert set(times.ms) == {"sds/prior"}
+    assert torch.allclose(eps_u, prior.predict_noise(z_t, t, uncond), atol=1e-6)
+    assert torch.allclose(eps_c, prior.predict_noise(z_t, t, cond), atol=1e-6)
+    assert torch.equal(eps_u2, eps_u) and not torch.allclose(eps_c, eps_u, atol=1e-3)
 
 
 # -- classifier-free guidance conventions ----------------------------------------------------------------------
