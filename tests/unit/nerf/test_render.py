@@ -205,6 +205,19 @@ def test_render_with_an_exact_gradient_reads_it_instead_of_the_field():
     assert torch.allclose(exact.normal[:, 0], -exact.opacity[:, 0], atol=1e-5)
 
 
+def test_render_without_normals_reads_the_field_not_the_dearer_gradient():
+    """An albedo render that needs no normals has no use for ∇σ: it reads `field`, never `gradient`."""
+
+    def no_gradient(_):
+        raise AssertionError("the gradient was read")
+
+    cams = _cams([0.0])
+    light = Lighting("albedo", None)
+    out = render(_slab, _solid((1.0, 1.0, 1.0)), cams, 4, 16, light, need_normals=False, gradient=no_gradient)
+    assert out.normal is None
+    assert torch.equal(out.rgb, render(_slab, _solid((1.0, 1.0, 1.0)), cams, 4, 16, light, need_normals=False).rgb)
+
+
 def test_render_without_normals_unless_lit():
     """need_normals=False skips normals for albedo renders, but lit shading needs them and computes them anyway."""
     lights = torch.tensor([[3.0, 1.0, 2.0], [-2.0, -2.0, 2.0]])
