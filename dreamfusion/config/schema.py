@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_serializer, model_validator
@@ -39,6 +40,9 @@ __all__ = [
     "TrialConfig",
 ]
 
+
+#: The ramps `TrialConfig._take_ramps` found in the config being validated, for its `_keep_ramps`.
+_TAKEN: ContextVar[dict[str, ramps.Ramp] | None] = ContextVar("taken_ramps", default=None)
 
 #: The devices `device` accepts: what `torch.device` takes and a trial can run on (`auto` picks CUDA or the CPU).
 DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
@@ -259,21 +263,28 @@ class TrialConfig(Schema):
     #: Keys written as ramps (`config/ramps.py`), by dotted key: their fields hold the value of the current step.
     _ramps: dict[str, ramps.Ramp] = PrivateAttr(default_factory=dict)
 
-    @model_validator(mode="wrap")
+    @model_validator(mode="before")
     @classmethod
-    def _take_ramps(cls, data: Any, handler: Any) -> TrialConfig:
-        """A key written as a ramp is validated with its start value, then with its end value (a ramp between two
-        valid values stays valid), and kept as written."""
-        found: dict[str, ramps.Ramp] = {}
+    def _take_ramps(cls, data: Any) -> Any:
+        """A key written as a ramp is validated with its start value, then (`_keep_ramps`) with its end value: a
+        ramp between two valid values stays valid. The ramps found pass to `_keep_ramps` through `_TAKEN`, not
+        around the handler of a wrap validator, inside which an error the defaults raise would be reworded."""
+        found = None
         if isinstance(data, dict):
             data = copy.deepcopy(data)
             found = ramps.take(data, lambda key: ramps.refusal(cls, key))
-        cfg = handler(data)
-        if isinstance(cfg, TrialConfig) and found:
+        _TAKEN.set(found)  # always: what a validation that failed left there is not read by the next
+        return data
+
+    @model_validator(mode="after")
+    def _keep_ramps(self) -> TrialConfig:
+        found = _TAKEN.get()
+        _TAKEN.set(None)
+        if found:  # none on an assignment to a top-level key: the ramps stay
             for key, ramp in found.items():
-                ramps.check_end(cfg, key, ramp)
-            cfg._ramps = found
-        return cfg
+                ramps.check_end(self, key, ramp)
+            self._ramps = found
+        return self
 
     @model_serializer(mode="wrap")
     def _ramps_as_written(self, handler: Any) -> Any:

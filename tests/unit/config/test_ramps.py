@@ -118,3 +118,12 @@ def test_a_bad_ramp_is_one_line_naming_its_key(override, message):
 def test_lists_of_keys_that_hold_lists_are_not_ramps():
     cfg = _cfg(["camera.elevation=[0, 10]", "plugins=[]"])
     assert cfg.camera.elevation == (0.0, 10.0) and cfg.ramps == {}
+
+
+def test_ramps_survive_an_assignment_and_do_not_leak_from_a_config_that_failed():
+    cfg = _cfg(["reg.orientation=[0, 0.0, 1.0, 5]"])
+    cfg.steps = 7  # a validated assignment to a top-level key
+    assert cfg.steps == 7 and list(cfg.ramps) == ["reg.orientation"]
+    with pytest.raises(ConfigError):
+        _cfg(["reg.opacity_entropy=[0, 0.0, 1.0, 5]", "steps=0"])
+    assert _cfg([]).ramps == {}
