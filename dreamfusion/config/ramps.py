@@ -117,10 +117,7 @@ def apply(config: BaseModel, ramps: Mapping[str, Ramp], step: int) -> dict[str, 
     """Set every ramped key of `config` to its value at `step`, in place; returns those values by key."""
     values = {}
     for key, ramp in ramps.items():
-        *path, name = key.split(".")
-        block = config
-        for part in path:
-            block = getattr(block, part)
+        block, name = _parent(config, key)
         values[key] = ramp.at(step)
         setattr(block, name, values[key])
     return values
@@ -129,12 +126,17 @@ def apply(config: BaseModel, ramps: Mapping[str, Ramp], step: int) -> dict[str, 
 def inline(dumped: dict[str, Any], ramps: Mapping[str, Ramp]) -> dict[str, Any]:
     """A dumped config with each ramped key holding its ramp as written, not the value of the step it is at."""
     for key, ramp in ramps.items():
-        *path, name = key.split(".")
-        block = dumped
-        for part in path:
-            block = block[part]
+        block, name = _parent(dumped, key)
         block[name] = ramp.written()
     return dumped
+
+
+def _parent(root: Any, key: str) -> tuple[Any, str]:
+    """The block holding the last part of the dotted `key`, and that part: attributes of a config, items of a dump."""
+    *path, name = key.split(".")
+    for part in path:
+        root = root[part] if isinstance(root, dict) else getattr(root, part)
+    return root, name
 
 
 def refusal(model: type[BaseModel], key: str) -> str | None:
@@ -162,10 +164,7 @@ def refusal(model: type[BaseModel], key: str) -> str | None:
 
 def check_end(cfg: BaseModel, key: str, ramp: Ramp) -> None:
     """The end value through the field's own checks, on a copy of its block."""
-    *path, name = key.split(".")
-    block: BaseModel = cfg
-    for part in path:
-        block = getattr(block, part)
+    block, name = _parent(cfg, key)
     try:
         setattr(block.model_copy(), name, ramp.end)
     except ValidationError as err:

@@ -41,6 +41,7 @@ class SDSStep:
             state.occupancy.update(state.field.density)
         lap("occupancy")
         cams = sample_cameras(cfg.camera, cfg.render.views_per_step, g)
+        seen_from = cams.to(device)  # the lights draw on the CPU generator beside `cams`
         lighting = Lighting(
             choose_shading(cfg.render, state.step, g),
             sample_lights(cams, g).to(device),
@@ -49,7 +50,7 @@ class SDSStep:
         )
         bg = torch.rand(3, generator=g).to(device) if cfg.render.background == "random" else None
         lap("cameras")
-        out = state.render(cams.to(device), lighting, g, bg, need_normals=cfg.reg.orientation > 0)
+        out = state.render(seen_from, lighting, g, bg, need_normals=cfg.reg.orientation > 0)
         lap("render")
         x = self.prior.to_model_space(out.rgb, g)  # [B, C, h, w]
         b = x.shape[0]
@@ -66,7 +67,7 @@ class SDSStep:
             self.prior.text_embeddings(prompts),
             self.uncond.expand(b, *self.uncond.shape[1:]),
             noise,
-            LossContext(cams.to(device), self.prior.text_embeddings([cfg.prompt] * b), g),
+            LossContext(seen_from, self.prior.text_embeddings([cfg.prompt] * b), g),
         )
         lap("sds")
         regs = {
